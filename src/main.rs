@@ -1,1 +1,107 @@
-fn main() {}
+//! `dynakv`: the node binary and command-line client.
+//!
+//! Read the crates in order to learn Dynamo: `dynakv-ring` (where keys live),
+//! `dynakv-versioning` (how concurrent writes become siblings), `dynakv-storage`
+//! (how a replica keeps them), then this binary: [`config`], [`node`],
+//! [`coordinator`] and [`http`].
+
+mod cli;
+mod client;
+mod config;
+mod coordinator;
+mod http;
+mod metrics;
+mod node;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{Cli, Command, NodeArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node(args) => return run_node(&args),
+        Command::Get(a) => client::get(a),
+        Command::Put(a) => client::put(a),
+        Command::Delete(a) => client::delete(a),
+        Command::Status(a) => client::status(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dynakv: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+}
+
+fn run_node(args: &NodeArgs) -> ExitCode {
+    let config = match args.to_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dynakv: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("dynakv: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let shutdown = CancellationToken::new();
+    runtime.spawn(shutdown_on_signal(shutdown.clone()));
+    match runtime.block_on(node::run(config, shutdown)) {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dynakv: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+async fn shutdown_on_signal(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                    shutdown.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

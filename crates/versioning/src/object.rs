@@ -19,7 +19,11 @@ pub struct Version {
 
 impl Version {
     /// A live value.
-    pub fn value(data: impl Into<Bytes>, content_type: impl Into<String>, timestamp_ms: u64) -> Self {
+    pub fn value(
+        data: impl Into<Bytes>,
+        content_type: impl Into<String>,
+        timestamp_ms: u64,
+    ) -> Self {
         Version {
             data: Some(data.into()),
             content_type: content_type.into(),
@@ -104,7 +108,11 @@ mod tests {
     #[test]
     fn delete_leaves_only_tombstones() {
         let mut o = Object::new();
-        o.update(&VersionVector::new(), ActorId(1), Version::value("x", "text/plain", 1));
+        o.update(
+            &VersionVector::new(),
+            ActorId(1),
+            Version::value("x", "text/plain", 1),
+        );
         let ctx = o.context();
         o.update(&ctx, ActorId(1), Version::tombstone(2));
         assert!(o.is_deleted());
@@ -115,7 +123,11 @@ mod tests {
     #[test]
     fn stale_delete_leaves_the_concurrent_value() {
         let mut o = Object::new();
-        o.update(&VersionVector::new(), ActorId(1), Version::value("a", "", 1));
+        o.update(
+            &VersionVector::new(),
+            ActorId(1),
+            Version::value("a", "", 1),
+        );
         let stale = o.context();
         o.update(&stale, ActorId(1), Version::value("b", "", 2));
         o.update(&stale, ActorId(1), Version::tombstone(3));

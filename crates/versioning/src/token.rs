@@ -131,8 +131,14 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected_with_a_typed_error() {
-        assert_eq!(CausalContext::decode("not a token!"), Err(TokenError::Encoding));
+        assert_eq!(
+            CausalContext::decode("not a token!"),
+            Err(TokenError::Encoding)
+        );
         assert_eq!(CausalContext::decode(""), Err(TokenError::Checksum));
-        assert_eq!(CausalContext::decode("AAAAAAAAAA"), Err(TokenError::Checksum));
+        assert_eq!(
+            CausalContext::decode("AAAAAAAAAA"),
+            Err(TokenError::Checksum)
+        );
     }
 }

@@ -170,7 +170,10 @@ fn relabel(s: &DvvSet<u32>, offset: u32) -> DvvSet<u32> {
     let ctx = s.context();
     let mut per_actor: std::collections::BTreeMap<ActorId, Vec<(u64, u32)>> = Default::default();
     for (dot, v) in s.dotted_values() {
-        per_actor.entry(dot.actor).or_default().push((dot.counter, *v));
+        per_actor
+            .entry(dot.actor)
+            .or_default()
+            .push((dot.counter, *v));
     }
     for (a, counter) in ctx.iter() {
         let new_actor = ActorId(a.0 + 100);

@@ -1,0 +1,160 @@
+//! Prometheus metrics (`GET /metrics`): what the node does, in counters,
+//! histograms and gauges refreshed at scrape time.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use dynakv_storage::StorageStats;
+
+/// The client-facing operations.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Op {
+    /// GET /kv/{key}
+    Get,
+    /// PUT /kv/{key}
+    Put,
+    /// DELETE /kv/{key}
+    Delete,
+    /// Everything else (admin, health, metrics).
+    Other,
+}
+
+/// Labels of per-operation metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// The operation.
+    pub op: Op,
+}
+
+/// Labels of the request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The operation.
+    pub op: Op,
+    /// The HTTP status answered.
+    pub status: u16,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs .. ~1.6 s
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// Every metric the node exports.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP requests by operation and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// HTTP request latency by operation.
+    pub latency: Family<OpLabels, Histogram, fn() -> Histogram>,
+    /// Requests that failed for want of a quorum.
+    pub quorum_failures: Family<OpLabels, Counter>,
+    /// Stale or missing replicas repaired after a read.
+    pub read_repairs: Counter,
+    /// Records that failed to decode on disk.
+    pub corrupt_records: Counter,
+    keys: Gauge,
+    hints_pending: Gauge,
+    sst_bytes: Gauge,
+    memtable_bytes: Gauge,
+    block_cache_hits: Gauge,
+    block_cache_misses: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("dynakv");
+        let m = Metrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            quorum_failures: Family::default(),
+            read_repairs: Counter::default(),
+            corrupt_records: Counter::default(),
+            keys: Gauge::default(),
+            hints_pending: Gauge::default(),
+            sst_bytes: Gauge::default(),
+            memtable_bytes: Gauge::default(),
+            block_cache_hits: Gauge::default(),
+            block_cache_misses: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by operation and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by operation",
+            m.latency.clone(),
+        );
+        registry.register(
+            "quorum_failures",
+            "Requests that could not reach their quorum",
+            m.quorum_failures.clone(),
+        );
+        registry.register(
+            "read_repairs",
+            "Replicas repaired after a read",
+            m.read_repairs.clone(),
+        );
+        registry.register(
+            "corrupt_records",
+            "Records that failed to decode on disk",
+            m.corrupt_records.clone(),
+        );
+        registry.register("keys", "Keys stored on this node", m.keys.clone());
+        registry.register(
+            "hints_pending",
+            "Hints held for other nodes",
+            m.hints_pending.clone(),
+        );
+        registry.register(
+            "rocksdb_sst_bytes",
+            "Size of live SST files",
+            m.sst_bytes.clone(),
+        );
+        registry.register(
+            "rocksdb_memtable_bytes",
+            "Size of memtables",
+            m.memtable_bytes.clone(),
+        );
+        registry.register(
+            "rocksdb_block_cache_hits",
+            "Block cache hits since start",
+            m.block_cache_hits.clone(),
+        );
+        registry.register(
+            "rocksdb_block_cache_misses",
+            "Block cache misses since start",
+            m.block_cache_misses.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition, with storage gauges refreshed from `stats`.
+    pub fn render(&self, stats: &StorageStats) -> String {
+        let g = |v: u64| v.min(i64::MAX as u64) as i64;
+        self.keys.set(g(stats.keys));
+        self.hints_pending.set(g(stats.hints));
+        self.sst_bytes.set(g(stats.sst_bytes));
+        self.memtable_bytes.set(g(stats.memtable_bytes));
+        self.block_cache_hits.set(g(stats.block_cache_hits));
+        self.block_cache_misses.set(g(stats.block_cache_misses));
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

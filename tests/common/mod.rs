@@ -1,0 +1,278 @@
+//! Test harness: real `dynakv` processes on loopback addresses, with ports chosen by
+//! the kernel so parallel tests never collide. Every process is killed when its
+//! `TestNode` is dropped, and every wait is bounded.
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dynakv");
+pub const CONTEXT: &str = "x-causal-context";
+
+/// A port the kernel just handed out on `ip` (free at the time of the call).
+pub fn free_port(ip: Ipv4Addr) -> u16 {
+    let l = TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `f` every 50 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn http() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("http client")
+}
+
+/// One `dynakv node` process.
+pub struct TestNode {
+    pub name: String,
+    pub ip: Ipv4Addr,
+    pub rpc_port: u16,
+    pub http_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    child: Option<Child>,
+    paused: bool,
+}
+
+impl TestNode {
+    /// A node named `name` keeping its data under `root`, on fresh ports of `ip`.
+    pub fn new(root: &Path, name: &str, ip: Ipv4Addr) -> TestNode {
+        TestNode {
+            name: name.to_string(),
+            ip,
+            rpc_port: free_port(ip),
+            http_port: free_port(ip),
+            data_dir: root.join(name),
+            log: root.join(format!("{name}.log")),
+            args: Vec::new(),
+            env: Vec::new(),
+            child: None,
+            paused: false,
+        }
+    }
+
+    pub fn rpc_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.rpc_port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}:{}", self.ip, self.http_port)
+    }
+
+    /// Extra flags for every start.
+    pub fn with_args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|s| s.to_string()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("node")
+            .arg("--name")
+            .arg(&self.name)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .arg("--listen")
+            .arg(self.rpc_addr())
+            .arg("--http")
+            .arg(format!("{}:{}", self.ip, self.http_port))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("RUST_LOG", "info")
+            .env_remove("DYNAKV_NODE");
+        cmd
+    }
+
+    /// Starts the process and waits (bounded) until `/health` answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} already running", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open log");
+        let child = self
+            .command()
+            .stdout(Stdio::from(log.try_clone().expect("log fd")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn dynakv");
+        self.child = Some(child);
+        let client = http();
+        let url = format!("{}/health", self.url());
+        let up = wait_until(Duration::from_secs(60), || {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!(
+                    "{} exited at start with {status}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
+            }
+            client
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        assert!(
+            up,
+            "{} did not become healthy:\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.as_ref().expect("running").id() as i32)
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.paused = false;
+    }
+
+    /// SIGTERM, and wait (bounded) for a clean exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        let pid = self.pid();
+        kill(pid, Signal::SIGTERM).expect("SIGTERM");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{} did not stop within 20 s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pause(&mut self) {
+        kill(self.pid(), Signal::SIGSTOP).expect("SIGSTOP");
+        self.paused = true;
+    }
+
+    pub fn resume(&mut self) {
+        kill(self.pid(), Signal::SIGCONT).expect("SIGCONT");
+        self.paused = false;
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn status(&self) -> Value {
+        http()
+            .get(format!("{}/admin/status", self.url()))
+            .send()
+            .and_then(|r| r.json())
+            .expect("status")
+    }
+
+    pub fn key_url(&self, key: &str) -> String {
+        format!("{}/kv/{key}", self.url())
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        if self.paused {
+            let _ = kill(self.pid(), Signal::SIGCONT);
+        }
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last log lines of {} ---", self.name);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// A PUT with an optional context; returns the response.
+pub fn put(client: &Client, url: &str, value: impl Into<Vec<u8>>, ctx: Option<&str>) -> Response {
+    let mut req = client.put(url).body(value.into());
+    if let Some(c) = ctx {
+        req = req.header(CONTEXT, c);
+    }
+    req.send().expect("PUT")
+}
+
+/// The context header of a response.
+pub fn ctx_of(resp: &Response) -> String {
+    resp.headers()
+        .get(CONTEXT)
+        .expect("X-Causal-Context present")
+        .to_str()
+        .expect("ascii")
+        .to_string()
+}
+
+/// Sorted live values of a key as strings (via the JSON form); empty if not found.
+pub fn values(client: &Client, url: &str) -> Vec<String> {
+    let resp = client
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .expect("GET");
+    if resp.status() == 404 {
+        return Vec::new();
+    }
+    assert!(
+        resp.status() == 200 || resp.status() == 300,
+        "unexpected status {}",
+        resp.status()
+    );
+    let body: Value = resp.json().expect("json");
+    let mut out: Vec<String> = body["siblings"]
+        .as_array()
+        .expect("siblings")
+        .iter()
+        .map(|s| {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s["value"].as_str().expect("value"))
+                .expect("base64");
+            String::from_utf8(bytes).expect("utf8")
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -1,0 +1,536 @@
+//! A single durable node driven over HTTP and through the CLI, as a user would.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+fn started(root: &std::path::Path, args: &[&str]) -> TestNode {
+    let mut node = TestNode::new(root, "solo", LOCAL).with_args(args);
+    node.start();
+    node
+}
+
+#[test]
+fn values_round_trip_with_content_types_and_encoded_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+    let c = http();
+
+    // Binary value with every byte, and a content type.
+    let binary: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+    let resp = c
+        .put(node.key_url("bin"))
+        .header("content-type", "image/x-test")
+        .body(binary.clone())
+        .send()
+        .expect("put");
+    assert_eq!(resp.status(), 204);
+    assert!(!ctx_of(&resp).is_empty());
+    let resp = c.get(node.key_url("bin")).send().expect("get");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "image/x-test");
+    ctx_of(&resp);
+    assert_eq!(resp.bytes().expect("body").to_vec(), binary);
+
+    // Empty value, default content type.
+    assert_eq!(
+        put(&c, &node.key_url("empty"), Vec::new(), None).status(),
+        204
+    );
+    let resp = c.get(node.key_url("empty")).send().expect("get");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    assert!(resp.bytes().expect("body").is_empty());
+
+    // Keys with '/', spaces, non-ASCII, and raw non-UTF-8 bytes are distinct keys.
+    let keys = [
+        "a%2Fb",
+        "a%20b%20c",
+        "%C3%A9t%C3%A9%2F%E6%97%A5%E6%9C%AC",
+        "%FF%00%01",
+        "plus+sign",
+    ];
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(
+            put(&c, &node.key_url(k), format!("value-{i}"), None).status(),
+            204,
+            "{k}"
+        );
+    }
+    for (i, k) in keys.iter().enumerate() {
+        let resp = c.get(node.key_url(k)).send().expect("get");
+        assert_eq!(resp.status(), 200, "{k}");
+        assert_eq!(resp.text().expect("text"), format!("value-{i}"), "{k}");
+    }
+    // "a/b" (encoded) and "a b" are not confused with raw paths.
+    assert_eq!(c.get(node.key_url("a")).send().expect("get").status(), 404);
+
+    // The JSON form for a single value.
+    let resp = c
+        .get(node.key_url("a%2Fb"))
+        .header("accept", "application/json")
+        .send()
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    let ctx = ctx_of(&resp);
+    let body: Value = resp.json().expect("json");
+    assert_eq!(body["context"], ctx.as_str());
+    assert_eq!(body["siblings"].as_array().expect("array").len(), 1);
+    assert_eq!(
+        body["siblings"][0]["content_type"],
+        "application/octet-stream"
+    );
+}
+
+#[test]
+fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+    let c = http();
+    let url = node.key_url("cart");
+
+    let first = put(&c, &url, "v1", None);
+    let ctx1 = ctx_of(&first);
+    // Two writers that both read v1.
+    assert_eq!(put(&c, &url, "alice", Some(&ctx1)).status(), 204);
+    assert_eq!(put(&c, &url, "bob", Some(&ctx1)).status(), 204);
+
+    let resp = c.get(&url).send().expect("get");
+    assert_eq!(resp.status(), 300);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let header_ctx = ctx_of(&resp);
+    let body: Value = resp.json().expect("json");
+    assert_eq!(body["context"], header_ctx.as_str());
+    assert_eq!(values(&c, &url), vec!["alice", "bob"]);
+
+    // Writing back with the 300's context resolves the siblings.
+    assert_eq!(put(&c, &url, "alice+bob", Some(&header_ctx)).status(), 204);
+    let resp = c.get(&url).send().expect("get");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().expect("text"), "alice+bob");
+
+    // A write without context onto an existing key adds a sibling.
+    assert_eq!(put(&c, &url, "blind", None).status(), 204);
+    assert_eq!(values(&c, &url), vec!["alice+bob", "blind"]);
+}
+
+#[test]
+fn deletes_hide_the_key_and_a_stale_delete_keeps_the_concurrent_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+    let c = http();
+
+    let url = node.key_url("doomed");
+    put(&c, &url, "x", None);
+    let resp = c.delete(&url).send().expect("delete");
+    assert_eq!(resp.status(), 204);
+    let resp = c.get(&url).send().expect("get");
+    assert_eq!(resp.status(), 404);
+    let tomb_ctx = ctx_of(&resp);
+    let body: Value = resp.json().expect("json");
+    assert_eq!(body["error"], "not_found");
+    // Writing with the tombstone's context brings the key back as one value.
+    assert_eq!(put(&c, &url, "reborn", Some(&tomb_ctx)).status(), 204);
+    assert_eq!(values(&c, &url), vec!["reborn"]);
+
+    // A delete carrying a stale context leaves the value it never saw.
+    let url = node.key_url("contested");
+    let stale = ctx_of(&put(&c, &url, "old", None));
+    put(&c, &url, "new", Some(&stale));
+    let resp = c
+        .delete(&url)
+        .header(CONTEXT, &stale)
+        .send()
+        .expect("delete");
+    assert_eq!(resp.status(), 204);
+    assert_eq!(values(&c, &url), vec!["new"]);
+
+    // Deleting a key that never existed succeeds and writes nothing.
+    assert_eq!(
+        c.delete(node.key_url("never"))
+            .send()
+            .expect("delete")
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.get(node.key_url("never")).send().expect("get").status(),
+        404
+    );
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_and_the_node_keeps_its_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = started(dir.path(), &[]);
+    let before = node.status();
+
+    // 5,000 acknowledged writes from 4 concurrent clients.
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let node = &node;
+            s.spawn(move || {
+                let c = http();
+                for i in (t..5000).step_by(4) {
+                    let resp = put(
+                        &c,
+                        &node.key_url(&format!("key-{i}")),
+                        format!("value-{i}"),
+                        None,
+                    );
+                    assert_eq!(resp.status(), 204, "write {i} not acknowledged");
+                }
+            });
+        }
+    });
+    node.kill();
+    node.start();
+
+    let after = node.status();
+    assert_eq!(after["node"], before["node"]);
+    assert_eq!(after["actor"], before["actor"]);
+    assert_eq!(after["keys"], 5000);
+    let c = http();
+    for i in 0..5000 {
+        let resp = c
+            .get(node.key_url(&format!("key-{i}")))
+            .send()
+            .expect("get");
+        assert_eq!(resp.status(), 200, "key-{i} lost after SIGKILL");
+        assert_eq!(resp.text().expect("text"), format!("value-{i}"));
+    }
+}
+
+fn assert_error(resp: reqwest::blocking::Response, status: u16, code: &str) {
+    assert_eq!(resp.status(), status);
+    let body: Value = resp.json().expect("JSON error body");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[test]
+fn bad_input_gets_its_status_and_json_error_and_the_node_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &["--max-value-bytes", "1000"]);
+    let c = http();
+    let url = node.key_url("k");
+    let good_ctx = ctx_of(&put(&c, &url, "v", None));
+
+    for q in ["r=0", "r=4", "r=abc", "r=", "timeout_ms=0", "timeout_ms=x"] {
+        assert_error(
+            c.get(format!("{url}?{q}")).send().expect("get"),
+            400,
+            "bad_request",
+        );
+    }
+    for q in ["w=0", "w=7", "w=most", "quorum=maybe"] {
+        assert_error(
+            c.put(format!("{url}?{q}")).body("v").send().expect("put"),
+            400,
+            "bad_request",
+        );
+    }
+    // Accepted spellings of quorums.
+    for q in ["r=1", "r=3", "r=one", "r=quorum", "r=all"] {
+        assert_eq!(
+            c.get(format!("{url}?{q}")).send().expect("get").status(),
+            200,
+            "{q}"
+        );
+    }
+
+    // Malformed and tampered contexts.
+    assert_error(put(&c, &url, "v", Some("not a token!")), 400, "bad_request");
+    let mut tampered = good_ctx.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+    assert_error(put(&c, &url, "v", Some(&tampered)), 400, "bad_request");
+    assert_error(
+        c.delete(&url)
+            .header(CONTEXT, &tampered)
+            .send()
+            .expect("delete"),
+        400,
+        "bad_request",
+    );
+
+    // Key length: 1,024 bytes is fine, 1,025 is not.
+    let ok_key = "k".repeat(1024);
+    assert_eq!(put(&c, &node.key_url(&ok_key), "v", None).status(), 204);
+    let long_key = "k".repeat(1025);
+    assert_error(
+        put(&c, &node.key_url(&long_key), "v", None),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        c.get(node.key_url(&long_key)).send().expect("get"),
+        400,
+        "bad_request",
+    );
+    // Encoded bytes count after decoding: 342 three-byte characters = 1,026 bytes.
+    let wide_key = "%E2%82%AC".repeat(342);
+    assert_error(
+        put(&c, &node.key_url(&wide_key), "v", None),
+        400,
+        "bad_request",
+    );
+    // An unencoded '/' and an empty key.
+    assert_error(put(&c, &node.key_url("a/b"), "v", None), 400, "bad_request");
+    assert_error(
+        put(&c, &format!("{}/kv/", node.url()), "v", None),
+        400,
+        "bad_request",
+    );
+
+    // Values: exactly the limit is fine, one byte more is 413.
+    assert_eq!(put(&c, &url, vec![b'x'; 1000], None).status(), 204);
+    assert_error(
+        put(&c, &url, vec![b'x'; 1001], None),
+        413,
+        "value_too_large",
+    );
+
+    // Unknown routes and methods.
+    assert_error(
+        c.get(format!("{}/nope", node.url())).send().expect("get"),
+        404,
+        "not_found",
+    );
+    assert_error(
+        c.post(format!("{}/admin/nope", node.url()))
+            .send()
+            .expect("post"),
+        404,
+        "not_found",
+    );
+    assert_error(
+        c.post(&url).body("v").send().expect("post"),
+        405,
+        "method_not_allowed",
+    );
+
+    // Still serving, and every request was counted.
+    assert_eq!(
+        c.get(format!("{}/health", node.url()))
+            .send()
+            .expect("health")
+            .status(),
+        200
+    );
+    let metrics = c
+        .get(format!("{}/metrics", node.url()))
+        .send()
+        .expect("metrics")
+        .text()
+        .expect("text");
+    assert!(
+        metrics.contains("dynakv_http_requests_total{op=\"Put\",status=\"413\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dynakv_http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dynakv_keys "), "{metrics}");
+}
+
+#[test]
+fn too_many_siblings_is_refused_with_409() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &["--max-siblings", "3"]);
+    let c = http();
+    let url = node.key_url("crowded");
+    for i in 0..3 {
+        assert_eq!(put(&c, &url, format!("v{i}"), None).status(), 204);
+    }
+    assert_error(
+        put(&c, &url, "one too many", None),
+        409,
+        "too_many_siblings",
+    );
+    assert_eq!(values(&c, &url).len(), 3);
+    // Resolving with the current context is always accepted.
+    let ctx = ctx_of(&c.get(&url).send().expect("get"));
+    assert_eq!(put(&c, &url, "merged", Some(&ctx)).status(), 204);
+    assert_eq!(values(&c, &url), vec!["merged"]);
+}
+
+#[test]
+fn invalid_configuration_stops_the_node_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("node")
+            .arg("--data-dir")
+            .arg(dir.path().join("d"))
+            .args(args)
+            .env_remove("DYNAKV_NODE")
+            .output()
+            .expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "n = 3\nbogus_setting = true\n").expect("write");
+    let (code, err) = run(&["--config", cfg.to_str().expect("utf8")]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("bogus_setting") && err.contains("line 2"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let (code, err) = run(&["--r", "4"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("r = 4"), "{err}");
+
+    let (code, err) = run(&["--listen", "not-an-address"]);
+    assert_eq!(code, Some(2), "{err}");
+
+    // The environment is read too, and flags beat it.
+    let out = Command::new(BIN)
+        .args(["node", "--data-dir", "x"])
+        .env("DYNAKV_W", "9")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("w = 9"));
+}
+
+#[test]
+fn config_file_environment_and_flags_layer_in_that_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("node.toml");
+    std::fs::write(&cfg, "n = 5\nr = 3\nw = 3\nmax_siblings = 7\n").expect("write");
+    let mut node = TestNode::new(dir.path(), "layered", LOCAL).with_args(&[
+        "--config",
+        cfg.to_str().expect("utf8"),
+        "--w",
+        "4",
+    ]);
+    node.args.push("--max-siblings".into());
+    node.args.push("9".into());
+    node.env.push(("DYNAKV_R".into(), "2".into()));
+    node.env.push(("DYNAKV_MAX_SIBLINGS".into(), "8".into()));
+    node.start();
+    let config = &node.status()["config"];
+    assert_eq!(config["n"], 5, "from the file");
+    assert_eq!(config["r"], 2, "the environment beats the file");
+    assert_eq!(config["w"], 4);
+    assert_eq!(config["max_siblings"], 9, "flags beat the environment");
+    assert_eq!(config["cluster_secret_set"], false);
+    assert!(config.get("cluster_secret").is_none());
+}
+
+#[test]
+fn sigterm_stops_the_node_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = started(dir.path(), &[]);
+    put(&http(), &node.key_url("k"), "v", None);
+    let status = node.stop();
+    assert!(status.success(), "exit status {status}");
+    node.start();
+    assert_eq!(values(&http(), &node.key_url("k")), vec!["v"]);
+}
+
+fn cli(node: &TestNode, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--node", &node.url()])
+        .output()
+        .expect("run cli");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_cli_reads_writes_and_deletes_with_clear_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+
+    let (code, ctx, _) = cli(&node, &["put", "greeting/en", "hello"]);
+    assert_eq!(code, Some(0));
+    assert!(!ctx.trim().is_empty());
+    // A second put reads first, so it replaces instead of adding a sibling.
+    assert_eq!(
+        cli(&node, &["put", "greeting/en", "hello again"]).0,
+        Some(0)
+    );
+    let (code, out, err) = cli(&node, &["get", "greeting/en"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "hello again");
+    assert!(err.contains("context: "));
+
+    // --blind adds a sibling; get shows both.
+    assert_eq!(
+        cli(&node, &["put", "--blind", "greeting/en", "hi"]).0,
+        Some(0)
+    );
+    let (code, out, _) = cli(&node, &["get", "greeting/en"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("2 siblings"), "{out}");
+
+    // --file and --context.
+    let file = dir.path().join("value.bin");
+    std::fs::write(&file, b"from a file").expect("write");
+    let ctx_line = out
+        .lines()
+        .last()
+        .expect("context line")
+        .trim_start_matches("context: ")
+        .to_string();
+    let (code, _, _) = cli(
+        &node,
+        &[
+            "put",
+            "greeting/en",
+            "--file",
+            file.to_str().expect("utf8"),
+            "--context",
+            &ctx_line,
+        ],
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(cli(&node, &["get", "greeting/en"]).1, "from a file");
+
+    assert_eq!(cli(&node, &["delete", "greeting/en"]).0, Some(0));
+    let (code, _, err) = cli(&node, &["get", "greeting/en"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not found"), "{err}");
+
+    // Usage errors exit 2, operational failures 1.
+    let (code, _, err) = cli(&node, &["put", "k", "v", "--w", "9"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(cli(&node, &["get"]).0, Some(2));
+    let out = Command::new(BIN)
+        .args([
+            "get",
+            "k",
+            "--node",
+            &format!("http://127.0.0.1:{}", free_port(LOCAL)),
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+
+    let (code, out, _) = cli(&node, &["status"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("solo") && out.contains("up"), "{out}");
+}
