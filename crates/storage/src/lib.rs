@@ -39,5 +39,6 @@ pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
     Cf, Hint, HintId, Identity, ObjectVisitor, Storage, StorageConfig, StorageStats, StoredHint,
+    db_options,
 };
 pub use store::{Digest, MergeOutcome, ObjectStore};
