@@ -1,0 +1,85 @@
+//! Merging gossip tables: the result does not depend on delivery order or
+//! repetition (the newest entry of every member wins).
+
+use std::net::SocketAddr;
+
+use dynakv_membership::{Entry, GossipConfig, GossipMessage, MemberInfo, MemberState, Membership};
+use proptest::prelude::*;
+
+fn entry(name: usize, generation: u64, heartbeat: u64, removed: bool) -> Entry {
+    Entry {
+        info: MemberInfo {
+            name: format!("m{name}"),
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9000 + name as u16)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9100 + name as u16)),
+            zone: None,
+            weight: 1.0,
+            joined_at: name as u64,
+        },
+        generation,
+        heartbeat,
+        state: if removed {
+            MemberState::Removed
+        } else {
+            MemberState::Active
+        },
+        state_changed_at: 0,
+    }
+}
+
+fn message() -> impl Strategy<Value = GossipMessage> {
+    proptest::collection::vec(
+        (0usize..4, 1u64..4, 0u64..50, proptest::bool::weighted(0.1)),
+        0..8,
+    )
+    .prop_map(|rows| {
+        // One row per member per message, as a real table has.
+        let mut entries: Vec<Entry> = Vec::new();
+        for (n, g, h, r) in rows {
+            if !entries.iter().any(|e| e.info.name == format!("m{n}")) {
+                entries.push(entry(n, g, h, r));
+            }
+        }
+        GossipMessage {
+            from: "x".into(),
+            entries,
+        }
+    })
+}
+
+fn observer() -> Membership {
+    let me = MemberInfo {
+        name: "observer".into(),
+        rpc_addr: SocketAddr::from(([127, 0, 0, 1], 9999)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 9998)),
+        zone: None,
+        weight: 1.0,
+        joined_at: 0,
+    };
+    Membership::new(me, 1, Vec::new(), Vec::new(), GossipConfig::default(), 0)
+}
+
+fn table(m: &Membership) -> Vec<Entry> {
+    m.entries().cloned().collect()
+}
+
+proptest! {
+    #[test]
+    fn merge_order_and_repetition_do_not_matter(msgs in proptest::collection::vec(message(), 1..5)) {
+        let mut forward = observer();
+        for m in &msgs { forward.receive(m, 1); }
+        let mut backward = observer();
+        for m in msgs.iter().rev() { backward.receive(m, 1); backward.receive(m, 1); }
+        prop_assert_eq!(table(&forward), table(&backward));
+        // And every member ends with its newest entry.
+        for e in table(&forward) {
+            if e.info.name == "observer" { continue; }
+            for m in &msgs {
+                for theirs in m.entries.iter().filter(|t| t.info.name == e.info.name) {
+                    prop_assert!((e.generation, e.state == MemberState::Removed, e.heartbeat)
+                        >= (theirs.generation, theirs.state == MemberState::Removed, theirs.heartbeat));
+                }
+            }
+        }
+    }
+}
