@@ -21,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a storage node.
     Node(Box<NodeArgs>),
+    /// Run a local cluster on 127.0.0.1 (ports 7001.. and 8001..).
+    Dev(crate::dev::DevArgs),
     /// Read a key.
     Get(GetArgs),
     /// Write a key (reads it first and writes with its context unless --blind).

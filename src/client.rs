@@ -217,8 +217,8 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
         "node {} (actor {})  keys {}  hints pending {}",
         s["node"].as_str().unwrap_or("?"),
         s["actor"].as_str().unwrap_or("?"),
-        s["keys"],
-        s["hints_pending"]
+        s["keys"].as_u64().unwrap_or(0),
+        s["hints_pending"].as_u64().unwrap_or(0)
     );
     println!(
         "{:<16} {:<22} {:<22} {:<8} {:<8} {:>10} {:>14} {:>9}",
@@ -234,8 +234,8 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
             m["http_addr"].as_str().unwrap_or(""),
             m["zone"].as_str().unwrap_or("-"),
             m["status"].as_str().unwrap_or("?"),
-            m["heartbeat"],
-            m["last_heartbeat_ms_ago"],
+            m["heartbeat"].as_u64().unwrap_or(0),
+            m["last_heartbeat_ms_ago"].as_u64().unwrap_or(0),
             share * 100.0
         );
     }

@@ -1,29 +1,18 @@
-//! `dynakv`: the node binary and command-line client.
-//!
-//! Read the crates in order to learn Dynamo: `dynakv-ring` (where keys live),
-//! `dynakv-versioning` (how concurrent writes become siblings), `dynakv-storage`
-//! (how a replica keeps them), then this binary: [`config`], [`node`],
-//! [`coordinator`] and [`http`].
-
-mod cli;
-mod client;
-mod config;
-mod coordinator;
-mod http;
-mod metrics;
-mod node;
+//! The `dynakv` binary: a node, a local-cluster launcher and client commands.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{Cli, Command, NodeArgs};
+use dynakv::cli::{Cli, Command, NodeArgs};
+use dynakv::{client, dev, node};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Node(args) => return run_node(&args),
+        Command::Dev(a) => dev::run(a),
         Command::Get(a) => client::get(a),
         Command::Put(a) => client::put(a),
         Command::Delete(a) => client::delete(a),

@@ -39,6 +39,28 @@ pub struct RequestLabels {
     pub status: u16,
 }
 
+/// A free-form reason label (error kinds, frame rejections, statuses).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    /// The reason.
+    pub reason: String,
+}
+
+impl From<&str> for Reason {
+    fn from(s: &str) -> Self {
+        Reason {
+            reason: s.to_string(),
+        }
+    }
+}
+
+/// A member-status label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// up, suspect, down, leaving or left.
+    pub status: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 50 µs .. ~1.6 s
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
@@ -57,6 +79,22 @@ pub struct Metrics {
     pub read_repairs: Counter,
     /// Records that failed to decode on disk.
     pub corrupt_records: Counter,
+    /// Node-to-node requests sent.
+    pub rpc_requests: Counter,
+    /// Node-to-node calls that failed, by kind.
+    pub rpc_errors: Family<Reason, Counter>,
+    /// Node-to-node frames rejected (corrupt, oversized, undecodable), by reason.
+    pub frame_errors: Family<Reason, Counter>,
+    /// Peers refused because they could not prove the cluster secret.
+    pub handshake_refused: Counter,
+    /// Gossip rounds run.
+    pub gossip_rounds: Counter,
+    /// Gossip exchanges, by outcome.
+    pub gossip_exchanges: Family<Reason, Counter>,
+    /// Liveness changes seen, by new status.
+    pub liveness_changes: Family<StatusLabel, Counter>,
+    /// Members by liveness, as seen by this node.
+    pub members: Family<StatusLabel, Gauge>,
     keys: Gauge,
     hints_pending: Gauge,
     sst_bytes: Gauge,
@@ -81,6 +119,14 @@ impl Metrics {
             quorum_failures: Family::default(),
             read_repairs: Counter::default(),
             corrupt_records: Counter::default(),
+            rpc_requests: Counter::default(),
+            rpc_errors: Family::default(),
+            frame_errors: Family::default(),
+            handshake_refused: Counter::default(),
+            gossip_rounds: Counter::default(),
+            gossip_exchanges: Family::default(),
+            liveness_changes: Family::default(),
+            members: Family::default(),
             keys: Gauge::default(),
             hints_pending: Gauge::default(),
             sst_bytes: Gauge::default(),
@@ -114,6 +160,42 @@ impl Metrics {
             "Records that failed to decode on disk",
             m.corrupt_records.clone(),
         );
+        registry.register(
+            "rpc_requests",
+            "Node-to-node requests sent",
+            m.rpc_requests.clone(),
+        );
+        registry.register(
+            "rpc_errors",
+            "Node-to-node calls that failed, by kind",
+            m.rpc_errors.clone(),
+        );
+        registry.register(
+            "rpc_frame_errors",
+            "Node-to-node frames rejected, by reason",
+            m.frame_errors.clone(),
+        );
+        registry.register(
+            "rpc_handshake_refused",
+            "Peers refused for failing to prove the cluster secret",
+            m.handshake_refused.clone(),
+        );
+        registry.register(
+            "gossip_rounds",
+            "Gossip rounds run",
+            m.gossip_rounds.clone(),
+        );
+        registry.register(
+            "gossip_exchanges",
+            "Gossip exchanges by outcome",
+            m.gossip_exchanges.clone(),
+        );
+        registry.register(
+            "liveness_changes",
+            "Member liveness changes, by new status",
+            m.liveness_changes.clone(),
+        );
+        registry.register("members", "Members by liveness", m.members.clone());
         registry.register("keys", "Keys stored on this node", m.keys.clone());
         registry.register(
             "hints_pending",

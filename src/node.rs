@@ -1,16 +1,19 @@
-//! A running node: its configuration, identity, storage and metrics, and the
-//! lifecycle that starts and stops its servers.
+//! A running node: its configuration, identity, storage, cluster view and RPC,
+//! and the lifecycle that starts and stops its servers and workers.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use dynakv_membership::{Entry, GossipConfig, MemberInfo, Membership};
 use dynakv_storage::{Identity, Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{self, Cluster, META_MEMBERS, now_ms};
 use crate::config::Config;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
 
 /// Everything a node's request handlers and workers share.
 pub struct Node {
@@ -21,13 +24,22 @@ pub struct Node {
     /// The RocksDB store.
     pub storage: Storage,
     /// Exported metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Membership and ring.
+    pub cluster: Cluster,
+    /// Calls to other nodes.
+    pub rpc: RpcClient,
+    /// Protocol state shared by the RPC client and server (name, secret, faults).
+    pub rpc_shared: Arc<RpcShared>,
     /// When the node started.
     pub started: Instant,
+    /// Serialises metadata writes of the member table.
+    pub persist_lock: parking_lot::Mutex<()>,
 }
 
 impl Node {
-    /// Opens the data directory and loads (or creates) the node's identity.
+    /// Opens the data directory, loads (or creates) the node's identity and its
+    /// persisted member table.
     pub fn open(config: Config) -> anyhow::Result<Arc<Node>> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
@@ -39,12 +51,44 @@ impl Node {
         })
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let identity = storage.load_or_create_identity(&config.name)?;
+        let persisted: Vec<Entry> = storage.get_meta(META_MEMBERS)?.unwrap_or_default();
+        let now = now_ms();
+        let me = MemberInfo {
+            name: identity.name.clone(),
+            rpc_addr: config.listen,
+            http_addr: config.http,
+            zone: config.zone.clone(),
+            weight: config.weight,
+            joined_at: now,
+        };
+        let membership = Membership::new(
+            me,
+            now,
+            persisted,
+            config.seeds.clone(),
+            GossipConfig {
+                fanout: 2,
+                failure_timeout_ms: config.failure_timeout_ms,
+            },
+            now,
+        );
+        let metrics = Arc::new(Metrics::new());
+        let rpc_shared = Arc::new(RpcShared {
+            name: identity.name.clone(),
+            secret: config.cluster_secret.clone(),
+            faults: Faults::default(),
+            metrics: Arc::clone(&metrics),
+        });
         Ok(Arc::new(Node {
-            config,
+            cluster: Cluster::new(membership, config.n),
+            rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
+            rpc_shared,
             identity,
             storage,
-            metrics: Metrics::new(),
+            metrics,
+            config,
             started: Instant::now(),
+            persist_lock: parking_lot::Mutex::new(()),
         }))
     }
 
@@ -61,6 +105,20 @@ impl Node {
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
     }
+
+    /// Injected faults (tests).
+    pub fn faults(&self) -> &Faults {
+        &self.rpc_shared.faults
+    }
+}
+
+impl Handler for Node {
+    async fn handle(self: Arc<Self>, _peer: String, request: Request) -> Response {
+        match request {
+            Request::Ping => Response::Pong,
+            Request::Gossip(message) => self.on_gossip(message).await,
+        }
+    }
 }
 
 /// Starts a node and serves until `shutdown` is cancelled.
@@ -71,6 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         actor = %node.identity.actor,
         data_dir = %node.config.data_dir.display(),
         keys = node.storage.stats().keys,
+        members = node.cluster.view().len(),
         "node opened"
     );
     if node.config.cluster_secret.is_none() {
@@ -79,7 +138,26 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             node.config.listen
         );
     }
-    let listener = http::bind(&node.config).await?;
-    tracing::info!(http = %node.config.http, "serving HTTP");
-    http::serve(node, listener, shutdown).await
+    let rpc_listener = tokio::net::TcpListener::bind(node.config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for nodes on {}: {e}", node.config.listen))?;
+    let http_listener = http::bind(&node.config).await?;
+    node.persist_members().await;
+
+    let workers = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(rpc::serve(
+        rpc_listener,
+        Arc::clone(&node.rpc_shared),
+        Arc::clone(&node),
+        workers.clone(),
+    ));
+    tasks.spawn(cluster::gossip_worker(Arc::clone(&node), workers.clone()));
+    tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");
+
+    let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;
+    workers.cancel();
+    while tasks.join_next().await.is_some() {}
+    node.persist_members().await;
+    served
 }

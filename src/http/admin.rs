@@ -8,8 +8,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use dynakv_ring::{PARTITIONS, Ring};
+
 use super::ApiError;
 use crate::node::Node;
+use crate::rpc::faults::FaultSpec;
 
 /// `GET /health`: `200 ok` once the node serves requests.
 pub async fn health() -> &'static str {
@@ -58,29 +61,37 @@ fn config_json(node: &Node) -> Value {
 /// `GET /admin/status`: this node's view of itself and the cluster.
 pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let stats = node.storage.stats();
-    let members = vec![json!({
-        "name": node.identity.name,
-        "rpc_addr": node.config.listen.to_string(),
-        "http_addr": node.config.http.to_string(),
-        "zone": node.config.zone,
-        "status": "up",
-        "heartbeat": node.started.elapsed().as_millis() as u64 / node.config.gossip_interval_ms,
-        "last_heartbeat_ms_ago": 0,
-    })];
+    let view = node.cluster.view();
+    let ring = node.cluster.ring();
+    let members: Vec<Value> = view
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "rpc_addr": m.rpc_addr.to_string(),
+                "http_addr": m.http_addr.to_string(),
+                "zone": m.zone,
+                "weight": m.weight,
+                "status": m.status,
+                "generation": m.generation,
+                "heartbeat": m.heartbeat,
+                "last_heartbeat_ms_ago": m.last_heartbeat_ms_ago,
+            })
+        })
+        .collect();
     let mut warnings = Vec::new();
-    if members.len() < node.config.n {
+    let in_ring = ring.nodes().len();
+    if in_ring < node.config.n {
         warnings.push(format!(
-            "the cluster has {} member(s), fewer than n = {}: every key is kept on every member and R and W are capped at {}",
-            members.len(),
-            node.config.n,
-            members.len()
+            "the cluster has {in_ring} member(s), fewer than n = {}: every key is kept on every member and R and W are capped at {in_ring}",
+            node.config.n
         ));
     }
     Json(json!({
         "node": node.identity.name,
         "actor": node.identity.actor.to_string(),
         "members": members,
-        "ownership": {node.identity.name.clone(): 1.0},
+        "ownership": ring.ownership(),
         "keys": stats.keys,
         "hints_pending": stats.hints,
         "warnings": warnings,
@@ -88,17 +99,54 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     }))
 }
 
-/// `GET /admin/ring`: ranges, owners and preference lists.
+/// `GET /admin/ring`: every partition's token range and preference list
+/// (replicas first, then fallbacks).
 pub async fn ring(State(node): State<Arc<Node>>) -> Json<Value> {
+    let ring = node.cluster.ring();
+    let replicas = ring.replica_count();
+    let ranges: Vec<Value> = (0..PARTITIONS)
+        .map(|p| {
+            let range = Ring::range_of(p);
+            let prefs: Vec<&str> = ring.preference_list(p).collect();
+            json!({
+                "partition": p,
+                "start": format!("{:016x}", range.start),
+                "end": format!("{:016x}", range.end),
+                "replicas": &prefs[..replicas.min(prefs.len())],
+                "fallbacks": &prefs[replicas.min(prefs.len())..],
+            })
+        })
+        .collect();
     Json(json!({
-        "partitions": 1,
-        "ranges": [{
-            "start": format!("{:016x}", 0u64),
-            "end": format!("{:016x}", u64::MAX),
-            "owner": node.identity.name,
-            "preference_list": [node.identity.name],
-        }],
+        "partitions": PARTITIONS,
+        "n": ring.n(),
+        "ownership": ring.ownership(),
+        "ranges": ranges,
     }))
+}
+
+/// `POST /admin/faults` (only with `--fault-injection`): drop node-to-node
+/// traffic to and from named members; `{}` heals.
+pub async fn faults(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&node, &headers)?;
+    if !node.config.fault_injection {
+        return Err(ApiError::not_found(
+            "fault injection is disabled; start the node with --fault-injection",
+        ));
+    }
+    let spec: FaultSpec = if body.iter().all(u8::is_ascii_whitespace) {
+        FaultSpec::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad fault spec: {e}")))?
+    };
+    tracing::warn!(?spec, "fault injection changed");
+    node.faults().set(spec.clone());
+    Ok(Json(serde_json::to_value(spec).unwrap_or(Value::Null)))
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -1,0 +1,212 @@
+//! `dynakv dev`: a local cluster on 127.0.0.1 for trying dynakv out.
+//!
+//! Starts `--nodes` child processes of this same binary (node `i` listens on
+//! 127.0.0.1:700i for nodes and 127.0.0.1:800i for HTTP, keeps its data in
+//! `<data-dir>/n<i>` and its log in `<data-dir>/n<i>.log`), waits until they see
+//! each other, prints the endpoints, and stops them cleanly on Ctrl-C. Restarting
+//! with the same data directory brings the same cluster back.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::client::CliError;
+
+/// `dynakv dev`.
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Number of nodes (1 to 9).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    pub nodes: u16,
+    /// Directory for the nodes' data and logs.
+    #[arg(long, default_value = "./dynakv-dev")]
+    pub data_dir: PathBuf,
+}
+
+fn failure(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+struct Children(Vec<(String, Child)>);
+
+impl Children {
+    /// SIGTERM every child, then wait (bounded) for them; SIGKILL stragglers.
+    fn stop(&mut self) {
+        for (_, c) in &self.0 {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (name, c) in &mut self.0 {
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    eprintln!("{name} did not stop in time; killing it");
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.0.clear();
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn log_tail(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// Runs the local cluster until Ctrl-C.
+pub fn run(args: DevArgs) -> Result<(), CliError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| failure(format!("cannot find the dynakv binary: {e}")))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| failure(format!("cannot create {}: {e}", args.data_dir.display())))?;
+    let n = args.nodes as usize;
+    let rpc = |i: usize| format!("127.0.0.1:{}", 7000 + i);
+    let http = |i: usize| format!("127.0.0.1:{}", 8000 + i);
+    let mut children = Children(Vec::new());
+    for i in 1..=n {
+        let name = format!("n{i}");
+        let log_path = args.data_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| failure(format!("cannot open {}: {e}", log_path.display())))?;
+        let seeds: Vec<String> = (1..=n).filter(|&j| j != i).map(rpc).collect();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("node")
+            .args(["--name", &name])
+            .arg("--data-dir")
+            .arg(args.data_dir.join(&name))
+            .args(["--listen", &rpc(i), "--http", &http(i)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(
+                log.try_clone().map_err(|e| failure(e.to_string()))?,
+            ))
+            .stderr(Stdio::from(log));
+        if !seeds.is_empty() {
+            cmd.args(["--seeds", &seeds.join(",")]);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| failure(format!("cannot start {name}: {e}")))?;
+        children.0.push((name, child));
+    }
+
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 1..=n {
+        let url = format!("http://{}/health", http(i));
+        loop {
+            if let Some((name, c)) = children.0.get_mut(i - 1)
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                let log = args.data_dir.join(format!("{name}.log"));
+                return Err(failure(format!(
+                    "{name} exited ({status}); last log lines:\n{}",
+                    log_tail(&log)
+                )));
+            }
+            if client
+                .get(&url)
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(failure(format!("n{i} did not become healthy within 60 s")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // Wait (bounded) until the first node sees every member up.
+    let status_url = format!("http://{}/admin/status", http(1));
+    let formed = (0..100).any(|_| {
+        let up = client
+            .get(&status_url)
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .map(|s| {
+                s["members"]
+                    .as_array()
+                    .map(|m| m.iter().filter(|m| m["status"] == "up").count())
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0);
+        up == n || {
+            std::thread::sleep(Duration::from_millis(100));
+            false
+        }
+    });
+
+    println!(
+        "dynakv dev cluster: {n} node(s), data and logs in {}",
+        args.data_dir.display()
+    );
+    for i in 1..=n {
+        println!("  n{i}  http://{}  (nodes: {})", http(i), rpc(i));
+    }
+    if !formed {
+        println!("  (the members have not all seen each other yet; see `dynakv status`)");
+    }
+    println!();
+    println!("try:");
+    println!(
+        "  curl -X PUT --data 'hello' http://{}/kv/greeting",
+        http(1)
+    );
+    println!("  curl -i http://{}/kv/greeting", http(n));
+    println!("  DYNAKV_NODE=http://{} dynakv status", http(1));
+    println!();
+    println!("Ctrl-C stops the cluster.");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    let exited = runtime.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return None,
+                _ = tick.tick() => {
+                    for (name, c) in &mut children.0 {
+                        if let Ok(Some(status)) = c.try_wait() {
+                            return Some(format!("{name} exited unexpectedly ({status})"));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    println!("stopping…");
+    children.stop();
+    match exited {
+        None => Ok(()),
+        Some(msg) => Err(failure(msg)),
+    }
+}

@@ -1,0 +1,26 @@
+//! dynakv: a leaderless, replicated, persistent key-value store in the style of
+//! Amazon's Dynamo.
+//!
+//! Read the crates in order to learn Dynamo: `dynakv-ring` (where keys live),
+//! `dynakv-versioning` (how concurrent writes become siblings),
+//! `dynakv-membership` (who is in the cluster and alive), `dynakv-storage` (how a
+//! replica keeps its data), then this crate, the node itself:
+//!
+//! * [`config`] and [`cli`] — settings and the command line;
+//! * [`rpc`] — the node-to-node protocol: framing, authentication, connections;
+//! * [`cluster`] — gossip over RPC, the ring every node computes from it;
+//! * [`coordinator`] — turning client requests into replica operations;
+//! * [`http`] — the client-facing API;
+//! * [`node`] — wiring it together and running it;
+//! * [`dev`] and [`client`] — the local-cluster launcher and client commands.
+
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod config;
+pub mod coordinator;
+pub mod dev;
+pub mod http;
+pub mod metrics;
+pub mod node;
+pub mod rpc;

@@ -1,0 +1,220 @@
+//! Framing: a 4-byte big-endian length, then the payload: a CRC-32 (little
+//! endian) of the body, then the body, a [`Frame`] encoded by the shared codec
+//! (format byte + bincode).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use dynakv_storage::codec;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+pub use super::message::Frame;
+
+/// The largest frame accepted (values are at most 64 MiB; batches stay below).
+pub const MAX_FRAME_BYTES: usize = 96 << 20;
+
+/// Why a frame was rejected. Every variant closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The length prefix announces more than [`MAX_FRAME_BYTES`].
+    #[error("frame too large")]
+    TooLarge,
+    /// The payload is shorter than its checksum.
+    #[error("frame truncated")]
+    Truncated,
+    /// The CRC-32 does not match the body.
+    #[error("frame checksum mismatch")]
+    Checksum,
+    /// The body does not decode.
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    /// The connection failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl FrameError {
+    /// A short label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge => "too_large",
+            FrameError::Truncated => "truncated",
+            FrameError::Checksum => "checksum",
+            FrameError::Decode(_) => "undecodable",
+            FrameError::Io(_) => "io",
+        }
+    }
+}
+
+/// The payload of a frame: CRC-32, then the encoded body.
+pub fn encode_payload(frame: &Frame) -> Bytes {
+    let body = codec::encode(frame);
+    let mut out = BytesMut::with_capacity(4 + body.len());
+    out.put_u32_le(crc32fast::hash(&body));
+    out.extend_from_slice(&body);
+    out.freeze()
+}
+
+/// Checks and decodes a payload; never panics, whatever the bytes.
+pub fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
+    if payload.len() < 4 {
+        return Err(FrameError::Truncated);
+    }
+    let (crc, body) = payload.split_at(4);
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(body) != crc {
+        return Err(FrameError::Checksum);
+    }
+    codec::decode(body).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// The tokio codec for [`Frame`]s.
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec {
+            inner: LengthDelimitedCodec::builder()
+                .max_frame_length(MAX_FRAME_BYTES)
+                .new_codec(),
+        }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        match self.inner.decode(src) {
+            Ok(Some(payload)) => decode_payload(&payload).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(FrameError::TooLarge),
+            Err(e) => Err(FrameError::Io(e)),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = encode_payload(&frame);
+        if payload.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge);
+        }
+        self.inner.encode(payload, dst).map_err(FrameError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::message::{Request, Response};
+    use proptest::prelude::*;
+
+    fn sample() -> Frame {
+        Frame::Request {
+            id: 42,
+            body: Request::Ping,
+        }
+    }
+
+    fn wire(frame: &Frame) -> BytesMut {
+        let mut buf = BytesMut::new();
+        FrameCodec::default()
+            .encode(frame.clone(), &mut buf)
+            .expect("encode");
+        buf
+    }
+
+    #[test]
+    fn frames_round_trip_through_the_codec() {
+        let frames = vec![
+            sample(),
+            Frame::Response {
+                id: 7,
+                body: Response::Error("nope".into()),
+            },
+        ];
+        let mut buf = BytesMut::new();
+        for f in &frames {
+            buf.extend_from_slice(&wire(f));
+        }
+        let mut codec = FrameCodec::default();
+        for f in frames {
+            assert_eq!(codec.decode(&mut buf).expect("decode"), Some(f));
+        }
+        assert_eq!(codec.decode(&mut buf).expect("decode"), None);
+    }
+
+    #[test]
+    fn a_truncated_frame_waits_for_more_bytes() {
+        let full = wire(&sample());
+        let mut part = BytesMut::from(&full[..full.len() - 1]);
+        assert_eq!(
+            FrameCodec::default().decode(&mut part).expect("partial"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_corrupted_frame_is_rejected() {
+        let mut buf = wire(&sample());
+        let last = buf.len() - 1;
+        buf[last] ^= 0x01;
+        assert!(matches!(
+            FrameCodec::default().decode(&mut buf),
+            Err(FrameError::Checksum)
+        ));
+    }
+
+    #[test]
+    fn an_oversized_frame_is_rejected_before_it_is_read() {
+        let mut buf = BytesMut::new();
+        buf.put_u32((MAX_FRAME_BYTES + 1) as u32);
+        buf.extend_from_slice(&[0u8; 16]);
+        assert!(matches!(
+            FrameCodec::default().decode(&mut buf),
+            Err(FrameError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn a_checksummed_but_undecodable_body_is_rejected() {
+        let body = [9u8, 1, 2, 3];
+        let mut payload = crc32fast::hash(&body).to_le_bytes().to_vec();
+        payload.extend_from_slice(&body);
+        assert!(matches!(
+            decode_payload(&payload),
+            Err(FrameError::Decode(_))
+        ));
+        assert!(matches!(
+            decode_payload(&[1, 2]),
+            Err(FrameError::Truncated)
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_the_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut buf = BytesMut::from(&bytes[..]);
+            let mut codec = FrameCodec::default();
+            for _ in 0..8 {
+                match codec.decode(&mut buf) {
+                    Ok(Some(_)) => continue,
+                    _ => break,
+                }
+            }
+        }
+
+        #[test]
+        fn any_single_bit_flip_in_the_payload_is_caught(bit in 0usize..64) {
+            let mut buf = wire(&sample());
+            let payload_bits = (buf.len() - 4) * 8;
+            let bit = 32 + bit % payload_bits;
+            buf[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(FrameCodec::default().decode(&mut buf).is_err());
+        }
+    }
+}

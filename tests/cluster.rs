@@ -1,0 +1,272 @@
+//! A real three-node cluster on 127.0.0.2–127.0.0.4: forming from seeds, failure
+//! detection of killed and paused processes, restarts, re-forming from persisted
+//! state, and refusing a node without the cluster secret.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const GOSSIP_MS: u64 = 200;
+const FAILURE_MS: u64 = 1000;
+/// Slack for process scheduling and status polling on a loaded machine.
+const SLACK: Duration = Duration::from_millis(1500);
+
+fn ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, i)
+}
+
+fn timing() -> Vec<String> {
+    vec![
+        "--gossip-interval-ms".into(),
+        GOSSIP_MS.to_string(),
+        "--failure-timeout-ms".into(),
+        FAILURE_MS.to_string(),
+    ]
+}
+
+/// Three nodes on 127.0.0.2–4, each seeded with the first.
+fn three(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
+        .collect();
+    let seed = nodes[0].rpc_addr();
+    for n in nodes.iter_mut() {
+        n.args.extend(timing());
+        n.args.extend(extra.iter().map(|s| s.to_string()));
+        n.args.push("--seeds".into());
+        n.args.push(seed.clone());
+    }
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    nodes
+}
+
+fn statuses(node: &TestNode) -> BTreeMap<String, String> {
+    let Ok(resp) = http().get(format!("{}/admin/status", node.url())).send() else {
+        return BTreeMap::new();
+    };
+    let s: Value = resp.json().unwrap_or(Value::Null);
+    s["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn sees(observer: &TestNode, member: &str, status: &str) -> bool {
+    statuses(observer).get(member).map(String::as_str) == Some(status)
+}
+
+fn all_up(nodes: &[&TestNode], count: usize) -> bool {
+    nodes.iter().all(|n| {
+        let s = statuses(n);
+        s.len() == count && s.values().all(|v| v == "up")
+    })
+}
+
+fn wait_formed(nodes: &[&TestNode]) {
+    assert!(
+        wait_until(Duration::from_secs(20), || all_up(nodes, nodes.len())),
+        "cluster did not form: {:?}",
+        nodes.iter().map(|n| statuses(n)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn three_nodes_form_a_cluster_detect_failures_and_recover() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = three(dir.path(), &[]);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+
+    // Every node computes the same ring with a third each.
+    let rings: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            http()
+                .get(format!("{}/admin/ring", n.url()))
+                .send()
+                .and_then(|r| r.json())
+                .expect("ring")
+        })
+        .collect();
+    assert!(rings.iter().all(|r| r["ranges"] == rings[0]["ranges"]));
+    for share in rings[0]["ownership"]
+        .as_object()
+        .expect("ownership")
+        .values()
+    {
+        let share = share.as_f64().expect("share");
+        assert!((share - 1.0 / 3.0).abs() < 0.02, "{share}");
+    }
+
+    // SIGKILL n3: n1 and n2 see it down within failure_timeout + two intervals.
+    nodes[2].kill();
+    let killed = Instant::now();
+    let bound = Duration::from_millis(FAILURE_MS + 2 * GOSSIP_MS) + SLACK;
+    assert!(
+        wait_until(bound, || sees(&nodes[0], "n3", "down")
+            && sees(&nodes[1], "n3", "down")),
+        "n3 not down after {:?}: {:?}",
+        killed.elapsed(),
+        statuses(&nodes[0])
+    );
+    assert!(sees(&nodes[0], "n2", "up") && sees(&nodes[1], "n1", "up"));
+
+    // Restarted, it is up again.
+    nodes[2].start();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+
+    // SIGSTOP n2: a paused process is detected as down like a dead one.
+    nodes[1].pause();
+    assert!(
+        wait_until(bound, || sees(&nodes[0], "n2", "down")
+            && sees(&nodes[2], "n2", "down")),
+        "paused n2 not detected: {:?}",
+        statuses(&nodes[0])
+    );
+    nodes[1].resume();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+
+    let metrics = http()
+        .get(format!("{}/metrics", nodes[0].url()))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("dynakv_liveness_changes_total{status=\"down\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("dynakv_gossip_rounds_total"), "{metrics}");
+}
+
+#[test]
+fn a_stopped_cluster_reforms_from_persisted_state_without_seeds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = three(dir.path(), &[]);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    for n in nodes.iter_mut() {
+        assert!(n.stop().success());
+    }
+    for n in nodes.iter_mut() {
+        let seeds = n.args.iter().position(|a| a == "--seeds").expect("seeded");
+        n.args.drain(seeds..seeds + 2);
+        n.start();
+    }
+    // Restored members count as up until the failure timeout, so wait past it and
+    // require every node to see every other's new incarnation: gossip flowed.
+    std::thread::sleep(Duration::from_millis(FAILURE_MS + 2 * GOSSIP_MS));
+    let generation = |observer: &TestNode, member: &str| -> Option<u64> {
+        observer.status()["members"]
+            .as_array()?
+            .iter()
+            .find(|m| m["name"] == member)?["generation"]
+            .as_u64()
+    };
+    let reformed = wait_until(Duration::from_secs(20), || {
+        all_up(&nodes.iter().collect::<Vec<_>>(), 3)
+            && nodes.iter().all(|observer| {
+                nodes.iter().all(|member| {
+                    let own = generation(member, &member.name);
+                    own.is_some() && generation(observer, &member.name) == own
+                })
+            })
+    });
+    assert!(
+        reformed,
+        "{:?}",
+        nodes.iter().map(statuses).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_wiped_node_takes_back_its_place_with_a_new_actor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = three(dir.path(), &[]);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    let ring_before: Value = http()
+        .get(format!("{}/admin/ring", nodes[0].url()))
+        .send()
+        .and_then(|r| r.json())
+        .expect("ring");
+    let actor_before = nodes[2].status()["actor"].clone();
+
+    nodes[2].kill();
+    std::fs::remove_dir_all(&nodes[2].data_dir).expect("wipe");
+    nodes[2].start();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+
+    assert_ne!(
+        nodes[2].status()["actor"],
+        actor_before,
+        "a wiped node needs a new actor id"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            nodes.iter().all(|n| {
+                http()
+                    .get(format!("{}/admin/ring", n.url()))
+                    .send()
+                    .and_then(|r| r.json::<Value>())
+                    .is_ok_and(|r| r["ranges"] == ring_before["ranges"])
+            })
+        }),
+        "the ring changed after the wiped node came back"
+    );
+}
+
+#[test]
+fn a_node_without_the_cluster_secret_is_refused_and_never_becomes_a_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "correct horse battery staple\n").expect("secret");
+    let secret_arg = secret.to_str().expect("utf8").to_string();
+    let mut good = three(dir.path(), &["--cluster-secret-file", &secret_arg]);
+    wait_formed(&good.iter().collect::<Vec<_>>());
+
+    let mut intruder = TestNode::new(dir.path(), "intruder", ip(5));
+    intruder.args.extend(timing());
+    intruder
+        .args
+        .extend(["--seeds".to_string(), good[0].rpc_addr()]);
+    intruder
+        .env
+        .push(("DYNAKV_CLUSTER_SECRET".into(), "wrong".into()));
+    intruder.start();
+
+    // Give gossip many rounds to (wrongly) spread it.
+    std::thread::sleep(Duration::from_millis(10 * GOSSIP_MS));
+    for n in &good {
+        assert!(!statuses(n).contains_key("intruder"), "{:?}", statuses(n));
+    }
+    assert_eq!(
+        statuses(&intruder).len(),
+        1,
+        "the intruder learned the cluster"
+    );
+    let metrics = http()
+        .get(format!("{}/metrics", good[0].url()))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dynakv_rpc_handshake_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(refused > 0, "refusals not counted:\n{metrics}");
+    good[0].kill();
+    intruder.kill();
+}
