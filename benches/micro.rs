@@ -143,5 +143,153 @@ fn storage(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dvvset, storage);
+fn ring(c: &mut Criterion) {
+    use dynakv_ring::{NodeSpec, Ring, token};
+    let mut g = c.benchmark_group("ring");
+    for nodes in [3usize, 16] {
+        let history = (0..nodes)
+            .map(|i| NodeSpec::new(format!("node-{i}")).joined_at(i as u64))
+            .collect();
+        let ring = Ring::new(history, 3);
+        let keys: Vec<String> = (0..1024).map(|i| format!("user:{i:08}")).collect();
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("preference_list_lookup", nodes), |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                let t = token(black_box(keys[i].as_bytes()));
+                ring.replicas_for_token(t).for_each(|r| {
+                    black_box(r);
+                });
+            })
+        });
+    }
+    g.bench_function("build_16_nodes", |b| {
+        let history: Vec<NodeSpec> = (0..16)
+            .map(|i| NodeSpec::new(format!("node-{i}")).joined_at(i as u64))
+            .collect();
+        b.iter(|| Ring::new(black_box(history.clone()), 3))
+    });
+    g.finish();
+}
+
+mod rpc_bench {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use dynakv::metrics::Metrics;
+    use dynakv::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+
+    pub struct Pong;
+
+    impl Handler for Pong {
+        async fn handle(self: Arc<Self>, _peer: String, _request: Request) -> Response {
+            Response::Pong
+        }
+    }
+
+    fn shared(name: &str) -> Arc<RpcShared> {
+        Arc::new(RpcShared {
+            name: name.into(),
+            secret: Some("bench".into()),
+            faults: Faults::default(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// An RPC server answering pings, and a client connected to it.
+    pub async fn rpc_pair() -> (RpcClient, SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(rpc::serve(
+            listener,
+            shared("server"),
+            Arc::new(Pong),
+            stop.clone(),
+        ));
+        let client = RpcClient::new(shared("client"), "127.0.0.1".parse().expect("ip"));
+        client
+            .call(addr, None, Request::Ping, Duration::from_secs(5))
+            .await
+            .expect("first call");
+        (client, addr, stop)
+    }
+
+    /// The baseline: a TCP server echoing 4-byte-length-prefixed frames.
+    pub async fn echo_pair() -> TcpStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        s
+    }
+
+    /// Sends `k` small frames back to back and reads `k` echoes.
+    pub async fn echo_round(s: &mut TcpStream, k: usize) {
+        const FRAME: [u8; 16] = [0, 0, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
+        let out: Vec<u8> = FRAME.iter().copied().cycle().take(16 * k).collect();
+        s.write_all(&out).await.expect("write");
+        let mut back = vec![0u8; 16 * k];
+        s.read_exact(&mut back).await.expect("read");
+    }
+}
+
+fn rpc(c: &mut Criterion) {
+    use std::time::Duration;
+
+    use dynakv::rpc::Request;
+    use rpc_bench::*;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (client, addr, _stop) = rt.block_on(rpc_pair());
+    let client = std::sync::Arc::new(client);
+    let echo = std::sync::Arc::new(tokio::sync::Mutex::new(rt.block_on(echo_pair())));
+    let mut g = c.benchmark_group("rpc");
+    for in_flight in [1usize, 64] {
+        g.throughput(Throughput::Elements(in_flight as u64));
+        g.bench_function(BenchmarkId::new("tcp_echo_baseline", in_flight), |b| {
+            b.to_async(&rt).iter(|| {
+                let echo = std::sync::Arc::clone(&echo);
+                async move { echo_round(&mut *echo.lock().await, in_flight).await }
+            })
+        });
+        g.bench_function(BenchmarkId::new("round_trip", in_flight), |b| {
+            b.to_async(&rt).iter(|| {
+                let client = std::sync::Arc::clone(&client);
+                async move {
+                    let calls = (0..in_flight)
+                        .map(|_| client.call(addr, None, Request::Ping, Duration::from_secs(5)));
+                    for r in futures::future::join_all(calls).await {
+                        r.expect("ping");
+                    }
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, dvvset, storage, ring, rpc);
 criterion_main!(benches);

@@ -13,7 +13,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use super::auth::{self, Role};
-use super::frame::{Frame, FrameCodec};
+use super::frame::{Frame, FrameCodec, write_batched};
 use super::message::{Hello, Request, Response};
 use super::server::{HANDSHAKE_TIMEOUT, RpcShared};
 
@@ -224,17 +224,13 @@ impl RpcClient {
             .await
             .map_err(|_| RpcError::Auth(format!("{addr}: handshake timed out")))??;
 
-        let (mut sink, mut frames) = framed.split();
-        let (tx, mut rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_PEER);
+        let (sink, mut frames) = framed.split();
+        let (tx, rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_PEER);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
         let closed_w = Arc::clone(&closed);
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if sink.send(frame).await.is_err() {
-                    break;
-                }
-            }
+            write_batched(sink, rx).await;
             closed_w.store(true, Ordering::Relaxed);
         });
         let pending_r = Arc::clone(&pending);

@@ -66,6 +66,29 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
     codec::decode(body).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
+/// Writes frames from `rx` to `sink` until either closes, batching: every frame
+/// already queued is encoded before one flush, so a busy connection makes one
+/// write system call per batch instead of one per frame.
+pub async fn write_batched<S>(mut sink: S, mut rx: tokio::sync::mpsc::Receiver<Frame>)
+where
+    S: futures::Sink<Frame> + Unpin,
+{
+    use futures::SinkExt;
+    while let Some(frame) = rx.recv().await {
+        if sink.feed(frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if sink.feed(frame).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// The tokio codec for [`Frame`]s.
 pub struct FrameCodec {
     inner: LengthDelimitedCodec,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Role};
 use super::faults::Faults;
-use super::frame::{Frame, FrameCodec, FrameError};
+use super::frame::{Frame, FrameCodec, FrameError, write_batched};
 use super::message::{Hello, Request, Response};
 use crate::metrics::Metrics;
 
@@ -158,15 +158,9 @@ async fn connection<H: Handler>(
                 .inc();
         }
     })?;
-    let (mut sink, mut frames) = framed.split();
-    let (tx, mut rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if sink.send(frame).await.is_err() {
-                break;
-            }
-        }
-    });
+    let (sink, mut frames) = framed.split();
+    let (tx, rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_CONNECTION);
+    let writer = tokio::spawn(write_batched(sink, rx));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     let result = loop {
         let next = tokio::select! {
