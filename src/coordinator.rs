@@ -1,18 +1,55 @@
-//! The request coordinator (Dynamo §4.5): turns a client read or write into
-//! operations on the key's replicas and decides when a quorum has answered.
+//! The request coordinator (Dynamo §4.5, §4.6): turns a client read or write
+//! into operations on the key's replicas and decides when a quorum has answered.
 //!
-//! A single node is its own only replica: R and W are capped at the number of
-//! members (SPEC §3), so a lone node serves at once.
+//! # Writes
+//!
+//! A write is coordinated by one of the key's N replicas — a node that is not one
+//! forwards it — so the new version's dot is issued by a replica's actor. The
+//! coordinator applies the write to its own copy (the DVVSet update: what the
+//! client's context covers is superseded, the rest stays as siblings), sends the
+//! resulting object to the other replicas, and answers once W acknowledged
+//! (itself included). The rest complete in the background.
+//!
+//! **Sloppy quorum**: a replica that is down (by gossip) or fails to answer is
+//! replaced by the next healthy node of the extended preference list, which holds
+//! the object as a *hint* for it; that acknowledgement counts toward W. When no
+//! spare node exists (three nodes, N = 3), the coordinator keeps the hint itself.
+//! Either way, every replica that missed a write ends up with a durable hint
+//! somewhere, delivered when it returns ([`crate::handoff`]).
+//!
+//! **Strict quorum**: only the first N count. If fewer than W of them are
+//! reachable the write is refused before anything is stored.
+//!
+//! A `503` means fewer than W acknowledged in time; the write may survive on
+//! those that did and is not rolled back, as in every Dynamo-style store.
+//!
+//! # Reads
+//!
+//! A read asks every reachable replica (and, in sloppy mode, fallbacks when too
+//! few replicas are up), answers with the merge (DVVSet sync) of the first R
+//! answers, and then, once the stragglers answered, writes the merge of all
+//! answers back to every replica whose copy was stale or missing (read repair).
+//!
+//! A cluster with fewer members than N keeps every key on every member, and R and
+//! W are capped at that count (SPEC §3).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dynakv_membership::Status;
+use dynakv_ring::{Ring, token};
 use dynakv_storage::{ObjectStore, StorageError};
 use dynakv_versioning::{Object, TooManySiblings, Version, VersionVector};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::config::QuorumMode;
+use crate::metrics::{Op, OpLabels};
 use crate::node::Node;
+use crate::rpc::{Request, Response, WireError};
 
 /// A requested quorum size, as given per request (`r=2`, `w=quorum`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,16 +78,16 @@ impl Quorum {
         }
     }
 
-    /// The number of replies needed with `n` replicas, capped at `members`
+    /// The number of replies needed with `n` replicas, capped at `replicas`
     /// (a cluster smaller than N keeps every key on every member).
-    pub fn resolve(self, n: usize, members: usize) -> usize {
+    pub fn resolve(self, n: usize, replicas: usize) -> usize {
         let k = match self {
             Quorum::One => 1,
             Quorum::Majority => n / 2 + 1,
             Quorum::All => n,
             Quorum::Exactly(k) => k,
         };
-        k.min(members).max(1)
+        k.min(replicas).max(1)
     }
 }
 
@@ -59,8 +96,7 @@ impl Quorum {
 pub struct RequestOptions {
     /// R for reads, W for writes.
     pub quorum: Quorum,
-    /// Sloppy or strict (the same thing on a lone node).
-    #[allow(dead_code)]
+    /// Sloppy or strict.
     pub mode: QuorumMode,
     /// How long to wait for the quorum.
     pub timeout: Duration,
@@ -86,32 +122,89 @@ pub enum CoordError {
     Corrupt,
     /// The storage engine failed.
     #[error("storage: {0}")]
-    Storage(StorageError),
+    Storage(String),
 }
 
 impl From<StorageError> for CoordError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Corrupt { .. } => CoordError::Corrupt,
-            other => CoordError::Storage(other),
+            other => CoordError::Storage(other.to_string()),
+        }
+    }
+}
+
+impl From<WireError> for CoordError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::QuorumUnavailable { needed, acked } => {
+                CoordError::QuorumUnavailable { needed, acked }
+            }
+            WireError::TooManySiblings { live, limit } => {
+                CoordError::TooManySiblings(TooManySiblings { live, limit })
+            }
+            WireError::Corrupt => CoordError::Corrupt,
+            WireError::Storage(s) => CoordError::Storage(s),
+        }
+    }
+}
+
+impl From<&CoordError> for WireError {
+    fn from(e: &CoordError) -> Self {
+        match e {
+            CoordError::QuorumUnavailable { needed, acked } => WireError::QuorumUnavailable {
+                needed: *needed,
+                acked: *acked,
+            },
+            CoordError::TooManySiblings(t) => WireError::TooManySiblings {
+                live: t.live,
+                limit: t.limit,
+            },
+            CoordError::Corrupt => WireError::Corrupt,
+            CoordError::Storage(s) => WireError::Storage(s.clone()),
+        }
+    }
+}
+
+/// Where a key lives under the current ring.
+struct Placement {
+    /// The key's replicas (the first N of its preference list).
+    replicas: Vec<String>,
+    /// The rest of the preference list, in order: fallbacks for a sloppy quorum.
+    fallbacks: Vec<String>,
+}
+
+impl Placement {
+    fn of(ring: &Ring, key: &[u8]) -> Placement {
+        let partition = Ring::partition_of(token(key));
+        let mut all: Vec<String> = ring
+            .preference_list(partition)
+            .map(str::to_string)
+            .collect();
+        let fallbacks = all.split_off(ring.replica_count().min(all.len()));
+        Placement {
+            replicas: all,
+            fallbacks,
         }
     }
 }
 
 impl Node {
-    /// Coordinates a read: the merged sibling set of the replicas that answered.
-    pub async fn coordinate_get(
-        self: &Arc<Self>,
-        key: Bytes,
-        opts: RequestOptions,
-    ) -> Result<Object, CoordError> {
-        let needed = opts.quorum.resolve(self.config.n, 1);
-        let read = self.blocking(move |node| node.storage.get(&key));
-        let object = tokio::time::timeout(opts.timeout, read)
-            .await
-            .map_err(|_| CoordError::QuorumUnavailable { needed, acked: 0 })?
-            .inspect_err(|e| self.note_storage_error(e))?;
-        Ok(object.unwrap_or_default())
+    fn me(&self) -> &str {
+        &self.identity.name
+    }
+
+    fn is_down(&self, name: &str) -> bool {
+        name != self.me()
+            && self.cluster.status(name) != Status::Up
+            && self.cluster.status(name) != Status::Suspect
+    }
+
+    fn quorum_failed(&self, op: Op) {
+        self.metrics
+            .quorum_failures
+            .get_or_create(&OpLabels { op })
+            .inc();
     }
 
     /// Coordinates a write of `version` (a value or a tombstone) that supersedes
@@ -123,26 +216,456 @@ impl Node {
         version: Version,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
-        let needed = opts.quorum.resolve(self.config.n, 1);
-        let write = self.blocking(move |node| {
-            let actor = node.identity.actor;
-            let max = node.config.max_siblings;
-            node.storage
-                .update(&key, |o| o.write_capped(&context, actor, version, max))
-        });
-        // The write keeps running if the wait times out: it is not rolled back.
-        let result = tokio::time::timeout(opts.timeout, write)
+        let ring = self.cluster.ring();
+        let placement = Placement::of(&ring, &key);
+        let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
+        if placement.replicas.iter().any(|r| r == self.me()) {
+            return self
+                .put_as_replica(key, context, version, needed, opts)
+                .await;
+        }
+        // Forward to the first reachable replica; it coordinates with its actor.
+        let request = Request::CoordinateWrite {
+            key,
+            context,
+            version,
+            w: needed,
+            strict: opts.mode == QuorumMode::Strict,
+            timeout_ms: opts.timeout.as_millis() as u64,
+        };
+        for replica in placement.replicas.iter().filter(|r| !self.is_down(r)) {
+            let Some(addr) = self.cluster.rpc_addr(replica) else {
+                continue;
+            };
+            match self
+                .rpc
+                .call(addr, Some(replica), request.clone(), opts.timeout)
+                .await
+            {
+                Ok(Response::Written(ctx)) => return Ok(ctx),
+                Ok(Response::Failed(e)) => return Err(e.into()),
+                Ok(other) => {
+                    tracing::warn!(?other, replica, "unexpected answer to a forwarded write")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, replica, "forwarding a write failed; trying the next replica")
+                }
+            }
+        }
+        self.quorum_failed(Op::Put);
+        Err(CoordError::QuorumUnavailable { needed, acked: 0 })
+    }
+
+    /// Coordinates a write on this node, a replica of the key.
+    pub async fn put_as_replica(
+        self: &Arc<Self>,
+        key: Bytes,
+        context: VersionVector,
+        version: Version,
+        needed: usize,
+        opts: RequestOptions,
+    ) -> Result<VersionVector, CoordError> {
+        let ring = self.cluster.ring();
+        let placement = Placement::of(&ring, &key);
+        let sloppy = opts.mode == QuorumMode::Sloppy;
+        if !sloppy {
+            // Refuse before storing anything: nothing is acknowledged.
+            let reachable = placement
+                .replicas
+                .iter()
+                .filter(|r| !self.is_down(r))
+                .count();
+            if reachable < needed {
+                self.quorum_failed(Op::Put);
+                return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
+            }
+        }
+        let write_key = key.clone();
+        let (_dot, object) = self
+            .blocking(move |node| {
+                let actor = node.identity.actor;
+                let max = node.config.max_siblings;
+                node.storage.update(&write_key, |o| {
+                    o.write_capped(&context, actor, version, max)
+                })
+            })
             .await
-            .map_err(|_| CoordError::QuorumUnavailable { needed, acked: 0 })?
-            .inspect_err(|e| self.note_storage_error(e))?;
-        let (_dot, object) = result?;
-        Ok(object.context())
+            .inspect_err(|e| self.note_storage_error(e))??;
+        let object = Arc::new(object);
+
+        let others: Vec<String> = placement
+            .replicas
+            .iter()
+            .filter(|r| *r != self.me())
+            .cloned()
+            .collect();
+        let spare: VecDeque<String> = if sloppy {
+            placement
+                .fallbacks
+                .iter()
+                .filter(|f| !self.is_down(f))
+                .cloned()
+                .collect()
+        } else {
+            VecDeque::new()
+        };
+        let spare = Arc::new(Mutex::new(spare));
+        let (tx, mut rx) = mpsc::channel::<bool>(others.len().max(1));
+        for replica in &others {
+            tokio::spawn(Arc::clone(self).replicate(
+                key.clone(),
+                Arc::clone(&object),
+                replica.clone(),
+                Arc::clone(&spare),
+                opts.timeout,
+                tx.clone(),
+            ));
+        }
+        drop(tx);
+        let mut acked = 1;
+        let mut pending = others.len();
+        let deadline = Instant::now() + opts.timeout;
+        while acked < needed && pending > 0 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(ok)) => {
+                    pending -= 1;
+                    if ok {
+                        acked += 1;
+                    }
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if acked >= needed {
+            Ok(object.context())
+        } else {
+            self.quorum_failed(Op::Put);
+            Err(CoordError::QuorumUnavailable { needed, acked })
+        }
+    }
+
+    /// Delivers a coordinated write to one replica: directly, else (sloppy) to a
+    /// fallback holding a hint for it, else as a hint kept here. Reports whether
+    /// the acknowledgement counts toward W.
+    async fn replicate(
+        self: Arc<Self>,
+        key: Bytes,
+        object: Arc<Object>,
+        replica: String,
+        spare: Arc<Mutex<VecDeque<String>>>,
+        timeout: Duration,
+        done: mpsc::Sender<bool>,
+    ) {
+        if !self.is_down(&replica)
+            && let Some(addr) = self.cluster.rpc_addr(&replica)
+        {
+            let request = Request::ReplicaWrite {
+                key: key.clone(),
+                object: (*object).clone(),
+                hint_for: None,
+            };
+            match self.rpc.call(addr, Some(&replica), request, timeout).await {
+                Ok(Response::Ack) => {
+                    let _ = done.send(true).await;
+                    return;
+                }
+                Ok(other) => tracing::warn!(?other, %replica, "replica refused a write"),
+                Err(e) => tracing::debug!(error = %e, %replica, "replica write failed"),
+            }
+        }
+        loop {
+            let Some(fallback) = spare.lock().pop_front() else {
+                break;
+            };
+            let Some(addr) = self.cluster.rpc_addr(&fallback) else {
+                continue;
+            };
+            let request = Request::ReplicaWrite {
+                key: key.clone(),
+                object: (*object).clone(),
+                hint_for: Some(replica.clone()),
+            };
+            if let Ok(Response::Ack) = self.rpc.call(addr, Some(&fallback), request, timeout).await
+            {
+                tracing::debug!(%replica, %fallback, "hinted write stored on a fallback");
+                let _ = done.send(true).await;
+                return;
+            }
+        }
+        // No fallback took it: keep the hint here so the replica gets it later.
+        let hint_key = key.clone();
+        let hint_object = Arc::clone(&object);
+        let target = replica.clone();
+        let stored = self
+            .blocking(move |node| node.storage.put_hint(&target, &hint_key, &hint_object))
+            .await;
+        match stored {
+            Ok(()) => {
+                self.metrics.hints_stored.inc();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %replica, "cannot store a hint; anti-entropy will repair the key")
+            }
+        }
+        let _ = done.send(false).await;
+    }
+
+    /// Coordinates a read: the merged sibling set of the first R answers; read
+    /// repair follows in the background.
+    pub async fn coordinate_get(
+        self: &Arc<Self>,
+        key: Bytes,
+        opts: RequestOptions,
+    ) -> Result<Object, CoordError> {
+        let ring = self.cluster.ring();
+        let placement = Placement::of(&ring, &key);
+        let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
+        let mut targets: Vec<(String, bool)> = placement
+            .replicas
+            .iter()
+            .filter(|r| !self.is_down(r))
+            .map(|r| (r.clone(), false))
+            .collect();
+        if opts.mode == QuorumMode::Sloppy {
+            let missing = needed.saturating_sub(targets.len());
+            let extra = placement
+                .fallbacks
+                .iter()
+                .filter(|f| !self.is_down(f))
+                .take(missing);
+            targets.extend(extra.map(|f| (f.clone(), true)));
+        }
+        if targets.len() < needed {
+            self.quorum_failed(Op::Get);
+            return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
+        }
+        let (tx, mut rx) = mpsc::channel::<(String, bool, Option<Option<Object>>)>(targets.len());
+        for (name, fallback) in targets.iter().cloned() {
+            let hints_for = if fallback {
+                placement.replicas.clone()
+            } else {
+                Vec::new()
+            };
+            tokio::spawn(Arc::clone(self).read_one(
+                key.clone(),
+                name,
+                fallback,
+                hints_for,
+                opts.timeout,
+                tx.clone(),
+            ));
+        }
+        drop(tx);
+
+        let (quorum_tx, quorum_rx) = oneshot::channel::<Result<Object, CoordError>>();
+        let node = Arc::clone(self);
+        let total = targets.len();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + opts.timeout;
+            let mut answers: Vec<(String, bool, Option<Object>)> = Vec::new();
+            let mut merged = Object::new();
+            let mut quorum_tx = Some(quorum_tx);
+            let mut received = 0;
+            while received < total {
+                let Ok(Some((name, fallback, answer))) =
+                    tokio::time::timeout_at(deadline, rx.recv()).await
+                else {
+                    break;
+                };
+                received += 1;
+                let Some(object) = answer else { continue };
+                if let Some(o) = &object {
+                    merged.sync(o);
+                }
+                answers.push((name, fallback, object));
+                if answers.len() >= needed
+                    && let Some(q) = quorum_tx.take()
+                {
+                    let _ = q.send(Ok(merged.clone()));
+                }
+            }
+            if let Some(q) = quorum_tx.take() {
+                let _ = q.send(Err(CoordError::QuorumUnavailable {
+                    needed,
+                    acked: answers.len(),
+                }));
+            }
+            node.read_repair(key, merged, answers, opts.timeout).await;
+        });
+        match quorum_rx.await {
+            Ok(Ok(object)) => Ok(object),
+            Ok(Err(e)) => {
+                self.quorum_failed(Op::Get);
+                Err(e)
+            }
+            Err(_) => Err(CoordError::QuorumUnavailable { needed, acked: 0 }),
+        }
+    }
+
+    /// One replica's (or fallback's) answer to a read: `None` if it failed.
+    async fn read_one(
+        self: Arc<Self>,
+        key: Bytes,
+        name: String,
+        fallback: bool,
+        hints_for: Vec<String>,
+        timeout: Duration,
+        done: mpsc::Sender<(String, bool, Option<Option<Object>>)>,
+    ) {
+        let answer = if name == self.me() {
+            let k = key.clone();
+            match self.blocking(move |node| node.storage.get(&k)).await {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    self.note_storage_error(&e);
+                    None
+                }
+            }
+        } else {
+            match self.cluster.rpc_addr(&name) {
+                None => None,
+                Some(addr) => match self
+                    .rpc
+                    .call(
+                        addr,
+                        Some(&name),
+                        Request::ReplicaRead { key, hints_for },
+                        timeout,
+                    )
+                    .await
+                {
+                    Ok(Response::Object(o)) => Some(o),
+                    _ => None,
+                },
+            }
+        };
+        let _ = done.send((name, fallback, answer)).await;
+    }
+
+    /// Writes the merge of every answer back to the replicas whose copy lacked
+    /// part of it.
+    async fn read_repair(
+        self: &Arc<Self>,
+        key: Bytes,
+        merged: Object,
+        answers: Vec<(String, bool, Option<Object>)>,
+        timeout: Duration,
+    ) {
+        if merged.is_empty() {
+            return;
+        }
+        for (name, fallback, object) in answers {
+            if fallback || object.as_ref() == Some(&merged) {
+                continue;
+            }
+            let repaired = if name == self.me() {
+                let (k, m) = (key.clone(), merged.clone());
+                self.blocking(move |node| node.storage.merge(&k, &m).map(|_| ()))
+                    .await
+                    .is_ok()
+            } else if let Some(addr) = self.cluster.rpc_addr(&name) {
+                let request = Request::ReplicaWrite {
+                    key: key.clone(),
+                    object: merged.clone(),
+                    hint_for: None,
+                };
+                matches!(
+                    self.rpc.call(addr, Some(&name), request, timeout).await,
+                    Ok(Response::Ack)
+                )
+            } else {
+                false
+            };
+            if repaired {
+                self.metrics.read_repairs.inc();
+                tracing::debug!(replica = %name, "read repair");
+            }
+        }
+    }
+
+    /// Serves a replica write from a peer: merge, or hold as a hint.
+    pub async fn on_replica_write(
+        self: &Arc<Self>,
+        key: Bytes,
+        object: Object,
+        hint_for: Option<String>,
+    ) -> Response {
+        let result = self
+            .blocking(move |node| match hint_for {
+                Some(target) if target != node.identity.name => {
+                    node.storage.put_hint(&target, &key, &object).map(|()| true)
+                }
+                _ => node.storage.merge(&key, &object).map(|_| false),
+            })
+            .await;
+        match result {
+            Ok(hinted) => {
+                if hinted {
+                    self.metrics.hints_stored.inc();
+                }
+                Response::Ack
+            }
+            Err(e) => {
+                self.note_storage_error(&e);
+                Response::Error(e.to_string())
+            }
+        }
+    }
+
+    /// Serves a replica read from a peer (with the hints it holds, as a fallback).
+    pub async fn on_replica_read(self: &Arc<Self>, key: Bytes, hints_for: Vec<String>) -> Response {
+        let result = self
+            .blocking(move |node| -> Result<Option<Object>, StorageError> {
+                let mut object = node.storage.get(&key)?;
+                for target in &hints_for {
+                    if let Some(h) = node.storage.get_hint(target, &key)? {
+                        object.get_or_insert_with(Object::new).sync(&h.object);
+                    }
+                }
+                Ok(object)
+            })
+            .await;
+        match result {
+            Ok(o) => Response::Object(o),
+            Err(e) => {
+                self.note_storage_error(&e);
+                Response::Error(e.to_string())
+            }
+        }
+    }
+
+    /// Serves a write forwarded by a non-replica.
+    pub async fn on_coordinate_write(
+        self: &Arc<Self>,
+        key: Bytes,
+        context: VersionVector,
+        version: Version,
+        w: usize,
+        strict: bool,
+        timeout_ms: u64,
+    ) -> Response {
+        let opts = RequestOptions {
+            quorum: Quorum::Exactly(w),
+            mode: if strict {
+                QuorumMode::Strict
+            } else {
+                QuorumMode::Sloppy
+            },
+            timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
+        };
+        match self
+            .put_as_replica(key, context, version, w.max(1), opts)
+            .await
+        {
+            Ok(ctx) => Response::Written(ctx),
+            Err(e) => Response::Failed((&e).into()),
+        }
     }
 
     fn note_storage_error(&self, e: &StorageError) {
         if let StorageError::Corrupt { key, reason } = e {
             self.metrics.corrupt_records.inc();
-            tracing::error!(key = ?String::from_utf8_lossy(key), %reason, "corrupt record on disk");
+            tracing::error!(key = ?String::from_utf8_lossy(key), %reason, "corrupt record on disk; it will be repaired from a replica");
         } else {
             tracing::error!(error = %e, "storage error");
         }

@@ -9,7 +9,8 @@
 //! * [`config`] and [`cli`] — settings and the command line;
 //! * [`rpc`] — the node-to-node protocol: framing, authentication, connections;
 //! * [`cluster`] — gossip over RPC, the ring every node computes from it;
-//! * [`coordinator`] — turning client requests into replica operations;
+//! * [`coordinator`] — quorum reads and writes, sloppy quorum, read repair;
+//! * [`handoff`] — hinted handoff: returning missed writes to recovered replicas;
 //! * [`http`] — the client-facing API;
 //! * [`node`] — wiring it together and running it;
 //! * [`dev`] and [`client`] — the local-cluster launcher and client commands.
@@ -20,6 +21,7 @@ pub mod cluster;
 pub mod config;
 pub mod coordinator;
 pub mod dev;
+pub mod handoff;
 pub mod http;
 pub mod metrics;
 pub mod node;

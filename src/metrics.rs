@@ -79,6 +79,12 @@ pub struct Metrics {
     pub read_repairs: Counter,
     /// Records that failed to decode on disk.
     pub corrupt_records: Counter,
+    /// Hints stored (on this node, for other replicas).
+    pub hints_stored: Counter,
+    /// Hints delivered to their replica and deleted.
+    pub hints_delivered: Counter,
+    /// Hints dropped after `hint_window_s` (anti-entropy repairs those keys).
+    pub hints_expired: Counter,
     /// Node-to-node requests sent.
     pub rpc_requests: Counter,
     /// Node-to-node calls that failed, by kind.
@@ -119,6 +125,9 @@ impl Metrics {
             quorum_failures: Family::default(),
             read_repairs: Counter::default(),
             corrupt_records: Counter::default(),
+            hints_stored: Counter::default(),
+            hints_delivered: Counter::default(),
+            hints_expired: Counter::default(),
             rpc_requests: Counter::default(),
             rpc_errors: Family::default(),
             frame_errors: Family::default(),
@@ -159,6 +168,21 @@ impl Metrics {
             "corrupt_records",
             "Records that failed to decode on disk",
             m.corrupt_records.clone(),
+        );
+        registry.register(
+            "hints_stored",
+            "Hints stored for other replicas",
+            m.hints_stored.clone(),
+        );
+        registry.register(
+            "hints_delivered",
+            "Hints delivered and deleted",
+            m.hints_delivered.clone(),
+        );
+        registry.register(
+            "hints_expired",
+            "Hints dropped after hint_window_s",
+            m.hints_expired.clone(),
         );
         registry.register(
             "rpc_requests",

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Cluster, META_MEMBERS, now_ms};
 use crate::config::Config;
-use crate::http;
 use crate::metrics::Metrics;
 use crate::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
+use crate::{handoff, http};
 
 /// Everything a node's request handlers and workers share.
 pub struct Node {
@@ -117,12 +117,30 @@ impl Handler for Node {
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => self.on_gossip(message).await,
+            Request::ReplicaWrite {
+                key,
+                object,
+                hint_for,
+            } => self.on_replica_write(key, object, hint_for).await,
+            Request::ReplicaRead { key, hints_for } => self.on_replica_read(key, hints_for).await,
+            Request::CoordinateWrite {
+                key,
+                context,
+                version,
+                w,
+                strict,
+                timeout_ms,
+            } => {
+                self.on_coordinate_write(key, context, version, w, strict, timeout_ms)
+                    .await
+            }
         }
     }
 }
 
 /// Starts a node and serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(data_dir = %config.data_dir.display(), "opening the data directory");
     let node = Node::open(config)?;
     tracing::info!(
         node = %node.identity.name,
@@ -153,6 +171,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         workers.clone(),
     ));
     tasks.spawn(cluster::gossip_worker(Arc::clone(&node), workers.clone()));
+    tasks.spawn(handoff::handoff_worker(Arc::clone(&node), workers.clone()));
     tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");
 
     let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;

@@ -4,86 +4,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-const GOSSIP_MS: u64 = 200;
-const FAILURE_MS: u64 = 1000;
-/// Slack for process scheduling and status polling on a loaded machine.
-const SLACK: Duration = Duration::from_millis(1500);
-
-fn ip(i: u8) -> Ipv4Addr {
-    Ipv4Addr::new(127, 0, 0, i)
-}
-
-fn timing() -> Vec<String> {
-    vec![
-        "--gossip-interval-ms".into(),
-        GOSSIP_MS.to_string(),
-        "--failure-timeout-ms".into(),
-        FAILURE_MS.to_string(),
-    ]
-}
-
-/// Three nodes on 127.0.0.2–4, each seeded with the first.
-fn three(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
-    let mut nodes: Vec<TestNode> = (0..3)
-        .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
-        .collect();
-    let seed = nodes[0].rpc_addr();
-    for n in nodes.iter_mut() {
-        n.args.extend(timing());
-        n.args.extend(extra.iter().map(|s| s.to_string()));
-        n.args.push("--seeds".into());
-        n.args.push(seed.clone());
-    }
-    for n in nodes.iter_mut() {
-        n.start();
-    }
-    nodes
-}
-
-fn statuses(node: &TestNode) -> BTreeMap<String, String> {
-    let Ok(resp) = http().get(format!("{}/admin/status", node.url())).send() else {
-        return BTreeMap::new();
-    };
-    let s: Value = resp.json().unwrap_or(Value::Null);
-    s["members"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap_or("").to_string(),
-                m["status"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
-
-fn sees(observer: &TestNode, member: &str, status: &str) -> bool {
-    statuses(observer).get(member).map(String::as_str) == Some(status)
-}
-
-fn all_up(nodes: &[&TestNode], count: usize) -> bool {
-    nodes.iter().all(|n| {
-        let s = statuses(n);
-        s.len() == count && s.values().all(|v| v == "up")
-    })
-}
-
-fn wait_formed(nodes: &[&TestNode]) {
-    assert!(
-        wait_until(Duration::from_secs(20), || all_up(nodes, nodes.len())),
-        "cluster did not form: {:?}",
-        nodes.iter().map(|n| statuses(n)).collect::<Vec<_>>()
-    );
-}
 
 #[test]
 fn three_nodes_form_a_cluster_detect_failures_and_recover() {

@@ -2,7 +2,9 @@
 //! response, plus the handshake. Encoded by `dynakv_storage::codec` behind a
 //! format byte, so the wire format can evolve.
 
+use bytes::Bytes;
 use dynakv_membership::GossipMessage;
+use dynakv_versioning::{Object, Version, VersionVector};
 use serde::{Deserialize, Serialize};
 
 /// Everything that travels in a frame.
@@ -64,6 +66,65 @@ pub enum Request {
     Ping,
     /// A gossip round: the sender's member table; answered with the receiver's.
     Gossip(GossipMessage),
+    /// Store this version of a key: merge it into the receiver's copy, or, with
+    /// `hint_for`, hold it as a hint for that replica (sloppy quorum). Merging
+    /// makes redelivery harmless. Answered with [`Response::Ack`].
+    ReplicaWrite {
+        /// The user key.
+        key: Bytes,
+        /// The object to merge.
+        object: Object,
+        /// The replica this copy stands in for, when sent to a fallback.
+        hint_for: Option<String>,
+    },
+    /// The receiver's copy of a key, merged with any hints it holds for it on
+    /// behalf of `hints_for`. Answered with [`Response::Object`].
+    ReplicaRead {
+        /// The user key.
+        key: Bytes,
+        /// Replicas whose hints for this key to include (when asked as a fallback).
+        hints_for: Vec<String>,
+    },
+    /// Coordinate a client write: sent by a node that is not a replica of the key
+    /// to one that is, so a replica's actor advances the clock. Answered with
+    /// [`Response::Written`] or [`Response::Failed`].
+    CoordinateWrite {
+        /// The user key.
+        key: Bytes,
+        /// What the client's context covers.
+        context: VersionVector,
+        /// The new value or tombstone.
+        version: Version,
+        /// Acknowledgements required.
+        w: usize,
+        /// Strict quorum (only the key's own replicas count).
+        strict: bool,
+        /// How long to wait for them.
+        timeout_ms: u64,
+    },
+}
+
+/// A coordinated request's failure, as sent between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireError {
+    /// Fewer than `needed` acknowledgements.
+    QuorumUnavailable {
+        /// Required.
+        needed: usize,
+        /// Received.
+        acked: usize,
+    },
+    /// The write would leave too many live siblings.
+    TooManySiblings {
+        /// Live siblings it would leave.
+        live: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The coordinator's record is corrupt.
+    Corrupt,
+    /// The coordinator's storage failed.
+    Storage(String),
 }
 
 /// A response to a [`Request`].
@@ -73,6 +134,14 @@ pub enum Response {
     Pong,
     /// Answer to `Gossip`: the receiver's member table.
     Gossip(GossipMessage),
+    /// Answer to `ReplicaWrite`: stored durably.
+    Ack,
+    /// Answer to `ReplicaRead`: the receiver's copy (none if it has none).
+    Object(Option<Object>),
+    /// Answer to `CoordinateWrite`: the context covering the new write.
+    Written(VersionVector),
+    /// Answer to `CoordinateWrite`: it failed.
+    Failed(WireError),
     /// The request failed on the receiver.
     Error(String),
 }

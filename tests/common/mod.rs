@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -275,4 +276,115 @@ pub fn values(client: &Client, url: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+// ---- clusters on 127.0.0.2.. ----
+
+pub const GOSSIP_MS: u64 = 200;
+pub const FAILURE_MS: u64 = 1000;
+/// Slack for process scheduling and status polling on a loaded machine.
+pub const SLACK: Duration = Duration::from_millis(1500);
+
+pub fn ip(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, 0, i)
+}
+
+pub fn timing() -> Vec<String> {
+    vec![
+        "--gossip-interval-ms".into(),
+        GOSSIP_MS.to_string(),
+        "--failure-timeout-ms".into(),
+        FAILURE_MS.to_string(),
+    ]
+}
+
+/// Three nodes on 127.0.0.2–4, each seeded with the first.
+pub fn three(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
+        .collect();
+    let seed = nodes[0].rpc_addr();
+    for n in nodes.iter_mut() {
+        n.args.extend(timing());
+        n.args.extend(extra.iter().map(|s| s.to_string()));
+        n.args.push("--seeds".into());
+        n.args.push(seed.clone());
+    }
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    nodes
+}
+
+pub fn statuses(node: &TestNode) -> BTreeMap<String, String> {
+    let Ok(resp) = http().get(format!("{}/admin/status", node.url())).send() else {
+        return BTreeMap::new();
+    };
+    let s: Value = resp.json().unwrap_or(Value::Null);
+    s["members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+pub fn sees(observer: &TestNode, member: &str, status: &str) -> bool {
+    statuses(observer).get(member).map(String::as_str) == Some(status)
+}
+
+pub fn all_up(nodes: &[&TestNode], count: usize) -> bool {
+    nodes.iter().all(|n| {
+        let s = statuses(n);
+        s.len() == count && s.values().all(|v| v == "up")
+    })
+}
+
+pub fn wait_formed(nodes: &[&TestNode]) {
+    assert!(
+        wait_until(Duration::from_secs(20), || all_up(nodes, nodes.len())),
+        "cluster did not form: {:?}",
+        nodes.iter().map(|n| statuses(n)).collect::<Vec<_>>()
+    );
+}
+
+/// GET with the given query, isolated: `node` drops its traffic to `others`, so
+/// an `r=1` read returns exactly its own copy. Heals afterwards.
+pub fn local_values(node: &TestNode, others: &[&TestNode], key: &str) -> Vec<String> {
+    set_faults(
+        node,
+        &serde_json::json!({"drop_to": others.iter().map(|o| o.name.clone()).collect::<Vec<_>>()}),
+    );
+    let vals = values(&http(), &format!("{}?r=1", node.key_url(key)));
+    set_faults(node, &serde_json::json!({}));
+    vals
+}
+
+/// POST /admin/faults.
+pub fn set_faults(node: &TestNode, spec: &Value) {
+    let resp = http()
+        .post(format!("{}/admin/faults", node.url()))
+        .json(spec)
+        .send()
+        .expect("faults");
+    assert!(resp.status().is_success(), "faults: {}", resp.status());
+}
+
+/// A counter or gauge from /metrics (0 when absent).
+pub fn metric(node: &TestNode, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", node.url()))
+        .send()
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }

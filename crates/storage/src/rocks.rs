@@ -139,7 +139,6 @@ pub struct Storage {
     locks: Vec<Mutex<()>>,
     keys: AtomicU64,
     hints: AtomicU64,
-    hint_seq: AtomicU64,
     _cache: Cache,
 }
 
@@ -169,7 +168,6 @@ impl Storage {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             keys: AtomicU64::new(0),
             hints: AtomicU64::new(0),
-            hint_seq: AtomicU64::new(now_ms() * 1000),
             _cache: cache,
         };
         // Exact counts, from key-only scans of the small families.
@@ -335,23 +333,60 @@ impl Storage {
         Ok(())
     }
 
-    /// Stores a hint for `target` (a replica that missed this write).
+    /// Stores a hint for `target` (a replica that missed this write). Hints are
+    /// kept per (target, key) and merged, so repeated hinted writes of one key
+    /// hold one object, and delivering it once delivers them all.
     pub fn put_hint(&self, target: &str, key: &[u8], object: &Object) -> Result<(), StorageError> {
-        let hint = Hint {
-            target: target.to_string(),
-            key: key.to_vec(),
-            object: object.clone(),
-            created_ms: now_ms(),
+        let id = hint_key(target, key);
+        let _guard = self.lock(&storage_key(key));
+        let existing = self.read_hint(&id)?;
+        let hint = match existing {
+            Some(mut h) => {
+                h.object.sync(object);
+                h
+            }
+            None => Hint {
+                target: target.to_string(),
+                key: key.to_vec(),
+                object: object.clone(),
+                created_ms: now_ms(),
+            },
         };
-        let id = hint_key(target, self.hint_seq.fetch_add(1, Ordering::Relaxed));
+        let fresh = self.hints_entry_missing(&id)?;
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(Cf::Hints), id, codec::encode(&hint));
+        batch.put_cf(self.cf(Cf::Hints), &id, codec::encode(&hint));
         self.db.write_opt(batch, &self.write_opts)?;
-        self.hints.fetch_add(1, Ordering::Relaxed);
+        if fresh {
+            self.hints.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
-    /// Up to `limit` hints held for `target`, oldest first. Undecodable hints are
+    fn hints_entry_missing(&self, id: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.db.get_pinned_cf(self.cf(Cf::Hints), id)?.is_none())
+    }
+
+    fn read_hint(&self, id: &[u8]) -> Result<Option<Hint>, StorageError> {
+        match self.db.get_pinned_cf(self.cf(Cf::Hints), id)? {
+            None => Ok(None),
+            Some(bytes) => match codec::decode::<Hint>(&bytes) {
+                Ok(h) => Ok(Some(h)),
+                // A corrupt hint is dropped from the merge; anti-entropy repairs the key.
+                Err(e) => {
+                    tracing::warn!(reason = %e, "corrupt hint replaced");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    /// The hint held for `target` about `key`, if any (a fallback answering a
+    /// sloppy read).
+    pub fn get_hint(&self, target: &str, key: &[u8]) -> Result<Option<Hint>, StorageError> {
+        self.read_hint(&hint_key(target, key))
+    }
+
+    /// Up to `limit` hints held for `target`, in ring order. Undecodable hints are
     /// returned as `Err` with their id so they can be dropped.
     pub fn hints_for(&self, target: &str, limit: usize) -> Result<Vec<StoredHint>, StorageError> {
         let prefix = hint_prefix(target);
@@ -385,23 +420,45 @@ impl Storage {
         while let Some(k) = it.key() {
             let Some(name) = hint_target(k) else { break };
             let name = name.to_string();
-            // Skip to the first key past this target's prefix.
-            let mut next = hint_prefix(&name);
-            next.push(0xff);
+            // Skip to the first key past every key with this target's prefix.
+            let next = prefix_successor(&hint_prefix(&name));
             targets.push(name);
-            it.seek(&next);
+            match next {
+                Some(next) => it.seek(&next),
+                None => break,
+            }
         }
         it.status()?;
         Ok(targets)
     }
 
-    /// Deletes a delivered (or expired) hint.
-    pub fn delete_hint(&self, id: &HintId) -> Result<(), StorageError> {
+    /// Deletes a delivered (or expired) hint, unless it changed since it was
+    /// read (a newer hinted write arrived meanwhile): returns whether it was
+    /// deleted. `expected: None` deletes unconditionally (corrupt or expired).
+    pub fn delete_hint(
+        &self,
+        id: &HintId,
+        expected: Option<&Object>,
+    ) -> Result<bool, StorageError> {
+        let key_part =
+            id.0.get(2 + hint_target(&id.0).map_or(0, str::len)..)
+                .unwrap_or_default();
+        let _guard = self.lock(key_part);
+        if self.hints_entry_missing(&id.0)? {
+            return Ok(false);
+        }
+        if let Some(expected) = expected
+            && self
+                .read_hint(&id.0)?
+                .is_some_and(|h| &h.object != expected)
+        {
+            return Ok(false);
+        }
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(Cf::Hints), &id.0);
         self.db.write_opt(batch, &self.write_opts)?;
         self.hints.fetch_sub(1, Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     /// Figures for metrics and status.
@@ -452,10 +509,25 @@ fn hint_prefix(target: &str) -> Vec<u8> {
     p
 }
 
-fn hint_key(target: &str, seq: u64) -> Vec<u8> {
+/// A hint's key: the target's length-prefixed name, then the object's storage
+/// key, so one target's hints are contiguous and in ring order.
+fn hint_key(target: &str, key: &[u8]) -> Vec<u8> {
     let mut k = hint_prefix(target);
-    k.extend_from_slice(&seq.to_be_bytes());
+    k.extend_from_slice(&storage_key(key));
     k
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None` if
+/// the prefix is all 0xff bytes: nothing sorts after it).
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < 0xff {
+            next.push(last + 1);
+            return Some(next);
+        }
+    }
+    None
 }
 
 fn hint_target(key: &[u8]) -> Option<&str> {
@@ -630,17 +702,68 @@ mod tests {
             vec!["n2".to_string(), "n3".to_string()]
         );
         let for_n2 = s.hints_for("n2", 10).expect("hints");
-        let keys: Vec<Vec<u8>> = for_n2
+        let mut keys: Vec<Vec<u8>> = for_n2
             .iter()
             .map(|(_, h)| h.as_ref().expect("decodes").key.clone())
             .collect();
+        keys.sort();
         assert_eq!(keys, vec![b"a".to_vec(), b"c".to_vec()]);
-        for (id, _) in &for_n2 {
-            s.delete_hint(id).expect("delete");
+        for (id, h) in &for_n2 {
+            let h = h.as_ref().expect("decodes");
+            assert!(s.delete_hint(id, Some(&h.object)).expect("delete"));
         }
         assert!(s.hints_for("n2", 10).expect("hints").is_empty());
         drop(s);
         let s = open(dir.path());
         assert_eq!(s.stats().hints, 1, "hint count is rebuilt at open");
+    }
+
+    #[test]
+    fn hint_targets_are_listed_once_whatever_the_tokens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        // Enough keys that some tokens start with 0xff.
+        for i in 0..2000 {
+            s.put_hint("n2", format!("k{i}").as_bytes(), &Object::new())
+                .expect("hint");
+        }
+        s.put_hint("n3", b"x", &Object::new()).expect("hint");
+        assert_eq!(
+            s.hint_targets().expect("targets"),
+            vec!["n2".to_string(), "n3".to_string()]
+        );
+        assert_eq!(prefix_successor(&[1, 0xff, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_successor(&[0xff]), None);
+    }
+
+    #[test]
+    fn hints_for_one_key_merge_and_a_changed_hint_is_not_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut a = Object::new();
+        a.update(
+            &VersionVector::new(),
+            ActorId(1),
+            Version::value("a", "", 1),
+        );
+        let mut b = Object::new();
+        b.update(
+            &VersionVector::new(),
+            ActorId(2),
+            Version::value("b", "", 2),
+        );
+        s.put_hint("n2", b"k", &a).expect("hint");
+        let (id, read) = s.hints_for("n2", 10).expect("hints").remove(0);
+        let read = read.expect("decodes");
+        s.put_hint("n2", b"k", &b).expect("hint");
+        assert_eq!(s.stats().hints, 1, "one hint per (target, key)");
+        let merged = s.get_hint("n2", b"k").expect("get").expect("present");
+        assert_eq!(merged.object.live().len(), 2);
+        assert!(
+            !s.delete_hint(&id, Some(&read.object)).expect("delete"),
+            "changed since read"
+        );
+        assert!(s.delete_hint(&id, Some(&merged.object)).expect("delete"));
+        assert_eq!(s.stats().hints, 0);
     }
 }

@@ -1,0 +1,127 @@
+//! Hinted handoff (Dynamo §4.6): writes a replica missed while it was down are
+//! held as hints — on a fallback node or on the coordinator — and delivered once
+//! gossip shows the replica `up` again.
+//!
+//! The worker delivers each target's hints in ring order, a bounded batch per
+//! round (so a returning node is not flooded and client traffic keeps its
+//! latency), and deletes a hint only after the target acknowledged it — and only
+//! if no newer hinted write arrived for the key meanwhile. Delivery is a DVVSet
+//! merge on the target, so redelivery after a crash is harmless and the worker is
+//! resumable: hints live in RocksDB. Hints older than `hint_window_s` are dropped
+//! (counted as expired); anti-entropy repairs those keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynakv_membership::Status;
+use dynakv_storage::{Hint, HintId, StorageError};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::now_ms;
+use crate::node::Node;
+use crate::rpc::{Request, Response};
+
+/// Time between delivery rounds.
+const ROUND: Duration = Duration::from_millis(250);
+/// Hints delivered per target per round (about 2,000 per second).
+const BATCH: usize = 500;
+/// Rounds between sweeps that expire the hints of targets still down.
+const EXPIRY_SWEEP_ROUNDS: u64 = 240;
+
+/// Delivers hints until `shutdown`.
+pub async fn handoff_worker(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut round: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(ROUND) => {}
+        }
+        round += 1;
+        let targets = match node.blocking(|n| n.storage.hint_targets()).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list hints");
+                continue;
+            }
+        };
+        for target in targets {
+            let up = node.cluster.status(&target) == Status::Up;
+            if up || round.is_multiple_of(EXPIRY_SWEEP_ROUNDS) {
+                deliver(&node, &target, up).await;
+            }
+        }
+    }
+}
+
+/// One batch for one target: deliver (when `up`) or just expire.
+async fn deliver(node: &Arc<Node>, target: &str, up: bool) {
+    let t = target.to_string();
+    let batch: Vec<(HintId, Result<Hint, StorageError>)> =
+        match node.blocking(move |n| n.storage.hints_for(&t, BATCH)).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, %target, "cannot read hints");
+                return;
+            }
+        };
+    let window_ms = node.config.hint_window_s.saturating_mul(1000);
+    let (mut delivered, mut expired) = (0u64, 0u64);
+    for (id, hint) in batch {
+        let hint = match hint {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, %target, "dropping a corrupt hint; anti-entropy repairs the key");
+                let _ = node
+                    .blocking(move |n| n.storage.delete_hint(&id, None))
+                    .await;
+                continue;
+            }
+        };
+        if now_ms().saturating_sub(hint.created_ms) > window_ms {
+            if node
+                .blocking(move |n| n.storage.delete_hint(&id, None))
+                .await
+                .unwrap_or(false)
+            {
+                expired += 1;
+                node.metrics.hints_expired.inc();
+            }
+            continue;
+        }
+        if !up {
+            continue;
+        }
+        let Some(addr) = node.cluster.rpc_addr(target) else {
+            return;
+        };
+        let request = Request::ReplicaWrite {
+            key: hint.key.clone().into(),
+            object: hint.object.clone(),
+            hint_for: None,
+        };
+        match node
+            .rpc
+            .call(addr, Some(target), request, Duration::from_secs(5))
+            .await
+        {
+            Ok(Response::Ack) => {
+                let object = hint.object;
+                if node
+                    .blocking(move |n| n.storage.delete_hint(&id, Some(&object)))
+                    .await
+                    .unwrap_or(false)
+                {
+                    delivered += 1;
+                    node.metrics.hints_delivered.inc();
+                }
+            }
+            other => {
+                tracing::debug!(%target, answer = ?other.err(), "hint delivery failed; retrying later");
+                break;
+            }
+        }
+    }
+    if delivered > 0 || expired > 0 {
+        tracing::info!(%target, delivered, expired, "hinted handoff");
+    }
+}

@@ -1,0 +1,313 @@
+//! Quorum reads and writes on a real three-node cluster (N=3, W=2, R=2): read
+//! your writes through any coordinator, siblings from concurrent writers,
+//! sloppy quorum with hinted handoff across a crash, strict mode, read repair,
+//! and a 2|1 partition healing with nothing lost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+fn formed(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
+    let mut args = vec!["--fault-injection"];
+    args.extend_from_slice(extra);
+    let nodes = three(root, &args);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    nodes
+}
+
+fn others<'a>(nodes: &'a [TestNode], i: usize) -> Vec<&'a TestNode> {
+    nodes
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+fn hints_pending(node: &TestNode) -> u64 {
+    node.status()["hints_pending"]
+        .as_u64()
+        .expect("hints_pending")
+}
+
+#[test]
+fn every_read_through_another_coordinator_returns_the_latest_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let c = http();
+    let mut contexts: Vec<Option<String>> = vec![None; 200];
+    for i in 0..1000 {
+        let k = i % 200;
+        let key = format!("key-{k}");
+        let writer = &nodes[i % 3];
+        let reader = &nodes[(i + 1) % 3];
+        let value = format!("value-{i}");
+        let resp = put(
+            &c,
+            &writer.key_url(&key),
+            value.clone(),
+            contexts[k].as_deref(),
+        );
+        assert_eq!(resp.status(), 204, "write {i} via {}", writer.name);
+        let resp = c.get(reader.key_url(&key)).send().expect("get");
+        assert_eq!(
+            resp.status(),
+            200,
+            "read {i} via {} (siblings or missing)",
+            reader.name
+        );
+        contexts[k] = Some(ctx_of(&resp));
+        assert_eq!(
+            resp.text().expect("body"),
+            value,
+            "read {i} via {} is stale",
+            reader.name
+        );
+    }
+}
+
+#[test]
+fn concurrent_writes_through_two_coordinators_are_siblings_on_every_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let c = http();
+    let base = ctx_of(&put(&c, &nodes[0].key_url("cart"), "v0", None));
+    assert_eq!(
+        put(&c, &nodes[0].key_url("cart"), "alice", Some(&base)).status(),
+        204
+    );
+    assert_eq!(
+        put(&c, &nodes[1].key_url("cart"), "bob", Some(&base)).status(),
+        204
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(
+            wait_until(Duration::from_secs(10), || local_values(
+                node,
+                &others(&nodes, i),
+                "cart"
+            ) == ["alice", "bob"]),
+            "{} holds {:?}",
+            node.name,
+            local_values(node, &others(&nodes, i), "cart")
+        );
+    }
+    // A write with the merged context resolves them everywhere.
+    let resp = c
+        .get(format!("{}?r=3", nodes[2].key_url("cart")))
+        .send()
+        .expect("get");
+    assert_eq!(resp.status(), 300);
+    let merged = ctx_of(&resp);
+    assert_eq!(
+        put(&c, &nodes[2].key_url("cart"), "alice+bob", Some(&merged)).status(),
+        204
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(wait_until(Duration::from_secs(10), || {
+            local_values(node, &others(&nodes, i), "cart") == ["alice+bob"]
+        }));
+    }
+}
+
+#[test]
+fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let c = http();
+    nodes[2].kill();
+    // Writes and reads keep succeeding with one of three replicas down.
+    for i in 0..300 {
+        let coordinator = &nodes[i % 2];
+        let resp = put(
+            &c,
+            &coordinator.key_url(&format!("k{i}")),
+            format!("v{i}"),
+            None,
+        );
+        assert_eq!(resp.status(), 204, "write {i} with n3 down");
+        let resp = c
+            .get(nodes[(i + 1) % 2].key_url(&format!("k{i}")))
+            .send()
+            .expect("get");
+        assert_eq!(resp.status(), 200, "read {i} with n3 down");
+    }
+    let held = hints_pending(&nodes[0]) + hints_pending(&nodes[1]);
+    assert!(held >= 300, "only {held} hints held for n3");
+
+    nodes[2].start();
+    assert!(
+        wait_until(Duration::from_secs(30), || hints_pending(&nodes[0]) == 0
+            && hints_pending(&nodes[1]) == 0),
+        "hints not drained: {} and {}",
+        hints_pending(&nodes[0]),
+        hints_pending(&nodes[1])
+    );
+    assert!(
+        metric(&nodes[0], "dynakv_hints_delivered_total")
+            + metric(&nodes[1], "dynakv_hints_delivered_total")
+            >= 300.0
+    );
+
+    // Alone, the returned node has every write it missed.
+    nodes[0].pause();
+    nodes[1].pause();
+    for i in 0..300 {
+        let resp = c
+            .get(format!("{}?r=1", nodes[2].key_url(&format!("k{i}"))))
+            .send()
+            .expect("get");
+        assert_eq!(resp.status(), 200, "k{i} missing on the returned node");
+        assert_eq!(resp.text().expect("body"), format!("v{i}"));
+    }
+    nodes[0].resume();
+    nodes[1].resume();
+}
+
+#[test]
+fn strict_mode_refuses_without_a_quorum_and_sloppy_mode_accepts_w1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let c = http();
+    nodes[1].kill();
+    nodes[2].kill();
+    assert!(wait_until(Duration::from_secs(10), || {
+        sees(&nodes[0], "n2", "down") && sees(&nodes[0], "n3", "down")
+    }));
+
+    let resp = put(
+        &c,
+        &format!("{}?quorum=strict", nodes[0].key_url("strict")),
+        "v",
+        None,
+    );
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().expect("json");
+    assert_eq!(body["error"], "quorum_unavailable");
+    // Refused before anything was stored.
+    assert_eq!(
+        c.get(format!("{}?r=1", nodes[0].key_url("strict")))
+            .send()
+            .expect("get")
+            .status(),
+        404
+    );
+
+    let resp = put(
+        &c,
+        &format!("{}?w=1", nodes[0].key_url("sloppy")),
+        "v",
+        None,
+    );
+    assert_eq!(resp.status(), 204);
+    assert_eq!(
+        values(&c, &format!("{}?r=1", nodes[0].key_url("sloppy"))),
+        vec!["v"]
+    );
+    // The default w=2 cannot be met by one live node.
+    assert_eq!(put(&c, &nodes[0].key_url("w2"), "v", None).status(), 503);
+    assert!(metric(&nodes[0], "dynakv_quorum_failures_total{op=\"Put\"}") >= 2.0);
+}
+
+#[test]
+fn a_replica_that_missed_a_write_holds_it_after_one_r3_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // hint_window_s = 0: hints expire at once, so only read repair can fix n3.
+    let nodes = formed(dir.path(), &["--hint-window-s", "0"]);
+    let c = http();
+    let n3 = &nodes[2];
+    set_faults(
+        n3,
+        &json!({"drop_to": ["n1", "n2"], "drop_from": ["n1", "n2"]}),
+    );
+    for n in &nodes[..2] {
+        set_faults(n, &json!({"drop_to": ["n3"], "drop_from": ["n3"]}));
+    }
+    assert_eq!(
+        put(&c, &nodes[0].key_url("missed"), "important", None).status(),
+        204
+    );
+    for n in &nodes {
+        set_faults(n, &json!({}));
+    }
+    assert!(
+        local_values(n3, &others(&nodes, 2), "missed").is_empty(),
+        "n3 got the write anyway"
+    );
+
+    let resp = c
+        .get(format!("{}?r=3", nodes[0].key_url("missed")))
+        .send()
+        .expect("get");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        wait_until(Duration::from_secs(5), || local_values(
+            n3,
+            &others(&nodes, 2),
+            "missed"
+        ) == ["important"]),
+        "read repair did not reach n3"
+    );
+    assert!(metric(&nodes[0], "dynakv_read_repairs_total") >= 1.0);
+}
+
+#[test]
+fn writes_on_both_sides_of_a_partition_become_siblings_everywhere_after_it_heals() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let c = http();
+    let keys: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    for k in &keys {
+        assert_eq!(
+            put(
+                &c,
+                &format!("{}?w=all", nodes[0].key_url(k)),
+                "before",
+                None
+            )
+            .status(),
+            204
+        );
+    }
+    // n3 alone on one side, n1 and n2 on the other.
+    set_faults(
+        &nodes[2],
+        &json!({"drop_to": ["n1", "n2"], "drop_from": ["n1", "n2"]}),
+    );
+    for n in &nodes[..2] {
+        set_faults(n, &json!({"drop_to": ["n3"], "drop_from": ["n3"]}));
+    }
+    for k in &keys {
+        for (node, side) in [(&nodes[0], "majority"), (&nodes[2], "minority")] {
+            let read = c
+                .get(format!("{}?r=1", node.key_url(k)))
+                .send()
+                .expect("get");
+            let ctx = ctx_of(&read);
+            let resp = put(&c, &format!("{}?w=1", node.key_url(k)), side, Some(&ctx));
+            assert_eq!(resp.status(), 204, "{side} write of {k}");
+        }
+    }
+    for n in &nodes {
+        set_faults(n, &json!({}));
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || nodes
+            .iter()
+            .all(|n| hints_pending(n) == 0)),
+        "hints not drained after the heal"
+    );
+    for (i, node) in nodes.iter().enumerate() {
+        for k in &keys {
+            assert_eq!(
+                local_values(node, &others(&nodes, i), k),
+                vec!["majority", "minority"],
+                "{} lost a side's write of {k}",
+                node.name
+            );
+        }
+    }
+}
