@@ -18,7 +18,7 @@ fn formed(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
     nodes
 }
 
-fn others<'a>(nodes: &'a [TestNode], i: usize) -> Vec<&'a TestNode> {
+fn others(nodes: &[TestNode], i: usize) -> Vec<&TestNode> {
     nodes
         .iter()
         .enumerate()
