@@ -31,6 +31,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show the node's view of the cluster.
     Status(NodeUrl),
+    /// Generate load and report throughput and latency percentiles.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `dynakv node`: every setting of SPEC §3 as a flag; each flag also reads the

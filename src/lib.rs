@@ -13,8 +13,10 @@
 //! * [`handoff`] — hinted handoff: returning missed writes to recovered replicas;
 //! * [`http`] — the client-facing API;
 //! * [`node`] — wiring it together and running it;
-//! * [`dev`] and [`client`] — the local-cluster launcher and client commands.
+//! * [`dev`], [`client`] and [`bench`] — the local-cluster launcher, client
+//!   commands and load generator.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;

@@ -6,7 +6,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use dynakv::cli::{Cli, Command, NodeArgs};
-use dynakv::{client, dev, node};
+use dynakv::{bench, client, dev, node};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Put(a) => client::put(a),
         Command::Delete(a) => client::delete(a),
         Command::Status(a) => client::status(a),
+        Command::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

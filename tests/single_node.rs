@@ -534,3 +534,38 @@ fn the_cli_reads_writes_and_deletes_with_clear_exit_codes() {
     assert_eq!(code, Some(0));
     assert!(out.contains("solo") && out.contains("up"), "{out}");
 }
+
+#[test]
+fn the_bench_command_reports_throughput_and_percentiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "--node",
+            &node.url(),
+            "--duration",
+            "1",
+            "--keys",
+            "200",
+            "--clients",
+            "4",
+            "--json",
+        ])
+        .output()
+        .expect("run bench");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    for op in report["ops"].as_array().expect("ops") {
+        assert!(op["count"].as_u64().expect("count") > 0, "{op}");
+        assert_eq!(op["errors"], 0, "{op}");
+        assert!(op["p99_ms"].as_f64().expect("p99") >= op["p50_ms"].as_f64().expect("p50"));
+    }
+    // The preload wrote every key.
+    assert_eq!(node.status()["keys"], 200);
+}

@@ -1,0 +1,403 @@
+//! `dynakv bench`: a load generator for a running cluster.
+//!
+//! `--clients` concurrent clients, each with keep-alive connections, issue reads
+//! and writes of random keys (uniform over `--keys`) against the given nodes in
+//! turn for `--duration` seconds, and the command prints throughput, latency
+//! percentiles (p50 / p95 / p99 / p99.9 / max) and errors per operation.
+//!
+//! Writes behave like a careful client: each carries the causal context the
+//! client last saw for the key, so the benchmark measures ordinary updates rather
+//! than piling up siblings. Keys are written once first (`--preload`, with a
+//! progress bar) so reads find data.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use rand::Rng;
+use reqwest::{Client, StatusCode};
+use serde_json::json;
+
+use crate::client::{CliError, key_url};
+
+/// Read/write mixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// 50% reads, 50% writes.
+    Balanced,
+    /// 95% reads, 5% writes.
+    ReadMostly,
+    /// Reads only.
+    ReadOnly,
+    /// Writes only.
+    WriteOnly,
+}
+
+impl Workload {
+    fn read_fraction(self) -> f64 {
+        match self {
+            Workload::Balanced => 0.5,
+            Workload::ReadMostly => 0.95,
+            Workload::ReadOnly => 1.0,
+            Workload::WriteOnly => 0.0,
+        }
+    }
+}
+
+/// `dynakv bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Comma-separated node URLs; requests rotate over them.
+    #[arg(
+        long,
+        env = "DYNAKV_NODE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub node: Vec<String>,
+    /// Read/write mix.
+    #[arg(long, value_enum, default_value = "balanced")]
+    pub workload: Workload,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Write every key once before measuring.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub preload: bool,
+    /// Read quorum (default: the node's).
+    #[arg(long)]
+    pub r: Option<String>,
+    /// Write quorum (default: the node's).
+    #[arg(long)]
+    pub w: Option<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Default)]
+struct OpStats {
+    latency: Option<Histogram<u64>>,
+    errors: BTreeMap<String, u64>,
+}
+
+impl OpStats {
+    fn record(&mut self, micros: u64) {
+        let h = self.latency.get_or_insert_with(|| {
+            Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+        });
+        let _ = h.record(micros.max(1));
+    }
+
+    fn merge(&mut self, other: OpStats) {
+        if let Some(h) = other.latency {
+            match &mut self.latency {
+                Some(mine) => {
+                    let _ = mine.add(&h);
+                }
+                None => self.latency = Some(h),
+            }
+        }
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+fn failure(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+fn key_name(i: usize) -> String {
+    format!("bench-{i:08}")
+}
+
+const CONTEXT: &str = "x-causal-context";
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    if args.node.is_empty() || args.clients == 0 || args.keys == 0 || args.duration == 0 {
+        return Err(CliError {
+            code: 2,
+            message: "--node, --clients, --keys and --duration must be non-empty / positive".into(),
+        });
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    runtime.block_on(run_async(args))
+}
+
+fn query(name: &str, value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map(|v| format!("?{name}={v}"))
+        .unwrap_or_default()
+}
+
+async fn run_async(args: BenchArgs) -> Result<(), CliError> {
+    let client = Client::builder()
+        .pool_max_idle_per_host(args.clients)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    let value = Arc::new(vec![b'x'; args.value_size]);
+    let nodes = Arc::new(args.node.clone());
+    // The context each client last saw per key, shared so any client's write
+    // carries what the cluster last told us.
+    let contexts: Arc<Mutex<HashMap<usize, String>>> = Arc::new(Mutex::new(HashMap::new()));
+    let wq = query("w", &args.w);
+    let rq = query("r", &args.r);
+
+    if args.preload {
+        let bar = ProgressBar::new(args.keys as u64);
+        bar.set_style(
+            ProgressStyle::with_template("preload {bar:40} {pos}/{len} keys {per_sec} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..args.clients.min(args.keys) {
+            let (client, nodes, value, next, bar, contexts, wq) = (
+                client.clone(),
+                Arc::clone(&nodes),
+                Arc::clone(&value),
+                Arc::clone(&next),
+                bar.clone(),
+                Arc::clone(&contexts),
+                wq.clone(),
+            );
+            let keys = args.keys;
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= keys {
+                        return Ok::<(), String>(());
+                    }
+                    let url = format!(
+                        "{}{wq}",
+                        key_url(&nodes[(i + c) % nodes.len()], key_name(i).as_bytes())
+                    );
+                    let resp = client
+                        .put(url)
+                        .body(value.as_ref().clone())
+                        .send()
+                        .await
+                        .map_err(|e| format!("preload: {e}"))?;
+                    if resp.status() != StatusCode::NO_CONTENT {
+                        return Err(format!("preload: HTTP {}", resp.status()));
+                    }
+                    if let Some(ctx) = resp.headers().get(CONTEXT).and_then(|v| v.to_str().ok()) {
+                        contexts.lock().insert(i, ctx.to_string());
+                    }
+                    bar.inc(1);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await
+                .map_err(|e| failure(e.to_string()))?
+                .map_err(failure)?;
+        }
+        bar.finish_and_clear();
+    }
+
+    let read_fraction = args.workload.read_fraction();
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..args.clients {
+        let (client, nodes, value, contexts, done) = (
+            client.clone(),
+            Arc::clone(&nodes),
+            Arc::clone(&value),
+            Arc::clone(&contexts),
+            Arc::clone(&done),
+        );
+        let (rq, wq, keys) = (rq.clone(), wq.clone(), args.keys);
+        tasks.push(tokio::spawn(async move {
+            let mut reads = OpStats::default();
+            let mut writes = OpStats::default();
+            let mut turn = c;
+            while Instant::now() < deadline {
+                let (i, is_read) = {
+                    let mut rng = rand::rng();
+                    (rng.random_range(0..keys), rng.random_bool(read_fraction))
+                };
+                turn += 1;
+                let node = &nodes[turn % nodes.len()];
+                let base = key_url(node, key_name(i).as_bytes());
+                let t0 = Instant::now();
+                let (result, stats) = if is_read {
+                    (client.get(format!("{base}{rq}")).send().await, &mut reads)
+                } else {
+                    let mut req = client
+                        .put(format!("{base}{wq}"))
+                        .body(value.as_ref().clone());
+                    if let Some(ctx) = contexts.lock().get(&i).cloned() {
+                        req = req.header(CONTEXT, ctx);
+                    }
+                    (req.send().await, &mut writes)
+                };
+                let micros = t0.elapsed().as_micros() as u64;
+                match result {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        if let Some(ctx) = resp.headers().get(CONTEXT).and_then(|v| v.to_str().ok())
+                        {
+                            contexts.lock().insert(i, ctx.to_string());
+                        }
+                        // Drain the body so the connection is reused.
+                        let _ = resp.bytes().await;
+                        let ok = status.is_success()
+                            || status == StatusCode::MULTIPLE_CHOICES
+                            || (is_read && status == StatusCode::NOT_FOUND);
+                        if ok {
+                            stats.record(micros);
+                        } else {
+                            *stats
+                                .errors
+                                .entry(format!("HTTP {}", status.as_u16()))
+                                .or_default() += 1;
+                        }
+                    }
+                    Err(e) => {
+                        let kind = if e.is_timeout() {
+                            "timeout"
+                        } else if e.is_connect() {
+                            "connect"
+                        } else {
+                            "request"
+                        };
+                        *stats.errors.entry(kind.to_string()).or_default() += 1;
+                    }
+                }
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            (reads, writes)
+        }));
+    }
+    let ticker = {
+        let (spinner, done) = (spinner.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let n = done.load(std::sync::atomic::Ordering::Relaxed);
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                spinner.set_message(format!("{n} requests, {:.0}/s", n as f64 / secs));
+                spinner.tick();
+            }
+        })
+    };
+    let mut reads = OpStats::default();
+    let mut writes = OpStats::default();
+    for t in tasks {
+        let (r, w) = t.await.map_err(|e| failure(e.to_string()))?;
+        reads.merge(r);
+        writes.merge(w);
+    }
+    ticker.abort();
+    spinner.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
+    report(&args, elapsed, &reads, &writes);
+    Ok(())
+}
+
+fn summary(name: &str, s: &OpStats, elapsed: f64) -> serde_json::Value {
+    let errors: u64 = s.errors.values().sum();
+    match &s.latency {
+        None => json!({"op": name, "count": 0, "errors": errors, "error_kinds": s.errors}),
+        Some(h) => {
+            let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+            json!({
+                "op": name,
+                "count": h.len(),
+                "ops_per_s": h.len() as f64 / elapsed,
+                "p50_ms": ms(0.50),
+                "p95_ms": ms(0.95),
+                "p99_ms": ms(0.99),
+                "p999_ms": ms(0.999),
+                "max_ms": h.max() as f64 / 1000.0,
+                "errors": errors,
+                "error_kinds": s.errors,
+            })
+        }
+    }
+}
+
+fn report(args: &BenchArgs, elapsed: f64, reads: &OpStats, writes: &OpStats) {
+    let rows = [
+        summary("get", reads, elapsed),
+        summary("put", writes, elapsed),
+    ];
+    let total: f64 = rows.iter().filter_map(|r| r["ops_per_s"].as_f64()).sum();
+    if args.json {
+        let out = json!({
+            "nodes": args.node, "workload": format!("{:?}", args.workload), "clients": args.clients,
+            "keys": args.keys, "value_size": args.value_size, "seconds": elapsed,
+            "total_ops_per_s": total, "ops": rows,
+        });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "{} node(s), workload {:?}, {} clients, {} keys, {} B values, {:.1} s",
+        args.node.len(),
+        args.workload,
+        args.clients,
+        args.keys,
+        args.value_size,
+        elapsed
+    );
+    println!(
+        "{:<4} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "op", "count", "ops/s", "p50 ms", "p95 ms", "p99 ms", "p99.9", "max ms", "errors"
+    );
+    for r in &rows {
+        let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "{:<4} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            r["op"].as_str().unwrap_or(""),
+            r["count"],
+            r["ops_per_s"]
+                .as_f64()
+                .map_or("-".to_string(), |v| format!("{v:.0}")),
+            f("p50_ms"),
+            f("p95_ms"),
+            f("p99_ms"),
+            f("p999_ms"),
+            f("max_ms"),
+            r["errors"]
+        );
+        if let Some(kinds) = r["error_kinds"].as_object()
+            && !kinds.is_empty()
+        {
+            println!("     errors: {}", serde_json::Value::Object(kinds.clone()));
+        }
+    }
+    println!("total {total:.0} ops/s");
+}
