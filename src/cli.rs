@@ -31,6 +31,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Show the node's view of the cluster.
     Status(NodeUrl),
+    /// Run anti-entropy on a node now and print what it did.
+    Repair(AdminArgs),
     /// Generate load and report throughput and latency percentiles.
     Bench(crate::bench::BenchArgs),
 }
@@ -202,6 +204,17 @@ pub struct NodeUrl {
     /// Node HTTP URL.
     #[arg(long, env = "DYNAKV_NODE", default_value = "http://127.0.0.1:8000")]
     pub node: String,
+}
+
+/// A client command calling an admin endpoint.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
+    /// Admin bearer token, if the node requires one.
+    #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// `dynakv get`.

@@ -244,3 +244,41 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
     }
     Ok(())
 }
+
+/// `dynakv repair`: runs one anti-entropy pass on the node and prints what it did.
+pub fn repair(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError> {
+    let url = format!("{}/admin/repair", node.node.trim_end_matches('/'));
+    let http = Client::builder()
+        .timeout(Duration::from_secs(3600))
+        .build()
+        .map_err(|e| failure(format!("cannot build HTTP client: {e}")))?;
+    let mut req = http.post(url);
+    if let Some(t) = admin_token {
+        req = req.bearer_auth(t);
+    }
+    let resp = send(req, &node)?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp));
+    }
+    let s: Value = resp
+        .json()
+        .map_err(|e| failure(format!("bad repair response: {e}")))?;
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    println!(
+        "compared {} ranges, {} differed; repaired {} keys; sent {} B, received {} B; purged {} tombstones; {} ms",
+        n("ranges_compared"),
+        n("ranges_differing"),
+        n("keys_repaired"),
+        n("bytes_sent"),
+        n("bytes_received"),
+        n("tombstones_purged"),
+        n("ms")
+    );
+    if let Some(skipped) = s["peers_skipped"].as_array().filter(|a| !a.is_empty()) {
+        println!(
+            "peers skipped (down or failing): {}",
+            Value::Array(skipped.clone())
+        );
+    }
+    Ok(())
+}

@@ -194,7 +194,8 @@ impl Node {
         &self.identity.name
     }
 
-    fn is_down(&self, name: &str) -> bool {
+    /// True if gossip says `name` is down (never this node).
+    pub fn is_down(&self, name: &str) -> bool {
         name != self.me()
             && self.cluster.status(name) != Status::Up
             && self.cluster.status(name) != Status::Suspect

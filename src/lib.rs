@@ -11,11 +11,14 @@
 //! * [`cluster`] — gossip over RPC, the ring every node computes from it;
 //! * [`coordinator`] — quorum reads and writes, sloppy quorum, read repair;
 //! * [`handoff`] — hinted handoff: returning missed writes to recovered replicas;
+//! * [`antientropy`] — Merkle-tree repair of replicas that drifted apart, and
+//!   tombstone purge;
 //! * [`http`] — the client-facing API;
 //! * [`node`] — wiring it together and running it;
 //! * [`dev`], [`client`] and [`bench`] — the local-cluster launcher, client
 //!   commands and load generator.
 
+pub mod antientropy;
 pub mod bench;
 pub mod cli;
 pub mod client;

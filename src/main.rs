@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Delete(a) => client::delete(a),
         Command::Status(a) => client::status(a),
         Command::Bench(a) => bench::run(a),
+        Command::Repair(a) => client::repair(a.node, a.admin_token),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

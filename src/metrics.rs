@@ -85,6 +85,22 @@ pub struct Metrics {
     pub hints_delivered: Counter,
     /// Hints dropped after `hint_window_s` (anti-entropy repairs those keys).
     pub hints_expired: Counter,
+    /// Anti-entropy passes run.
+    pub ae_passes: Counter,
+    /// (partition, peer) pairs compared.
+    pub ae_ranges_compared: Counter,
+    /// Pairs whose trees differed.
+    pub ae_ranges_differing: Counter,
+    /// Keys repaired by anti-entropy.
+    pub ae_keys_repaired: Counter,
+    /// Anti-entropy bytes sent.
+    pub ae_bytes_sent: Counter,
+    /// Anti-entropy bytes received.
+    pub ae_bytes_received: Counter,
+    /// Tombstones purged.
+    pub ae_tombstones_purged: Counter,
+    /// Duration of the last pass.
+    pub ae_last_pass_ms: Gauge,
     /// Node-to-node requests sent.
     pub rpc_requests: Counter,
     /// Node-to-node calls that failed, by kind.
@@ -128,6 +144,14 @@ impl Metrics {
             hints_stored: Counter::default(),
             hints_delivered: Counter::default(),
             hints_expired: Counter::default(),
+            ae_passes: Counter::default(),
+            ae_ranges_compared: Counter::default(),
+            ae_ranges_differing: Counter::default(),
+            ae_keys_repaired: Counter::default(),
+            ae_bytes_sent: Counter::default(),
+            ae_bytes_received: Counter::default(),
+            ae_tombstones_purged: Counter::default(),
+            ae_last_pass_ms: Gauge::default(),
             rpc_requests: Counter::default(),
             rpc_errors: Family::default(),
             frame_errors: Family::default(),
@@ -168,6 +192,46 @@ impl Metrics {
             "corrupt_records",
             "Records that failed to decode on disk",
             m.corrupt_records.clone(),
+        );
+        registry.register(
+            "anti_entropy_passes",
+            "Anti-entropy passes run",
+            m.ae_passes.clone(),
+        );
+        registry.register(
+            "anti_entropy_ranges_compared",
+            "Ranges compared with a peer",
+            m.ae_ranges_compared.clone(),
+        );
+        registry.register(
+            "anti_entropy_ranges_differing",
+            "Ranges that differed",
+            m.ae_ranges_differing.clone(),
+        );
+        registry.register(
+            "anti_entropy_keys_repaired",
+            "Keys repaired by anti-entropy",
+            m.ae_keys_repaired.clone(),
+        );
+        registry.register(
+            "anti_entropy_bytes_sent",
+            "Anti-entropy bytes sent",
+            m.ae_bytes_sent.clone(),
+        );
+        registry.register(
+            "anti_entropy_bytes_received",
+            "Anti-entropy bytes received",
+            m.ae_bytes_received.clone(),
+        );
+        registry.register(
+            "tombstones_purged",
+            "Tombstones purged",
+            m.ae_tombstones_purged.clone(),
+        );
+        registry.register(
+            "anti_entropy_last_pass_ms",
+            "Duration of the last pass",
+            m.ae_last_pass_ms.clone(),
         );
         registry.register(
             "hints_stored",

@@ -9,6 +9,7 @@ use dynakv_membership::{Entry, GossipConfig, MemberInfo, Membership};
 use dynakv_storage::{Identity, Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::antientropy::{self, AntiEntropy};
 use crate::cluster::{self, Cluster, META_MEMBERS, now_ms};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -35,6 +36,8 @@ pub struct Node {
     pub started: Instant,
     /// Serialises metadata writes of the member table.
     pub persist_lock: parking_lot::Mutex<()>,
+    /// Anti-entropy trees and status.
+    pub ae: AntiEntropy,
 }
 
 impl Node {
@@ -89,6 +92,7 @@ impl Node {
             config,
             started: Instant::now(),
             persist_lock: parking_lot::Mutex::new(()),
+            ae: AntiEntropy::default(),
         }))
     }
 
@@ -123,6 +127,14 @@ impl Handler for Node {
                 hint_for,
             } => self.on_replica_write(key, object, hint_for).await,
             Request::ReplicaRead { key, hints_for } => self.on_replica_read(key, hints_for).await,
+            Request::AeCompare {
+                partitions,
+                summary,
+            } => self.on_ae_compare(partitions, summary).await,
+            Request::AeNodes { nodes } => self.on_ae_nodes(nodes).await,
+            Request::AeFetch { keys } => self.on_ae_fetch(keys).await,
+            Request::AePush { items } => self.on_ae_push(items).await,
+            Request::AePurge { items } => self.on_ae_purge(items).await,
             Request::CoordinateWrite {
                 key,
                 context,
@@ -172,6 +184,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
     tasks.spawn(cluster::gossip_worker(Arc::clone(&node), workers.clone()));
     tasks.spawn(handoff::handoff_worker(Arc::clone(&node), workers.clone()));
+    tasks.spawn(antientropy::anti_entropy_worker(
+        Arc::clone(&node),
+        workers.clone(),
+    ));
     tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");
 
     let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;

@@ -94,6 +94,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "ownership": ring.ownership(),
         "keys": stats.keys,
         "hints_pending": stats.hints,
+        "anti_entropy": node.anti_entropy_status(),
         "warnings": warnings,
         "config": config_json(&node),
     }))
@@ -147,6 +148,16 @@ pub async fn faults(
     tracing::warn!(?spec, "fault injection changed");
     node.faults().set(spec.clone());
     Ok(Json(serde_json::to_value(spec).unwrap_or(Value::Null)))
+}
+
+/// `POST /admin/repair`: run one anti-entropy pass now, unthrottled.
+pub async fn repair(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&node, &headers)?;
+    let summary = node.repair_pass(false).await;
+    Ok(Json(serde_json::to_value(summary).unwrap_or(Value::Null)))
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -43,6 +43,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/ring", get(admin::ring))
         .route("/metrics", get(admin::metrics))
         .route("/admin/faults", post(admin::faults))
+        .route("/admin/repair", post(admin::repair))
         .route("/admin/{*rest}", post(admin::unknown_admin))
         .fallback(kv::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)

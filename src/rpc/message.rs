@@ -3,6 +3,7 @@
 //! format byte, so the wire format can evolve.
 
 use bytes::Bytes;
+use dynakv_antientropy::{Hash, NodeId, NodeView};
 use dynakv_membership::GossipMessage;
 use dynakv_versioning::{Object, Version, VersionVector};
 use serde::{Deserialize, Serialize};
@@ -102,6 +103,41 @@ pub enum Request {
         /// How long to wait for them.
         timeout_ms: u64,
     },
+    /// Anti-entropy, step 1: are our trees of these partitions (runs of
+    /// partition numbers, inclusive) equal to yours? `summary` hashes our roots
+    /// in order. Answered with [`Response::AeSummary`], carrying the receiver's
+    /// roots when they differ.
+    AeCompare {
+        /// Inclusive runs of partition numbers.
+        partitions: Vec<(u16, u16)>,
+        /// Hash of the sender's roots, in partition order.
+        summary: Hash,
+    },
+    /// Anti-entropy, step 2: the receiver's views of these tree nodes.
+    /// Answered with [`Response::AeNodes`].
+    AeNodes {
+        /// (partition, node) pairs.
+        nodes: Vec<(u16, NodeId)>,
+    },
+    /// Anti-entropy, step 3: the receiver's objects for these keys.
+    /// Answered with [`Response::AeObjects`].
+    AeFetch {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// Anti-entropy, step 3: merge these objects. Answered with
+    /// [`Response::AePushed`].
+    AePush {
+        /// (key, object) pairs.
+        items: Vec<(Bytes, Object)>,
+    },
+    /// Tombstone purge: remove these keys if their digest is still the one
+    /// given (every replica holds the same tombstones). Answered with
+    /// [`Response::AePurged`].
+    AePurge {
+        /// (key, digest) pairs.
+        items: Vec<(Bytes, u64)>,
+    },
 }
 
 /// A coordinated request's failure, as sent between nodes.
@@ -142,6 +178,21 @@ pub enum Response {
     Written(VersionVector),
     /// Answer to `CoordinateWrite`: it failed.
     Failed(WireError),
+    /// Answer to `AeCompare`.
+    AeSummary {
+        /// The summaries matched: the partitions are identical.
+        equal: bool,
+        /// When they did not: the receiver's root per partition, in order.
+        roots: Option<Vec<Hash>>,
+    },
+    /// Answer to `AeNodes`: one view per requested node.
+    AeNodes(Vec<NodeView>),
+    /// Answer to `AeFetch`: the object per key (none if absent or corrupt).
+    AeObjects(Vec<(Bytes, Option<Object>)>),
+    /// Answer to `AePush`: the keys whose stored object changed.
+    AePushed(Vec<Bytes>),
+    /// Answer to `AePurge`: the keys removed (or already absent).
+    AePurged(Vec<Bytes>),
     /// The request failed on the receiver.
     Error(String),
 }

@@ -7,7 +7,7 @@
 //! | family    | key                         | value                                   |
 //! |-----------|-----------------------------|-----------------------------------------|
 //! | `objects` | ring token (8 bytes BE) ++ key | the object (DVVSet of versions), encoded by [`codec`] |
-//! | `digests` | same as `objects`           | an 8-byte digest of the encoded object   |
+//! | `digests` | same as `objects`           | an 8-byte digest of the encoded object (+ tombstone time) |
 //! | `hints`   | target node ++ sequence     | a hinted write held for a down replica   |
 //! | `meta`    | a name                      | node identity, cluster state             |
 //!
@@ -41,4 +41,4 @@ pub use rocks::{
     Cf, Hint, HintId, Identity, ObjectVisitor, Storage, StorageConfig, StorageStats, StoredHint,
     db_options,
 };
-pub use store::{Digest, MergeOutcome, ObjectStore};
+pub use store::{Digest, DigestEntry, DigestVisitor, MergeOutcome, ObjectStore, digest_of};

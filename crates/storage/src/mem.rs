@@ -2,19 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use dynakv_ring::{Token, TokenRange};
+use dynakv_ring::TokenRange;
 use dynakv_versioning::Object;
 use parking_lot::Mutex;
 
-use crate::store::digest_of;
-use crate::{
-    Digest, MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key,
-};
+use crate::store::{DigestEntry, DigestVisitor};
+use crate::{MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key};
 
 /// Objects in a `BTreeMap` keyed like the on-disk layout (token ++ key).
 #[derive(Default)]
 pub struct MemStore {
-    objects: Mutex<BTreeMap<Vec<u8>, (Object, Digest)>>,
+    objects: Mutex<BTreeMap<Vec<u8>, (Object, DigestEntry)>>,
 }
 
 impl MemStore {
@@ -24,8 +22,8 @@ impl MemStore {
     }
 }
 
-fn with_digest(object: Object) -> (Object, Digest) {
-    let d = digest_of(&codec::encode(&object));
+fn with_digest(object: Object) -> (Object, DigestEntry) {
+    let d = DigestEntry::of(&object, &codec::encode(&object));
     (object, d)
 }
 
@@ -81,10 +79,10 @@ impl ObjectStore for MemStore {
     fn for_each_digest(
         &self,
         range: TokenRange,
-        f: &mut dyn FnMut(Token, &[u8], Digest) -> bool,
+        f: &mut DigestVisitor<'_>,
     ) -> Result<(), StorageError> {
         // Copy first: the callback must not run under the lock (it may call back in).
-        let snapshot: Vec<(Vec<u8>, Digest)> = self
+        let snapshot: Vec<(Vec<u8>, DigestEntry)> = self
             .objects
             .lock()
             .range(range.start.to_be_bytes().to_vec()..)

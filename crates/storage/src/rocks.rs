@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dynakv_ring::{Token, TokenRange};
+use dynakv_ring::{PARTITIONS, Ring, Token, TokenRange};
 use dynakv_versioning::{ActorId, Object};
 use parking_lot::Mutex;
 use rocksdb::{
@@ -13,10 +13,8 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::store::digest_of;
-use crate::{
-    Digest, MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key,
-};
+use crate::store::{DigestEntry, DigestVisitor};
+use crate::{MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key};
 
 /// The RocksDB options the engine runs with: LZ4 on upper levels and ZSTD on the
 /// last, bloom filters for point reads, index and filter blocks in the block
@@ -139,6 +137,9 @@ pub struct Storage {
     locks: Vec<Mutex<()>>,
     keys: AtomicU64,
     hints: AtomicU64,
+    /// Per ring partition, a counter bumped on every write: lets callers cache
+    /// what they derive from a partition (Merkle trees) and know when it is stale.
+    generations: Vec<AtomicU64>,
     _cache: Cache,
 }
 
@@ -168,6 +169,7 @@ impl Storage {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             keys: AtomicU64::new(0),
             hints: AtomicU64::new(0),
+            generations: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
             _cache: cache,
         };
         // Exact counts, from key-only scans of the small families.
@@ -192,6 +194,20 @@ impl Storage {
     fn lock(&self, skey: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
         let t = split_storage_key(skey).map(|(t, _)| t).unwrap_or(0);
         self.locks[(t % LOCK_STRIPES as u64) as usize].lock()
+    }
+
+    fn touch(&self, skey: &[u8]) {
+        if let Some((t, _)) = split_storage_key(skey) {
+            self.generations[Ring::partition_of(t)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The write generation of a ring partition: changes whenever a key of the
+    /// partition is written or removed.
+    pub fn generation(&self, partition: usize) -> u64 {
+        self.generations
+            .get(partition)
+            .map_or(0, |g| g.load(Ordering::Relaxed))
     }
 
     fn count(&self, cf: Cf) -> Result<u64, StorageError> {
@@ -276,13 +292,39 @@ impl Storage {
     ) -> Result<(), StorageError> {
         let record = codec::encode(object);
         let mut batch = WriteBatch::default();
-        batch.put_cf(self.cf(Cf::Digests), skey, digest_of(&record).to_be_bytes());
+        batch.put_cf(
+            self.cf(Cf::Digests),
+            skey,
+            DigestEntry::of(object, &record).encode(),
+        );
         batch.put_cf(self.cf(Cf::Objects), skey, record);
         self.db.write_opt(batch, &self.write_opts)?;
         if !existed {
             self.keys.fetch_add(1, Ordering::Relaxed);
         }
+        self.touch(skey);
         Ok(())
+    }
+
+    /// Removes a key only if its stored object still has `digest` (tombstone
+    /// purge: nothing newer arrived meanwhile). An absent key counts as removed.
+    pub fn remove_if_unchanged(&self, key: &[u8], digest: u64) -> Result<bool, StorageError> {
+        let skey = storage_key(key);
+        let _guard = self.lock(&skey);
+        let Some(entry) = self.db.get_pinned_cf(self.cf(Cf::Digests), &skey)? else {
+            return Ok(true);
+        };
+        if DigestEntry::decode(&entry).map(|e| e.digest) != Some(digest) {
+            return Ok(false);
+        }
+        drop(entry);
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(Cf::Objects), &skey);
+        batch.delete_cf(self.cf(Cf::Digests), &skey);
+        self.db.write_opt(batch, &self.write_opts)?;
+        self.keys.fetch_sub(1, Ordering::Relaxed);
+        self.touch(&skey);
+        Ok(true)
     }
 
     /// Calls `f(token, key, object)` for every key in `range` from a consistent
@@ -603,26 +645,29 @@ impl ObjectStore for Storage {
         if existed {
             self.keys.fetch_sub(1, Ordering::Relaxed);
         }
+        self.touch(&skey);
         Ok(())
     }
 
     fn for_each_digest(
         &self,
         range: TokenRange,
-        f: &mut dyn FnMut(Token, &[u8], Digest) -> bool,
+        f: &mut DigestVisitor<'_>,
     ) -> Result<(), StorageError> {
         self.scan(Cf::Digests, range, &mut |skey, value| {
-            let (Some((t, key)), Ok(d)) = (split_storage_key(skey), <[u8; 8]>::try_from(value))
-            else {
-                // An undecodable digest entry: report it as a digest no replica
-                // has, so anti-entropy repairs the key.
-                tracing::warn!(key = ?skey, "corrupt digest entry");
-                return match split_storage_key(skey) {
-                    Some((t, key)) => f(t, key, 0),
-                    None => true,
-                };
+            let Some((t, key)) = split_storage_key(skey) else {
+                return true;
             };
-            f(t, key, u64::from_be_bytes(d))
+            let entry = DigestEntry::decode(value).unwrap_or_else(|| {
+                // An undecodable entry: report a digest no replica has, so
+                // anti-entropy repairs the key.
+                tracing::warn!(key = ?skey, "corrupt digest entry");
+                DigestEntry {
+                    digest: 0,
+                    tombstone_since: None,
+                }
+            });
+            f(t, key, entry)
         })
     }
 

@@ -18,6 +18,52 @@ pub fn digest_of(record: &[u8]) -> Digest {
     u64::from_be_bytes(b)
 }
 
+/// What the digest column holds for one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigestEntry {
+    /// Digest of the encoded object.
+    pub digest: Digest,
+    /// When every version of the object is a tombstone: the newest one's time
+    /// (ms). Lets tombstone purge find candidates from the digest scan alone.
+    pub tombstone_since: Option<u64>,
+}
+
+impl DigestEntry {
+    /// The entry describing an object and its encoding.
+    pub fn of(object: &Object, record: &[u8]) -> DigestEntry {
+        DigestEntry {
+            digest: digest_of(record),
+            tombstone_since: (!object.is_empty() && object.is_deleted())
+                .then(|| object.newest_timestamp_ms()),
+        }
+    }
+
+    /// The on-disk form: the digest, then the tombstone time if any.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.digest.to_be_bytes().to_vec();
+        if let Some(t) = self.tombstone_since {
+            out.extend_from_slice(&t.to_be_bytes());
+        }
+        out
+    }
+
+    /// Parses the on-disk form; `None` if malformed.
+    pub fn decode(bytes: &[u8]) -> Option<DigestEntry> {
+        let word = |b: &[u8]| -> Option<u64> { Some(u64::from_be_bytes(b.try_into().ok()?)) };
+        match bytes.len() {
+            8 => Some(DigestEntry {
+                digest: word(bytes)?,
+                tombstone_since: None,
+            }),
+            16 => Some(DigestEntry {
+                digest: word(&bytes[..8])?,
+                tombstone_since: Some(word(&bytes[8..])?),
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// What a merge did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MergeOutcome {
@@ -26,6 +72,9 @@ pub struct MergeOutcome {
     /// True if the stored object changed (the incoming one held something new).
     pub changed: bool,
 }
+
+/// A visitor over the digest column: `(token, key, entry)`; returns false to stop.
+pub type DigestVisitor<'a> = dyn FnMut(Token, &[u8], DigestEntry) -> bool + 'a;
 
 /// A replica's object storage: one DVVSet object per key, plus its digest.
 ///
@@ -52,12 +101,12 @@ pub trait ObjectStore: Send + Sync {
     /// Removes the key entirely (tombstone purge).
     fn remove(&self, key: &[u8]) -> Result<(), StorageError>;
 
-    /// Calls `f(token, key, digest)` for every key in `range`, in order, from a
+    /// Calls `f(token, key, entry)` for every key in `range`, in order, from a
     /// consistent snapshot, until `f` returns false.
     fn for_each_digest(
         &self,
         range: TokenRange,
-        f: &mut dyn FnMut(Token, &[u8], Digest) -> bool,
+        f: &mut DigestVisitor<'_>,
     ) -> Result<(), StorageError>;
 
     /// Number of keys stored.

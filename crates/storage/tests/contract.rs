@@ -101,7 +101,7 @@ fn digests_scan_in_token_order_and_follow_the_object(store: &impl ObjectStore) {
     let mut seen = Vec::new();
     store
         .for_each_digest(TokenRange::FULL, &mut |t, k, d| {
-            seen.push((t, k.to_vec(), d));
+            seen.push((t, k.to_vec(), d.digest));
             true
         })
         .expect("scan");
@@ -139,12 +139,44 @@ fn digests_scan_in_token_order_and_follow_the_object(store: &impl ObjectStore) {
     store
         .for_each_digest(TokenRange::FULL, &mut |_, k, d| {
             if k == key.as_slice() {
-                after = Some(d);
+                after = Some(d.digest);
             }
             true
         })
         .expect("scan");
     assert_ne!(after, Some(before));
+}
+
+/// The tombstone time the digest column records for `key`.
+fn tombstone_flag(store: &impl ObjectStore, key: &[u8]) -> Option<u64> {
+    let mut flag = None;
+    store
+        .for_each_digest(TokenRange::FULL, &mut |_, k, e| {
+            if k == key {
+                flag = e.tombstone_since;
+            }
+            true
+        })
+        .expect("scan");
+    flag
+}
+
+fn tombstone_only_objects_are_flagged_in_the_digest_column(store: &impl ObjectStore) {
+    write(store, b"k", 1, "v");
+    assert_eq!(
+        tombstone_flag(store, b"k"),
+        None,
+        "a live value is not a tombstone"
+    );
+    store
+        .update(b"k", |o| -> Result<(), ()> {
+            let ctx = o.context();
+            o.update(&ctx, ActorId(1), Version::tombstone(1234));
+            Ok(())
+        })
+        .expect("storage")
+        .expect("delete");
+    assert_eq!(tombstone_flag(store, b"k"), Some(1234));
 }
 
 fn concurrent_updates_of_one_key_are_all_kept(store: &impl ObjectStore) {
@@ -210,6 +242,7 @@ contract!(
     remove_deletes_object_and_digest,
     digests_scan_in_token_order_and_follow_the_object,
     concurrent_updates_of_one_key_are_all_kept,
+    tombstone_only_objects_are_flagged_in_the_digest_column,
 );
 
 #[test]

@@ -1,0 +1,608 @@
+//! Anti-entropy in the node (Dynamo §4.7): for every partition it replicates, a
+//! node compares its Merkle tree with each other replica's and copies only the
+//! keys that differ, both ways.
+//!
+//! A pass, with one peer at a time:
+//!
+//! 1. **Summary** — one hash over our roots of every partition we share with the
+//!    peer. Identical replicas stop here, having exchanged a few dozen bytes
+//!    whatever their size.
+//! 2. **Roots** — otherwise the peer answers with its root per partition, and only
+//!    partitions whose roots differ go on.
+//! 3. **Descent** — level by level, every frontier node of every differing
+//!    partition in one request, down to leaves listing exact `(key, digest)`
+//!    pairs ([`dynakv_antientropy::compare`]).
+//! 4. **Repair** — fetch the peer's objects for keys it has differently, push ours
+//!    for keys we have differently; both sides merge (DVVSet sync), so repair
+//!    never loses a concurrent write.
+//!
+//! Trees are built from a snapshot scan of the digest column family — a few
+//! bytes per key, never the values — and cached per partition until a write to
+//! the partition changes its generation.
+//!
+//! **Tombstone purge** — a key whose every version is a tombstone older than
+//! `tombstone_grace_s` is removed once this pass has synced the partition with
+//! every other replica and each of them removed its identical copy. Anti-entropy
+//! must therefore reach every range within the grace period: a replica that
+//! missed a delete and is not reconciled before the tombstone is purged would
+//! bring the deleted value back. With the defaults (a pass every 600 s, 24 h of
+//! grace) every range is compared about 144 times within the grace period.
+//!
+//! Passes run every `anti_entropy_interval_s` (with jitter), throttled between
+//! batches so client traffic keeps its latency, and on demand through
+//! `POST /admin/repair` / `dynakv repair`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dynakv_antientropy::{Hash, NodeId, Tree, compare};
+use dynakv_ring::Ring;
+use dynakv_storage::{ObjectStore, StorageError, codec};
+use dynakv_versioning::Object;
+use parking_lot::Mutex;
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::now_ms;
+use crate::node::Node;
+use crate::rpc::{Request, Response};
+
+/// Nodes asked for per descent request.
+const NODES_PER_REQUEST: usize = 2048;
+/// Objects fetched or pushed per request.
+const OBJECTS_PER_REQUEST: usize = 256;
+/// Pause between batches of a background pass.
+const THROTTLE: Duration = Duration::from_millis(20);
+/// How long an RPC of a pass may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A partition's tree and its tombstone-only keys (purge candidates).
+pub struct PartitionTree {
+    /// The Merkle tree.
+    pub tree: Tree,
+    /// `(key, digest, tombstone_since_ms)` of keys whose versions are all tombstones.
+    pub tombstones: Vec<(Vec<u8>, u64, u64)>,
+}
+
+/// What a pass did (the summary of `POST /admin/repair`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PassSummary {
+    /// (partition, peer) pairs compared.
+    pub ranges_compared: u64,
+    /// Of those, pairs whose trees differed.
+    pub ranges_differing: u64,
+    /// Keys whose stored object changed, here or on a peer.
+    pub keys_repaired: u64,
+    /// Bytes of requests sent.
+    pub bytes_sent: u64,
+    /// Bytes of responses received.
+    pub bytes_received: u64,
+    /// Tombstones purged.
+    pub tombstones_purged: u64,
+    /// Peers that could not be compared (down or failing).
+    pub peers_skipped: Vec<String>,
+    /// Duration.
+    pub ms: u64,
+}
+
+/// Anti-entropy state of a node.
+#[derive(Default)]
+pub struct AntiEntropy {
+    trees: Mutex<HashMap<usize, (u64, Arc<PartitionTree>)>>,
+    /// One pass at a time.
+    pass: tokio::sync::Mutex<()>,
+    status: Mutex<Status>,
+}
+
+#[derive(Default)]
+struct Status {
+    running: bool,
+    passes: u64,
+    last: Option<(u64, PassSummary)>,
+    totals: PassSummary,
+    /// When each partition was last compared with all its peers (ms).
+    compared_at: BTreeMap<usize, u64>,
+    /// Partitions that differed in the last pass.
+    differing: BTreeSet<usize>,
+}
+
+fn runs(parts: &[usize]) -> Vec<(u16, u16)> {
+    let mut out: Vec<(u16, u16)> = Vec::new();
+    for &p in parts {
+        let p = p as u16;
+        match out.last_mut() {
+            Some((_, end)) if *end + 1 == p => *end = p,
+            _ => out.push((p, p)),
+        }
+    }
+    out
+}
+
+fn from_runs(runs: &[(u16, u16)]) -> Vec<usize> {
+    runs.iter()
+        .flat_map(|&(a, b)| usize::from(a)..=usize::from(b.min(dynakv_ring::PARTITIONS as u16 - 1)))
+        .collect()
+}
+
+fn summary_of(roots: &[Hash]) -> Hash {
+    let mut h = Sha256::new();
+    for r in roots {
+        h.update(r);
+    }
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
+}
+
+fn size<T: Serialize>(value: &T) -> u64 {
+    codec::encode(value).len() as u64
+}
+
+impl Node {
+    /// The tree of a partition, from cache if no write touched it since.
+    pub async fn partition_tree(
+        self: &Arc<Self>,
+        partition: usize,
+    ) -> Result<Arc<PartitionTree>, StorageError> {
+        let generation = self.storage.generation(partition);
+        if let Some((g, t)) = self.ae.trees.lock().get(&partition)
+            && *g == generation
+        {
+            return Ok(Arc::clone(t));
+        }
+        let built = self
+            .blocking(move |node| -> Result<PartitionTree, StorageError> {
+                let mut items = Vec::new();
+                let mut tombstones = Vec::new();
+                node.storage
+                    .for_each_digest(Ring::range_of(partition), &mut |t, key, entry| {
+                        if let Some(since) = entry.tombstone_since {
+                            tombstones.push((key.to_vec(), entry.digest, since));
+                        }
+                        items.push((t, key.to_vec(), entry.digest));
+                        true
+                    })?;
+                Ok(PartitionTree {
+                    tree: Tree::build(Ring::range_of(partition), items),
+                    tombstones,
+                })
+            })
+            .await?;
+        let built = Arc::new(built);
+        self.ae
+            .trees
+            .lock()
+            .insert(partition, (generation, Arc::clone(&built)));
+        Ok(built)
+    }
+
+    async fn trees(
+        self: &Arc<Self>,
+        parts: &[usize],
+    ) -> Result<Vec<Arc<PartitionTree>>, StorageError> {
+        let mut out = Vec::with_capacity(parts.len());
+        for &p in parts {
+            out.push(self.partition_tree(p).await?);
+        }
+        Ok(out)
+    }
+
+    /// Runs one anti-entropy pass over every partition this node replicates.
+    pub async fn repair_pass(self: &Arc<Self>, throttle: bool) -> PassSummary {
+        let _one_at_a_time = self.ae.pass.lock().await;
+        self.ae.status.lock().running = true;
+        let started = Instant::now();
+        let ring = self.cluster.ring();
+        let me = self.identity.name.clone();
+        let mine = ring.partitions_of(&me);
+        let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for &p in &mine {
+            for r in ring.replicas(p).filter(|r| *r != me) {
+                by_peer.entry(r.to_string()).or_default().push(p);
+            }
+        }
+        let mut summary = PassSummary::default();
+        let mut synced: HashMap<usize, usize> = HashMap::new();
+        let mut differing = BTreeSet::new();
+        for (peer, parts) in &by_peer {
+            if self.is_down(peer) {
+                summary.peers_skipped.push(peer.clone());
+                continue;
+            }
+            match self
+                .exchange(peer, parts, throttle, &mut summary, &mut differing)
+                .await
+            {
+                Ok(()) => {
+                    for &p in parts {
+                        *synced.entry(p).or_default() += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "anti-entropy with a peer failed");
+                    summary.peers_skipped.push(peer.clone());
+                }
+            }
+        }
+        let complete: Vec<usize> = mine
+            .iter()
+            .copied()
+            .filter(|&p| synced.get(&p).copied().unwrap_or(0) + 1 >= ring.replicas(p).count())
+            .collect();
+        summary.tombstones_purged = self.purge(&ring, &complete, &mut summary).await;
+        summary.ms = started.elapsed().as_millis() as u64;
+        self.record(&summary, &complete, differing);
+        summary
+    }
+
+    fn record(&self, summary: &PassSummary, complete: &[usize], differing: BTreeSet<usize>) {
+        let m = &self.metrics;
+        m.ae_passes.inc();
+        m.ae_ranges_compared.inc_by(summary.ranges_compared);
+        m.ae_ranges_differing.inc_by(summary.ranges_differing);
+        m.ae_keys_repaired.inc_by(summary.keys_repaired);
+        m.ae_bytes_sent.inc_by(summary.bytes_sent);
+        m.ae_bytes_received.inc_by(summary.bytes_received);
+        m.ae_tombstones_purged.inc_by(summary.tombstones_purged);
+        m.ae_last_pass_ms.set(summary.ms as i64);
+        let now = now_ms();
+        let mut st = self.ae.status.lock();
+        st.running = false;
+        st.passes += 1;
+        for &p in complete {
+            st.compared_at.insert(p, now);
+        }
+        st.differing = differing;
+        let t = &mut st.totals;
+        t.ranges_compared += summary.ranges_compared;
+        t.ranges_differing += summary.ranges_differing;
+        t.keys_repaired += summary.keys_repaired;
+        t.bytes_sent += summary.bytes_sent;
+        t.bytes_received += summary.bytes_received;
+        t.tombstones_purged += summary.tombstones_purged;
+        t.ms += summary.ms;
+        st.last = Some((now, summary.clone()));
+        tracing::info!(
+            ranges_compared = summary.ranges_compared,
+            ranges_differing = summary.ranges_differing,
+            keys_repaired = summary.keys_repaired,
+            bytes_sent = summary.bytes_sent,
+            bytes_received = summary.bytes_received,
+            tombstones_purged = summary.tombstones_purged,
+            ms = summary.ms,
+            "anti-entropy pass"
+        );
+    }
+
+    /// Anti-entropy figures for `/admin/status`.
+    pub fn anti_entropy_status(&self) -> serde_json::Value {
+        let st = self.ae.status.lock();
+        let now = now_ms();
+        let replicated = self.cluster.ring().partitions_of(&self.identity.name);
+        let never = replicated
+            .iter()
+            .filter(|p| !st.compared_at.contains_key(p))
+            .count();
+        let oldest = replicated
+            .iter()
+            .filter_map(|p| st.compared_at.get(p))
+            .min()
+            .map(|t| now.saturating_sub(*t));
+        serde_json::json!({
+            "running": st.running,
+            "passes": st.passes,
+            "interval_s": self.config.anti_entropy_interval_s,
+            "last_pass": st.last.as_ref().map(|(at, s)| serde_json::json!({"ms_ago": now.saturating_sub(*at), "summary": s})),
+            "totals": st.totals,
+            "partitions_replicated": replicated.len(),
+            "partitions_never_compared": never,
+            "oldest_comparison_ms_ago": oldest,
+            "partitions_differing_last_pass": st.differing,
+        })
+    }
+
+    async fn call_counted(
+        self: &Arc<Self>,
+        peer: &str,
+        request: Request,
+        summary: &mut PassSummary,
+    ) -> Result<Response, String> {
+        let addr = self
+            .cluster
+            .rpc_addr(peer)
+            .ok_or_else(|| format!("{peer} has no address"))?;
+        summary.bytes_sent += size(&request);
+        let response = self
+            .rpc
+            .call(addr, Some(peer), request, CALL_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        summary.bytes_received += size(&response);
+        Ok(response)
+    }
+
+    /// Compares and repairs the partitions shared with one peer.
+    async fn exchange(
+        self: &Arc<Self>,
+        peer: &str,
+        parts: &[usize],
+        throttle: bool,
+        summary: &mut PassSummary,
+        differing_parts: &mut BTreeSet<usize>,
+    ) -> Result<(), String> {
+        let trees = self.trees(parts).await.map_err(|e| e.to_string())?;
+        let roots: Vec<Hash> = trees.iter().map(|t| t.tree.root()).collect();
+        let request = Request::AeCompare {
+            partitions: runs(parts),
+            summary: summary_of(&roots),
+        };
+        summary.ranges_compared += parts.len() as u64;
+        let theirs = match self.call_counted(peer, request, summary).await? {
+            Response::AeSummary { equal: true, .. } => return Ok(()),
+            Response::AeSummary { roots: Some(r), .. } if r.len() == parts.len() => r,
+            other => return Err(format!("unexpected answer {other:?}")),
+        };
+        let by_partition: HashMap<usize, &PartitionTree> = parts
+            .iter()
+            .copied()
+            .zip(trees.iter().map(|t| t.as_ref()))
+            .collect();
+        let mut frontier: Vec<(u16, NodeId)> = Vec::new();
+        for (i, &p) in parts.iter().enumerate() {
+            if roots[i] != theirs[i] {
+                frontier.push((p as u16, NodeId::ROOT));
+                differing_parts.insert(p);
+                summary.ranges_differing += 1;
+            }
+        }
+        let (mut fetch, mut push) = (BTreeSet::<Vec<u8>>::new(), BTreeSet::<Vec<u8>>::new());
+        while !frontier.is_empty() {
+            let mut next = Vec::new();
+            for chunk in frontier.chunks(NODES_PER_REQUEST) {
+                let request = Request::AeNodes {
+                    nodes: chunk.to_vec(),
+                };
+                let views = match self.call_counted(peer, request, summary).await? {
+                    Response::AeNodes(v) if v.len() == chunk.len() => v,
+                    other => return Err(format!("unexpected answer {other:?}")),
+                };
+                for (&(p, id), view) in chunk.iter().zip(views.iter()) {
+                    let Some(tree) = by_partition.get(&usize::from(p)) else {
+                        continue;
+                    };
+                    let d = compare(&tree.tree, id, view);
+                    next.extend(d.explore.into_iter().map(|c| (p, c)));
+                    fetch.extend(d.fetch);
+                    push.extend(d.push);
+                }
+                if throttle {
+                    tokio::time::sleep(THROTTLE).await;
+                }
+            }
+            frontier = next;
+        }
+        let mut repaired: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let fetch: Vec<Bytes> = fetch.into_iter().map(Bytes::from).collect();
+        for chunk in fetch.chunks(OBJECTS_PER_REQUEST) {
+            let request = Request::AeFetch {
+                keys: chunk.to_vec(),
+            };
+            let objects = match self.call_counted(peer, request, summary).await? {
+                Response::AeObjects(o) => o,
+                other => return Err(format!("unexpected answer {other:?}")),
+            };
+            let changed = self
+                .blocking(move |node| {
+                    let mut changed = Vec::new();
+                    for (key, object) in objects.into_iter() {
+                        let Some(object) = object else { continue };
+                        match node.storage.merge(&key, &object) {
+                            Ok(out) if out.changed => changed.push(key.to_vec()),
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "anti-entropy merge failed"),
+                        }
+                    }
+                    changed
+                })
+                .await;
+            repaired.extend(changed);
+            if throttle {
+                tokio::time::sleep(THROTTLE).await;
+            }
+        }
+        let push: Vec<Vec<u8>> = push.into_iter().collect();
+        for chunk in push.chunks(OBJECTS_PER_REQUEST) {
+            let keys = chunk.to_vec();
+            let items: Vec<(Bytes, Object)> = self
+                .blocking(move |node| {
+                    keys.into_iter()
+                        .filter_map(|k| match node.storage.get(&k) {
+                            Ok(Some(o)) => Some((Bytes::from(k), o)),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .await;
+            if items.is_empty() {
+                continue;
+            }
+            match self
+                .call_counted(peer, Request::AePush { items }, summary)
+                .await?
+            {
+                Response::AePushed(changed) => {
+                    repaired.extend(changed.into_iter().map(|k| k.to_vec()))
+                }
+                other => return Err(format!("unexpected answer {other:?}")),
+            }
+            if throttle {
+                tokio::time::sleep(THROTTLE).await;
+            }
+        }
+        summary.keys_repaired += repaired.len() as u64;
+        Ok(())
+    }
+
+    /// Purges tombstones past their grace in partitions every replica synced.
+    async fn purge(
+        self: &Arc<Self>,
+        ring: &Ring,
+        complete: &[usize],
+        summary: &mut PassSummary,
+    ) -> u64 {
+        let grace_ms = self.config.tombstone_grace_s.saturating_mul(1000);
+        let cutoff = now_ms().saturating_sub(grace_ms);
+        let mut purged = 0;
+        for &p in complete {
+            let Ok(tree) = self.partition_tree(p).await else {
+                continue;
+            };
+            let candidates: Vec<(Bytes, u64)> = tree
+                .tombstones
+                .iter()
+                .filter(|(_, _, since)| *since <= cutoff)
+                .map(|(k, d, _)| (Bytes::from(k.clone()), *d))
+                .collect();
+            if candidates.is_empty() {
+                continue;
+            }
+            let mut agreed: BTreeSet<Bytes> = candidates.iter().map(|(k, _)| k.clone()).collect();
+            let me = self.identity.name.clone();
+            for peer in ring.replicas(p).filter(|r| *r != me) {
+                let request = Request::AePurge {
+                    items: candidates.clone(),
+                };
+                match self.call_counted(peer, request, summary).await {
+                    Ok(Response::AePurged(removed)) => {
+                        let removed: BTreeSet<Bytes> = removed.into_iter().collect();
+                        agreed.retain(|k| removed.contains(k));
+                    }
+                    _ => agreed.clear(),
+                }
+            }
+            let items: Vec<(Bytes, u64)> = candidates
+                .into_iter()
+                .filter(|(k, _)| agreed.contains(k))
+                .collect();
+            purged += self
+                .blocking(move |node| {
+                    items
+                        .iter()
+                        .filter(|(k, d)| node.storage.remove_if_unchanged(k, *d).unwrap_or(false))
+                        .count() as u64
+                })
+                .await;
+        }
+        purged
+    }
+
+    /// Serves `AeCompare`.
+    pub async fn on_ae_compare(
+        self: &Arc<Self>,
+        partitions: Vec<(u16, u16)>,
+        summary: Hash,
+    ) -> Response {
+        let parts = from_runs(&partitions);
+        match self.trees(&parts).await {
+            Ok(trees) => {
+                let roots: Vec<Hash> = trees.iter().map(|t| t.tree.root()).collect();
+                let equal = summary_of(&roots) == summary;
+                Response::AeSummary {
+                    equal,
+                    roots: (!equal).then_some(roots),
+                }
+            }
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    /// Serves `AeNodes`.
+    pub async fn on_ae_nodes(self: &Arc<Self>, nodes: Vec<(u16, NodeId)>) -> Response {
+        let mut views = Vec::with_capacity(nodes.len());
+        for (p, id) in nodes {
+            match self.partition_tree(usize::from(p)).await {
+                Ok(t) => views.push(t.tree.node(id)),
+                Err(e) => return Response::Error(e.to_string()),
+            }
+        }
+        Response::AeNodes(views)
+    }
+
+    /// Serves `AeFetch`.
+    pub async fn on_ae_fetch(self: &Arc<Self>, keys: Vec<Bytes>) -> Response {
+        let objects = self
+            .blocking(move |node| {
+                keys.into_iter()
+                    .map(|k| {
+                        let o = node.storage.get(&k).ok().flatten();
+                        (k, o)
+                    })
+                    .collect()
+            })
+            .await;
+        Response::AeObjects(objects)
+    }
+
+    /// Serves `AePush`.
+    pub async fn on_ae_push(self: &Arc<Self>, items: Vec<(Bytes, Object)>) -> Response {
+        let changed = self
+            .blocking(move |node| {
+                items
+                    .into_iter()
+                    .filter_map(|(k, o)| match node.storage.merge(&k, &o) {
+                        Ok(out) if out.changed => Some(k),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .await;
+        Response::AePushed(changed)
+    }
+
+    /// Serves `AePurge`.
+    pub async fn on_ae_purge(self: &Arc<Self>, items: Vec<(Bytes, u64)>) -> Response {
+        let removed = self
+            .blocking(move |node| {
+                items
+                    .into_iter()
+                    .filter(|(k, d)| node.storage.remove_if_unchanged(k, *d).unwrap_or(false))
+                    .map(|(k, _)| k)
+                    .collect()
+            })
+            .await;
+        Response::AePurged(removed)
+    }
+}
+
+/// Runs a throttled pass every `anti_entropy_interval_s` (±10% jitter).
+pub async fn anti_entropy_worker(node: Arc<Node>, shutdown: CancellationToken) {
+    let interval = node.config.anti_entropy_interval_s.saturating_mul(1000);
+    loop {
+        let jitter = rand::random_range(0..=interval / 5);
+        let wait = Duration::from_millis(interval - interval / 10 + jitter);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = node.repair_pass(true) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_runs_round_trip() {
+        let parts = vec![0, 1, 2, 5, 7, 8, 1023];
+        assert_eq!(runs(&parts), vec![(0, 2), (5, 5), (7, 8), (1023, 1023)]);
+        assert_eq!(from_runs(&runs(&parts)), parts);
+        assert_eq!(runs(&(0..1024).collect::<Vec<_>>()), vec![(0, 1023)]);
+    }
+}
