@@ -7,7 +7,8 @@
 //! 1. **Summary** — one hash over our roots of every partition we share with the
 //!    peer. Identical replicas stop here, having exchanged a few dozen bytes
 //!    whatever their size.
-//! 2. **Roots** — otherwise the peer answers with its root per partition, and only
+//! 2. **Groups and roots** — otherwise the peer answers with one hash per group
+//!    of 32 partitions; only differing groups are asked for their roots, and only
 //!    partitions whose roots differ go on.
 //! 3. **Descent** — level by level, every frontier node of every differing
 //!    partition in one request, down to leaves listing exact `(key, digest)`
@@ -54,6 +55,8 @@ use crate::rpc::{Request, Response};
 const NODES_PER_REQUEST: usize = 2048;
 /// Objects fetched or pushed per request.
 const OBJECTS_PER_REQUEST: usize = 256;
+/// Partitions per group hash (step 1b of the exchange).
+const GROUP: usize = 32;
 /// Pause between batches of a background pass.
 const THROTTLE: Duration = Duration::from_millis(20);
 /// How long an RPC of a pass may take.
@@ -135,6 +138,10 @@ fn summary_of(roots: &[Hash]) -> Hash {
     let mut out = [0u8; 16];
     out.copy_from_slice(&h.finalize()[..16]);
     out
+}
+
+fn groups_of(roots: &[Hash]) -> Vec<Hash> {
+    roots.chunks(GROUP).map(summary_of).collect()
 }
 
 fn size<T: Serialize>(value: &T) -> u64 {
@@ -340,9 +347,25 @@ impl Node {
             summary: summary_of(&roots),
         };
         summary.ranges_compared += parts.len() as u64;
+        let ours = groups_of(&roots);
         let theirs = match self.call_counted(peer, request, summary).await? {
             Response::AeSummary { equal: true, .. } => return Ok(()),
-            Response::AeSummary { roots: Some(r), .. } if r.len() == parts.len() => r,
+            Response::AeSummary {
+                groups: Some(g), ..
+            } if g.len() == ours.len() => g,
+            other => return Err(format!("unexpected answer {other:?}")),
+        };
+        // Indexes (into `parts`) of the partitions in differing groups.
+        let suspects: Vec<usize> = (0..ours.len())
+            .filter(|&g| ours[g] != theirs[g])
+            .flat_map(|g| g * GROUP..((g + 1) * GROUP).min(parts.len()))
+            .collect();
+        let suspect_parts: Vec<usize> = suspects.iter().map(|&i| parts[i]).collect();
+        let request = Request::AeRoots {
+            partitions: runs(&suspect_parts),
+        };
+        let their_roots = match self.call_counted(peer, request, summary).await? {
+            Response::AeRoots(r) if r.len() == suspects.len() => r,
             other => return Err(format!("unexpected answer {other:?}")),
         };
         let by_partition: HashMap<usize, &PartitionTree> = parts
@@ -351,8 +374,9 @@ impl Node {
             .zip(trees.iter().map(|t| t.as_ref()))
             .collect();
         let mut frontier: Vec<(u16, NodeId)> = Vec::new();
-        for (i, &p) in parts.iter().enumerate() {
-            if roots[i] != theirs[i] {
+        for (&i, theirs) in suspects.iter().zip(their_roots.iter()) {
+            if roots[i] != *theirs {
+                let p = parts[i];
                 frontier.push((p as u16, NodeId::ROOT));
                 differing_parts.insert(p);
                 summary.ranges_differing += 1;
@@ -512,9 +536,17 @@ impl Node {
                 let equal = summary_of(&roots) == summary;
                 Response::AeSummary {
                     equal,
-                    roots: (!equal).then_some(roots),
+                    groups: (!equal).then(|| groups_of(&roots)),
                 }
             }
+            Err(e) => Response::Error(e.to_string()),
+        }
+    }
+
+    /// Serves `AeRoots`.
+    pub async fn on_ae_roots(self: &Arc<Self>, partitions: Vec<(u16, u16)>) -> Response {
+        match self.trees(&from_runs(&partitions)).await {
+            Ok(trees) => Response::AeRoots(trees.iter().map(|t| t.tree.root()).collect()),
             Err(e) => Response::Error(e.to_string()),
         }
     }

@@ -131,6 +131,7 @@ impl Handler for Node {
                 partitions,
                 summary,
             } => self.on_ae_compare(partitions, summary).await,
+            Request::AeRoots { partitions } => self.on_ae_roots(partitions).await,
             Request::AeNodes { nodes } => self.on_ae_nodes(nodes).await,
             Request::AeFetch { keys } => self.on_ae_fetch(keys).await,
             Request::AePush { items } => self.on_ae_push(items).await,

@@ -106,14 +106,20 @@ pub enum Request {
     /// Anti-entropy, step 1: are our trees of these partitions (runs of
     /// partition numbers, inclusive) equal to yours? `summary` hashes our roots
     /// in order. Answered with [`Response::AeSummary`], carrying the receiver's
-    /// roots when they differ.
+    /// group hashes (one per 32 partitions) when they differ.
     AeCompare {
         /// Inclusive runs of partition numbers.
         partitions: Vec<(u16, u16)>,
         /// Hash of the sender's roots, in partition order.
         summary: Hash,
     },
-    /// Anti-entropy, step 2: the receiver's views of these tree nodes.
+    /// Anti-entropy, step 2: the receiver's roots of these partitions.
+    /// Answered with [`Response::AeRoots`].
+    AeRoots {
+        /// Inclusive runs of partition numbers.
+        partitions: Vec<(u16, u16)>,
+    },
+    /// Anti-entropy, step 3: the receiver's views of these tree nodes.
     /// Answered with [`Response::AeNodes`].
     AeNodes {
         /// (partition, node) pairs.
@@ -182,9 +188,12 @@ pub enum Response {
     AeSummary {
         /// The summaries matched: the partitions are identical.
         equal: bool,
-        /// When they did not: the receiver's root per partition, in order.
-        roots: Option<Vec<Hash>>,
+        /// When they did not: the receiver's hash of each group of 32
+        /// partitions (in request order).
+        groups: Option<Vec<Hash>>,
     },
+    /// Answer to `AeRoots`: one root per requested partition.
+    AeRoots(Vec<Hash>),
     /// Answer to `AeNodes`: one view per requested node.
     AeNodes(Vec<NodeView>),
     /// Answer to `AeFetch`: the object per key (none if absent or corrupt).
