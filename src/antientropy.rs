@@ -48,7 +48,7 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::now_ms;
-use crate::node::Node;
+use crate::node::{Node, jittered_pause};
 use crate::rpc::{Request, Response};
 
 /// Nodes asked for per descent request.
@@ -612,13 +612,7 @@ impl Node {
 /// Runs a throttled pass every `anti_entropy_interval_s` (±10% jitter).
 pub async fn anti_entropy_worker(node: Arc<Node>, shutdown: CancellationToken) {
     let interval = node.config.anti_entropy_interval_s.saturating_mul(1000);
-    loop {
-        let jitter = rand::random_range(0..=interval / 5);
-        let wait = Duration::from_millis(interval - interval / 10 + jitter);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
+    while jittered_pause(&shutdown, interval).await {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = node.repair_pass(true) => {}

@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Reason, StatusLabel};
-use crate::node::Node;
+use crate::node::{Node, jittered_pause};
 use crate::rpc::{Request, Response};
 
 /// The metadata record holding the member table.
@@ -132,14 +132,7 @@ impl Node {
 /// started together do not gossip in lockstep) until `shutdown`.
 pub async fn gossip_worker(node: Arc<Node>, shutdown: CancellationToken) {
     let mut rng = StdRng::from_os_rng();
-    let interval = node.config.gossip_interval_ms;
-    loop {
-        let jitter = rand::random_range(0..=interval / 5);
-        let wait = Duration::from_millis(interval - interval / 10 + jitter);
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
+    while jittered_pause(&shutdown, node.config.gossip_interval_ms).await {
         let (outgoing, transitions) = node.cluster.tick(&mut rng);
         node.metrics.gossip_rounds.inc();
         for t in transitions {

@@ -151,6 +151,17 @@ impl Handler for Node {
     }
 }
 
+/// Waits `interval_ms` ±10% (so nodes started together do not work in
+/// lockstep); returns false if `shutdown` came first.
+pub async fn jittered_pause(shutdown: &CancellationToken, interval_ms: u64) -> bool {
+    let jitter = rand::random_range(0..=interval_ms / 5);
+    let wait = std::time::Duration::from_millis(interval_ms - interval_ms / 10 + jitter);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
 /// Starts a node and serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     tracing::info!(data_dir = %config.data_dir.display(), "opening the data directory");

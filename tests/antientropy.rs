@@ -9,14 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 
-fn formed(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
-    let mut args = vec!["--fault-injection"];
-    args.extend_from_slice(extra);
-    let nodes = three(root, &args);
-    wait_formed(&nodes.iter().collect::<Vec<_>>());
-    nodes
-}
-
 fn repair(node: &TestNode) -> Value {
     let resp = http()
         .post(format!("{}/admin/repair", node.url()))

@@ -10,14 +10,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-fn formed(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
-    let mut args = vec!["--fault-injection"];
-    args.extend_from_slice(extra);
-    let nodes = three(root, &args);
-    wait_formed(&nodes.iter().collect::<Vec<_>>());
-    nodes
-}
-
 fn others(nodes: &[TestNode], i: usize) -> Vec<&TestNode> {
     nodes
         .iter()

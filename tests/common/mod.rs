@@ -354,6 +354,15 @@ pub fn wait_formed(nodes: &[&TestNode]) {
     );
 }
 
+/// Three nodes with fault injection enabled, formed into a cluster.
+pub fn formed(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
+    let mut args = vec!["--fault-injection"];
+    args.extend_from_slice(extra);
+    let nodes = three(root, &args);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    nodes
+}
+
 /// GET with the given query, isolated: `node` drops its traffic to `others`, so
 /// an `r=1` read returns exactly its own copy. Heals afterwards.
 pub fn local_values(node: &TestNode, others: &[&TestNode], key: &str) -> Vec<String> {
