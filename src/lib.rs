@@ -15,7 +15,7 @@
 //!   tombstone purge;
 //! * [`http`] — the client-facing API;
 //! * [`node`] — wiring it together and running it;
-//! * [`dev`], [`client`] and [`bench`] — the local-cluster launcher, client
+//! * [`dev`], [`client`] and [`bench`](mod@bench) — the local-cluster launcher, client
 //!   commands and load generator.
 
 pub mod antientropy;
