@@ -194,3 +194,57 @@ fn a_node_without_the_cluster_secret_is_refused_and_never_becomes_a_member() {
     good[0].kill();
     intruder.kill();
 }
+
+#[test]
+fn corrupted_and_oversized_frames_close_the_connection_and_are_counted() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = TestNode::new(dir.path(), "n1", ip(2));
+    node.start();
+    let frames = |metric_name: &str| {
+        metric(
+            &node,
+            &format!("dynakv_rpc_frame_errors_total{{reason=\"{metric_name}\"}}"),
+        )
+    };
+
+    // A frame whose CRC-32 does not match its body.
+    let mut s = TcpStream::connect(node.rpc_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut challenge = [0u8; 256];
+    let _ = s.read(&mut challenge).expect("challenge");
+    let body = b"\x01definitely not a proof";
+    let mut frame = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&(crc32fast::hash(body) ^ 1).to_le_bytes());
+    frame.extend_from_slice(body);
+    s.write_all(&frame).expect("send");
+    let mut rest = Vec::new();
+    let closed = s.read_to_end(&mut rest).is_ok();
+    assert!(
+        closed,
+        "the node kept a connection that sent a corrupt frame"
+    );
+    assert!(wait_until(Duration::from_secs(5), || frames("checksum") >= 1.0));
+
+    // A length prefix beyond the frame limit.
+    let mut s = TcpStream::connect(node.rpc_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.read(&mut challenge).expect("challenge");
+    s.write_all(&u32::MAX.to_be_bytes()).expect("send");
+    let _ = s.read_to_end(&mut rest);
+    assert!(wait_until(Duration::from_secs(5), || frames("too_large") >= 1.0));
+
+    // Still serving.
+    assert_eq!(
+        http()
+            .get(format!("{}/health", node.url()))
+            .send()
+            .expect("health")
+            .status(),
+        200
+    );
+}
