@@ -91,10 +91,18 @@ pub struct PassSummary {
     pub ms: u64,
 }
 
+/// A cached tree: the partition generation it was built at, when it was last
+/// used, and the tree.
+type CachedTree = (u64, Instant, Arc<PartitionTree>);
+
+/// Trees unused for this long are dropped: the cache only has to live through
+/// one exchange, and holding every tree would cost ~50 bytes per stored key.
+const TREE_IDLE: Duration = Duration::from_secs(60);
+
 /// Anti-entropy state of a node.
 #[derive(Default)]
 pub struct AntiEntropy {
-    trees: Mutex<HashMap<usize, (u64, Arc<PartitionTree>)>>,
+    trees: Mutex<HashMap<usize, CachedTree>>,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
     status: Mutex<Status>,
@@ -155,9 +163,10 @@ impl Node {
         partition: usize,
     ) -> Result<Arc<PartitionTree>, StorageError> {
         let generation = self.storage.generation(partition);
-        if let Some((g, t)) = self.ae.trees.lock().get(&partition)
+        if let Some((g, used, t)) = self.ae.trees.lock().get_mut(&partition)
             && *g == generation
         {
+            *used = Instant::now();
             return Ok(Arc::clone(t));
         }
         let built = self
@@ -179,10 +188,9 @@ impl Node {
             })
             .await?;
         let built = Arc::new(built);
-        self.ae
-            .trees
-            .lock()
-            .insert(partition, (generation, Arc::clone(&built)));
+        let mut cache = self.ae.trees.lock();
+        cache.retain(|_, (_, used, _)| used.elapsed() < TREE_IDLE);
+        cache.insert(partition, (generation, Instant::now(), Arc::clone(&built)));
         Ok(built)
     }
 
