@@ -569,3 +569,47 @@ fn the_bench_command_reports_throughput_and_percentiles() {
     // The preload wrote every key.
     assert_eq!(node.status()["keys"], 200);
 }
+
+#[test]
+fn admin_posts_require_the_admin_token_when_one_is_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").expect("token");
+    let node = started(
+        dir.path(),
+        &["--admin-token-file", token.to_str().expect("utf8")],
+    );
+    let c = http();
+    let url = format!("{}/admin/repair", node.url());
+    assert_error(c.post(&url).send().expect("post"), 401, "unauthorized");
+    assert_error(
+        c.post(&url).bearer_auth("wrong").send().expect("post"),
+        401,
+        "unauthorized",
+    );
+    let resp = c
+        .post(&url)
+        .bearer_auth("s3cret-token")
+        .send()
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    let summary: Value = resp.json().expect("summary");
+    assert!(summary.get("keys_repaired").is_some(), "{summary}");
+    // Reads stay open, and the token never appears in the status.
+    let status = node.status();
+    assert_eq!(status["config"]["admin_token_set"], true);
+    assert!(!status.to_string().contains("s3cret-token"));
+    // The CLI passes the token from the environment.
+    let out = Command::new(BIN)
+        .args(["repair", "--node", &node.url()])
+        .env("DYNAKV_ADMIN_TOKEN", "s3cret-token")
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compared"));
+}
