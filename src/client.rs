@@ -239,6 +239,28 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
             share * 100.0
         );
     }
+    let ae = &s["anti_entropy"];
+    match ae["last_pass"].as_object() {
+        Some(last) => {
+            let sum = &last["summary"];
+            println!(
+                "anti-entropy: last pass {} s ago ({} ranges compared, {} differing, {} keys repaired, {} ms); \
+                 oldest range comparison {} s ago; {} of {} ranges never compared",
+                last["ms_ago"].as_u64().unwrap_or(0) / 1000,
+                sum["ranges_compared"].as_u64().unwrap_or(0),
+                sum["ranges_differing"].as_u64().unwrap_or(0),
+                sum["keys_repaired"].as_u64().unwrap_or(0),
+                sum["ms"].as_u64().unwrap_or(0),
+                ae["oldest_comparison_ms_ago"].as_u64().unwrap_or(0) / 1000,
+                ae["partitions_never_compared"].as_u64().unwrap_or(0),
+                ae["partitions_replicated"].as_u64().unwrap_or(0),
+            );
+        }
+        None => println!(
+            "anti-entropy: no pass yet (every {} s; `dynakv repair` runs one now)",
+            ae["interval_s"].as_u64().unwrap_or(0)
+        ),
+    }
     for w in s["warnings"].as_array().cloned().unwrap_or_default() {
         println!("warning: {}", w.as_str().unwrap_or(""));
     }
