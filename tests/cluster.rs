@@ -76,6 +76,44 @@ fn three_nodes_form_a_cluster_detect_failures_and_recover() {
     assert!(metrics.contains("dynakv_gossip_rounds_total"), "{metrics}");
 }
 
+/// Remote IPv4 addresses of established TCP connections to `ip:port`, read
+/// from /proc/net/tcp (addresses are little-endian hex there).
+fn peers_of(ip: std::net::Ipv4Addr, port: u16) -> Vec<std::net::Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let parse = |field: &str| -> Option<(std::net::Ipv4Addr, u16)> {
+        let (addr, port) = field.split_once(':')?;
+        let addr = u32::from_str_radix(addr, 16).ok()?;
+        Some((
+            std::net::Ipv4Addr::from(addr.swap_bytes()),
+            u16::from_str_radix(port, 16).ok()?,
+        ))
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, remote, state) = (parse(f.get(1)?)?, parse(f.get(2)?)?, *f.get(3)?);
+            (local == (ip, port) && state == "01").then_some(remote.0)
+        })
+        .collect()
+}
+
+#[test]
+fn node_to_node_connections_come_from_each_nodes_listen_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = three(dir.path(), &[]);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    let from = peers_of(nodes[0].ip, nodes[0].rpc_port);
+    assert!(!from.is_empty(), "no connections to n1 seen");
+    for addr in &from {
+        assert!(
+            *addr == nodes[1].ip || *addr == nodes[2].ip,
+            "a connection to n1 came from {addr}, not from a node's listen address"
+        );
+    }
+}
+
 #[test]
 fn a_stopped_cluster_reforms_from_persisted_state_without_seeds() {
     let dir = tempfile::tempdir().expect("tempdir");
