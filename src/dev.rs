@@ -3,8 +3,9 @@
 //! Starts `--nodes` child processes of this same binary (node `i` listens on
 //! 127.0.0.1:700i for nodes and 127.0.0.1:800i for HTTP, keeps its data in
 //! `<data-dir>/n<i>` and its log in `<data-dir>/n<i>.log`), waits until they see
-//! each other, prints the endpoints, and stops them cleanly on Ctrl-C. Restarting
-//! with the same data directory brings the same cluster back.
+//! each other, prints the endpoints, and stops them cleanly on Ctrl-C (or
+//! SIGTERM / SIGHUP). Restarting with the same data directory brings the same
+//! cluster back.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -83,6 +84,33 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
     let n = args.nodes as usize;
     let rpc = |i: usize| format!("127.0.0.1:{}", 7000 + i);
     let http = |i: usize| format!("127.0.0.1:{}", 8000 + i);
+    // Refuse to start over another cluster (say, one left running): its nodes
+    // would answer our health checks.
+    for i in 1..=n {
+        for addr in [rpc(i), http(i)] {
+            if std::net::TcpListener::bind(&addr).is_err() {
+                return Err(failure(format!(
+                    "{addr} is in use (another dynakv dev still running?); stop it first"
+                )));
+            }
+        }
+    }
+    // Watch the signals before any node exists, so a signal during start-up
+    // still stops every node instead of orphaning them.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    let mut signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let _in_runtime = runtime.enter();
+        let watch = |kind| signal(kind).map_err(|e| failure(format!("cannot watch signals: {e}")));
+        [
+            watch(SignalKind::interrupt())?,
+            watch(SignalKind::terminate())?,
+            watch(SignalKind::hangup())?,
+        ]
+    };
     let mut children = Children(Vec::new());
     for i in 1..=n {
         let name = format!("n{i}");
@@ -184,15 +212,15 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
     println!();
     println!("Ctrl-C stops the cluster.");
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| failure(e.to_string()))?;
     let exited = runtime.block_on(async {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let [int, term, hup] = &mut signals;
+        // Ctrl-C, `kill` and a closed terminal all stop the cluster cleanly.
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => return None,
+                _ = int.recv() => return None,
+                _ = term.recv() => return None,
+                _ = hup.recv() => return None,
                 _ = tick.tick() => {
                     for (name, c) in &mut children.0 {
                         if let Ok(Some(status)) = c.try_wait() {
