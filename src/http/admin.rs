@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -101,10 +101,26 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
 }
 
 /// `GET /admin/ring`: every partition's token range and preference list
-/// (replicas first, then fallbacks).
-pub async fn ring(State(node): State<Arc<Node>>) -> Json<Value> {
+/// (replicas first, then fallbacks); with `?key=K`, just that key's.
+pub async fn ring(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
     let ring = node.cluster.ring();
     let replicas = ring.replica_count();
+    if let Some(key) = query.get("key") {
+        let token = dynakv_ring::token(key.as_bytes());
+        let p = Ring::partition_of(token);
+        let prefs: Vec<&str> = ring.preference_list(p).collect();
+        let split = replicas.min(prefs.len());
+        return Json(json!({
+            "key": key,
+            "token": format!("{token:016x}"),
+            "partition": p,
+            "replicas": &prefs[..split],
+            "fallbacks": &prefs[split..],
+        }));
+    }
     let ranges: Vec<Value> = (0..PARTITIONS)
         .map(|p| {
             let range = Ring::range_of(p);
