@@ -423,6 +423,7 @@ fn config_file_environment_and_flags_layer_in_that_order() {
     ]);
     node.args.push("--max-siblings".into());
     node.args.push("9".into());
+    node.env.retain(|(k, _)| k != "DYNAKV_CLUSTER_SECRET");
     node.env.push(("DYNAKV_R".into(), "2".into()));
     node.env.push(("DYNAKV_MAX_SIBLINGS".into(), "8".into()));
     node.start();

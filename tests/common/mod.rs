@@ -57,6 +57,7 @@ pub struct TestNode {
     pub env: Vec<(String, String)>,
     child: Option<Child>,
     paused: bool,
+    started_once: bool,
 }
 
 impl TestNode {
@@ -70,9 +71,15 @@ impl TestNode {
             data_dir: root.join(name),
             log: root.join(format!("{name}.log")),
             args: Vec::new(),
-            env: Vec::new(),
+            // Every test's cluster has its own secret: a node that reaches another
+            // test's node (a reused port) is refused instead of merging clusters.
+            env: vec![(
+                "DYNAKV_CLUSTER_SECRET".into(),
+                format!("test-{}", root.display()),
+            )],
             child: None,
             paused: false,
+            started_once: false,
         }
     }
 
@@ -108,8 +115,26 @@ impl TestNode {
         cmd
     }
 
-    /// Starts the process and waits (bounded) until `/health` answers.
+    /// Starts the process and waits (bounded) until `/health` answers. On a
+    /// first start, a port taken between `free_port` and the node's bind (another
+    /// test got it) is retried on fresh ports.
     pub fn start(&mut self) {
+        for attempt in 0..3 {
+            match self.try_start() {
+                Ok(()) => {
+                    self.started_once = true;
+                    return;
+                }
+                Err(log) if !self.started_once && attempt < 2 && log.contains("cannot listen") => {
+                    self.rpc_port = free_port(self.ip);
+                    self.http_port = free_port(self.ip);
+                }
+                Err(log) => panic!("{} exited at start:\n{log}", self.name),
+            }
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "{} already running", self.name);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -125,27 +150,31 @@ impl TestNode {
         self.child = Some(child);
         let client = http();
         let url = format!("{}/health", self.url());
-        let up = wait_until(Duration::from_secs(60), || {
+        let mut exited = false;
+        // Generous: a fresh RocksDB syncs several files, slow on a loaded disk.
+        let up = wait_until(Duration::from_secs(120), || {
             if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
+                && let Ok(Some(_)) = c.try_wait()
             {
-                panic!(
-                    "{} exited at start with {status}:\n{}",
-                    self.name,
-                    self.log_text()
-                );
+                exited = true;
+                return true;
             }
             client
                 .get(&url)
                 .send()
                 .is_ok_and(|r| r.status().is_success())
         });
+        if exited {
+            self.child = None;
+            return Err(self.log_text());
+        }
         assert!(
             up,
             "{} did not become healthy:\n{}",
             self.name,
             self.log_text()
         );
+        Ok(())
     }
 
     pub fn log_text(&self) -> String {
@@ -303,14 +332,16 @@ pub fn three(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
     let mut nodes: Vec<TestNode> = (0..3)
         .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
         .collect();
-    let seed = nodes[0].rpc_addr();
     for n in nodes.iter_mut() {
         n.args.extend(timing());
         n.args.extend(extra.iter().map(|s| s.to_string()));
+    }
+    // The first node starts alone; its final address seeds the others.
+    nodes[0].start();
+    let seed = nodes[0].rpc_addr();
+    for n in nodes.iter_mut().skip(1) {
         n.args.push("--seeds".into());
         n.args.push(seed.clone());
-    }
-    for n in nodes.iter_mut() {
         n.start();
     }
     nodes
