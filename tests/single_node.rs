@@ -614,3 +614,19 @@ fn admin_posts_require_the_admin_token_when_one_is_set() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("compared"));
 }
+
+#[test]
+fn with_sync_writes_acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = started(dir.path(), &["--sync-writes"]);
+    assert_eq!(node.status()["config"]["sync_writes"], true);
+    let c = http();
+    for i in 0..300 {
+        assert_eq!(put(&c, &node.key_url(&format!("s{i}")), format!("v{i}"), None).status(), 204);
+    }
+    node.kill();
+    node.start();
+    for i in 0..300 {
+        assert_eq!(values(&c, &node.key_url(&format!("s{i}"))), vec![format!("v{i}")]);
+    }
+}
