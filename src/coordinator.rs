@@ -196,9 +196,7 @@ impl Node {
 
     /// True if gossip says `name` is down (never this node).
     pub fn is_down(&self, name: &str) -> bool {
-        name != self.me()
-            && self.cluster.status(name) != Status::Up
-            && self.cluster.status(name) != Status::Suspect
+        name != self.me() && !matches!(self.cluster.status(name), Status::Up | Status::Suspect)
     }
 
     fn quorum_failed(&self, op: Op) {

@@ -622,11 +622,17 @@ fn with_sync_writes_acknowledged_writes_survive_sigkill() {
     assert_eq!(node.status()["config"]["sync_writes"], true);
     let c = http();
     for i in 0..300 {
-        assert_eq!(put(&c, &node.key_url(&format!("s{i}")), format!("v{i}"), None).status(), 204);
+        assert_eq!(
+            put(&c, &node.key_url(&format!("s{i}")), format!("v{i}"), None).status(),
+            204
+        );
     }
     node.kill();
     node.start();
     for i in 0..300 {
-        assert_eq!(values(&c, &node.key_url(&format!("s{i}"))), vec![format!("v{i}")]);
+        assert_eq!(
+            values(&c, &node.key_url(&format!("s{i}"))),
+            vec![format!("v{i}")]
+        );
     }
 }
