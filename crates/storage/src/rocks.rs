@@ -8,7 +8,7 @@ use dynakv_ring::{PARTITIONS, Ring, Token, TokenRange};
 use dynakv_versioning::{ActorId, Object};
 use parking_lot::Mutex;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType,
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,17 @@ pub fn db_options(config: &StorageConfig) -> (Options, Cache) {
     let mut table = BlockBasedOptions::default();
     table.set_block_cache(&cache);
     table.set_bloom_filter(10.0, false);
+    // Partitioned index and filters: only the small top level stays pinned, and a
+    // point read loads one 4 KiB index/filter partition instead of a whole
+    // file's index. With a cache much smaller than the data set, whole-file
+    // index and filter blocks were evicted by data blocks and re-read on almost
+    // every read (benches/disk_reads.sh measured 0.10x of in-memory reads).
+    table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    table.set_partition_filters(true);
+    table.set_metadata_block_size(4096);
     table.set_cache_index_and_filter_blocks(true);
+    table.set_cache_index_and_filter_blocks_with_high_priority(true);
+    table.set_pin_top_level_index_and_filter(true);
     table.set_pin_l0_filter_and_index_blocks_in_cache(true);
 
     let mut opts = Options::default();
