@@ -220,7 +220,7 @@ impl Node {
         let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
         if placement.replicas.iter().any(|r| r == self.me()) {
             return self
-                .put_as_replica(key, context, version, needed, opts)
+                .put_as_replica(placement, key, context, version, needed, opts)
                 .await;
         }
         // Forward to the first reachable replica; it coordinates with its actor.
@@ -255,17 +255,17 @@ impl Node {
         Err(CoordError::QuorumUnavailable { needed, acked: 0 })
     }
 
-    /// Coordinates a write on this node, a replica of the key.
-    pub async fn put_as_replica(
+    /// Coordinates a write on this node, a replica of the key placed by
+    /// `placement`.
+    async fn put_as_replica(
         self: &Arc<Self>,
+        placement: Placement,
         key: Bytes,
         context: VersionVector,
         version: Version,
         needed: usize,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
-        let ring = self.cluster.ring();
-        let placement = Placement::of(&ring, &key);
         let sloppy = opts.mode == QuorumMode::Sloppy;
         if !sloppy {
             // Refuse before storing anything: nothing is acknowledged.
@@ -652,8 +652,9 @@ impl Node {
             },
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
         };
+        let placement = Placement::of(&self.cluster.ring(), &key);
         match self
-            .put_as_replica(key, context, version, w.max(1), opts)
+            .put_as_replica(placement, key, context, version, w.max(1), opts)
             .await
         {
             Ok(ctx) => Response::Written(ctx),

@@ -2,7 +2,6 @@
 //! and the lifecycle that starts and stops its servers and workers.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 use dynakv_membership::{Entry, GossipConfig, MemberInfo, Membership};
@@ -32,8 +31,6 @@ pub struct Node {
     pub rpc: RpcClient,
     /// Protocol state shared by the RPC client and server (name, secret, faults).
     pub rpc_shared: Arc<RpcShared>,
-    /// When the node started.
-    pub started: Instant,
     /// Serialises metadata writes of the member table.
     pub persist_lock: parking_lot::Mutex<()>,
     /// Anti-entropy trees and status.
@@ -90,7 +87,6 @@ impl Node {
             storage,
             metrics,
             config,
-            started: Instant::now(),
             persist_lock: parking_lot::Mutex::new(()),
             ae: AntiEntropy::default(),
         }))

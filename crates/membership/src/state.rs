@@ -339,28 +339,6 @@ impl Membership {
         }
     }
 
-    /// Sets this node's administrative state (leave).
-    pub fn set_own_state(&mut self, state: MemberState, now_ms: u64) {
-        let me = self.my_entry();
-        me.state = state;
-        me.state_changed_at = now_ms;
-        me.heartbeat += 1;
-    }
-
-    /// Marks another member removed (an operator dropping a dead node).
-    /// Returns false if the member is unknown or is this node.
-    pub fn remove(&mut self, name: &str, now_ms: u64) -> bool {
-        if name == self.me {
-            return false;
-        }
-        let Some(e) = self.entries.get_mut(name) else {
-            return false;
-        };
-        e.state = MemberState::Removed;
-        e.state_changed_at = now_ms;
-        true
-    }
-
     fn status_at(&self, name: &str, now_ms: u64) -> Status {
         let Some(e) = self.entries.get(name) else {
             return Status::Down;
@@ -451,13 +429,5 @@ impl Membership {
     /// The address of a member.
     pub fn rpc_addr(&self, name: &str) -> Option<SocketAddr> {
         self.entries.get(name).map(|e| e.info.rpc_addr)
-    }
-
-    /// The member listening on `addr`, if any.
-    pub fn name_at(&self, addr: SocketAddr) -> Option<&str> {
-        self.entries
-            .values()
-            .find(|e| e.info.rpc_addr == addr)
-            .map(|e| e.info.name.as_str())
     }
 }

@@ -1,10 +1,10 @@
 //! The RocksDB engine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dynakv_ring::{PARTITIONS, Ring, Token, TokenRange};
+use dynakv_ring::{PARTITIONS, Ring, TokenRange};
 use dynakv_versioning::{ActorId, Object};
 use parking_lot::Mutex;
 use rocksdb::{
@@ -110,10 +110,6 @@ pub struct Hint {
 /// A hint read back from disk: its id, and the hint or why it failed to decode.
 pub type StoredHint = (HintId, Result<Hint, StorageError>);
 
-/// A visitor over stored objects: `(token, key, object or decode error)`; returns
-/// false to stop the scan.
-pub type ObjectVisitor<'a> = dyn FnMut(Token, &[u8], Result<Object, StorageError>) -> bool + 'a;
-
 /// The storage key of a hint, used to delete it once delivered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HintId(Vec<u8>);
@@ -188,11 +184,6 @@ impl Storage {
         let hints = storage.count(Cf::Hints)?;
         storage.hints.store(hints, Ordering::Relaxed);
         Ok(storage)
-    }
-
-    /// The database directory.
-    pub fn path(&self) -> &Path {
-        self.db.path()
     }
 
     fn cf(&self, cf: Cf) -> &ColumnFamily {
@@ -337,26 +328,6 @@ impl Storage {
         Ok(true)
     }
 
-    /// Calls `f(token, key, object)` for every key in `range` from a consistent
-    /// snapshot, without filling the block cache, until `f` returns false. A record
-    /// that fails to decode is passed as `Err` so the caller can report it.
-    pub fn for_each_object(
-        &self,
-        range: TokenRange,
-        f: &mut ObjectVisitor<'_>,
-    ) -> Result<(), StorageError> {
-        self.scan(Cf::Objects, range, &mut |skey, value| {
-            let Some((t, key)) = split_storage_key(skey) else {
-                return true;
-            };
-            let object = codec::decode(value).map_err(|e| StorageError::Corrupt {
-                key: skey.to_vec(),
-                reason: e.to_string(),
-            });
-            f(t, key, object)
-        })
-    }
-
     fn scan(
         &self,
         cf: Cf,
@@ -391,20 +362,22 @@ impl Storage {
     pub fn put_hint(&self, target: &str, key: &[u8], object: &Object) -> Result<(), StorageError> {
         let id = hint_key(target, key);
         let _guard = self.lock(&storage_key(key));
-        let existing = self.read_hint(&id)?;
-        let hint = match existing {
-            Some(mut h) => {
+        let existing = self.db.get_pinned_cf(self.cf(Cf::Hints), &id)?;
+        let fresh = existing.is_none();
+        // A corrupt hint is dropped from the merge; anti-entropy repairs the key.
+        let hint = match existing.as_deref().map(codec::decode::<Hint>) {
+            Some(Ok(mut h)) => {
                 h.object.sync(object);
                 h
             }
-            None => Hint {
+            _ => Hint {
                 target: target.to_string(),
                 key: key.to_vec(),
                 object: object.clone(),
                 created_ms: now_ms(),
             },
         };
-        let fresh = self.hints_entry_missing(&id)?;
+        drop(existing);
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(Cf::Hints), &id, codec::encode(&hint));
         self.db.write_opt(batch, &self.write_opts)?;
@@ -412,10 +385,6 @@ impl Storage {
             self.hints.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
-    }
-
-    fn hints_entry_missing(&self, id: &[u8]) -> Result<bool, StorageError> {
-        Ok(self.db.get_pinned_cf(self.cf(Cf::Hints), id)?.is_none())
     }
 
     fn read_hint(&self, id: &[u8]) -> Result<Option<Hint>, StorageError> {
@@ -496,16 +465,15 @@ impl Storage {
             id.0.get(2 + hint_target(&id.0).map_or(0, str::len)..)
                 .unwrap_or_default();
         let _guard = self.lock(key_part);
-        if self.hints_entry_missing(&id.0)? {
+        let Some(stored) = self.db.get_pinned_cf(self.cf(Cf::Hints), &id.0)? else {
             return Ok(false);
-        }
+        };
         if let Some(expected) = expected
-            && self
-                .read_hint(&id.0)?
-                .is_some_and(|h| &h.object != expected)
+            && codec::decode::<Hint>(&stored).is_ok_and(|h| &h.object != expected)
         {
             return Ok(false);
         }
+        drop(stored);
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(Cf::Hints), &id.0);
         self.db.write_opt(batch, &self.write_opts)?;
@@ -688,6 +656,8 @@ impl ObjectStore for Storage {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use dynakv_versioning::{Version, VersionVector};
 
