@@ -21,6 +21,13 @@
 //! heartbeat). A restarted node's heartbeat starts again from zero, but with a
 //! larger generation, so it is never mistaken for an older entry.
 //!
+//! # The ring
+//!
+//! The member table says who wants to be in the cluster; the **cluster ring**
+//! ([`ClusterRing`], gossiped with the table) says who is, in which order they
+//! joined, and which partitions are still being handed off. One member, the
+//! claimant, advances it ([`claim`]); every node adopts the newest version.
+//!
 //! # No I/O
 //!
 //! [`Membership`] is a plain state machine: time comes in as an argument (ms),
@@ -28,8 +35,10 @@
 //! moves them over the network; the tests here move them through a simulated
 //! network with partitions, in microseconds and deterministically.
 
+pub mod claim;
 mod state;
 
+pub use claim::{ClusterRing, RingStamp, Transit};
 pub use state::{
     Entry, GossipConfig, GossipMessage, MemberInfo, MemberState, MemberView, Membership, Outgoing,
     Status, Transition,

@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use dynakv_ring::NodeSpec;
+use dynakv_ring::Ring;
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
+
+use crate::claim::{ClusterRing, RingStamp, claim};
 
 /// What a member tells the cluster about itself.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,8 +23,6 @@ pub struct MemberInfo {
     pub zone: Option<String>,
     /// Ring weight.
     pub weight: f64,
-    /// When the member first joined (ms); fixes its place in the ring history.
-    pub joined_at: u64,
 }
 
 /// A member's administrative state (gossiped, unlike liveness).
@@ -49,8 +49,13 @@ pub struct Entry {
     pub heartbeat: u64,
     /// Administrative state.
     pub state: MemberState,
-    /// When the state last changed (ms): the ring's leave time for Left/Removed.
+    /// When the state last changed (ms, the member's clock; informational).
     pub state_changed_at: u64,
+    /// The cluster ring this member serves.
+    pub ring: RingStamp,
+    /// Partitions in transit this member holds a full copy of, each with the
+    /// transit version it was copied for (see [`crate::Transit::since`]).
+    pub received: BTreeMap<u16, u64>,
 }
 
 impl Entry {
@@ -80,7 +85,9 @@ pub enum Status {
     Suspect,
     /// Silent for over the failure timeout.
     Down,
-    /// Decommissioning.
+    /// Alive, asking to join, not in the ring yet.
+    Joining,
+    /// Alive and decommissioning: handing its partitions off.
     Leaving,
     /// Gone (left or removed).
     Left,
@@ -93,6 +100,8 @@ pub struct GossipConfig {
     pub fanout: usize,
     /// Silence after which a member is down.
     pub failure_timeout_ms: u64,
+    /// Replicas per key (N): the claimant needs it to place partitions.
+    pub n: usize,
 }
 
 impl Default for GossipConfig {
@@ -100,6 +109,7 @@ impl Default for GossipConfig {
         GossipConfig {
             fanout: 2,
             failure_timeout_ms: 5000,
+            n: 3,
         }
     }
 }
@@ -111,6 +121,9 @@ pub struct GossipMessage {
     pub from: String,
     /// Its table.
     pub entries: Vec<Entry>,
+    /// Its cluster ring, when the receiver may not have it (its gossiped stamp
+    /// differs from the sender's).
+    pub ring: Option<ClusterRing>,
 }
 
 /// A message to send.
@@ -169,48 +182,71 @@ pub struct Membership {
     last_rise: BTreeMap<String, u64>,
     /// Last computed status, to report transitions.
     last_status: BTreeMap<String, Status>,
+    /// The cluster ring, and the placement it gives.
+    ring: ClusterRing,
+    placement: Ring,
 }
 
 impl Membership {
     /// A node starting with `me`, a fresh `generation` (its start time, larger
-    /// than any earlier incarnation's), the table it persisted last time (empty
-    /// for a new node), and seed addresses to contact.
+    /// than any earlier incarnation's), the table and ring it persisted last time
+    /// (empty for a new node), and seed addresses to contact.
+    ///
+    /// A node with no seeds and no ring founds a cluster of its own: the ring's
+    /// first version holds it alone. A node with seeds waits to hear the ring.
     pub fn new(
         me: MemberInfo,
         generation: u64,
         persisted: Vec<Entry>,
+        ring: ClusterRing,
         seeds: Vec<SocketAddr>,
         config: GossipConfig,
         now_ms: u64,
     ) -> Membership {
+        let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me.rpc_addr).collect();
+        let ring = if ring.is_empty() && seeds.is_empty() {
+            ClusterRing::bootstrap(&me.name, me.weight, me.zone.clone())
+        } else {
+            ring
+        };
+        let placement = ring.ring(config.n);
         let mut m = Membership {
             me: me.name.clone(),
             config,
-            seeds: seeds.into_iter().filter(|s| *s != me.rpc_addr).collect(),
+            seeds,
             entries: BTreeMap::new(),
             last_rise: BTreeMap::new(),
             last_status: BTreeMap::new(),
+            ring,
+            placement,
         };
-        let mut me = me;
         let mut generation = generation;
+        let mut state = MemberState::Active;
+        let mut received = BTreeMap::new();
         for e in persisted {
             if e.info.name == me.name {
-                // Keep our place in the ring history, and never go back in time.
-                me.joined_at = me.joined_at.min(e.info.joined_at);
+                // Never go back in time; a decommission in progress goes on.
                 generation = generation.max(e.generation + 1);
+                if e.state == MemberState::Leaving {
+                    state = MemberState::Leaving;
+                }
+                received = e.received;
             } else {
                 m.last_rise.insert(e.info.name.clone(), now_ms);
                 m.entries.insert(e.info.name.clone(), e);
             }
         }
+        let stamp = m.ring.stamp();
         m.entries.insert(
             me.name.clone(),
             Entry {
                 info: me,
                 generation,
                 heartbeat: 0,
-                state: MemberState::Active,
+                state,
                 state_changed_at: now_ms,
+                ring: stamp,
+                received,
             },
         );
         m.refresh(now_ms);
@@ -233,12 +269,113 @@ impl Membership {
         &self.entries[&self.me]
     }
 
-    /// The whole table (to persist, or to answer a gossip message).
+    /// The whole table, with the ring (to persist, or to answer a gossip message).
     pub fn message(&self) -> GossipMessage {
         GossipMessage {
             from: self.me.clone(),
             entries: self.entries.values().cloned().collect(),
+            ring: Some(self.ring.clone()),
         }
+    }
+
+    /// The table for `peer`, with the ring only if `peer` may not have it.
+    pub fn message_for(&self, peer: Option<&str>) -> GossipMessage {
+        let theirs = peer.and_then(|p| self.entries.get(p)).map(|e| e.ring);
+        GossipMessage {
+            from: self.me.clone(),
+            entries: self.entries.values().cloned().collect(),
+            ring: (theirs != Some(self.ring.stamp())).then(|| self.ring.clone()),
+        }
+    }
+
+    /// The cluster ring.
+    pub fn ring(&self) -> &ClusterRing {
+        &self.ring
+    }
+
+    /// The placement the cluster ring gives (partitions in transit included).
+    pub fn placement(&self) -> &Ring {
+        &self.placement
+    }
+
+    fn set_ring(&mut self, ring: ClusterRing) {
+        self.placement = ring.ring(self.config.n);
+        self.ring = ring;
+        let stamp = self.ring.stamp();
+        self.my_entry().ring = stamp;
+    }
+
+    /// The claimant: the live, active ring member with the smallest name (in
+    /// this node's view of liveness).
+    pub fn claimant(&self, now_ms: u64) -> Option<String> {
+        self.placement
+            .nodes()
+            .iter()
+            .map(|n| n.name.as_str())
+            .find(|name| {
+                self.entries.get(*name).is_some_and(|e| e.state == MemberState::Active)
+                    && matches!(self.status_at(name, now_ms), Status::Up | Status::Suspect)
+            })
+            .map(str::to_string)
+    }
+
+    /// If this node is the claimant, applies what the member table asks of the
+    /// ring (see [`crate::claim`]). Returns true if the ring changed.
+    pub fn claim(&mut self, now_ms: u64) -> bool {
+        if self.claimant(now_ms).as_deref() != Some(self.me.as_str()) {
+            return false;
+        }
+        match claim(&self.ring, &self.entries, &self.me, self.config.n) {
+            Some(next) => {
+                self.set_ring(next);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts decommissioning this node: the claimant takes it out of the ring,
+    /// and its partitions are handed off before it leaves.
+    pub fn leave(&mut self, now_ms: u64) {
+        let me = self.my_entry();
+        if me.state == MemberState::Active {
+            me.state = MemberState::Leaving;
+            me.state_changed_at = now_ms;
+        }
+    }
+
+    /// Marks this node as gone: it handed every partition off.
+    pub fn set_left(&mut self, now_ms: u64) {
+        let me = self.my_entry();
+        me.state = MemberState::Left;
+        me.state_changed_at = now_ms;
+    }
+
+    /// Drops another member for good (an operator's `remove`): the entry is
+    /// marked removed, which outranks the member's own entries of the same
+    /// incarnation. Returns false if the member is unknown or is this node.
+    pub fn remove(&mut self, name: &str, now_ms: u64) -> bool {
+        if name == self.me {
+            return false;
+        }
+        match self.entries.get_mut(name) {
+            Some(e) => {
+                e.state = MemberState::Removed;
+                e.state_changed_at = now_ms;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Records the partitions in transit this node holds a full copy of.
+    pub fn set_received(&mut self, received: BTreeMap<u16, u64>) {
+        self.my_entry().received = received;
+    }
+
+    /// A member's table row.
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.entries.get(name)
     }
 
     /// The table rows.
@@ -253,7 +390,7 @@ impl Membership {
     pub fn tick(&mut self, now_ms: u64, rng: &mut impl Rng) -> (Vec<Outgoing>, Vec<Transition>) {
         self.my_entry().heartbeat += 1;
         let transitions = self.refresh(now_ms);
-        let message = self.message();
+        self.claim(now_ms);
         let mut live = Vec::new();
         let mut down = Vec::new();
         for (name, e) in &self.entries {
@@ -270,7 +407,7 @@ impl Membership {
             .map(|e| Outgoing {
                 to: e.info.rpc_addr,
                 name: Some(e.info.name.clone()),
-                message: message.clone(),
+                message: self.message_for(Some(&e.info.name)),
             })
             .collect();
         if !down.is_empty() && rng.random_ratio(1, 2) {
@@ -278,7 +415,7 @@ impl Membership {
             out.push(Outgoing {
                 to: e.info.rpc_addr,
                 name: Some(e.info.name.clone()),
-                message: message.clone(),
+                message: self.message_for(Some(&e.info.name)),
             });
         }
         let lonely = live.is_empty();
@@ -288,18 +425,26 @@ impl Membership {
                 out.push(Outgoing {
                     to: seed,
                     name: None,
-                    message,
+                    message: self.message(),
                 });
             }
         }
         (out, transitions)
     }
 
-    /// Merges a received table, keeping the newer entry of every member. Returns
-    /// true if the table changed structurally (a member, address, weight or state
-    /// changed: worth persisting and recomputing the ring), not just heartbeats.
+    /// Merges a received table, keeping the newer entry of every member, and
+    /// adopts the sender's ring if it is newer (higher version, then digest).
+    /// Returns true if the table changed structurally (a member, address,
+    /// weight or state changed, or the ring: worth persisting), not just
+    /// heartbeats.
     pub fn receive(&mut self, message: &GossipMessage, now_ms: u64) -> bool {
         let mut structural = false;
+        if let Some(ring) = &message.ring
+            && ring.stamp() > self.ring.stamp()
+        {
+            self.set_ring(ring.clone());
+            structural = true;
+        }
         for theirs in &message.entries {
             let name = &theirs.info.name;
             if *name == self.me {
@@ -309,8 +454,11 @@ impl Membership {
             match self.entries.get(name) {
                 Some(ours) if ours.version() >= theirs.version() => {}
                 ours => {
-                    structural |=
-                        ours.is_none_or(|o| o.info != theirs.info || o.state != theirs.state);
+                    structural |= ours.is_none_or(|o| {
+                        o.info != theirs.info
+                            || o.state != theirs.state
+                            || o.received != theirs.received
+                    });
                     self.last_rise.insert(name.clone(), now_ms);
                     self.entries.insert(name.clone(), theirs.clone());
                 }
@@ -319,13 +467,11 @@ impl Membership {
         structural
     }
 
-    /// Another node's view of this node. A node whose data was wiped adopts its
-    /// older join time, so it takes back its own place in the ring. If the other
-    /// view is newer than ours (our clock went back), we outrank it with a new
-    /// incarnation; a removal by an operator is accepted.
+    /// Another node's view of this node. If the other view is newer than ours
+    /// (our clock went back), we outrank it with a new incarnation; a removal
+    /// by an operator is accepted.
     fn absorb_own(&mut self, theirs: &Entry) {
         let me = self.my_entry();
-        me.info.joined_at = me.info.joined_at.min(theirs.info.joined_at);
         if theirs.version() > me.version() {
             if theirs.state == MemberState::Removed {
                 me.state = MemberState::Removed;
@@ -343,21 +489,26 @@ impl Membership {
         let Some(e) = self.entries.get(name) else {
             return Status::Down;
         };
-        match e.state {
-            MemberState::Left | MemberState::Removed => return Status::Left,
-            MemberState::Leaving => return Status::Leaving,
-            MemberState::Active => {}
+        if matches!(e.state, MemberState::Left | MemberState::Removed) {
+            return Status::Left;
         }
-        if name == self.me {
-            return Status::Up;
-        }
-        let silent = now_ms.saturating_sub(self.last_rise.get(name).copied().unwrap_or(0));
-        if silent >= self.config.failure_timeout_ms {
+        let silent = if name == self.me {
+            0
+        } else {
+            now_ms.saturating_sub(self.last_rise.get(name).copied().unwrap_or(0))
+        };
+        let alive = if silent >= self.config.failure_timeout_ms {
             Status::Down
         } else if silent >= self.config.failure_timeout_ms / 2 {
             Status::Suspect
         } else {
             Status::Up
+        };
+        match (alive, e.state) {
+            (Status::Down, _) => Status::Down,
+            (_, MemberState::Leaving) => Status::Leaving,
+            _ if !self.placement.is_member(name) => Status::Joining,
+            _ => alive,
         }
     }
 
@@ -407,21 +558,6 @@ impl Membership {
                         now_ms.saturating_sub(self.last_rise.get(name).copied().unwrap_or(0))
                     },
                 }
-            })
-            .collect()
-    }
-
-    /// The membership history the ring is computed from (members that left keep
-    /// their leave time, so the ring replays their departure).
-    pub fn ring_history(&self) -> Vec<NodeSpec> {
-        self.entries
-            .values()
-            .map(|e| NodeSpec {
-                name: e.info.name.clone(),
-                weight: e.info.weight,
-                zone: e.info.zone.clone(),
-                joined_at: e.info.joined_at,
-                left_at: e.is_gone().then_some(e.state_changed_at),
             })
             .collect()
     }

@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 
-use dynakv_membership::{Entry, GossipConfig, GossipMessage, MemberInfo, MemberState, Membership};
+use dynakv_membership::{
+    ClusterRing, Entry, GossipConfig, GossipMessage, MemberInfo, MemberState, Membership,
+};
 use proptest::prelude::*;
 
 fn entry(name: usize, generation: u64, heartbeat: u64, removed: bool) -> Entry {
@@ -14,7 +16,6 @@ fn entry(name: usize, generation: u64, heartbeat: u64, removed: bool) -> Entry {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9100 + name as u16)),
             zone: None,
             weight: 1.0,
-            joined_at: name as u64,
         },
         generation,
         heartbeat,
@@ -24,6 +25,8 @@ fn entry(name: usize, generation: u64, heartbeat: u64, removed: bool) -> Entry {
             MemberState::Active
         },
         state_changed_at: 0,
+        ring: Default::default(),
+        received: Default::default(),
     }
 }
 
@@ -43,6 +46,7 @@ fn message() -> impl Strategy<Value = GossipMessage> {
         GossipMessage {
             from: "x".into(),
             entries,
+            ring: None,
         }
     })
 }
@@ -54,9 +58,8 @@ fn observer() -> Membership {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 9998)),
         zone: None,
         weight: 1.0,
-        joined_at: 0,
     };
-    Membership::new(me, 1, Vec::new(), Vec::new(), GossipConfig::default(), 0)
+    Membership::new(me, 1, Vec::new(), ClusterRing::default(), Vec::new(), GossipConfig::default(), 0)
 }
 
 fn table(m: &Membership) -> Vec<Entry> {

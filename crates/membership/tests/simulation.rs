@@ -2,10 +2,14 @@
 //! RNG, and a network that can drop messages between chosen nodes. Each test runs
 //! in milliseconds and is deterministic.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use dynakv_membership::{GossipConfig, MemberInfo, Membership, Status};
+use dynakv_membership::claim::wanted_changes;
+use dynakv_membership::{
+    ClusterRing, GossipConfig, MemberInfo, MemberState, Membership, Status,
+};
+use dynakv_ring::PARTITIONS;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -23,7 +27,14 @@ fn info(i: usize) -> MemberInfo {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16)),
         zone: None,
         weight: 1.0,
-        joined_at: i as u64,
+    }
+}
+
+fn config() -> GossipConfig {
+    GossipConfig {
+        fanout: 2,
+        failure_timeout_ms: TIMEOUT,
+        n: 3,
     }
 }
 
@@ -33,6 +44,8 @@ struct Sim {
     silent: BTreeSet<usize>,
     /// Pairs (a, b) whose messages are dropped both ways.
     cut: BTreeSet<(usize, usize)>,
+    /// Per node, how far its clock is ahead (negative: behind) of true time.
+    skew: BTreeMap<usize, i64>,
     now: u64,
     rng: StdRng,
 }
@@ -46,11 +59,9 @@ impl Sim {
                     info(i),
                     1,
                     Vec::new(),
+                    ClusterRing::default(),
                     vec![addr(0)],
-                    GossipConfig {
-                        fanout: 2,
-                        failure_timeout_ms: TIMEOUT,
-                    },
+                    config(),
                     0,
                 )
             })
@@ -59,6 +70,7 @@ impl Sim {
             nodes,
             silent: BTreeSet::new(),
             cut: BTreeSet::new(),
+            skew: BTreeMap::new(),
             now: 0,
             rng: StdRng::seed_from_u64(seed),
         }
@@ -66,6 +78,12 @@ impl Sim {
 
     fn connected(&self, a: usize, b: usize) -> bool {
         !self.silent.contains(&b) && !self.cut.contains(&(a, b)) && !self.cut.contains(&(b, a))
+    }
+
+    /// Node `i`'s clock.
+    fn clock(&self, i: usize) -> u64 {
+        self.now
+            .saturating_add_signed(self.skew.get(&i).copied().unwrap_or(0))
     }
 
     /// One gossip interval: every live node ticks; each message is delivered and
@@ -76,17 +94,76 @@ impl Sim {
             if self.silent.contains(&i) {
                 continue;
             }
-            let (out, _) = self.nodes[i].tick(self.now, &mut self.rng);
+            let t = self.clock(i);
+            let (out, _) = self.nodes[i].tick(t, &mut self.rng);
             for msg in out {
                 let j = (msg.to.port() - 7000) as usize;
                 if !self.connected(i, j) {
                     continue;
                 }
-                self.nodes[j].receive(&msg.message, self.now);
-                let reply = self.nodes[j].message();
-                self.nodes[i].receive(&reply, self.now);
+                let (ti, tj) = (self.clock(i), self.clock(j));
+                self.nodes[j].receive(&msg.message, tj);
+                let reply = self.nodes[j].message_for(Some(&format!("n{i}")));
+                self.nodes[i].receive(&reply, ti);
             }
         }
+    }
+
+    /// Every live node reports a full copy of each partition it is pending for
+    /// (what the node binary's transfer worker does once a copy is complete).
+    fn copy_pending(&mut self) {
+        for i in 0..self.nodes.len() {
+            if self.silent.contains(&i) {
+                continue;
+            }
+            let me = format!("n{i}");
+            let node = &self.nodes[i];
+            let ring = node.placement();
+            let received: BTreeMap<u16, u64> = node
+                .ring()
+                .moving
+                .iter()
+                .filter(|&(&p, _)| ring.pending(usize::from(p)).any(|g| g == me))
+                .map(|(&p, t)| (p, t.since))
+                .collect();
+            self.nodes[i].set_received(received);
+        }
+    }
+
+    /// Rounds (copying pending partitions after each) until every live node
+    /// serves the same ring with nothing in transit.
+    fn settle(&mut self, max: usize) -> Option<usize> {
+        for r in 0..=max {
+            if self.settled() {
+                return Some(r);
+            }
+            self.round();
+            self.copy_pending();
+        }
+        None
+    }
+
+    fn settled(&self) -> bool {
+        let live: Vec<&Membership> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.silent.contains(i))
+            .map(|(_, n)| n)
+            .collect();
+        let stamp = live[0].ring().stamp();
+        // Nothing the member table asks for is missing from the ring.
+        let table: BTreeMap<String, _> = live[0]
+            .entries()
+            .map(|e| (e.info.name.clone(), e.clone()))
+            .collect();
+        wanted_changes(live[0].ring(), &table).is_empty()
+            && live.iter().all(|n| {
+                n.own().state != MemberState::Active || live[0].placement().is_member(n.me())
+            })
+            && live
+                .iter()
+                .all(|n| n.ring().stamp() == stamp && n.ring().moving.is_empty())
     }
 
     fn status(&self, observer: usize, member: usize) -> Status {
@@ -128,9 +205,10 @@ fn ten_nodes_converge_from_one_seed_within_a_bounded_number_of_rounds() {
             })
             .unwrap_or_else(|| panic!("seed {seed}: no convergence in 15 rounds"));
         assert!(rounds <= 15);
-        // Every node computes the same ring history.
-        let h0 = sim.nodes[0].ring_history();
-        assert!(sim.nodes.iter().all(|n| n.ring_history() == h0));
+        // Every node converges on the same ring, every member in it.
+        sim.settle(30)
+            .unwrap_or_else(|| panic!("seed {seed}: ring did not settle"));
+        assert_eq!(sim.nodes[0].placement().nodes().len(), 10);
     }
 }
 
@@ -175,8 +253,9 @@ fn a_restarted_member_with_a_reset_heartbeat_is_not_mistaken_for_an_old_one() {
         info(2),
         sim.now,
         Vec::new(),
+        ClusterRing::default(),
         vec![addr(0)],
-        GossipConfig::default(),
+        config(),
         sim.now,
     );
     sim.until(10, |s| {
@@ -231,6 +310,7 @@ fn a_restarted_node_rejoins_from_its_persisted_table_without_seeds() {
         .iter()
         .map(|n| n.entries().cloned().collect())
         .collect();
+    let rings: Vec<ClusterRing> = sim.nodes.iter().map(|n| n.ring().clone()).collect();
     let now = sim.now + 10_000;
     sim.now = now;
     sim.nodes = (0..3)
@@ -239,8 +319,9 @@ fn a_restarted_node_rejoins_from_its_persisted_table_without_seeds() {
                 info(i),
                 now,
                 saved[i].clone(),
+                rings[i].clone(),
                 Vec::new(),
-                GossipConfig::default(),
+                config(),
                 now,
             )
         })
@@ -248,3 +329,120 @@ fn a_restarted_node_rejoins_from_its_persisted_table_without_seeds() {
     sim.until(10, |s| s.all_see(0..3, &[0, 1, 2], Status::Up))
         .expect("re-formed");
 }
+
+/// The partitions whose target replica set differs between two nodes' views.
+fn moved(a: &Membership, b: &Membership) -> usize {
+    let (a, b) = (a.placement(), b.placement());
+    (0..PARTITIONS)
+        .filter(|&p| {
+            a.target_replicas(p).collect::<BTreeSet<_>>()
+                != b.target_replicas(p).collect::<BTreeSet<_>>()
+        })
+        .count()
+}
+
+/// A simulation whose first `k` nodes formed a settled ring; the others are
+/// silent (not started yet).
+fn formed(k: usize, total: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(total, seed);
+    sim.silent = (k..total).collect();
+    sim.settle(40).expect("initial ring settles");
+    sim
+}
+
+#[test]
+fn two_nodes_joining_through_different_seeds_at_once_end_in_one_ring() {
+    for seed in 0..10 {
+        let mut sim = formed(3, 5, seed);
+        // n3 knows only n1, n4 only n2.
+        sim.nodes[3] = Membership::new(info(3), 1, Vec::new(), ClusterRing::default(), vec![addr(1)], config(), sim.now);
+        sim.nodes[4] = Membership::new(info(4), 1, Vec::new(), ClusterRing::default(), vec![addr(2)], config(), sim.now);
+        sim.silent.clear();
+        sim.settle(40).unwrap_or_else(|| panic!("seed {seed}: no single settled ring"));
+        let ring = sim.nodes[0].placement();
+        assert_eq!(ring.nodes().len(), 5, "seed {seed}");
+        let fair = 1.0 / 5.0;
+        for share in ring.ownership().values() {
+            assert!((share / fair - 1.0).abs() <= 0.1, "seed {seed}: {share}");
+        }
+    }
+}
+
+#[test]
+fn a_joiner_whose_clock_is_hours_off_moves_what_any_joiner_moves() {
+    let before = formed(3, 4, 1);
+    let mut normal = formed(3, 4, 1);
+    normal.silent.clear();
+    normal.settle(40).expect("normal join settles");
+    let mut skewed = formed(3, 4, 1);
+    skewed.skew.insert(3, -6 * 3_600_000);
+    skewed.nodes[3] = Membership::new(info(3), 1, Vec::new(), ClusterRing::default(), vec![addr(0)], config(), 0);
+    skewed.silent.clear();
+    skewed.settle(40).expect("skewed join settles");
+    assert_eq!(moved(&normal.nodes[0], &skewed.nodes[0]), 0, "same ring whatever the clock");
+    // Replica slots gained by the joiner: at most 1.2 x 1/(S+1) of all slots.
+    let (old, new) = (before.nodes[0].placement(), skewed.nodes[0].placement());
+    let gained: usize = dynakv_ring::diff(old, new).iter().map(|m| m.gained.len()).sum();
+    let slots = PARTITIONS * 3;
+    assert!(gained as f64 <= 1.2 * slots as f64 / 4.0, "{gained} of {slots} slots moved");
+}
+
+#[test]
+fn partitions_switch_only_once_every_new_replica_has_a_copy() {
+    let mut sim = formed(3, 4, 2);
+    sim.silent.clear();
+    // Without copies, the new member joins the ring but serves nothing.
+    sim.until(20, |s| s.nodes.iter().all(|n| n.placement().nodes().len() == 4))
+        .expect("n3 joins the ring");
+    for _ in 0..5 {
+        sim.round();
+    }
+    let ring = sim.nodes[0].placement().clone();
+    let moving: Vec<usize> = ring.moving().collect();
+    assert!(!moving.is_empty());
+    assert!(moving.iter().all(|&p| ring.pending(p).any(|g| g == "n3")));
+    assert!(ring.partitions_of("n3").is_empty(), "serves nothing before a copy");
+    // A report for another transit of the partitions does not count.
+    let stale: BTreeMap<u16, u64> = moving.iter().map(|&p| (p as u16, 999)).collect();
+    sim.nodes[3].set_received(stale);
+    for _ in 0..5 {
+        sim.round();
+    }
+    assert_eq!(sim.nodes[0].placement().moving().count(), moving.len());
+    sim.settle(20).expect("copies reported, the ring settles");
+    assert!(!sim.nodes[0].placement().partitions_of("n3").is_empty());
+}
+
+#[test]
+fn a_leaving_member_hands_off_then_holds_nothing() {
+    let mut sim = formed(4, 4, 3);
+    sim.nodes[3].leave(sim.now);
+    sim.until(20, |s| s.nodes.iter().all(|n| !n.placement().is_member("n3")))
+        .expect("n3 taken out of the ring");
+    // Until the copies are made, n3 still serves its partitions.
+    assert!(!sim.nodes[0].placement().partitions_of("n3").is_empty());
+    assert_eq!(sim.status(0, 3), Status::Leaving);
+    sim.settle(20).expect("handoff completes");
+    assert!(sim.nodes[0].placement().partitions_of("n3").is_empty());
+    assert_eq!(sim.nodes[0].placement().nodes().len(), 3);
+}
+
+#[test]
+fn a_removed_member_is_replaced_from_the_survivors() {
+    let mut sim = formed(4, 4, 4);
+    sim.silent.insert(2);
+    sim.until(10, |s| s.all_see([0, 1, 3].into_iter(), &[2], Status::Down))
+        .expect("n2 seen down");
+    assert!(sim.nodes[0].remove("n2", sim.now));
+    assert!(!sim.nodes[0].remove("n0", sim.now), "a node cannot remove itself");
+    assert!(!sim.nodes[0].remove("n9", sim.now), "unknown member");
+    sim.settle(30).expect("survivors settle");
+    let ring = sim.nodes[1].placement();
+    assert!(!ring.is_member("n2"));
+    for p in 0..PARTITIONS {
+        assert_eq!(ring.replicas(p).count(), 3, "partition {p} back to N replicas");
+        assert!(ring.replicas(p).all(|r| r != "n2"));
+    }
+    assert_eq!(sim.status(1, 2), Status::Left);
+}
+

@@ -25,9 +25,12 @@
 //!
 //! # Assignment
 //!
-//! Every node must compute the same ring from the same membership, with no
-//! coordinator, so the assignment is a pure function of the member set
-//! ([`Ring::new`]):
+//! Every node must compute the same ring from the same membership, so the
+//! assignment is a pure function of the cluster's **change log** — joins,
+//! leaves and weight changes in the order the cluster agreed on
+//! ([`Ring::replay`]; the log itself is kept by `dynakv-membership`). Wall
+//! clocks play no part: a node whose clock is hours off computes the same ring.
+//! Each step of the replay rebalances:
 //!
 //! * each node gets a **quota** of partitions proportional to its weight (largest
 //!   remainder rounding, ties by name);
@@ -48,9 +51,19 @@
 //! zones — and the **extended preference list** continues the walk over every
 //! other node: those are the fallbacks a sloppy quorum uses while replicas are
 //! down (§4.6).
+//!
+//! # Partitions in transit
+//!
+//! When the membership changes, some partitions get new replicas. A new replica
+//! must receive the partition before it serves it (Dynamo §4.9; Cassandra's
+//! pending ranges, Riak's ownership handoff), so a [`Ring`] carries, next to the
+//! target placement, the **serving** replicas of every partition still in
+//! transit ([`Ring::with_serving`]): reads go to the serving replicas, writes to
+//! them and to the [`pending`](Ring::pending) ones, and the partition switches
+//! to its target once every pending replica holds a full copy.
 
 mod ring;
 mod token;
 
-pub use ring::{Move, NodeSpec, PARTITIONS, Ring, diff};
+pub use ring::{Change, Move, NodeSpec, PARTITIONS, Ring, RingEvent, diff};
 pub use token::{Token, TokenRange, token};

@@ -6,12 +6,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Token, TokenRange};
 
+
 /// Number of partitions the ring is cut into (a power of two).
 pub const PARTITIONS: usize = 1024;
 const PARTITION_BITS: u32 = PARTITIONS.trailing_zeros();
 
-/// A member as the ring sees it, with the times it joined and left: the ring is
-/// a function of this history, not only of the current member set.
+/// A member as the ring sees it, with its place in the cluster's change log: the
+/// ring is a function of this history, not only of the current member set.
+///
+/// `joined_at` and `left_at` are positions in the log of membership changes the
+/// cluster agreed on (see `dynakv-membership`), never wall-clock times, so every
+/// node replays the same history whatever its clock says.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeSpec {
     /// Unique node name.
@@ -20,15 +25,14 @@ pub struct NodeSpec {
     pub weight: f64,
     /// Availability zone, if any.
     pub zone: Option<String>,
-    /// When the node joined (any monotonic clock shared by convention; ties are
-    /// broken by name).
+    /// Position of the node's join in the change log (ties broken by name).
     pub joined_at: u64,
-    /// When the node left the ring for good, if it did.
+    /// Position of its departure, if it left the ring for good.
     pub left_at: Option<u64>,
 }
 
 impl NodeSpec {
-    /// A node of weight 1, no zone, joined at time 0.
+    /// A node of weight 1, no zone, joined at position 0.
     pub fn new(name: impl Into<String>) -> Self {
         NodeSpec {
             name: name.into(),
@@ -39,21 +43,63 @@ impl NodeSpec {
         }
     }
 
-    /// The same node with another join time.
+    /// The same node joined at another position of the log.
     pub fn joined_at(mut self, t: u64) -> Self {
         self.joined_at = t;
         self
     }
 }
 
+/// One entry of the membership change log the ring is replayed from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RingEvent {
+    /// The member concerned.
+    pub name: String,
+    /// What changed.
+    pub change: Change,
+}
+
+/// A membership change, as the ring sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// The member enters the ring.
+    Join {
+        /// Relative share of partitions (> 0).
+        weight: f64,
+        /// Availability zone.
+        zone: Option<String>,
+    },
+    /// The member's weight or zone changed.
+    Update {
+        /// New weight.
+        weight: f64,
+        /// New zone.
+        zone: Option<String>,
+    },
+    /// The member leaves the ring (it left, or was removed).
+    Leave,
+}
+
 /// The assignment of partitions to nodes and every partition's preference list.
+///
+/// A ring has a **target** placement — the replay of the membership log — and,
+/// for partitions still being handed off to new replicas, the **serving**
+/// replicas that keep answering for them until the new ones hold a full copy
+/// (SPEC §6, "Membership changes"). [`Ring::replicas`] are the serving replicas;
+/// [`Ring::target_replicas`] where the partition is going; [`Ring::pending`] the
+/// difference, which receives writes but does not serve reads yet.
 #[derive(Clone, Debug)]
 pub struct Ring {
     /// Current members (not left), sorted by name.
     nodes: Vec<NodeSpec>,
+    /// Names indexed by the preference lists: the members, then nodes that left
+    /// the target but still serve a partition in transit.
+    names: Vec<String>,
     n: usize,
-    /// Per partition, every node index in preference order (replicas first).
+    /// Per partition, every member index in target preference order (replicas first).
     preference: Vec<Vec<u16>>,
+    /// Per partition in transit, the replicas serving it until handoff completes.
+    serving: Vec<Option<Vec<u16>>>,
 }
 
 /// A change of one partition's replica set between two rings.
@@ -100,14 +146,14 @@ fn quotas(weights: &[f64]) -> Vec<usize> {
 }
 
 /// Partition ownership while the membership history is replayed.
-struct Assignment<'a> {
-    /// Owner of each partition, by name; `None` while orphaned.
-    owners: Vec<Option<&'a NodeSpec>>,
+struct Assignment {
+    /// Owner of each partition, by index into `present`; `None` while orphaned.
+    owners: Vec<Option<String>>,
     /// Present members in join order.
-    present: Vec<&'a NodeSpec>,
+    present: Vec<NodeSpec>,
 }
 
-impl<'a> Assignment<'a> {
+impl Assignment {
     /// Rebalances to exact quotas, moving as few partitions as possible: a node
     /// over its quota releases the partitions it scores lowest, and orphaned or
     /// released partitions go to the under-quota node that scores them highest.
@@ -122,7 +168,7 @@ impl<'a> Assignment<'a> {
         let mut owned: Vec<Vec<usize>> = vec![Vec::new(); self.present.len()];
         let mut pool: Vec<usize> = Vec::new();
         for (p, owner) in self.owners.iter().enumerate() {
-            match owner.and_then(|o| index(&o.name)) {
+            match owner.as_deref().and_then(index) {
                 Some(i) => owned[i].push(p),
                 None => pool.push(p),
             }
@@ -154,7 +200,7 @@ impl<'a> Assignment<'a> {
         }
         for (_, p, i) in pairs {
             if self.owners[p].is_none() && room[i] > 0 {
-                self.owners[p] = Some(self.present[i]);
+                self.owners[p] = Some(self.present[i].name.clone());
                 room[i] -= 1;
             }
         }
@@ -164,47 +210,76 @@ impl<'a> Assignment<'a> {
 impl Ring {
     /// The ring of a membership history with `n` replicas per key.
     ///
-    /// Deterministic: the same history (in any order) gives the same ring. The
-    /// history is replayed in time order — each join or leave rebalances to exact
-    /// weighted quotas while moving the fewest partitions — so adding or removing
-    /// a node moves only what the new quotas require.
+    /// Deterministic: the same history (in any order) gives the same ring. Joins
+    /// and leaves are replayed in the order of their log positions (ties: joins
+    /// before leaves, then by name); see [`Ring::replay`].
     pub fn new(history: Vec<NodeSpec>, n: usize) -> Ring {
         let mut history = history;
         history.sort_by(|a, b| a.name.cmp(&b.name));
         history.dedup_by(|a, b| a.name == b.name);
-        // Events in time order: (time, 0 = join / 1 = leave, name index).
-        let mut events: Vec<(u64, u8, usize)> = Vec::new();
+        // Events in log order: (position, 0 = join / 1 = leave, name index).
+        let mut order: Vec<(u64, u8, usize)> = Vec::new();
         for (i, node) in history.iter().enumerate() {
-            events.push((node.joined_at, 0, i));
+            order.push((node.joined_at, 0, i));
             if let Some(t) = node.left_at {
-                events.push((t.max(node.joined_at), 1, i));
+                order.push((t.max(node.joined_at), 1, i));
             }
         }
-        events.sort_by(|a, b| (a.0, a.1, &history[a.2].name).cmp(&(b.0, b.1, &history[b.2].name)));
+        order.sort_by(|a, b| (a.0, a.1, &history[a.2].name).cmp(&(b.0, b.1, &history[b.2].name)));
+        let events: Vec<RingEvent> = order
+            .into_iter()
+            .map(|(_, kind, i)| {
+                let node = &history[i];
+                RingEvent {
+                    name: node.name.clone(),
+                    change: if kind == 0 {
+                        Change::Join {
+                            weight: node.weight,
+                            zone: node.zone.clone(),
+                        }
+                    } else {
+                        Change::Leave
+                    },
+                }
+            })
+            .collect();
+        Ring::replay(&events, n)
+    }
+
+    /// The ring of a change log with `n` replicas per key.
+    ///
+    /// The log is replayed in order — each join, leave or weight change
+    /// rebalances to exact weighted quotas while moving the fewest partitions —
+    /// so a change moves only what the new quotas require. A join of a name
+    /// already present, or a leave or update of an absent one, is ignored.
+    pub fn replay(events: &[RingEvent], n: usize) -> Ring {
         let mut state = Assignment {
             owners: vec![None; PARTITIONS],
             present: Vec::new(),
         };
-        for (_, kind, i) in events {
-            let node = &history[i];
-            if kind == 0 {
-                state.present.push(node);
-            } else {
-                state.present.retain(|m| m.name != node.name);
+        for event in events {
+            let at = state.present.iter().position(|m| m.name == event.name);
+            match (&event.change, at) {
+                (Change::Join { weight, zone }, None) => state.present.push(NodeSpec {
+                    weight: *weight,
+                    zone: zone.clone(),
+                    ..NodeSpec::new(event.name.clone())
+                }),
+                (Change::Update { weight, zone }, Some(i)) => {
+                    state.present[i].weight = *weight;
+                    state.present[i].zone = zone.clone();
+                }
+                (Change::Leave, Some(i)) => {
+                    state.present.remove(i);
+                }
+                _ => continue,
             }
             state.rebalance();
         }
-        let owners: Vec<Option<String>> = state
+        let mut nodes = state.present.clone();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let owner_index: Vec<u16> = state
             .owners
-            .iter()
-            .map(|o| o.map(|n| n.name.clone()))
-            .collect();
-        let nodes: Vec<NodeSpec> = history
-            .iter()
-            .filter(|n| n.left_at.is_none())
-            .cloned()
-            .collect();
-        let owner_index: Vec<u16> = owners
             .iter()
             .map(|o| {
                 o.as_ref()
@@ -213,9 +288,11 @@ impl Ring {
             })
             .collect();
         let mut ring = Ring {
+            names: nodes.iter().map(|n| n.name.clone()).collect(),
             nodes,
             n,
             preference: Vec::new(),
+            serving: vec![None; PARTITIONS],
         };
         if !ring.nodes.is_empty() {
             ring.preference = (0..PARTITIONS)
@@ -223,6 +300,37 @@ impl Ring {
                 .collect();
         }
         ring
+    }
+
+    /// The same ring with partitions in transit: `moving` maps a partition to
+    /// the replicas that serve it until its new replicas hold a full copy. A
+    /// partition whose serving set equals its target set is not in transit.
+    pub fn with_serving(mut self, moving: &BTreeMap<u16, Vec<String>>) -> Ring {
+        for (&p, holders) in moving {
+            let p = usize::from(p);
+            if p >= PARTITIONS || holders.is_empty() {
+                continue;
+            }
+            let mut idx = Vec::with_capacity(holders.len());
+            for h in holders {
+                let i = match self.names.iter().position(|n| n == h) {
+                    Some(i) => i,
+                    None => {
+                        self.names.push(h.clone());
+                        self.names.len() - 1
+                    }
+                };
+                if !idx.contains(&(i as u16)) {
+                    idx.push(i as u16);
+                }
+            }
+            let target: BTreeSet<u16> = self.target_idx(p).iter().copied().collect();
+            let serving: BTreeSet<u16> = idx.iter().copied().collect();
+            if target != serving {
+                self.serving[p] = Some(idx);
+            }
+        }
+        self
     }
 
     /// Every node in the order a clockwise walk from `partition` meets them,
@@ -291,6 +399,11 @@ impl Ring {
         &self.nodes
     }
 
+    /// True if `name` is a member of the ring (its target placement).
+    pub fn is_member(&self, name: &str) -> bool {
+        self.nodes.iter().any(|n| n.name == name)
+    }
+
     /// Replicas per key (N), as configured.
     pub fn n(&self) -> usize {
         self.n
@@ -306,27 +419,70 @@ impl Ring {
         self.nodes.is_empty()
     }
 
-    /// The node owning a partition (first in its preference list).
-    pub fn owner(&self, partition: usize) -> Option<&str> {
+    fn target_idx(&self, partition: usize) -> &[u16] {
         self.preference
             .get(partition)
-            .and_then(|p| p.first())
-            .map(|&i| self.nodes[i as usize].name.as_str())
+            .map_or(&[][..], |p| &p[..self.replica_count().min(p.len())])
     }
 
-    /// The extended preference list of a partition: its replicas first, then
-    /// every other node as fallbacks, in walk order.
+    fn serving_idx(&self, partition: usize) -> &[u16] {
+        match self.serving.get(partition) {
+            Some(Some(s)) => s,
+            _ => self.target_idx(partition),
+        }
+    }
+
+    fn name(&self, i: u16) -> &str {
+        &self.names[i as usize]
+    }
+
+    /// The node owning a partition in the target placement (first replica).
+    pub fn owner(&self, partition: usize) -> Option<&str> {
+        self.target_idx(partition).first().map(|&i| self.name(i))
+    }
+
+    /// The extended preference list of a partition: its serving replicas first,
+    /// then every other member in walk order (pending replicas first among them).
     pub fn preference_list(&self, partition: usize) -> impl Iterator<Item = &str> + '_ {
-        self.preference
+        let serving = self.serving_idx(partition);
+        let rest = self
+            .preference
             .get(partition)
             .into_iter()
             .flatten()
-            .map(|&i| self.nodes[i as usize].name.as_str())
+            .filter(move |i| !serving.contains(i));
+        serving.iter().chain(rest).map(|&i| self.name(i))
     }
 
-    /// The replicas of a partition (the first N of its preference list).
+    /// The replicas serving a partition: the first N of its preference list,
+    /// or, while the partition is in transit, the replicas it is moving from.
     pub fn replicas(&self, partition: usize) -> impl Iterator<Item = &str> + '_ {
-        self.preference_list(partition).take(self.replica_count())
+        self.serving_idx(partition).iter().map(|&i| self.name(i))
+    }
+
+    /// The replicas a partition is placed on once every handoff completes.
+    pub fn target_replicas(&self, partition: usize) -> impl Iterator<Item = &str> + '_ {
+        self.target_idx(partition).iter().map(|&i| self.name(i))
+    }
+
+    /// Target replicas that do not serve the partition yet: they receive its
+    /// writes and a copy of its data, and take over once the copy is complete.
+    pub fn pending(&self, partition: usize) -> impl Iterator<Item = &str> + '_ {
+        let serving = self.serving_idx(partition);
+        self.target_idx(partition)
+            .iter()
+            .filter(move |i| !serving.contains(i))
+            .map(|&i| self.name(i))
+    }
+
+    /// True if the partition's serving replicas differ from its target ones.
+    pub fn is_moving(&self, partition: usize) -> bool {
+        matches!(self.serving.get(partition), Some(Some(_)))
+    }
+
+    /// Partitions in transit.
+    pub fn moving(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..PARTITIONS).filter(|&p| self.is_moving(p))
     }
 
     /// The replicas of the key with `token`.
@@ -334,14 +490,22 @@ impl Ring {
         self.replicas(Self::partition_of(token))
     }
 
-    /// The partitions `node` replicates.
+    /// The partitions `node` serves.
     pub fn partitions_of(&self, node: &str) -> Vec<usize> {
         (0..self.preference.len())
             .filter(|&p| self.replicas(p).any(|r| r == node))
             .collect()
     }
 
-    /// Each node's share of the partitions it owns (primary ownership).
+    /// True if `node` serves the partition or is one of its target replicas:
+    /// it must keep (or is receiving) the partition's data.
+    pub fn holds(&self, node: &str, partition: usize) -> bool {
+        self.replicas(partition)
+            .chain(self.target_replicas(partition))
+            .any(|r| r == node)
+    }
+
+    /// Each node's share of the partitions it owns (primary ownership, target).
     pub fn ownership(&self) -> BTreeMap<String, f64> {
         let mut counts: BTreeMap<String, f64> =
             self.nodes.iter().map(|n| (n.name.clone(), 0.0)).collect();
@@ -356,12 +520,12 @@ impl Ring {
     }
 }
 
-/// The replica-set changes between two rings, partition by partition.
+/// The target replica-set changes between two rings, partition by partition.
 pub fn diff(old: &Ring, new: &Ring) -> Vec<Move> {
     (0..PARTITIONS)
         .filter_map(|p| {
-            let before: BTreeSet<&str> = old.replicas(p).collect();
-            let after: BTreeSet<&str> = new.replicas(p).collect();
+            let before: BTreeSet<&str> = old.target_replicas(p).collect();
+            let after: BTreeSet<&str> = new.target_replicas(p).collect();
             if before == after {
                 return None;
             }
@@ -428,6 +592,131 @@ mod tests {
                 .collect();
             assert_eq!(zones.len(), 3, "partition {p}");
         }
+    }
+
+    #[test]
+    fn the_log_order_not_the_positions_decides() {
+        let events = |names: &[&str]| -> Vec<RingEvent> {
+            names
+                .iter()
+                .map(|n| RingEvent {
+                    name: n.to_string(),
+                    change: Change::Join {
+                        weight: 1.0,
+                        zone: None,
+                    },
+                })
+                .collect()
+        };
+        let a = Ring::replay(&events(&["a", "b", "c"]), 3);
+        let b = Ring::new(
+            vec![
+                NodeSpec::new("a").joined_at(7),
+                NodeSpec::new("b").joined_at(90),
+                NodeSpec::new("c").joined_at(1_000_000),
+            ],
+            3,
+        );
+        for p in 0..PARTITIONS {
+            assert!(a.target_replicas(p).eq(b.target_replicas(p)), "partition {p}");
+        }
+    }
+
+    #[test]
+    fn a_weight_update_moves_only_toward_the_new_quota() {
+        let mut log: Vec<RingEvent> = ["a", "b", "c"]
+            .iter()
+            .map(|n| RingEvent {
+                name: n.to_string(),
+                change: Change::Join {
+                    weight: 1.0,
+                    zone: None,
+                },
+            })
+            .collect();
+        let before = Ring::replay(&log, 3);
+        log.push(RingEvent {
+            name: "a".into(),
+            change: Change::Update {
+                weight: 2.0,
+                zone: None,
+            },
+        });
+        let after = Ring::replay(&log, 3);
+        assert!((after.ownership()["a"] - 0.5).abs() < 0.002);
+        let moved = (0..PARTITIONS)
+            .filter(|&p| before.owner(p) != after.owner(p))
+            .count();
+        // a goes from 1/3 to 1/2 of the owners: about 1/6 of them move.
+        assert!(moved <= PARTITIONS / 6 + 2, "{moved} owners moved");
+    }
+
+    #[test]
+    fn partitions_in_transit_serve_from_their_old_replicas() {
+        let old = Ring::new(nodes(3), 3);
+        let new = Ring::new(
+            nodes(3)
+                .into_iter()
+                .chain([NodeSpec::new("node-3").joined_at(1)])
+                .collect(),
+            3,
+        );
+        let moves = diff(&old, &new);
+        assert!(!moves.is_empty());
+        let moving: BTreeMap<u16, Vec<String>> = moves
+            .iter()
+            .map(|m| {
+                (
+                    m.partition as u16,
+                    old.replicas(m.partition).map(str::to_string).collect(),
+                )
+            })
+            .collect();
+        let ring = new.clone().with_serving(&moving);
+        for m in &moves {
+            let p = m.partition;
+            assert!(ring.is_moving(p));
+            assert!(ring.replicas(p).eq(old.replicas(p)));
+            assert!(ring.target_replicas(p).eq(new.replicas(p)));
+            let pending: Vec<&str> = ring.pending(p).collect();
+            assert_eq!(pending, vec!["node-3"]);
+            assert!(ring.holds("node-3", p));
+            for lost in &m.lost {
+                assert!(ring.holds(lost, p));
+            }
+            // Serving replicas lead the preference list, the pending one follows.
+            let prefs: Vec<&str> = ring.preference_list(p).collect();
+            assert_eq!(prefs.len(), 4);
+            assert_eq!(prefs[3], "node-3");
+        }
+        assert_eq!(ring.moving().count(), moves.len());
+        // Unmoved partitions are untouched, and a settled map is no transit.
+        let settled: BTreeMap<u16, Vec<String>> = moves
+            .iter()
+            .map(|m| {
+                (
+                    m.partition as u16,
+                    new.replicas(m.partition).map(str::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(new.with_serving(&settled).moving().count(), 0);
+    }
+
+    #[test]
+    fn a_removed_node_can_still_serve_a_partition_in_transit() {
+        let old = Ring::new(nodes(4), 3);
+        let mut history = nodes(4);
+        history[1].left_at = Some(10);
+        let new = Ring::new(history, 3);
+        let p = (0..PARTITIONS)
+            .find(|&p| old.replicas(p).any(|r| r == "node-1"))
+            .expect("node-1 replicates something");
+        let moving = BTreeMap::from([(p as u16, old.replicas(p).map(str::to_string).collect())]);
+        let ring = new.with_serving(&moving);
+        assert!(ring.replicas(p).any(|r| r == "node-1"));
+        assert!(!ring.is_member("node-1"));
+        assert!(ring.holds("node-1", p));
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! The ring the cluster agrees on, and the claimant that advances it.
+//!
+//! # Why a log, not clocks
+//!
+//! The ring is a replay of membership changes ([`dynakv_ring::Ring::replay`]).
+//! If the order of that replay came from wall clocks (each node's join time), a
+//! joiner whose clock is behind would be replayed *before* older members and
+//! reshuffle hundreds of partitions. Instead the order is a **change log** kept
+//! in a versioned [`ClusterRing`] that is gossiped like the member table.
+//!
+//! # The claimant (Riak's `riak_core_claimant`)
+//!
+//! Members only *ask* for changes by gossiping their own state: a node started
+//! with seeds is `Active` but not yet in the log (joining); `dynakv leave` sets
+//! `Leaving`; `dynakv remove` sets another member `Removed`. One member, the
+//! **claimant** — the live ring member with the smallest name — turns those
+//! wishes into log entries ([`claim`]), bumps the version, and gossips the new
+//! ring. Every node adopts the highest `(version, digest)` it hears of, so all
+//! converge on one ring; two nodes joining through different seeds at once are
+//! simply appended by the one claimant. If a partition of the network ever makes
+//! two claimants, their rings are ordered by digest, the loser's wishes are still
+//! in the member table, and the next claim re-applies them.
+//!
+//! # Partitions in transit
+//!
+//! A change moves some partitions to new replicas. The claimant records, for
+//! each such partition, the replicas that served it before ([`ClusterRing::moving`]);
+//! they keep serving until every new (pending) replica reports, in its gossiped
+//! [`Entry::received`](crate::Entry::received), that it holds a full copy made
+//! for that transit. Then
+//! the claimant drops the partition from `moving`, and the new replicas take
+//! over. The node binary does the copying; this module only decides.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dynakv_ring::{Change, PARTITIONS, Ring, RingEvent};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::state::{Entry, MemberState};
+
+/// Identifies one version of the cluster ring: higher versions win, and two
+/// different rings of one version (two claimants at once) are ordered by digest.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct RingStamp {
+    /// Bumped by every change the claimant makes.
+    pub version: u64,
+    /// Hash of the ring's contents.
+    pub digest: u64,
+}
+
+/// The ring state every node converges on: the membership change log the ring
+/// is replayed from, and the partitions still being handed off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRing {
+    /// Bumped by every change.
+    pub version: u64,
+    /// The member that made this version.
+    pub claimant: String,
+    /// Joins, weight changes and departures in the order the claimant applied them.
+    pub log: Vec<RingEvent>,
+    /// Partitions in transit: the replicas that serve them until every new
+    /// replica holds a full copy.
+    pub moving: BTreeMap<u16, Transit>,
+}
+
+/// A partition in transit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transit {
+    /// The replicas serving the partition until the handoff completes.
+    pub from: Vec<String>,
+    /// The ring version that started this transit. A new replica reports a copy
+    /// complete *for this version*, so a report about an earlier transit of the
+    /// same partition (a copy that has since gone stale) never switches it.
+    pub since: u64,
+}
+
+impl ClusterRing {
+    /// The first ring of a cluster: `name` alone.
+    pub fn bootstrap(name: &str, weight: f64, zone: Option<String>) -> ClusterRing {
+        ClusterRing {
+            version: 1,
+            claimant: name.to_string(),
+            log: vec![RingEvent {
+                name: name.to_string(),
+                change: Change::Join { weight, zone },
+            }],
+            moving: BTreeMap::new(),
+        }
+    }
+
+    /// This version's stamp.
+    pub fn stamp(&self) -> RingStamp {
+        let mut h = Xxh3::new();
+        h.update(self.claimant.as_bytes());
+        h.update(&[0]);
+        for e in &self.log {
+            h.update(e.name.as_bytes());
+            h.update(&[0]);
+            match &e.change {
+                Change::Join { weight, zone } | Change::Update { weight, zone } => {
+                    h.update(if matches!(e.change, Change::Join { .. }) { b"j" } else { b"u" });
+                    h.update(&weight.to_le_bytes());
+                    h.update(zone.as_deref().unwrap_or("").as_bytes());
+                    h.update(&[0]);
+                }
+                Change::Leave => h.update(b"l"),
+            }
+        }
+        for (p, transit) in &self.moving {
+            h.update(&p.to_le_bytes());
+            h.update(&transit.since.to_le_bytes());
+            for name in &transit.from {
+                h.update(name.as_bytes());
+                h.update(&[0]);
+            }
+        }
+        RingStamp {
+            version: self.version,
+            digest: h.digest(),
+        }
+    }
+
+    /// True if no member ever joined.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    /// The ring with `n` replicas per key, partitions in transit included.
+    pub fn ring(&self, n: usize) -> Ring {
+        let serving: BTreeMap<u16, Vec<String>> = self
+            .moving
+            .iter()
+            .map(|(&p, t)| (p, t.from.clone()))
+            .collect();
+        Ring::replay(&self.log, n).with_serving(&serving)
+    }
+
+    /// The members the log leaves in the ring, with their weight and zone.
+    pub fn members(&self) -> BTreeMap<String, (f64, Option<String>)> {
+        let mut members = BTreeMap::new();
+        for e in &self.log {
+            match &e.change {
+                Change::Join { weight, zone } | Change::Update { weight, zone } => {
+                    if matches!(e.change, Change::Join { .. }) || members.contains_key(&e.name) {
+                        members.insert(e.name.clone(), (*weight, zone.clone()));
+                    }
+                }
+                Change::Leave => {
+                    members.remove(&e.name);
+                }
+            }
+        }
+        members
+    }
+}
+
+/// The ring that applying `wanted` to `ring` would give, before any transfer:
+/// the log gains the changes, and every partition whose replica set changes is
+/// recorded as moving from the replicas that serve it now.
+pub fn apply(ring: &ClusterRing, wanted: &[RingEvent], n: usize) -> ClusterRing {
+    let before = ring.ring(n);
+    let mut next = ring.clone();
+    next.log.extend(wanted.iter().cloned());
+    let target = Ring::replay(&next.log, n);
+    next.moving.clear();
+    if !before.is_empty() {
+        for p in 0..PARTITIONS {
+            let from: Vec<String> = before.replicas(p).map(str::to_string).collect();
+            let serving: BTreeSet<&str> = from.iter().map(String::as_str).collect();
+            let placed: BTreeSet<&str> = target.target_replicas(p).collect();
+            if serving == placed {
+                continue;
+            }
+            // A transit whose source and destination did not change keeps its
+            // version, so copies already complete for it stay valid.
+            let unchanged = ring.moving.get(&(p as u16)).filter(|t| {
+                t.from == from && before.target_replicas(p).collect::<BTreeSet<_>>() == placed
+            });
+            let since = unchanged.map_or(ring.version + 1, |t| t.since);
+            next.moving.insert(p as u16, Transit { from, since });
+        }
+    }
+    next
+}
+
+/// The changes the member table asks of the ring: joins of `Active` members
+/// not in it, weight or zone updates, and departures of members leaving or
+/// gone. Sorted: departures, then updates, then joins, each by name.
+pub fn wanted_changes(ring: &ClusterRing, entries: &BTreeMap<String, Entry>) -> Vec<RingEvent> {
+    let members = ring.members();
+    let mut leaves = Vec::new();
+    let mut updates = Vec::new();
+    let mut joins = Vec::new();
+    for (name, e) in entries {
+        let wants_in = e.state == MemberState::Active;
+        match (members.get(name), wants_in) {
+            (None, true) => joins.push(RingEvent {
+                name: name.clone(),
+                change: Change::Join {
+                    weight: e.info.weight,
+                    zone: e.info.zone.clone(),
+                },
+            }),
+            (Some((w, z)), true) if *w != e.info.weight || *z != e.info.zone => {
+                updates.push(RingEvent {
+                    name: name.clone(),
+                    change: Change::Update {
+                        weight: e.info.weight,
+                        zone: e.info.zone.clone(),
+                    },
+                })
+            }
+            (Some(_), false) => leaves.push(RingEvent {
+                name: name.clone(),
+                change: Change::Leave,
+            }),
+            _ => {}
+        }
+    }
+    leaves.into_iter().chain(updates).chain(joins).collect()
+}
+
+/// One step of the claimant, named `me`: applies the changes the member table
+/// asks for, and switches every partition in transit whose pending replicas all
+/// hold a full copy (or that no live member can send any more). Returns the
+/// next version, or `None` if nothing changed.
+pub fn claim(
+    ring: &ClusterRing,
+    entries: &BTreeMap<String, Entry>,
+    me: &str,
+    n: usize,
+) -> Option<ClusterRing> {
+    let wanted = wanted_changes(ring, entries);
+    let mut next = if wanted.is_empty() {
+        ring.clone()
+    } else {
+        apply(ring, &wanted, n)
+    };
+    let view = next.ring(n);
+    let holds_copy = |name: &str, p: usize, since: u64| {
+        entries
+            .get(name)
+            .is_some_and(|e| e.received.get(&(p as u16)) == Some(&since))
+    };
+    let can_send = |name: &str| {
+        entries
+            .get(name)
+            .is_some_and(|e| matches!(e.state, MemberState::Active | MemberState::Leaving))
+    };
+    let settled: Vec<u16> = next
+        .moving
+        .iter()
+        .filter(|&(&p, t)| {
+            let p = usize::from(p);
+            view.pending(p).all(|g| holds_copy(g, p, t.since)) || !view.replicas(p).any(can_send)
+        })
+        .map(|(&p, _)| p)
+        .collect();
+    for p in settled {
+        next.moving.remove(&p);
+    }
+    if wanted.is_empty() && next.moving == ring.moving {
+        return None;
+    }
+    next.version = ring.version + 1;
+    next.claimant = me.to_string();
+    Some(next)
+}
