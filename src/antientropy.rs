@@ -242,10 +242,15 @@ impl Node {
                 }
             }
         }
+        // A partition in transit is not purged: its new replicas may still be
+        // receiving tombstones the old ones would drop.
         let complete: Vec<usize> = mine
             .iter()
             .copied()
-            .filter(|&p| synced.get(&p).copied().unwrap_or(0) + 1 >= ring.replicas(p).count())
+            .filter(|&p| {
+                !ring.is_moving(p)
+                    && synced.get(&p).copied().unwrap_or(0) + 1 >= ring.replicas(p).count()
+            })
             .collect();
         summary.tombstones_purged = self.purge(&ring, &complete, &mut summary).await;
         summary.ms = started.elapsed().as_millis() as u64;
@@ -340,7 +345,7 @@ impl Node {
     }
 
     /// Compares and repairs the partitions shared with one peer.
-    async fn exchange(
+    pub(crate) async fn exchange(
         self: &Arc<Self>,
         peer: &str,
         parts: &[usize],

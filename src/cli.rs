@@ -123,6 +123,12 @@ pub struct NodeArgs {
     /// Default quorum wait in ms.
     #[arg(long, env = "DYNAKV_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Partitions sent or received at once during ownership handoff.
+    #[arg(long, env = "DYNAKV_TRANSFER_LIMIT")]
+    pub transfer_limit: Option<usize>,
+    /// Cap on outgoing handoff traffic in MB/s.
+    #[arg(long, env = "DYNAKV_TRANSFER_RATE_MB_S")]
+    pub transfer_rate_mb_s: Option<f64>,
     /// Enable POST /admin/faults (for tests).
     #[arg(long, env = "DYNAKV_FAULT_INJECTION", num_args = 0..=1, default_missing_value = "true")]
     pub fault_injection: Option<bool>,
@@ -173,6 +179,8 @@ impl NodeArgs {
             max_siblings,
             max_connections,
             request_timeout_ms,
+            transfer_limit,
+            transfer_rate_mb_s,
             fault_injection
         );
         if let Some(z) = &self.zone {

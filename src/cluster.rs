@@ -2,15 +2,20 @@
 //! `dynakv-membership` driven over the RPC layer, and the ring every node
 //! computes from the same membership.
 //!
-//! Membership changes (a join, an address change, a leave) are persisted in the
-//! node's metadata, so a restarted node rejoins with no seeds, and trigger a ring
-//! recomputation. Heartbeats alone are not persisted: they only drive liveness.
+//! Membership changes (a join, an address change, a leave) and the cluster ring
+//! are persisted in the node's metadata, so a restarted node rejoins with no
+//! seeds. Heartbeats alone are not persisted: they only drive liveness.
+//!
+//! The ring does not depend on any wall clock: it is the replay of the change
+//! log the claimant keeps (see `dynakv_membership::claim`). Clocks only measure
+//! silences (liveness) and stamp incarnations.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dynakv_membership::{
-    Entry, GossipMessage, MemberView, Membership, Outgoing, Status, Transition,
+    ClusterRing, Entry, GossipMessage, MemberState, MemberView, Membership, Outgoing, RingStamp,
+    Status, Transition,
 };
 use dynakv_ring::Ring;
 use parking_lot::{Mutex, RwLock};
@@ -23,43 +28,123 @@ use crate::node::{Node, jittered_pause};
 use crate::rpc::{Request, Response};
 
 /// The metadata record holding the member table.
-pub const META_MEMBERS: &str = "members";
+pub const META_MEMBERS: &str = "members.v2";
+/// The metadata record holding the cluster ring.
+pub const META_RING: &str = "ring";
 
-/// Wall-clock milliseconds: gossip generations, join times and liveness.
+/// Test-only shift of this process's wall clock (`DYNAKV_TEST_CLOCK_OFFSET_MS`),
+/// to show that a node whose clock is far off changes nothing in the ring.
+fn clock_offset_ms() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("DYNAKV_TEST_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// Wall-clock milliseconds: gossip generations and liveness (never placement).
 pub fn now_ms() -> u64 {
-    SystemTime::now()
+    let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    real.saturating_add_signed(clock_offset_ms())
 }
 
 /// Membership and the ring derived from it.
 pub struct Cluster {
     membership: Mutex<Membership>,
     ring: RwLock<Arc<Ring>>,
-    n: usize,
 }
 
 impl Cluster {
-    /// Wraps a membership state machine; `n` is the replication factor.
-    pub fn new(membership: Membership, n: usize) -> Cluster {
-        let ring = Arc::new(Ring::new(membership.ring_history(), n));
+    /// Wraps a membership state machine.
+    pub fn new(membership: Membership) -> Cluster {
+        let ring = Arc::new(membership.placement().clone());
         Cluster {
             membership: Mutex::new(membership),
             ring: RwLock::new(ring),
-            n,
         }
     }
 
-    /// The current ring.
+    /// The current ring (placement, partitions in transit included).
     pub fn ring(&self) -> Arc<Ring> {
         Arc::clone(&self.ring.read())
     }
 
-    fn recompute_ring(&self) {
-        let history = self.membership.lock().ring_history();
-        let ring = Arc::new(Ring::new(history, self.n));
-        *self.ring.write() = ring;
+    /// The cluster ring state (change log, partitions in transit).
+    pub fn ring_state(&self) -> ClusterRing {
+        self.membership.lock().ring().clone()
+    }
+
+    /// The stamp of the ring this node serves.
+    pub fn stamp(&self) -> RingStamp {
+        self.membership.lock().ring().stamp()
+    }
+
+    /// Applies `f` to the membership state machine and refreshes the shared
+    /// ring if the cluster ring changed.
+    fn with<T>(&self, f: impl FnOnce(&mut Membership) -> T) -> T {
+        let mut m = self.membership.lock();
+        let before = m.ring().stamp();
+        let out = f(&mut m);
+        if m.ring().stamp() != before {
+            *self.ring.write() = Arc::new(m.placement().clone());
+        }
+        out
+    }
+
+    /// This node's own table row.
+    pub fn own(&self) -> Entry {
+        self.membership.lock().own().clone()
+    }
+
+    /// A member's table row.
+    pub fn entry(&self, name: &str) -> Option<Entry> {
+        self.membership.lock().entry(name).cloned()
+    }
+
+    /// The claimant, in this node's view.
+    pub fn claimant(&self) -> Option<String> {
+        self.membership.lock().claimant(now_ms())
+    }
+
+    /// Starts decommissioning this node.
+    pub fn leave(&self) {
+        self.with(|m| m.leave(now_ms()));
+    }
+
+    /// Marks this node as gone (its handoff is complete).
+    pub fn set_left(&self) {
+        self.with(|m| m.set_left(now_ms()));
+    }
+
+    /// Drops a member for good.
+    pub fn remove(&self, name: &str) -> bool {
+        self.with(|m| m.remove(name, now_ms()))
+    }
+
+    /// Publishes the partitions in transit this node holds a full copy of.
+    pub fn set_received(&self, received: std::collections::BTreeMap<u16, u64>) {
+        self.with(|m| m.set_received(received));
+    }
+
+    /// True if every member not down serves a ring at least as new as `version`
+    /// (as their gossiped entries say): no coordinator still routes by an older one.
+    pub fn all_live_at_least(&self, version: u64) -> bool {
+        let m = self.membership.lock();
+        let now = now_ms();
+        m.entries().all(|e| {
+            matches!(m.status(&e.info.name, now), Status::Down | Status::Left)
+                || e.ring.version >= version
+        })
+    }
+
+    /// This node's administrative state.
+    pub fn own_state(&self) -> MemberState {
+        self.membership.lock().own().state
     }
 
     /// Every member with its liveness.
@@ -77,24 +162,24 @@ impl Cluster {
         self.membership.lock().entries().cloned().collect()
     }
 
-    /// This node's table, to send.
-    pub fn message(&self) -> GossipMessage {
-        self.membership.lock().message()
+    /// This node's table, to send to `peer` (with the ring if it may lack it).
+    pub fn message_for(&self, peer: &str) -> GossipMessage {
+        self.membership.lock().message_for(Some(peer))
     }
 
-    /// Merges a peer's table; returns true (and recomputes the ring) on a
-    /// structural change.
+    /// Merges a peer's table (and ring); returns true on a structural change.
     pub fn receive(&self, message: &GossipMessage) -> bool {
-        let structural = self.membership.lock().receive(message, now_ms());
-        if structural {
-            self.recompute_ring();
-        }
-        structural
+        self.with(|m| m.receive(message, now_ms()))
     }
 
-    /// One gossip round: messages to send and liveness changes seen.
-    pub fn tick(&self, rng: &mut StdRng) -> (Vec<Outgoing>, Vec<Transition>) {
-        self.membership.lock().tick(now_ms(), rng)
+    /// One gossip round: messages to send, liveness changes seen, and whether
+    /// this node (as claimant) changed the ring.
+    pub fn tick(&self, rng: &mut StdRng) -> (Vec<Outgoing>, Vec<Transition>, bool) {
+        self.with(|m| {
+            let before = m.ring().stamp();
+            let (out, transitions) = m.tick(now_ms(), rng);
+            (out, transitions, m.ring().stamp() != before)
+        })
     }
 
     /// The address of a member.
@@ -110,7 +195,9 @@ impl Node {
         let result = self
             .blocking(|node| {
                 let _order = node.persist_lock.lock();
-                node.storage.put_meta(META_MEMBERS, &node.cluster.entries())
+                node.storage
+                    .put_meta(META_MEMBERS, &node.cluster.entries())?;
+                node.storage.put_meta(META_RING, &node.cluster.ring_state())
             })
             .await;
         if let Err(e) = result {
@@ -121,10 +208,11 @@ impl Node {
     /// Answers a gossip message from a peer with this node's table.
     pub async fn on_gossip(self: &Arc<Self>, message: GossipMessage) -> Response {
         if self.cluster.receive(&message) {
-            tracing::info!(from = %message.from, "membership changed");
+            tracing::info!(from = %message.from, ring = self.cluster.stamp().version, "membership changed");
             self.persist_members().await;
+            self.transfers.wake();
         }
-        Response::Gossip(self.cluster.message())
+        Response::Gossip(self.cluster.message_for(&message.from))
     }
 }
 
@@ -133,8 +221,18 @@ impl Node {
 pub async fn gossip_worker(node: Arc<Node>, shutdown: CancellationToken) {
     let mut rng = StdRng::from_os_rng();
     while jittered_pause(&shutdown, node.config.gossip_interval_ms).await {
-        let (outgoing, transitions) = node.cluster.tick(&mut rng);
+        let (outgoing, transitions, claimed) = node.cluster.tick(&mut rng);
         node.metrics.gossip_rounds.inc();
+        if claimed {
+            let ring = node.cluster.ring_state();
+            tracing::info!(
+                version = ring.version,
+                moving = ring.moving.len(),
+                "claimant: new ring version"
+            );
+            node.persist_members().await;
+            node.transfers.wake();
+        }
         for t in transitions {
             tracing::info!(member = %t.name, from = ?t.from, to = ?t.to, "member liveness changed");
             let status = format!("{:?}", t.to).to_lowercase();
@@ -152,7 +250,7 @@ pub async fn gossip_worker(node: Arc<Node>, shutdown: CancellationToken) {
 
 fn refresh_member_gauges(node: &Node) {
     let view = node.cluster.view();
-    for status in ["up", "suspect", "down", "leaving", "left"] {
+    for status in ["up", "suspect", "down", "joining", "leaving", "left"] {
         let count = view
             .iter()
             .filter(|m| format!("{:?}", m.status).to_lowercase() == status)
@@ -181,8 +279,9 @@ async fn exchange(node: Arc<Node>, out: Outgoing) {
     let outcome = match result {
         Ok(Response::Gossip(reply)) => {
             if node.cluster.receive(&reply) {
-                tracing::info!(from = %reply.from, "membership changed");
+                tracing::info!(from = %reply.from, ring = node.cluster.stamp().version, "membership changed");
                 node.persist_members().await;
+                node.transfers.wake();
             }
             "ok"
         }

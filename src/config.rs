@@ -83,6 +83,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Default time a coordinator waits for a quorum.
     pub request_timeout_ms: u64,
+    /// Partitions this node sends or receives at once during ownership handoff.
+    pub transfer_limit: usize,
+    /// Cap on this node's outgoing handoff bytes (MB/s), so client latency holds.
+    pub transfer_rate_mb_s: f64,
     /// Enables `POST /admin/faults` (tests only).
     pub fault_injection: bool,
 }
@@ -114,6 +118,8 @@ impl Default for Config {
             max_siblings: 64,
             max_connections: 1024,
             request_timeout_ms: 5000,
+            transfer_limit: 2,
+            transfer_rate_mb_s: 64.0,
             fault_injection: false,
         }
     }
@@ -217,6 +223,18 @@ impl Config {
         }
         if self.request_timeout_ms == 0 {
             return Err(invalid("request_timeout_ms must be positive"));
+        }
+        if self.transfer_limit == 0 || self.transfer_limit > 64 {
+            return Err(invalid(format!(
+                "transfer_limit = {} must be between 1 and 64",
+                self.transfer_limit
+            )));
+        }
+        if !(self.transfer_rate_mb_s.is_finite() && self.transfer_rate_mb_s > 0.0) {
+            return Err(invalid(format!(
+                "transfer_rate_mb_s = {} must be positive",
+                self.transfer_rate_mb_s
+            )));
         }
         if self.block_cache_mb == 0 {
             return Err(invalid("block_cache_mb must be positive"));

@@ -168,8 +168,12 @@ impl From<&CoordError> for WireError {
 
 /// Where a key lives under the current ring.
 struct Placement {
-    /// The key's replicas (the first N of its preference list).
+    /// The replicas serving the key (the first N of its preference list, or,
+    /// while its partition is handed off, the replicas it moves from).
     replicas: Vec<String>,
+    /// New replicas still receiving the partition: they get every write (so
+    /// their copy is complete when they take over) but serve no reads yet.
+    pending: Vec<String>,
     /// The rest of the preference list, in order: fallbacks for a sloppy quorum.
     fallbacks: Vec<String>,
 }
@@ -177,15 +181,25 @@ struct Placement {
 impl Placement {
     fn of(ring: &Ring, key: &[u8]) -> Placement {
         let partition = Ring::partition_of(token(key));
-        let mut all: Vec<String> = ring
+        let replicas: Vec<String> = ring.replicas(partition).map(str::to_string).collect();
+        let pending: Vec<String> = ring.pending(partition).map(str::to_string).collect();
+        let fallbacks = ring
             .preference_list(partition)
+            .filter(|n| !replicas.iter().any(|r| r == n) && !pending.iter().any(|p| p == n))
             .map(str::to_string)
             .collect();
-        let fallbacks = all.split_off(ring.replica_count().min(all.len()));
         Placement {
-            replicas: all,
+            replicas,
+            pending,
             fallbacks,
         }
+    }
+
+    /// Acknowledgements a write needs: W among the serving replicas, plus one
+    /// per pending replica (Cassandra's rule for pending ranges). Whichever way
+    /// the handoff ends, W of the replicas that then serve the key hold it.
+    fn write_quorum(&self, w: usize) -> usize {
+        (w + self.pending.len()).min(self.replicas.len() + self.pending.len())
     }
 }
 
@@ -194,9 +208,9 @@ impl Node {
         &self.identity.name
     }
 
-    /// True if gossip says `name` is down (never this node).
+    /// True if gossip says `name` is down or gone (never this node).
     pub fn is_down(&self, name: &str) -> bool {
-        name != self.me() && !matches!(self.cluster.status(name), Status::Up | Status::Suspect)
+        name != self.me() && matches!(self.cluster.status(name), Status::Down | Status::Left)
     }
 
     fn quorum_failed(&self, op: Op) {
@@ -217,7 +231,8 @@ impl Node {
     ) -> Result<VersionVector, CoordError> {
         let ring = self.cluster.ring();
         let placement = Placement::of(&ring, &key);
-        let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
+        let needed =
+            placement.write_quorum(opts.quorum.resolve(ring.n(), placement.replicas.len()));
         if placement.replicas.iter().any(|r| r == self.me()) {
             return self
                 .put_as_replica(placement, key, context, version, needed, opts)
@@ -228,7 +243,7 @@ impl Node {
             key,
             context,
             version,
-            w: needed,
+            w: opts.quorum.resolve(ring.n(), placement.replicas.len()),
             strict: opts.mode == QuorumMode::Strict,
             timeout_ms: opts.timeout.as_millis() as u64,
         };
@@ -272,6 +287,7 @@ impl Node {
             let reachable = placement
                 .replicas
                 .iter()
+                .chain(&placement.pending)
                 .filter(|r| !self.is_down(r))
                 .count();
             if reachable < needed {
@@ -295,6 +311,7 @@ impl Node {
         let others: Vec<String> = placement
             .replicas
             .iter()
+            .chain(&placement.pending)
             .filter(|r| *r != self.me())
             .cloned()
             .collect();
@@ -582,13 +599,25 @@ impl Node {
         }
     }
 
-    /// Serves a replica write from a peer: merge, or hold as a hint.
+    /// True if this node keeps `key`'s partition under its ring (serving it,
+    /// or receiving it as a new replica).
+    fn holds_key(&self, key: &[u8]) -> bool {
+        let ring = self.cluster.ring();
+        ring.holds(self.me(), Ring::partition_of(token(key)))
+    }
+
+    /// Serves a replica write from a peer: merge, or hold as a hint. A write for
+    /// a partition this node does not hold (the sender's ring is older, or
+    /// newer) is refused, so it is not counted and lands where it belongs.
     pub async fn on_replica_write(
         self: &Arc<Self>,
         key: Bytes,
         object: Object,
         hint_for: Option<String>,
     ) -> Response {
+        if hint_for.is_none() && !self.holds_key(&key) {
+            return Response::NotReplica;
+        }
         let result = self
             .blocking(move |node| match hint_for {
                 Some(target) if target != node.identity.name => {
@@ -613,6 +642,9 @@ impl Node {
 
     /// Serves a replica read from a peer (with the hints it holds, as a fallback).
     pub async fn on_replica_read(self: &Arc<Self>, key: Bytes, hints_for: Vec<String>) -> Response {
+        if hints_for.is_empty() && !self.holds_key(&key) {
+            return Response::NotReplica;
+        }
         let result = self
             .blocking(move |node| -> Result<Option<Object>, StorageError> {
                 let mut object = node.storage.get(&key)?;
@@ -653,8 +685,9 @@ impl Node {
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
         };
         let placement = Placement::of(&self.cluster.ring(), &key);
+        let needed = placement.write_quorum(w.max(1));
         match self
-            .put_as_replica(placement, key, context, version, w.max(1), opts)
+            .put_as_replica(placement, key, context, version, needed, opts)
             .await
         {
             Ok(ctx) => Response::Written(ctx),

@@ -9,12 +9,17 @@
 //! merge on the target, so redelivery after a crash is harmless and the worker is
 //! resumable: hints live in RocksDB. Hints older than `hint_window_s` are dropped
 //! (counted as expired); anti-entropy repairs those keys.
+//!
+//! A hint whose target no longer holds the key's partition (the target left,
+//! was removed, or the partition was handed off meanwhile) is **rehomed**: sent
+//! to the replicas that hold the partition now, then deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use dynakv_membership::Status;
-use dynakv_storage::{Hint, HintId, StorageError};
+use dynakv_ring::{Ring, token};
+use dynakv_storage::{Hint, HintId, ObjectStore, StorageError};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::now_ms;
@@ -45,16 +50,61 @@ pub async fn handoff_worker(node: Arc<Node>, shutdown: CancellationToken) {
             }
         };
         for target in targets {
-            let up = node.cluster.status(&target) == Status::Up;
-            if up || round.is_multiple_of(EXPIRY_SWEEP_ROUNDS) {
-                deliver(&node, &target, up).await;
+            let status = node.cluster.status(&target);
+            let up = matches!(status, Status::Up | Status::Leaving);
+            let gone = status == Status::Left || node.cluster.rpc_addr(&target).is_none();
+            if up || gone || round.is_multiple_of(EXPIRY_SWEEP_ROUNDS) {
+                deliver(&node, &target, up, gone).await;
             }
         }
     }
 }
 
-/// One batch for one target: deliver (when `up`) or just expire.
-async fn deliver(node: &Arc<Node>, target: &str, up: bool) {
+/// Sends a hint to the nodes that hold its key's partition now (other than its
+/// old target), merging it here if this node is one. True once all took it.
+async fn rehome(node: &Arc<Node>, target: &str, hint: &Hint) -> bool {
+    let ring = node.cluster.ring();
+    let p = Ring::partition_of(token(&hint.key));
+    let holders: Vec<String> = ring
+        .replicas(p)
+        .chain(ring.pending(p))
+        .filter(|h| *h != target)
+        .map(str::to_string)
+        .collect();
+    if holders.is_empty() {
+        return false;
+    }
+    for holder in holders {
+        let ok = if holder == node.identity.name {
+            let (k, o) = (hint.key.clone(), hint.object.clone());
+            node.blocking(move |n| n.storage.merge(&k, &o)).await.is_ok()
+        } else if node.is_down(&holder) {
+            false
+        } else if let Some(addr) = node.cluster.rpc_addr(&holder) {
+            let request = Request::ReplicaWrite {
+                key: hint.key.clone().into(),
+                object: hint.object.clone(),
+                hint_for: None,
+            };
+            matches!(
+                node.rpc
+                    .call(addr, Some(&holder), request, Duration::from_secs(5))
+                    .await,
+                Ok(Response::Ack)
+            )
+        } else {
+            false
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// One batch for one target: deliver (when `up`), rehome (when the target is
+/// `gone` or no longer holds a key), or just expire.
+async fn deliver(node: &Arc<Node>, target: &str, up: bool, gone: bool) {
     let t = target.to_string();
     let batch: Vec<(HintId, Result<Hint, StorageError>)> =
         match node.blocking(move |n| n.storage.hints_for(&t, BATCH)).await {
@@ -85,6 +135,24 @@ async fn deliver(node: &Arc<Node>, target: &str, up: bool) {
             {
                 expired += 1;
                 node.metrics.hints_expired.inc();
+            }
+            continue;
+        }
+        let held = node
+            .cluster
+            .ring()
+            .holds(target, Ring::partition_of(token(&hint.key)));
+        if gone || !held {
+            if rehome(node, target, &hint).await {
+                let object = hint.object;
+                if node
+                    .blocking(move |n| n.storage.delete_hint(&id, Some(&object)))
+                    .await
+                    .unwrap_or(false)
+                {
+                    delivered += 1;
+                    node.metrics.hints_delivered.inc();
+                }
             }
             continue;
         }

@@ -13,6 +13,8 @@
 //! * [`handoff`] — hinted handoff: returning missed writes to recovered replicas;
 //! * [`antientropy`] — Merkle-tree repair of replicas that drifted apart, and
 //!   tombstone purge;
+//! * [`transfer`] — ownership handoff: moving partitions to new replicas when
+//!   nodes join, leave or are removed;
 //! * [`http`] — the client-facing API;
 //! * [`node`] — wiring it together and running it;
 //! * [`dev`], [`client`] and [`bench`](mod@bench) — the local-cluster launcher, client
@@ -31,3 +33,4 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod rpc;
+pub mod transfer;

@@ -117,6 +117,30 @@ pub struct Metrics {
     pub liveness_changes: Family<StatusLabel, Counter>,
     /// Members by liveness, as seen by this node.
     pub members: Family<StatusLabel, Gauge>,
+    /// Partitions fully received by ownership handoff.
+    pub transfer_partitions_received: Counter,
+    /// Partitions fully sent by ownership handoff (last batch served).
+    pub transfer_partitions_sent: Counter,
+    /// Keys received by ownership handoff.
+    pub transfer_keys_received: Counter,
+    /// Keys sent by ownership handoff.
+    pub transfer_keys_sent: Counter,
+    /// Bytes of records received by ownership handoff.
+    pub transfer_bytes_received: Counter,
+    /// Bytes of records sent by ownership handoff.
+    pub transfer_bytes_sent: Counter,
+    /// Time to receive one partition, first batch to confirmed copy.
+    pub transfer_duration: Histogram,
+    /// Handoff attempts that failed, by reason (they are retried).
+    pub transfer_failures: Family<Reason, Counter>,
+    /// Partitions this node stopped replicating and deleted after handoff.
+    pub partitions_dropped: Counter,
+    /// Keys deleted with them.
+    pub keys_dropped: Counter,
+    /// Version of the cluster ring this node serves.
+    pub ring_version: Gauge,
+    /// Partitions this node still has to send or receive.
+    pub transfers_pending: Gauge,
     keys: Gauge,
     hints_pending: Gauge,
     sst_bytes: Gauge,
@@ -160,6 +184,18 @@ impl Metrics {
             gossip_exchanges: Family::default(),
             liveness_changes: Family::default(),
             members: Family::default(),
+            transfer_partitions_received: Counter::default(),
+            transfer_partitions_sent: Counter::default(),
+            transfer_keys_received: Counter::default(),
+            transfer_keys_sent: Counter::default(),
+            transfer_bytes_received: Counter::default(),
+            transfer_bytes_sent: Counter::default(),
+            transfer_duration: Histogram::new(exponential_buckets(0.001, 4.0, 12)),
+            transfer_failures: Family::default(),
+            partitions_dropped: Counter::default(),
+            keys_dropped: Counter::default(),
+            ring_version: Gauge::default(),
+            transfers_pending: Gauge::default(),
             keys: Gauge::default(),
             hints_pending: Gauge::default(),
             sst_bytes: Gauge::default(),
@@ -284,6 +320,70 @@ impl Metrics {
             m.liveness_changes.clone(),
         );
         registry.register("members", "Members by liveness", m.members.clone());
+        for (name, help, c) in [
+            (
+                "transfer_partitions_received",
+                "Partitions fully received by ownership handoff",
+                &m.transfer_partitions_received,
+            ),
+            (
+                "transfer_partitions_sent",
+                "Partitions fully sent by ownership handoff",
+                &m.transfer_partitions_sent,
+            ),
+            (
+                "transfer_keys_received",
+                "Keys received by ownership handoff",
+                &m.transfer_keys_received,
+            ),
+            (
+                "transfer_keys_sent",
+                "Keys sent by ownership handoff",
+                &m.transfer_keys_sent,
+            ),
+            (
+                "transfer_bytes_received",
+                "Record bytes received by ownership handoff",
+                &m.transfer_bytes_received,
+            ),
+            (
+                "transfer_bytes_sent",
+                "Record bytes sent by ownership handoff",
+                &m.transfer_bytes_sent,
+            ),
+            (
+                "partitions_dropped",
+                "Partitions deleted after their new replicas confirmed them",
+                &m.partitions_dropped,
+            ),
+            (
+                "keys_dropped",
+                "Keys deleted with dropped partitions",
+                &m.keys_dropped,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "transfer_duration_seconds",
+            "Time to receive one partition",
+            m.transfer_duration.clone(),
+        );
+        registry.register(
+            "transfer_failures",
+            "Ownership handoff attempts that failed, by reason",
+            m.transfer_failures.clone(),
+        );
+        registry.register(
+            "ring_version",
+            "Version of the cluster ring this node serves",
+            m.ring_version.clone(),
+        );
+        registry.register(
+            "transfers_pending",
+            "Partitions this node still has to send or receive",
+            m.transfers_pending.clone(),
+        );
         registry.register("keys", "Keys stored on this node", m.keys.clone());
         registry.register(
             "hints_pending",

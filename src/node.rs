@@ -4,15 +4,16 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use dynakv_membership::{Entry, GossipConfig, MemberInfo, Membership};
+use dynakv_membership::{ClusterRing, Entry, GossipConfig, MemberInfo, Membership};
 use dynakv_storage::{Identity, Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::antientropy::{self, AntiEntropy};
-use crate::cluster::{self, Cluster, META_MEMBERS, now_ms};
+use crate::cluster::{self, Cluster, META_MEMBERS, META_RING, now_ms};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
+use crate::transfer::{self, Transfers};
 use crate::{handoff, http};
 
 /// Everything a node's request handlers and workers share.
@@ -35,6 +36,10 @@ pub struct Node {
     pub persist_lock: parking_lot::Mutex<()>,
     /// Anti-entropy trees and status.
     pub ae: AntiEntropy,
+    /// Ownership handoff progress and limits.
+    pub transfers: Transfers,
+    /// Cancelled to stop the node from inside (after it left the cluster).
+    pub stop: CancellationToken,
 }
 
 impl Node {
@@ -52,6 +57,7 @@ impl Node {
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let identity = storage.load_or_create_identity(&config.name)?;
         let persisted: Vec<Entry> = storage.get_meta(META_MEMBERS)?.unwrap_or_default();
+        let ring: ClusterRing = storage.get_meta(META_RING)?.unwrap_or_default();
         let now = now_ms();
         let me = MemberInfo {
             name: identity.name.clone(),
@@ -59,16 +65,17 @@ impl Node {
             http_addr: config.http,
             zone: config.zone.clone(),
             weight: config.weight,
-            joined_at: now,
         };
         let membership = Membership::new(
             me,
             now,
             persisted,
+            ring,
             config.seeds.clone(),
             GossipConfig {
                 fanout: 2,
                 failure_timeout_ms: config.failure_timeout_ms,
+                n: config.n,
             },
             now,
         );
@@ -80,7 +87,9 @@ impl Node {
             metrics: Arc::clone(&metrics),
         });
         Ok(Arc::new(Node {
-            cluster: Cluster::new(membership, config.n),
+            cluster: Cluster::new(membership),
+            transfers: Transfers::new(config.transfer_limit, config.transfer_rate_mb_s),
+            stop: CancellationToken::new(),
             rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
             rpc_shared,
             identity,
@@ -113,7 +122,7 @@ impl Node {
 }
 
 impl Handler for Node {
-    async fn handle(self: Arc<Self>, _peer: String, request: Request) -> Response {
+    async fn handle(self: Arc<Self>, peer: String, request: Request) -> Response {
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => self.on_gossip(message).await,
@@ -132,6 +141,14 @@ impl Handler for Node {
             Request::AeFetch { keys } => self.on_ae_fetch(keys).await,
             Request::AePush { items } => self.on_ae_push(items).await,
             Request::AePurge { items } => self.on_ae_purge(items).await,
+            Request::TransferFetch {
+                partition,
+                after,
+                max_bytes,
+            } => {
+                self.on_transfer_fetch(peer, partition, after, max_bytes)
+                    .await
+            }
             Request::CoordinateWrite {
                 key,
                 context,
@@ -196,10 +213,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::clone(&node),
         workers.clone(),
     ));
+    tasks.spawn(transfer::transfer_worker(Arc::clone(&node), workers.clone()));
+    {
+        // A node that left the cluster stops itself.
+        let (stop, shutdown) = (node.stop.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            stop.cancelled().await;
+            shutdown.cancel();
+        });
+    }
     tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");
 
     let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;
     workers.cancel();
+    node.stop.cancel();
     while tasks.join_next().await.is_some() {}
     node.persist_members().await;
     served

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use dynakv_ring::{PARTITIONS, Ring};
+use dynakv_membership::{MemberState, Status, claim};
+use dynakv_ring::{Change, PARTITIONS, Ring, RingEvent};
 
 use super::ApiError;
 use crate::node::Node;
@@ -87,11 +88,20 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
             node.config.n
         ));
     }
+    let pending = node.pending_transfers();
+    let stamp = node.cluster.stamp();
     Json(json!({
         "node": node.identity.name,
         "actor": node.identity.actor.to_string(),
+        "state": format!("{:?}", node.cluster.own_state()).to_lowercase(),
         "members": members,
         "ownership": ring.ownership(),
+        "ring_epoch": stamp.version,
+        "ring_digest": format!("{:016x}", stamp.digest),
+        "claimant": node.cluster.claimant(),
+        "partitions_moving": ring.moving().count(),
+        "transfers_pending": pending.receive.len() + pending.send.len(),
+        "transfers": node.transfers.views(),
         "keys": stats.keys,
         "hints_pending": stats.hints,
         "anti_entropy": node.anti_entropy_status(),
@@ -111,32 +121,47 @@ pub async fn ring(
     if let Some(key) = query.get("key") {
         let token = dynakv_ring::token(key.as_bytes());
         let p = Ring::partition_of(token);
-        let prefs: Vec<&str> = ring.preference_list(p).collect();
-        let split = replicas.min(prefs.len());
+        let serving: Vec<&str> = ring.replicas(p).collect();
+        let pending: Vec<&str> = ring.pending(p).collect();
+        let fallbacks: Vec<&str> = ring
+            .preference_list(p)
+            .filter(|n| !serving.contains(n) && !pending.contains(n))
+            .collect();
         return Json(json!({
             "key": key,
             "token": format!("{token:016x}"),
             "partition": p,
-            "replicas": &prefs[..split],
-            "fallbacks": &prefs[split..],
+            "replicas": serving,
+            "pending": pending,
+            "fallbacks": fallbacks,
         }));
     }
+    let _ = replicas;
     let ranges: Vec<Value> = (0..PARTITIONS)
         .map(|p| {
             let range = Ring::range_of(p);
-            let prefs: Vec<&str> = ring.preference_list(p).collect();
+            let serving: Vec<&str> = ring.replicas(p).collect();
+            let pending: Vec<&str> = ring.pending(p).collect();
+            let fallbacks: Vec<&str> = ring
+                .preference_list(p)
+                .filter(|n| !serving.contains(n) && !pending.contains(n))
+                .collect();
             json!({
                 "partition": p,
                 "start": format!("{:016x}", range.start),
                 "end": format!("{:016x}", range.end),
-                "replicas": &prefs[..replicas.min(prefs.len())],
-                "fallbacks": &prefs[replicas.min(prefs.len())..],
+                "replicas": serving,
+                "pending": pending,
+                "fallbacks": fallbacks,
             })
         })
         .collect();
+    let stamp = node.cluster.stamp();
     Json(json!({
         "partitions": PARTITIONS,
         "n": ring.n(),
+        "epoch": stamp.version,
+        "digest": format!("{:016x}", stamp.digest),
         "ownership": ring.ownership(),
         "ranges": ranges,
     }))
@@ -174,6 +199,236 @@ pub async fn repair(
     authorize(&node, &headers)?;
     let summary = node.repair_pass(false).await;
     Ok(Json(serde_json::to_value(summary).unwrap_or(Value::Null)))
+}
+
+fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::CONFLICT,
+        code,
+        message: message.into(),
+    }
+}
+
+/// Ring members that are not leaving or gone.
+fn staying_members(node: &Node) -> Vec<String> {
+    node.cluster
+        .ring()
+        .nodes()
+        .iter()
+        .filter(|n| {
+            node.cluster
+                .entry(&n.name)
+                .is_some_and(|e| e.state == MemberState::Active)
+        })
+        .map(|n| n.name.clone())
+        .collect()
+}
+
+/// `POST /admin/leave`: decommission this node. Its partitions are streamed to
+/// their new replicas; then it reports `left` and stops.
+pub async fn leave(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&node, &headers)?;
+    let me = node.identity.name.clone();
+    let state = node.cluster.own_state();
+    if state == MemberState::Active {
+        let ring = node.cluster.ring();
+        if !ring.is_member(&me) {
+            return Err(conflict(
+                "not_a_member",
+                format!("{me} has not joined the ring yet; stop it instead"),
+            ));
+        }
+        let remaining = staying_members(&node).len().saturating_sub(1);
+        if remaining < node.config.n {
+            return Err(conflict(
+                "too_few_members",
+                format!(
+                    "leaving would leave {remaining} member(s), fewer than n = {}: keys would lose replicas",
+                    node.config.n
+                ),
+            ));
+        }
+        node.cluster.leave();
+        node.persist_members().await;
+        tracing::warn!("decommission requested: handing every partition off, then leaving");
+    }
+    let held = node.cluster.ring().partitions_of(&me).len();
+    Ok(Json(json!({
+        "node": me,
+        "state": format!("{:?}", node.cluster.own_state()).to_lowercase(),
+        "partitions_to_hand_off": held,
+    })))
+}
+
+/// `POST /admin/remove/{name}`: drop a dead member for good; the survivors
+/// restore full replication of its partitions from the remaining replicas.
+pub async fn remove(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&node, &headers)?;
+    let Some(entry) = node.cluster.entry(&name) else {
+        return Err(ApiError::not_found(format!("no member named {name:?}")));
+    };
+    if matches!(entry.state, MemberState::Left | MemberState::Removed) {
+        return Err(conflict(
+            "not_a_member",
+            format!("{name} already left the cluster"),
+        ));
+    }
+    if name == node.identity.name || node.cluster.status(&name) != Status::Down {
+        return Err(conflict(
+            "member_up",
+            format!(
+                "{name} is up; only a member that is down can be removed (use `dynakv leave` on a live node)"
+            ),
+        ));
+    }
+    let ring = node.cluster.ring();
+    let orphaned: Vec<usize> = (0..PARTITIONS)
+        .filter(|&p| {
+            ring.replicas(p).any(|r| r == name)
+                && !ring.replicas(p).any(|r| r != name && !node.is_down(r))
+        })
+        .collect();
+    if !orphaned.is_empty() {
+        return Err(conflict(
+            "last_copy",
+            format!(
+                "{name} holds the only copy of {} partition(s) (e.g. {}) that no live replica can restore; bring a replica back first",
+                orphaned.len(),
+                orphaned[0]
+            ),
+        ));
+    }
+    if staying_members(&node).len().saturating_sub(1) == 0 {
+        return Err(conflict("last_copy", "no member would remain"));
+    }
+    node.cluster.remove(&name);
+    node.persist_members().await;
+    tracing::warn!(member = %name, "member removed; restoring its replicas from the survivors");
+    Ok(Json(json!({
+        "removed": name,
+        "partitions_to_restore": ring.partitions_of(&name).len(),
+    })))
+}
+
+/// `GET /admin/plan?join=NAME[&weight=W][&zone=Z] | ?leave=NAME | ?remove=NAME`:
+/// what the change would move, computed by the claimant's own rules, without
+/// doing it.
+pub async fn plan(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let state = node.cluster.ring_state();
+    let members = state.members();
+    let (change, event) = match (query.get("join"), query.get("leave"), query.get("remove")) {
+        (Some(name), None, None) => {
+            if members.contains_key(name) {
+                return Err(conflict(
+                    "already_member",
+                    format!("{name} is already in the ring"),
+                ));
+            }
+            let weight = match query.get("weight") {
+                None => 1.0,
+                Some(w) => match w.parse::<f64>() {
+                    Ok(w) if w.is_finite() && w > 0.0 && w <= 100.0 => w,
+                    _ => return Err(ApiError::bad_request(format!("weight {w:?} must be in (0, 100]"))),
+                },
+            };
+            let zone = query.get("zone").filter(|z| !z.is_empty()).cloned();
+            (
+                format!("join {name}"),
+                RingEvent {
+                    name: name.clone(),
+                    change: Change::Join { weight, zone },
+                },
+            )
+        }
+        (None, Some(name), None) | (None, None, Some(name)) => {
+            if !members.contains_key(name) {
+                return Err(ApiError::not_found(format!("no ring member named {name:?}")));
+            }
+            let verb = if query.contains_key("leave") { "leave" } else { "remove" };
+            (
+                format!("{verb} {name}"),
+                RingEvent {
+                    name: name.clone(),
+                    change: Change::Leave,
+                },
+            )
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of join=NAME (with optional weight and zone), leave=NAME or remove=NAME",
+            ));
+        }
+    };
+    let next = claim::apply(&state, &[event], node.config.n);
+    let after = next.ring(node.config.n);
+    let before = node.cluster.ring();
+    // Estimates from this node's own data: tokens are uniform, so every
+    // partition holds about the same number of keys and bytes.
+    let stats = node.storage.stats();
+    let held = before.partitions_of(&node.identity.name).len().max(1) as f64;
+    let keys_per_partition = stats.keys as f64 / held;
+    let bytes_per_partition = (stats.sst_bytes + stats.memtable_bytes) as f64 / held;
+    let mut moves = Vec::new();
+    let mut flows: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    let mut per_node: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for (&p, transit) in &next.moving {
+        let p = usize::from(p);
+        let from: Vec<&str> = transit.from.iter().map(String::as_str).collect();
+        let to: Vec<&str> = after.target_replicas(p).collect();
+        let gained: Vec<&str> = to.iter().copied().filter(|t| !from.contains(t)).collect();
+        let lost: Vec<&str> = from.iter().copied().filter(|f| !to.contains(f)).collect();
+        // The sender a new replica would pick: one giving the partition up first.
+        let sender = lost
+            .iter()
+            .chain(from.iter())
+            .find(|f| !node.is_down(f))
+            .copied()
+            .unwrap_or("");
+        for g in &gained {
+            *flows.entry((sender.to_string(), g.to_string())).or_default() += 1;
+            per_node.entry(g.to_string()).or_default().0 += 1;
+        }
+        for l in &lost {
+            per_node.entry(l.to_string()).or_default().1 += 1;
+        }
+        moves.push(json!({"partition": p, "from": from, "to": to, "gained": gained, "lost": lost}));
+    }
+    let transfers: Vec<Value> = flows
+        .iter()
+        .map(|((from, to), parts)| {
+            json!({
+                "from": from,
+                "to": to,
+                "partitions": parts,
+                "estimated_keys": (*parts as f64 * keys_per_partition).round() as u64,
+                "estimated_bytes": (*parts as f64 * bytes_per_partition).round() as u64,
+            })
+        })
+        .collect();
+    let nodes: Value = per_node
+        .iter()
+        .map(|(n, (g, l))| (n.clone(), json!({"gains": g, "loses": l})))
+        .collect::<serde_json::Map<String, Value>>()
+        .into();
+    Ok(Json(json!({
+        "change": change,
+        "ring_epoch": state.version,
+        "partitions_moving": next.moving.len(),
+        "ownership_after": after.ownership(),
+        "nodes": nodes,
+        "transfers": transfers,
+        "moves": moves,
+    })))
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -144,6 +144,19 @@ pub enum Request {
         /// (key, digest) pairs.
         items: Vec<(Bytes, u64)>,
     },
+    /// Ownership handoff: the next batch of a partition's objects, in on-disk
+    /// order, after storage key `after` (from the start when `None`), about
+    /// `max_bytes` of records. Sent by a new replica to a serving one; answered
+    /// with [`Response::TransferBatch`], [`Response::Busy`] (at its
+    /// `transfer_limit`: retry later) or [`Response::NotReplica`].
+    TransferFetch {
+        /// The partition.
+        partition: u16,
+        /// The storage key the previous batch ended at.
+        after: Option<Bytes>,
+        /// Batch size the receiver asks for (the sender caps it).
+        max_bytes: u32,
+    },
 }
 
 /// A coordinated request's failure, as sent between nodes.
@@ -202,6 +215,20 @@ pub enum Response {
     AePushed(Vec<Bytes>),
     /// Answer to `AePurge`: the keys removed (or already absent).
     AePurged(Vec<Bytes>),
+    /// Answer to `TransferFetch`: one batch of the partition.
+    TransferBatch {
+        /// (user key, object) pairs, in on-disk order.
+        items: Vec<(Bytes, Object)>,
+        /// Where the next batch resumes.
+        resume_after: Option<Bytes>,
+        /// True if this batch ends the partition.
+        done: bool,
+    },
+    /// The receiver does not hold the key's partition under its ring (it was
+    /// handed off, or is not its to serve yet): ask a replica of the new ring.
+    NotReplica,
+    /// The receiver is at its handoff limit: retry later.
+    Busy,
     /// The request failed on the receiver.
     Error(String),
 }

@@ -107,6 +107,17 @@ pub struct Hint {
     pub created_ms: u64,
 }
 
+/// One batch of a range scan ([`Storage::scan_objects`]).
+#[derive(Debug, Default)]
+pub struct ObjectBatch {
+    /// (user key, object, encoded record size), in on-disk order.
+    pub items: Vec<(Vec<u8>, Object, usize)>,
+    /// The storage key of the last record read: where the next batch resumes.
+    pub resume_after: Option<Vec<u8>>,
+    /// True if the scan reached the end of the range.
+    pub done: bool,
+}
+
 /// A hint read back from disk: its id, and the hint or why it failed to decode.
 pub type StoredHint = (HintId, Result<Hint, StorageError>);
 
@@ -353,6 +364,136 @@ impl Storage {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Objects of `range` in on-disk (token) order, starting after the storage
+    /// key `after` (from the start of the range when `None`), until about
+    /// `max_bytes` of encoded records are gathered: one contiguous scan, the
+    /// unit of ownership handoff. Returns the batch (user key, object, record
+    /// size), the storage key to resume after, and whether the range is done.
+    /// Undecodable records are skipped (anti-entropy repairs them).
+    pub fn scan_objects(
+        &self,
+        range: TokenRange,
+        after: Option<&[u8]>,
+        max_bytes: usize,
+    ) -> Result<ObjectBatch, StorageError> {
+        let mut batch = ObjectBatch::default();
+        let mut bytes = 0usize;
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
+        if range.end < u64::MAX {
+            ro.set_iterate_upper_bound((range.end + 1).to_be_bytes().to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(Cf::Objects), ro);
+        match after {
+            Some(k) => {
+                it.seek(k);
+                if it.key() == Some(k) {
+                    it.next();
+                }
+            }
+            None => it.seek(range.start.to_be_bytes()),
+        }
+        while let (Some(skey), Some(value)) = (it.key(), it.value()) {
+            if bytes >= max_bytes {
+                it.status()?;
+                return Ok(batch);
+            }
+            batch.resume_after = Some(skey.to_vec());
+            if let Some((_, key)) = split_storage_key(skey) {
+                match codec::decode::<Object>(value) {
+                    Ok(object) => {
+                        bytes += value.len() + key.len();
+                        batch.items.push((key.to_vec(), object, value.len()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(key = ?String::from_utf8_lossy(key), reason = %e, "skipping a corrupt record in a range scan")
+                    }
+                }
+            }
+            it.next();
+        }
+        it.status()?;
+        batch.done = true;
+        Ok(batch)
+    }
+
+    /// True if any key of `range` is stored.
+    pub fn has_keys(&self, range: TokenRange) -> Result<bool, StorageError> {
+        let mut found = false;
+        self.scan(Cf::Digests, range, &mut |_, _| {
+            found = true;
+            false
+        })?;
+        Ok(found)
+    }
+
+    /// Deletes every object and digest of `range` (a partition this node no
+    /// longer replicates, once its new replicas confirmed their copies).
+    /// Returns the number of keys removed.
+    pub fn drop_range(&self, range: TokenRange) -> Result<u64, StorageError> {
+        let mut removed = 0u64;
+        self.scan(Cf::Digests, range, &mut |_, _| {
+            removed += 1;
+            true
+        })?;
+        let start = range.start.to_be_bytes();
+        let mut batch = WriteBatch::default();
+        if range.end < u64::MAX {
+            let end = (range.end + 1).to_be_bytes();
+            batch.delete_range_cf(self.cf(Cf::Objects), start, end);
+            batch.delete_range_cf(self.cf(Cf::Digests), start, end);
+        } else {
+            // No key sorts after the last token: range-delete up to it, then
+            // the (rare) keys of the last token one by one.
+            let end = u64::MAX.to_be_bytes();
+            batch.delete_range_cf(self.cf(Cf::Objects), start, end);
+            batch.delete_range_cf(self.cf(Cf::Digests), start, end);
+            let last = TokenRange {
+                start: u64::MAX,
+                end: u64::MAX,
+            };
+            self.scan(Cf::Digests, last, &mut |skey, _| {
+                batch.delete_cf(self.cf(Cf::Objects), skey);
+                batch.delete_cf(self.cf(Cf::Digests), skey);
+                true
+            })?;
+        }
+        self.db.write_opt(batch, &self.write_opts)?;
+        // Recount: writes may have raced with the range delete.
+        let left = self.count_range(range)?;
+        self.keys
+            .fetch_sub(removed.saturating_sub(left), Ordering::Relaxed);
+        self.generations[Ring::partition_of(range.start)].fetch_add(1, Ordering::Relaxed);
+        Ok(removed.saturating_sub(left))
+    }
+
+    fn count_range(&self, range: TokenRange) -> Result<u64, StorageError> {
+        let mut n = 0u64;
+        self.scan(Cf::Digests, range, &mut |_, _| {
+            n += 1;
+            true
+        })?;
+        Ok(n)
+    }
+
+    /// Deletes a metadata record.
+    pub fn delete_meta(&self, name: &str) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.cf(Cf::Meta), name.as_bytes());
+        self.db.write_opt(batch, &self.write_opts)?;
+        Ok(())
+    }
+
+    /// Writes a metadata record without waiting for fsync (progress records
+    /// whose loss only repeats work).
+    pub fn put_meta_lazy<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(Cf::Meta), name.as_bytes(), codec::encode(value));
+        self.db.write_opt(batch, &self.write_opts)?;
         Ok(())
     }
 
@@ -696,6 +837,54 @@ mod tests {
         let out = s.merge(b"k", &good).expect("merge");
         assert!(out.changed);
         assert_eq!(s.get(b"k").expect("get"), Some(good));
+    }
+
+    #[test]
+    fn range_scans_resume_where_they_stopped_and_drops_remove_only_their_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path());
+        let mut o = Object::new();
+        o.update(
+            &VersionVector::new(),
+            ActorId(1),
+            Version::value(vec![7u8; 100], "", 1),
+        );
+        for i in 0..3000 {
+            s.merge(format!("k{i}").as_bytes(), &o).expect("merge");
+        }
+        let p = Ring::partition_of(dynakv_ring::token(b"k0"));
+        let range = Ring::range_of(p);
+        let mut seen = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
+        for _ in 0..100 {
+            let b = s.scan_objects(range, after.as_deref(), 150).expect("scan");
+            seen.extend(b.items.iter().map(|(k, _, _)| k.clone()));
+            after = b.resume_after.clone();
+            if b.done {
+                break;
+            }
+        }
+        let expected: Vec<Vec<u8>> = (0..3000)
+            .map(|i| format!("k{i}").into_bytes())
+            .filter(|k| Ring::partition_of(dynakv_ring::token(k)) == p)
+            .collect();
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), seen.len(), "no key twice");
+        let mut want = expected.clone();
+        want.sort();
+        assert_eq!(sorted, want);
+        assert!(s.has_keys(range).expect("has"));
+        let before = s.key_count();
+        assert_eq!(s.drop_range(range).expect("drop"), expected.len() as u64);
+        assert!(!s.has_keys(range).expect("has"));
+        assert_eq!(s.key_count(), before - expected.len() as u64);
+        assert!(s.get(b"k0").expect("get").is_none());
+        // The last partition's range ends at the last token.
+        let last = Ring::range_of(PARTITIONS - 1);
+        s.drop_range(last).expect("drop last");
+        assert!(!s.has_keys(last).expect("has"));
     }
 
     #[test]

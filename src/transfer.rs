@@ -1,0 +1,582 @@
+//! Ownership handoff (Dynamo §4.9; Riak's handoff, Cassandra's pending ranges):
+//! moving partitions to their new replicas when the membership changes, without
+//! losing or hiding an acknowledged write.
+//!
+//! # The protocol
+//!
+//! 1. The claimant records every partition whose replica set changes as
+//!    *moving*, with the replicas that serve it until the handoff completes
+//!    (`dynakv_membership::claim`). Reads keep going to those; writes go to
+//!    them **and** to the new (pending) replicas, and need one more
+//!    acknowledgement per pending replica (see the coordinator).
+//! 2. Each pending replica **pulls** the partition from one serving replica,
+//!    preferring one that is giving it up: batches of about
+//!    [`BATCH_BYTES`] from one contiguous scan of the objects column family in
+//!    token order, each merged with DVVSet sync (never overwriting what
+//!    concurrent writes already put there). After every batch the receiver
+//!    checkpoints the last key it merged, so a transfer resumes where it
+//!    stopped after either side restarts, and never asks for what it already
+//!    confirmed.
+//! 3. A copy from one replica may lack a write acknowledged by the others
+//!    (W < N), so the receiver then runs one anti-entropy exchange of the
+//!    partition with every other live serving replica.
+//! 4. It reports the copy complete in its gossiped member entry, naming the
+//!    transit version. When every pending replica of a partition has, the
+//!    claimant switches the partition to its new replicas.
+//! 5. A node that no longer holds a partition under its ring deletes its copy
+//!    once every live member serves a ring at least that new, so no
+//!    coordinator still reads from it.
+//!
+//! A sender serves at most `transfer_limit` batches at once and caps its
+//! outgoing handoff traffic at `transfer_rate_mb_s`; a receiver pulls at most
+//! `transfer_limit` partitions at once.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dynakv_membership::MemberState;
+use dynakv_ring::{PARTITIONS, Ring};
+use dynakv_storage::ObjectStore;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::antientropy::PassSummary;
+use crate::metrics::Reason;
+use crate::node::Node;
+use crate::rpc::{Request, Response};
+
+/// Records asked for per handoff batch.
+pub const BATCH_BYTES: u32 = 1 << 20;
+/// Largest batch a sender serves, whatever the receiver asks.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// How long one batch may take (a throttled sender waits before answering).
+const BATCH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time between worker rounds when nothing wakes it.
+const ROUND: Duration = Duration::from_millis(500);
+/// Rounds between scans for partitions to delete.
+const DROP_SCAN_ROUNDS: u64 = 4;
+
+/// Where an interrupted transfer resumes (meta record per partition).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The transit it belongs to.
+    since: u64,
+    /// Storage key of the last record merged.
+    after: Option<Vec<u8>>,
+    /// Keys merged so far.
+    keys: u64,
+    /// Record bytes merged so far.
+    bytes: u64,
+}
+
+fn checkpoint_name(partition: usize) -> String {
+    format!("transfer/{partition}")
+}
+
+/// One transfer, as `/admin/status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TransferView {
+    /// The partition.
+    pub partition: usize,
+    /// Sending node.
+    pub from: String,
+    /// Receiving node.
+    pub to: String,
+    /// Keys done.
+    pub keys: u64,
+    /// Record bytes done.
+    pub bytes: u64,
+    /// `queued`, `receiving`, `catching_up`, `failed` or `sending`.
+    pub state: &'static str,
+}
+
+/// Handoff state of a node: progress, limits, and the worker's wake-up.
+pub struct Transfers {
+    wake: Notify,
+    /// Inbound transfers by partition.
+    inbound: Mutex<BTreeMap<usize, TransferView>>,
+    /// Outbound batches recently served, by (partition, receiver).
+    outbound: Mutex<HashMap<(usize, String), (TransferView, Instant)>>,
+    /// Batches served at once.
+    send_slots: Semaphore,
+    /// When the outgoing byte budget is next free (token bucket).
+    send_free_at: tokio::sync::Mutex<tokio::time::Instant>,
+    rate_bytes_per_s: f64,
+    /// The member table needs persisting (a completed copy).
+    dirty: Mutex<bool>,
+}
+
+impl Transfers {
+    /// Limits from the configuration.
+    pub fn new(limit: usize, rate_mb_s: f64) -> Transfers {
+        Transfers {
+            wake: Notify::new(),
+            inbound: Mutex::new(BTreeMap::new()),
+            outbound: Mutex::new(HashMap::new()),
+            send_slots: Semaphore::new(limit),
+            send_free_at: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            rate_bytes_per_s: rate_mb_s * 1_000_000.0,
+            dirty: Mutex::new(false),
+        }
+    }
+
+    /// Makes the worker look at the ring now (it changed).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// In-flight and queued transfers, inbound then recent outbound.
+    pub fn views(&self) -> Vec<TransferView> {
+        let mut out: Vec<TransferView> = self.inbound.lock().values().cloned().collect();
+        let mut outbound = self.outbound.lock();
+        outbound.retain(|_, (_, at)| at.elapsed() < Duration::from_secs(30));
+        let mut sending: Vec<TransferView> = outbound.values().map(|(v, _)| v.clone()).collect();
+        sending.sort_by_key(|v| (v.partition, v.to.clone()));
+        out.extend(sending);
+        out
+    }
+
+    /// Waits until `bytes` fit in the outgoing rate budget.
+    async fn throttle(&self, bytes: usize) {
+        let cost = Duration::from_secs_f64(bytes as f64 / self.rate_bytes_per_s);
+        let wait_until = {
+            let mut free = self.send_free_at.lock().await;
+            let now = tokio::time::Instant::now();
+            let start = (*free).max(now);
+            *free = start + cost;
+            start
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
+}
+
+/// What this node still has to do for the current ring change.
+#[derive(Debug, Default)]
+pub struct Pending {
+    /// Partitions to receive (pending here, copy not reported yet).
+    pub receive: BTreeSet<usize>,
+    /// Partitions to send (served here, some new replica has no copy yet).
+    pub send: BTreeSet<usize>,
+}
+
+impl Node {
+    /// Partitions this node still has to send or receive; empty when settled.
+    pub fn pending_transfers(&self) -> Pending {
+        let me = self.identity.name.as_str();
+        let state = self.cluster.ring_state();
+        let ring = self.cluster.ring();
+        let own = self.cluster.own();
+        let mut pending = Pending::default();
+        for (&p, transit) in &state.moving {
+            let p = usize::from(p);
+            if ring.pending(p).any(|g| g == me) && own.received.get(&(p as u16)) != Some(&transit.since)
+            {
+                pending.receive.insert(p);
+            }
+            if transit.from.iter().any(|f| f == me) {
+                pending.send.insert(p);
+            }
+        }
+        pending
+    }
+
+    /// Serves one batch of a partition to a new replica.
+    pub async fn on_transfer_fetch(
+        self: &Arc<Self>,
+        peer: String,
+        partition: u16,
+        after: Option<Bytes>,
+        max_bytes: u32,
+    ) -> Response {
+        let p = usize::from(partition);
+        if p >= PARTITIONS {
+            return Response::Error(format!("no partition {p}"));
+        }
+        // Only a serving replica has the whole partition to give.
+        if !self.cluster.ring().replicas(p).any(|r| r == self.identity.name) {
+            return Response::NotReplica;
+        }
+        let Ok(_slot) = self.transfers.send_slots.try_acquire() else {
+            return Response::Busy;
+        };
+        let limit = (max_bytes as usize).clamp(1, MAX_BATCH_BYTES);
+        let scanned = self
+            .blocking(move |node| {
+                node.storage
+                    .scan_objects(Ring::range_of(p), after.as_deref(), limit)
+            })
+            .await;
+        let batch = match scanned {
+            Ok(b) => b,
+            Err(e) => return Response::Error(e.to_string()),
+        };
+        let bytes: usize = batch.items.iter().map(|(k, _, n)| k.len() + n).sum();
+        self.transfers.throttle(bytes).await;
+        let keys = batch.items.len() as u64;
+        let m = &self.metrics;
+        m.transfer_keys_sent.inc_by(keys);
+        m.transfer_bytes_sent.inc_by(bytes as u64);
+        if batch.done {
+            m.transfer_partitions_sent.inc();
+        }
+        {
+            let mut outbound = self.transfers.outbound.lock();
+            let (view, at) = outbound.entry((p, peer.clone())).or_insert_with(|| {
+                (
+                    TransferView {
+                        partition: p,
+                        from: self.identity.name.clone(),
+                        to: peer,
+                        keys: 0,
+                        bytes: 0,
+                        state: "sending",
+                    },
+                    Instant::now(),
+                )
+            });
+            view.keys += keys;
+            view.bytes += bytes as u64;
+            view.state = if batch.done { "sent" } else { "sending" };
+            *at = Instant::now();
+        }
+        Response::TransferBatch {
+            items: batch
+                .items
+                .into_iter()
+                .map(|(k, o, _)| (Bytes::from(k), o))
+                .collect(),
+            resume_after: batch.resume_after.map(Bytes::from),
+            done: batch.done,
+        }
+    }
+
+    /// True while this node is still a pending replica of `p` for transit `since`.
+    fn still_pending(&self, p: usize, since: u64) -> bool {
+        let me = self.identity.name.as_str();
+        self.cluster
+            .ring_state()
+            .moving
+            .get(&(p as u16))
+            .is_some_and(|t| t.since == since)
+            && self.cluster.ring().pending(p).any(|g| g == me)
+    }
+
+    /// Serving replicas to copy `p` from: live ones, those giving the partition
+    /// up first (they are being drained), then by name.
+    fn sources(&self, p: usize) -> Vec<String> {
+        let ring = self.cluster.ring();
+        let me = self.identity.name.as_str();
+        let mut sources: Vec<(bool, String)> = ring
+            .replicas(p)
+            .filter(|r| *r != me && !self.is_down(r))
+            .map(|r| (ring.target_replicas(p).any(|t| t == r), r.to_string()))
+            .collect();
+        sources.sort();
+        sources.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn set_inbound(&self, p: usize, f: impl FnOnce(&mut TransferView)) {
+        if let Some(v) = self.transfers.inbound.lock().get_mut(&p) {
+            f(v);
+        }
+    }
+
+    /// Receives partition `p` for transit `since`: pull, catch up, report.
+    async fn receive_partition(self: &Arc<Self>, p: usize, since: u64) -> Result<(), String> {
+        let started = Instant::now();
+        let name = checkpoint_name(p);
+        let cp_name = name.clone();
+        let mut cp: Checkpoint = self
+            .blocking(move |node| node.storage.get_meta::<Checkpoint>(&cp_name))
+            .await
+            .ok()
+            .flatten()
+            .filter(|c| c.since == since)
+            .unwrap_or(Checkpoint {
+                since,
+                ..Checkpoint::default()
+            });
+        let sources = self.sources(p);
+        let Some(source) = sources.first().cloned() else {
+            return Err("no live serving replica to copy from".into());
+        };
+        let addr = self
+            .cluster
+            .rpc_addr(&source)
+            .ok_or_else(|| format!("{source} has no address"))?;
+        self.set_inbound(p, |v| {
+            v.from = source.clone();
+            v.keys = cp.keys;
+            v.bytes = cp.bytes;
+            v.state = "receiving";
+        });
+        if cp.after.is_some() {
+            tracing::info!(partition = p, from = %source, keys = cp.keys, "resuming a transfer from its checkpoint");
+        }
+        loop {
+            if !self.still_pending(p, since) {
+                return Err("the ring changed; transfer abandoned".into());
+            }
+            let request = Request::TransferFetch {
+                partition: p as u16,
+                after: cp.after.clone().map(Bytes::from),
+                max_bytes: BATCH_BYTES,
+            };
+            let (items, resume_after, done) = match self
+                .rpc
+                .call(addr, Some(&source), request, BATCH_TIMEOUT)
+                .await
+            {
+                Ok(Response::TransferBatch {
+                    items,
+                    resume_after,
+                    done,
+                }) => (items, resume_after, done),
+                Ok(Response::Busy) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Ok(Response::NotReplica) => return Err(format!("{source} no longer serves it")),
+                Ok(other) => return Err(format!("unexpected answer from {source}: {other:?}")),
+                Err(e) => return Err(format!("{source}: {e}")),
+            };
+            let keys = items.len() as u64;
+            let bytes: u64 = items
+                .iter()
+                .map(|(k, o)| (k.len() + dynakv_storage::codec::encode(o).len()) as u64)
+                .sum();
+            cp.after = resume_after.map(|b| b.to_vec()).or(cp.after);
+            cp.keys += keys;
+            cp.bytes += bytes;
+            let save = cp.clone();
+            let cp_name = name.clone();
+            self.blocking(move |node| -> Result<(), dynakv_storage::StorageError> {
+                for (key, object) in &items {
+                    node.storage.merge(key, object)?;
+                }
+                // The checkpoint follows the merges: after a crash the batch is
+                // at worst merged again, which changes nothing.
+                node.storage.put_meta_lazy(&cp_name, &save)
+            })
+            .await
+            .map_err(|e| format!("storing a batch: {e}"))?;
+            self.metrics.transfer_keys_received.inc_by(keys);
+            self.metrics.transfer_bytes_received.inc_by(bytes);
+            self.set_inbound(p, |v| {
+                v.keys = cp.keys;
+                v.bytes = cp.bytes;
+            });
+            if done {
+                break;
+            }
+        }
+        // Catch up with the other serving replicas: the source may have missed
+        // writes that W of them acknowledged.
+        self.set_inbound(p, |v| v.state = "catching_up");
+        for peer in sources.iter().skip(1) {
+            let mut summary = PassSummary::default();
+            let mut differing = BTreeSet::new();
+            if let Err(e) = self
+                .exchange(peer, &[p], false, &mut summary, &mut differing)
+                .await
+            {
+                tracing::warn!(partition = p, %peer, error = %e, "handoff catch-up with a replica failed");
+            }
+        }
+        if !self.still_pending(p, since) {
+            return Err("the ring changed; transfer abandoned".into());
+        }
+        let mut received = self.cluster.own().received;
+        received.insert(p as u16, since);
+        self.cluster.set_received(received);
+        *self.transfers.dirty.lock() = true;
+        let cp_name = name;
+        let _ = self
+            .blocking(move |node| node.storage.delete_meta(&cp_name))
+            .await;
+        self.metrics.transfer_partitions_received.inc();
+        self.metrics
+            .transfer_duration
+            .observe(started.elapsed().as_secs_f64());
+        tracing::info!(partition = p, from = %source, keys = cp.keys, bytes = cp.bytes, ms = started.elapsed().as_millis() as u64, "partition received");
+        Ok(())
+    }
+
+    /// Forgets copies reported for transits that ended or changed.
+    fn prune_received(&self) {
+        let me = self.identity.name.as_str();
+        let state = self.cluster.ring_state();
+        let ring = self.cluster.ring();
+        let own = self.cluster.own();
+        let mut received = own.received.clone();
+        received.retain(|&p, since| {
+            state.moving.get(&p).is_some_and(|t| t.since == *since)
+                && ring.pending(usize::from(p)).any(|g| g == me)
+        });
+        if received != own.received {
+            self.cluster.set_received(received);
+            *self.transfers.dirty.lock() = true;
+        }
+    }
+
+    /// Deletes partitions this node no longer holds, once no live member
+    /// routes by a ring in which it still did.
+    async fn drop_unheld(self: &Arc<Self>) {
+        let version = self.cluster.stamp().version;
+        if !self.cluster.all_live_at_least(version) {
+            return;
+        }
+        let ring = self.cluster.ring();
+        let me = self.identity.name.clone();
+        if ring.is_empty() {
+            return;
+        }
+        let unheld: Vec<usize> = (0..PARTITIONS).filter(|&p| !ring.holds(&me, p)).collect();
+        let dropped = self
+            .blocking(move |node| {
+                let mut dropped = Vec::new();
+                for p in unheld {
+                    let range = Ring::range_of(p);
+                    if node.storage.has_keys(range).unwrap_or(false) {
+                        match node.storage.drop_range(range) {
+                            Ok(keys) => dropped.push((p, keys)),
+                            Err(e) => tracing::error!(partition = p, error = %e, "cannot drop a partition"),
+                        }
+                    }
+                }
+                dropped
+            })
+            .await;
+        for (p, keys) in dropped {
+            self.metrics.partitions_dropped.inc();
+            self.metrics.keys_dropped.inc_by(keys);
+            tracing::info!(partition = p, keys, "partition handed off; local copy deleted");
+        }
+    }
+
+    /// A leaving node that holds nothing any more has left.
+    async fn finish_leaving(self: &Arc<Self>) -> bool {
+        if self.cluster.own_state() != MemberState::Leaving {
+            return false;
+        }
+        let ring = self.cluster.ring();
+        let me = self.identity.name.as_str();
+        if ring.is_member(me) || (0..PARTITIONS).any(|p| ring.holds(me, p)) {
+            return false;
+        }
+        self.cluster.set_left();
+        self.persist_members().await;
+        tracing::info!("every partition handed off: this node has left the cluster");
+        true
+    }
+}
+
+/// Runs ownership handoff until `shutdown`: starts pulls for partitions this
+/// node is pending for, drops partitions it no longer holds, and stops a node
+/// that has left.
+pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut running: tokio::task::JoinSet<(usize, Result<(), String>)> =
+        tokio::task::JoinSet::new();
+    let mut active: BTreeSet<usize> = BTreeSet::new();
+    let mut round: u64 = 0;
+    let mut left_at: Option<Instant> = None;
+    let mut retry_at: HashMap<usize, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = node.transfers.wake.notified() => {}
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                if let Ok((p, result)) = done {
+                    active.remove(&p);
+                    match result {
+                        Ok(()) => {
+                            node.transfers.inbound.lock().remove(&p);
+                        }
+                        Err(e) => {
+                            tracing::warn!(partition = p, error = %e, "transfer failed; retrying");
+                            node.metrics.transfer_failures.get_or_create(&Reason::from(failure_kind(&e))).inc();
+                            node.set_inbound(p, |v| v.state = "failed");
+                            retry_at.insert(p, Instant::now() + Duration::from_millis(500));
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(ROUND) => {}
+        }
+        round += 1;
+        node.prune_received();
+        let pending = node.pending_transfers();
+        node.metrics
+            .transfers_pending
+            .set((pending.receive.len() + pending.send.len()) as i64);
+        node.metrics
+            .ring_version
+            .set(node.cluster.stamp().version as i64);
+        {
+            let mut inbound = node.transfers.inbound.lock();
+            inbound.retain(|p, _| pending.receive.contains(p));
+            for &p in &pending.receive {
+                inbound.entry(p).or_insert_with(|| TransferView {
+                    partition: p,
+                    from: String::new(),
+                    to: node.identity.name.clone(),
+                    keys: 0,
+                    bytes: 0,
+                    state: "queued",
+                });
+            }
+        }
+        let state = node.cluster.ring_state();
+        for &p in &pending.receive {
+            if active.len() >= node.config.transfer_limit {
+                break;
+            }
+            if active.contains(&p) || retry_at.get(&p).is_some_and(|t| *t > Instant::now()) {
+                continue;
+            }
+            let Some(since) = state.moving.get(&(p as u16)).map(|t| t.since) else {
+                continue;
+            };
+            active.insert(p);
+            let n = Arc::clone(&node);
+            running.spawn(async move { (p, n.receive_partition(p, since).await) });
+        }
+        if std::mem::take(&mut *node.transfers.dirty.lock()) {
+            node.persist_members().await;
+        }
+        if round.is_multiple_of(DROP_SCAN_ROUNDS) {
+            node.drop_unheld().await;
+        }
+        match left_at {
+            None => {
+                if node.finish_leaving().await {
+                    left_at = Some(Instant::now());
+                }
+            }
+            // Gossip the departure for a few rounds, then stop the process.
+            Some(t) if t.elapsed() > Duration::from_millis(node.config.gossip_interval_ms * 5) => {
+                tracing::info!("stopping: this node has left the cluster");
+                node.stop.cancel();
+                break;
+            }
+            Some(_) => {}
+        }
+    }
+    running.abort_all();
+}
+
+fn failure_kind(e: &str) -> &'static str {
+    if e.contains("ring changed") {
+        "ring_changed"
+    } else if e.contains("no live") {
+        "no_source"
+    } else if e.contains("storing") {
+        "storage"
+    } else {
+        "rpc"
+    }
+}
