@@ -33,8 +33,61 @@ pub enum Command {
     Status(NodeUrl),
     /// Run anti-entropy on a node now and print what it did.
     Repair(AdminArgs),
+    /// Decommission the node: hand its partitions off, then leave.
+    Leave(AdminArgs),
+    /// Drop a dead member for good; the survivors restore its replicas.
+    Remove(RemoveArgs),
+    /// Preview a membership change: partitions and bytes that would move.
+    Plan(PlanArgs),
     /// Generate load and report throughput and latency percentiles.
     Bench(crate::bench::BenchArgs),
+}
+
+/// `dynakv remove`.
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The member to remove (it must be down).
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub admin: AdminArgs,
+}
+
+/// `dynakv plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The change to preview.
+    #[command(subcommand)]
+    pub change: PlanChange,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
+}
+
+/// A membership change `dynakv plan` previews.
+#[derive(Subcommand, Debug)]
+pub enum PlanChange {
+    /// A new node joining.
+    Join {
+        /// Its name.
+        name: String,
+        /// Its weight.
+        #[arg(long)]
+        weight: Option<f64>,
+        /// Its zone.
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// A member decommissioned with `dynakv leave`.
+    Leave {
+        /// Its name.
+        name: String,
+    },
+    /// A dead member dropped with `dynakv remove`.
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `dynakv node`: every setting of SPEC §3 as a flag; each flag also reads the

@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
-use crate::cli::{DeleteArgs, GetArgs, NodeUrl, PutArgs};
+use crate::cli::{DeleteArgs, GetArgs, NodeUrl, PlanArgs, PlanChange, PutArgs};
 
 /// A failed client command: its exit code and one line for stderr.
 #[derive(Debug)]
@@ -261,6 +261,33 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
             ae["interval_s"].as_u64().unwrap_or(0)
         ),
     }
+    let transfers = s["transfers"].as_array().cloned().unwrap_or_default();
+    println!(
+        "ring epoch {} ({} partitions moving); transfers pending here: {}",
+        s["ring_epoch"].as_u64().unwrap_or(0),
+        s["partitions_moving"].as_u64().unwrap_or(0),
+        s["transfers_pending"].as_u64().unwrap_or(0)
+    );
+    if !transfers.is_empty() {
+        println!(
+            "{:>9} {:<16} {:<16} {:<12} {:>10} {:>12}",
+            "PARTITION", "FROM", "TO", "STATE", "KEYS", "BYTES"
+        );
+        for t in transfers.iter().take(20) {
+            println!(
+                "{:>9} {:<16} {:<16} {:<12} {:>10} {:>12}",
+                t["partition"].as_u64().unwrap_or(0),
+                t["from"].as_str().unwrap_or("-"),
+                t["to"].as_str().unwrap_or("-"),
+                t["state"].as_str().unwrap_or("?"),
+                t["keys"].as_u64().unwrap_or(0),
+                t["bytes"].as_u64().unwrap_or(0)
+            );
+        }
+        if transfers.len() > 20 {
+            println!("... and {} more", transfers.len() - 20);
+        }
+    }
     for w in s["warnings"].as_array().cloned().unwrap_or_default() {
         println!("warning: {}", w.as_str().unwrap_or(""));
     }
@@ -301,6 +328,99 @@ pub fn repair(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError
             "peers skipped (down or failing): {}",
             Value::Array(skipped.clone())
         );
+    }
+    Ok(())
+}
+
+fn admin_post(node: &NodeUrl, path: &str, admin_token: Option<String>) -> Result<Value, CliError> {
+    let url = format!("{}{path}", node.node.trim_end_matches('/'));
+    let mut req = client()?.post(url);
+    if let Some(t) = admin_token {
+        req = req.bearer_auth(t);
+    }
+    let resp = send(req, node)?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp));
+    }
+    resp.json()
+        .map_err(|e| failure(format!("bad response from {}: {e}", node.node)))
+}
+
+/// `dynakv leave`: start decommissioning the node; `dynakv status` shows the
+/// handoff, after which the node reports `left` and stops.
+pub fn leave(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError> {
+    let s = admin_post(&node, "/admin/leave", admin_token)?;
+    println!(
+        "{} is {}: {} partition(s) to hand off; follow with `dynakv status`",
+        s["node"].as_str().unwrap_or("?"),
+        s["state"].as_str().unwrap_or("?"),
+        s["partitions_to_hand_off"].as_u64().unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// `dynakv remove NAME`.
+pub fn remove(name: &str, node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError> {
+    let path = format!("/admin/remove/{}", percent_encode(name.as_bytes(), KEY_SET));
+    let s = admin_post(&node, &path, admin_token)?;
+    println!(
+        "removed {}; the survivors restore {} partition(s) from the remaining replicas",
+        s["removed"].as_str().unwrap_or(name),
+        s["partitions_to_restore"].as_u64().unwrap_or(0)
+    );
+    Ok(())
+}
+
+/// `dynakv plan join|leave|remove NAME`: what the change would move.
+pub fn plan(args: PlanArgs) -> Result<(), CliError> {
+    let enc = |s: &str| utf8_percent_encode(s, KEY_SET).to_string();
+    let query = match &args.change {
+        PlanChange::Join { name, weight, zone } => {
+            let mut q = format!("join={}", enc(name));
+            if let Some(w) = weight {
+                q.push_str(&format!("&weight={w}"));
+            }
+            if let Some(z) = zone {
+                q.push_str(&format!("&zone={}", enc(z)));
+            }
+            q
+        }
+        PlanChange::Leave { name } => format!("leave={}", enc(name)),
+        PlanChange::Remove { name } => format!("remove={}", enc(name)),
+    };
+    let url = format!("{}/admin/plan?{query}", args.node.node.trim_end_matches('/'));
+    let resp = send(client()?.get(url), &args.node)?;
+    if !resp.status().is_success() {
+        return Err(api_error(resp));
+    }
+    let s: Value = resp
+        .json()
+        .map_err(|e| failure(format!("bad plan response: {e}")))?;
+    println!(
+        "{}: {} of 1024 partitions change replicas",
+        s["change"].as_str().unwrap_or("?"),
+        s["partitions_moving"].as_u64().unwrap_or(0)
+    );
+    println!(
+        "{:<16} {:<16} {:>10} {:>14} {:>14}",
+        "FROM", "TO", "PARTITIONS", "EST. KEYS", "EST. BYTES"
+    );
+    for t in s["transfers"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "{:<16} {:<16} {:>10} {:>14} {:>14}",
+            t["from"].as_str().unwrap_or("?"),
+            t["to"].as_str().unwrap_or("?"),
+            t["partitions"].as_u64().unwrap_or(0),
+            t["estimated_keys"].as_u64().unwrap_or(0),
+            t["estimated_bytes"].as_u64().unwrap_or(0)
+        );
+    }
+    if let Some(own) = s["ownership_after"].as_object() {
+        let shares: Vec<String> = own
+            .iter()
+            .map(|(n, v)| format!("{n} {:.1}%", v.as_f64().unwrap_or(0.0) * 100.0))
+            .collect();
+        println!("ownership after: {}", shares.join(", "));
     }
     Ok(())
 }

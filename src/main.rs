@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         Command::Status(a) => client::status(a),
         Command::Bench(a) => bench::run(a),
         Command::Repair(a) => client::repair(a.node, a.admin_token),
+        Command::Leave(a) => client::leave(a.node, a.admin_token),
+        Command::Remove(a) => client::remove(&a.name, a.admin.node, a.admin.admin_token),
+        Command::Plan(a) => client::plan(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

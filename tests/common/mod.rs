@@ -222,6 +222,18 @@ impl TestNode {
         self.paused = false;
     }
 
+    /// True while the process has not exited (reaps it if it has).
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
@@ -382,6 +394,39 @@ pub fn wait_formed(nodes: &[&TestNode]) {
         wait_until(Duration::from_secs(20), || all_up(nodes, nodes.len())),
         "cluster did not form: {:?}",
         nodes.iter().map(|n| statuses(n)).collect::<Vec<_>>()
+    );
+    wait_settled(nodes, Duration::from_secs(60));
+}
+
+/// `(ring_epoch, partitions_moving, transfers_pending)` of a node.
+pub fn ring_state(node: &TestNode) -> Option<(u64, u64, u64)> {
+    let s: Value = http()
+        .get(format!("{}/admin/status", node.url()))
+        .send()
+        .ok()?
+        .json()
+        .ok()?;
+    Some((
+        s["ring_epoch"].as_u64()?,
+        s["partitions_moving"].as_u64()?,
+        s["transfers_pending"].as_u64()?,
+    ))
+}
+
+/// True if every node serves the same ring epoch with nothing in transit.
+pub fn settled(nodes: &[&TestNode]) -> bool {
+    let states: Vec<Option<(u64, u64, u64)>> = nodes.iter().map(|n| ring_state(n)).collect();
+    states.iter().all(|s| {
+        s.is_some_and(|(e, m, t)| m == 0 && t == 0 && Some(e) == states[0].map(|x| x.0))
+    })
+}
+
+/// Waits (bounded) until the ring settles on every node.
+pub fn wait_settled(nodes: &[&TestNode], timeout: Duration) {
+    assert!(
+        wait_until(timeout, || settled(nodes)),
+        "ring did not settle: {:?}",
+        nodes.iter().map(|n| (n.name.clone(), ring_state(n))).collect::<Vec<_>>()
     );
 }
 

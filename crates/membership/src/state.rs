@@ -185,6 +185,8 @@ pub struct Membership {
     /// The cluster ring, and the placement it gives.
     ring: ClusterRing,
     placement: Ring,
+    /// When this incarnation started (its own clock).
+    started_ms: u64,
 }
 
 impl Membership {
@@ -193,7 +195,10 @@ impl Membership {
     /// (empty for a new node), and seed addresses to contact.
     ///
     /// A node with no seeds and no ring founds a cluster of its own: the ring's
-    /// first version holds it alone. A node with seeds waits to hear the ring.
+    /// first version holds it alone. A node with seeds waits to hear the ring;
+    /// if none of the live members it hears of has one either (every node was
+    /// started with the others as seeds), the one with the smallest name founds
+    /// it after half a failure timeout, and the others join it.
     pub fn new(
         me: MemberInfo,
         generation: u64,
@@ -219,6 +224,7 @@ impl Membership {
             last_status: BTreeMap::new(),
             ring,
             placement,
+            started_ms: now_ms,
         };
         let mut generation = generation;
         let mut state = MemberState::Active;
@@ -334,6 +340,31 @@ impl Membership {
         }
     }
 
+    fn maybe_found(&mut self, now_ms: u64) {
+        if !self.ring.is_empty()
+            || now_ms.saturating_sub(self.started_ms) < self.config.failure_timeout_ms / 2
+        {
+            return;
+        }
+        let live: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| {
+                e.state == MemberState::Active
+                    && matches!(
+                        self.status_at(&e.info.name, now_ms),
+                        Status::Up | Status::Suspect | Status::Joining
+                    )
+            })
+            .collect();
+        let nobody_has_one = live.iter().all(|e| e.ring.version == 0);
+        let smallest = live.iter().map(|e| e.info.name.as_str()).min() == Some(self.me.as_str());
+        if nobody_has_one && smallest {
+            let me = self.own().info.clone();
+            self.set_ring(ClusterRing::bootstrap(&me.name, me.weight, me.zone));
+        }
+    }
+
     /// Starts decommissioning this node: the claimant takes it out of the ring,
     /// and its partitions are handed off before it leaves.
     pub fn leave(&mut self, now_ms: u64) {
@@ -390,6 +421,7 @@ impl Membership {
     pub fn tick(&mut self, now_ms: u64, rng: &mut impl Rng) -> (Vec<Outgoing>, Vec<Transition>) {
         self.my_entry().heartbeat += 1;
         let transitions = self.refresh(now_ms);
+        self.maybe_found(now_ms);
         self.claim(now_ms);
         let mut live = Vec::new();
         let mut down = Vec::new();
