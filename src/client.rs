@@ -388,7 +388,10 @@ pub fn plan(args: PlanArgs) -> Result<(), CliError> {
         PlanChange::Leave { name } => format!("leave={}", enc(name)),
         PlanChange::Remove { name } => format!("remove={}", enc(name)),
     };
-    let url = format!("{}/admin/plan?{query}", args.node.node.trim_end_matches('/'));
+    let url = format!(
+        "{}/admin/plan?{query}",
+        args.node.node.trim_end_matches('/')
+    );
     let resp = send(client()?.get(url), &args.node)?;
     if !resp.status().is_success() {
         return Err(api_error(resp));

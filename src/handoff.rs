@@ -77,7 +77,9 @@ async fn rehome(node: &Arc<Node>, target: &str, hint: &Hint) -> bool {
     for holder in holders {
         let ok = if holder == node.identity.name {
             let (k, o) = (hint.key.clone(), hint.object.clone());
-            node.blocking(move |n| n.storage.merge(&k, &o)).await.is_ok()
+            node.blocking(move |n| n.storage.merge(&k, &o))
+                .await
+                .is_ok()
         } else if node.is_down(&holder) {
             false
         } else if let Some(addr) = node.cluster.rpc_addr(&holder) {

@@ -213,7 +213,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::clone(&node),
         workers.clone(),
     ));
-    tasks.spawn(transfer::transfer_worker(Arc::clone(&node), workers.clone()));
+    tasks.spawn(transfer::transfer_worker(
+        Arc::clone(&node),
+        workers.clone(),
+    ));
     {
         // A node that left the cluster stops itself.
         let (stop, shutdown) = (node.stop.clone(), shutdown.clone());

@@ -173,7 +173,8 @@ impl Node {
         let mut pending = Pending::default();
         for (&p, transit) in &state.moving {
             let p = usize::from(p);
-            if ring.pending(p).any(|g| g == me) && own.received.get(&(p as u16)) != Some(&transit.since)
+            if ring.pending(p).any(|g| g == me)
+                && own.received.get(&(p as u16)) != Some(&transit.since)
             {
                 pending.receive.insert(p);
             }
@@ -197,13 +198,23 @@ impl Node {
             return Response::Error(format!("no partition {p}"));
         }
         // Only a serving replica has the whole partition to give.
-        if !self.cluster.ring().replicas(p).any(|r| r == self.identity.name) {
+        if !self
+            .cluster
+            .ring()
+            .replicas(p)
+            .any(|r| r == self.identity.name)
+        {
             return Response::NotReplica;
         }
         let Ok(_slot) = self.transfers.send_slots.try_acquire() else {
             return Response::Busy;
         };
-        let limit = (max_bytes as usize).clamp(1, MAX_BATCH_BYTES);
+        // About 100 ms of the rate budget per batch, so a throttled transfer
+        // moves in small steps (and resumes close to where it stopped).
+        let budget = (self.transfers.rate_bytes_per_s / 10.0) as usize;
+        let limit = (max_bytes as usize)
+            .min(budget)
+            .clamp(4096, MAX_BATCH_BYTES);
         let scanned = self
             .blocking(move |node| {
                 node.storage
@@ -454,7 +465,11 @@ impl Node {
         for (p, keys) in dropped {
             self.metrics.partitions_dropped.inc();
             self.metrics.keys_dropped.inc_by(keys);
-            tracing::info!(partition = p, keys, "partition handed off; local copy deleted");
+            tracing::info!(
+                partition = p,
+                keys,
+                "partition handed off; local copy deleted"
+            );
         }
     }
 

@@ -13,7 +13,13 @@ use common::*;
 use serde_json::Value;
 
 /// A node that joins the cluster seeded by `seed`.
-fn joiner(root: &std::path::Path, name: &str, ipn: u8, seed: &TestNode, extra: &[&str]) -> TestNode {
+fn joiner(
+    root: &std::path::Path,
+    name: &str,
+    ipn: u8,
+    seed: &TestNode,
+    extra: &[&str],
+) -> TestNode {
     let mut n = TestNode::new(root, name, ip(ipn));
     n.args.extend(timing());
     n.args.push("--fault-injection".into());
@@ -75,8 +81,13 @@ impl Load {
             }));
         }
         for t in 0..2 {
-            let (stop, acked, lost, reads, urls) =
-                (stop.clone(), acked.clone(), lost.clone(), reads.clone(), urls.clone());
+            let (stop, acked, lost, reads, urls) = (
+                stop.clone(),
+                acked.clone(),
+                lost.clone(),
+                reads.clone(),
+                urls.clone(),
+            );
             threads.push(std::thread::spawn(move || {
                 let client = http();
                 let mut i = t;
@@ -195,11 +206,20 @@ fn growing_three_to_five_under_load_loses_nothing() {
     let acked = load.finish();
     for n in &all {
         ownership_is_fair(n, 5);
-        assert_eq!(ring_state(n).map(|s| s.2), Some(0), "{} transfers pending", n.name);
+        assert_eq!(
+            ring_state(n).map(|s| s.2),
+            Some(0),
+            "{} transfers pending",
+            n.name
+        );
     }
     // The new nodes really hold data, and the old ones handed theirs off.
     for n in [&n4, &n5] {
-        assert!(metric(n, "dynakv_transfer_keys_received_total") > 0.0, "{}", n.name);
+        assert!(
+            metric(n, "dynakv_transfer_keys_received_total") > 0.0,
+            "{}",
+            n.name
+        );
     }
     assert!(
         wait_until(Duration::from_secs(30), || nodes
@@ -253,6 +273,20 @@ fn shrinking_by_leave_and_by_remove_under_load_keeps_every_key_on_every_survivor
         .expect("remove");
     assert_eq!(resp.status(), 200, "{}", resp.text().unwrap_or_default());
     let survivors: Vec<&TestNode> = nodes.iter().collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || survivors
+            .iter()
+            .all(|n| sees(n, "n4", "left"))),
+        "the removal did not spread"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || survivors
+            .iter()
+            .all(|n| n.status()["ownership"]
+                .as_object()
+                .is_some_and(|o| o.len() == 3))),
+        "n4 still in the ring"
+    );
     wait_settled(&survivors, Duration::from_secs(120));
     let acked = load.finish();
     for n in &survivors {
@@ -345,7 +379,11 @@ fn replicated_by(node: &TestNode, name: &str) -> BTreeSet<usize> {
         .as_array()
         .expect("ranges")
         .iter()
-        .filter(|r| r["replicas"].as_array().is_some_and(|rs| rs.iter().any(|x| x == name)))
+        .filter(|r| {
+            r["replicas"]
+                .as_array()
+                .is_some_and(|rs| rs.iter().any(|x| x == name))
+        })
         .map(|r| r["partition"].as_u64().expect("partition") as usize)
         .collect()
 }
@@ -384,14 +422,16 @@ fn interrupted_transfer(kill_receiver: bool) {
         std::thread::sleep(Duration::from_millis(500));
         n4.start();
     } else {
-        let sender = n4.status()["transfers"]
-            .as_array()
-            .and_then(|ts| {
+        let mut sender = None;
+        wait_until(Duration::from_secs(30), || {
+            sender = n4.status()["transfers"].as_array().and_then(|ts| {
                 ts.iter()
                     .find(|t| t["state"] == "receiving" && t["keys"].as_u64() > Some(0))
                     .and_then(|t| t["from"].as_str().map(str::to_string))
-            })
-            .expect("a transfer in progress");
+            });
+            sender.is_some()
+        });
+        let sender = sender.expect("a transfer in progress");
         let victim = nodes.iter_mut().find(|n| n.name == sender).expect("sender");
         victim.kill();
         std::thread::sleep(Duration::from_millis(500));
@@ -418,7 +458,10 @@ fn interrupted_transfer(kill_receiver: bool) {
             "n4 received {received} keys for {expected}"
         );
     }
-    assert!(before_kill_received < expected, "the kill came after the transfer");
+    assert!(
+        before_kill_received < expected,
+        "the kill came after the transfer"
+    );
     // And n4 now serves them.
     let held = replicated_by(&n4, "n4");
     assert!(gains.iter().all(|p| held.contains(p)));
@@ -443,8 +486,10 @@ fn concurrent_joins_agree_and_a_skewed_clock_moves_exactly_what_plan_predicts() 
     let predicted = planned_gains(&nodes[0], "n4");
     assert!(!predicted.is_empty());
     let mut n4 = joiner(root.path(), "n4", 5, &nodes[1], &[]);
-    n4.env
-        .push(("DYNAKV_TEST_CLOCK_OFFSET_MS".into(), (-6 * 3_600_000i64).to_string()));
+    n4.env.push((
+        "DYNAKV_TEST_CLOCK_OFFSET_MS".into(),
+        (-6 * 3_600_000i64).to_string(),
+    ));
     n4.start();
     let four: Vec<&TestNode> = nodes.iter().chain([&n4]).collect();
     assert!(wait_until(Duration::from_secs(30), || all_up(&four, 4)));
@@ -475,8 +520,16 @@ fn concurrent_joins_agree_and_a_skewed_clock_moves_exactly_what_plan_predicts() 
         })
         .collect();
     for (n, r) in all.iter().zip(&rings) {
-        assert_eq!(r["digest"], rings[0]["digest"], "{} serves another ring", n.name);
-        assert_eq!(r["ranges"], rings[0]["ranges"], "{} places partitions differently", n.name);
+        assert_eq!(
+            r["digest"], rings[0]["digest"],
+            "{} serves another ring",
+            n.name
+        );
+        assert_eq!(
+            r["ranges"], rings[0]["ranges"],
+            "{} places partitions differently",
+            n.name
+        );
     }
     for n in &all {
         ownership_is_fair(n, 6);
@@ -496,14 +549,30 @@ fn membership_changes_that_would_lose_data_or_make_no_sense_are_refused() {
     let n1 = nodes[0].url();
     // Leaving would leave 2 members for n = 3.
     let (code, body) = post_status(format!("{n1}/admin/leave"));
-    assert_eq!((code, body["error"].as_str()), (409, Some("too_few_members")), "{body}");
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("too_few_members")),
+        "{body}"
+    );
     // A member that is up cannot be removed, nor can a node remove itself.
     let (code, body) = post_status(format!("{n1}/admin/remove/n2"));
-    assert_eq!((code, body["error"].as_str()), (409, Some("member_up")), "{body}");
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("member_up")),
+        "{body}"
+    );
     let (code, body) = post_status(format!("{n1}/admin/remove/n1"));
-    assert_eq!((code, body["error"].as_str()), (409, Some("member_up")), "{body}");
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("member_up")),
+        "{body}"
+    );
     let (code, body) = post_status(format!("{n1}/admin/remove/nobody"));
-    assert_eq!((code, body["error"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
     // Plans: one change at a time, of members that exist.
     let get = |q: &str| {
         let r = http()
@@ -534,9 +603,15 @@ fn membership_changes_that_would_lose_data_or_make_no_sense_are_refused() {
     b.start();
     wait_formed(&[&a, &b]);
     b.kill();
-    assert!(wait_until(Duration::from_secs(20), || sees(&a, "b", "down")));
+    assert!(wait_until(Duration::from_secs(20), || sees(
+        &a, "b", "down"
+    )));
     let (code, body) = post_status(format!("{}/admin/remove/b", a.url()));
-    assert_eq!((code, body["error"].as_str()), (409, Some("last_copy")), "{body}");
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (409, Some("last_copy")),
+        "{body}"
+    );
     // The CLI says the same, with exit code 1.
     let out = std::process::Command::new(BIN)
         .args(["remove", "b", "--node", &a.url()])

@@ -338,7 +338,11 @@ pub async fn plan(
                 None => 1.0,
                 Some(w) => match w.parse::<f64>() {
                     Ok(w) if w.is_finite() && w > 0.0 && w <= 100.0 => w,
-                    _ => return Err(ApiError::bad_request(format!("weight {w:?} must be in (0, 100]"))),
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "weight {w:?} must be in (0, 100]"
+                        )));
+                    }
                 },
             };
             let zone = query.get("zone").filter(|z| !z.is_empty()).cloned();
@@ -352,9 +356,15 @@ pub async fn plan(
         }
         (None, Some(name), None) | (None, None, Some(name)) => {
             if !members.contains_key(name) {
-                return Err(ApiError::not_found(format!("no ring member named {name:?}")));
+                return Err(ApiError::not_found(format!(
+                    "no ring member named {name:?}"
+                )));
             }
-            let verb = if query.contains_key("leave") { "leave" } else { "remove" };
+            let verb = if query.contains_key("leave") {
+                "leave"
+            } else {
+                "remove"
+            };
             (
                 format!("{verb} {name}"),
                 RingEvent {
@@ -395,7 +405,9 @@ pub async fn plan(
             .copied()
             .unwrap_or("");
         for g in &gained {
-            *flows.entry((sender.to_string(), g.to_string())).or_default() += 1;
+            *flows
+                .entry((sender.to_string(), g.to_string()))
+                .or_default() += 1;
             per_node.entry(g.to_string()).or_default().0 += 1;
         }
         for l in &lost {

@@ -416,9 +416,9 @@ pub fn ring_state(node: &TestNode) -> Option<(u64, u64, u64)> {
 /// True if every node serves the same ring epoch with nothing in transit.
 pub fn settled(nodes: &[&TestNode]) -> bool {
     let states: Vec<Option<(u64, u64, u64)>> = nodes.iter().map(|n| ring_state(n)).collect();
-    states.iter().all(|s| {
-        s.is_some_and(|(e, m, t)| m == 0 && t == 0 && Some(e) == states[0].map(|x| x.0))
-    })
+    states
+        .iter()
+        .all(|s| s.is_some_and(|(e, m, t)| m == 0 && t == 0 && Some(e) == states[0].map(|x| x.0)))
 }
 
 /// Waits (bounded) until the ring settles on every node.
@@ -426,7 +426,10 @@ pub fn wait_settled(nodes: &[&TestNode], timeout: Duration) {
     assert!(
         wait_until(timeout, || settled(nodes)),
         "ring did not settle: {:?}",
-        nodes.iter().map(|n| (n.name.clone(), ring_state(n))).collect::<Vec<_>>()
+        nodes
+            .iter()
+            .map(|n| (n.name.clone(), ring_state(n)))
+            .collect::<Vec<_>>()
     );
 }
 

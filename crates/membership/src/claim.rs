@@ -101,7 +101,11 @@ impl ClusterRing {
             h.update(&[0]);
             match &e.change {
                 Change::Join { weight, zone } | Change::Update { weight, zone } => {
-                    h.update(if matches!(e.change, Change::Join { .. }) { b"j" } else { b"u" });
+                    h.update(if matches!(e.change, Change::Join { .. }) {
+                        b"j"
+                    } else {
+                        b"u"
+                    });
                     h.update(&weight.to_le_bytes());
                     h.update(zone.as_deref().unwrap_or("").as_bytes());
                     h.update(&[0]);

@@ -319,7 +319,9 @@ impl Membership {
             .iter()
             .map(|n| n.name.as_str())
             .find(|name| {
-                self.entries.get(*name).is_some_and(|e| e.state == MemberState::Active)
+                self.entries
+                    .get(*name)
+                    .is_some_and(|e| e.state == MemberState::Active)
                     && matches!(self.status_at(name, now_ms), Status::Up | Status::Suspect)
             })
             .map(str::to_string)

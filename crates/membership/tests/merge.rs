@@ -59,7 +59,15 @@ fn observer() -> Membership {
         zone: None,
         weight: 1.0,
     };
-    Membership::new(me, 1, Vec::new(), ClusterRing::default(), Vec::new(), GossipConfig::default(), 0)
+    Membership::new(
+        me,
+        1,
+        Vec::new(),
+        ClusterRing::default(),
+        Vec::new(),
+        GossipConfig::default(),
+        0,
+    )
 }
 
 fn table(m: &Membership) -> Vec<Entry> {

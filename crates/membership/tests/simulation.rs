@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use dynakv_membership::claim::wanted_changes;
-use dynakv_membership::{
-    ClusterRing, GossipConfig, MemberInfo, MemberState, Membership, Status,
-};
+use dynakv_membership::{ClusterRing, GossipConfig, MemberInfo, MemberState, Membership, Status};
 use dynakv_ring::PARTITIONS;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -355,10 +353,27 @@ fn two_nodes_joining_through_different_seeds_at_once_end_in_one_ring() {
     for seed in 0..10 {
         let mut sim = formed(3, 5, seed);
         // n3 knows only n1, n4 only n2.
-        sim.nodes[3] = Membership::new(info(3), 1, Vec::new(), ClusterRing::default(), vec![addr(1)], config(), sim.now);
-        sim.nodes[4] = Membership::new(info(4), 1, Vec::new(), ClusterRing::default(), vec![addr(2)], config(), sim.now);
+        sim.nodes[3] = Membership::new(
+            info(3),
+            1,
+            Vec::new(),
+            ClusterRing::default(),
+            vec![addr(1)],
+            config(),
+            sim.now,
+        );
+        sim.nodes[4] = Membership::new(
+            info(4),
+            1,
+            Vec::new(),
+            ClusterRing::default(),
+            vec![addr(2)],
+            config(),
+            sim.now,
+        );
         sim.silent.clear();
-        sim.settle(40).unwrap_or_else(|| panic!("seed {seed}: no single settled ring"));
+        sim.settle(40)
+            .unwrap_or_else(|| panic!("seed {seed}: no single settled ring"));
         let ring = sim.nodes[0].placement();
         assert_eq!(ring.nodes().len(), 5, "seed {seed}");
         let fair = 1.0 / 5.0;
@@ -376,15 +391,33 @@ fn a_joiner_whose_clock_is_hours_off_moves_what_any_joiner_moves() {
     normal.settle(40).expect("normal join settles");
     let mut skewed = formed(3, 4, 1);
     skewed.skew.insert(3, -6 * 3_600_000);
-    skewed.nodes[3] = Membership::new(info(3), 1, Vec::new(), ClusterRing::default(), vec![addr(0)], config(), 0);
+    skewed.nodes[3] = Membership::new(
+        info(3),
+        1,
+        Vec::new(),
+        ClusterRing::default(),
+        vec![addr(0)],
+        config(),
+        0,
+    );
     skewed.silent.clear();
     skewed.settle(40).expect("skewed join settles");
-    assert_eq!(moved(&normal.nodes[0], &skewed.nodes[0]), 0, "same ring whatever the clock");
+    assert_eq!(
+        moved(&normal.nodes[0], &skewed.nodes[0]),
+        0,
+        "same ring whatever the clock"
+    );
     // Replica slots gained by the joiner: at most 1.2 x 1/(S+1) of all slots.
     let (old, new) = (before.nodes[0].placement(), skewed.nodes[0].placement());
-    let gained: usize = dynakv_ring::diff(old, new).iter().map(|m| m.gained.len()).sum();
+    let gained: usize = dynakv_ring::diff(old, new)
+        .iter()
+        .map(|m| m.gained.len())
+        .sum();
     let slots = PARTITIONS * 3;
-    assert!(gained as f64 <= 1.2 * slots as f64 / 4.0, "{gained} of {slots} slots moved");
+    assert!(
+        gained as f64 <= 1.2 * slots as f64 / 4.0,
+        "{gained} of {slots} slots moved"
+    );
 }
 
 #[test]
@@ -392,8 +425,10 @@ fn partitions_switch_only_once_every_new_replica_has_a_copy() {
     let mut sim = formed(3, 4, 2);
     sim.silent.clear();
     // Without copies, the new member joins the ring but serves nothing.
-    sim.until(20, |s| s.nodes.iter().all(|n| n.placement().nodes().len() == 4))
-        .expect("n3 joins the ring");
+    sim.until(20, |s| {
+        s.nodes.iter().all(|n| n.placement().nodes().len() == 4)
+    })
+    .expect("n3 joins the ring");
     for _ in 0..5 {
         sim.round();
     }
@@ -401,7 +436,10 @@ fn partitions_switch_only_once_every_new_replica_has_a_copy() {
     let moving: Vec<usize> = ring.moving().collect();
     assert!(!moving.is_empty());
     assert!(moving.iter().all(|&p| ring.pending(p).any(|g| g == "n3")));
-    assert!(ring.partitions_of("n3").is_empty(), "serves nothing before a copy");
+    assert!(
+        ring.partitions_of("n3").is_empty(),
+        "serves nothing before a copy"
+    );
     // A report for another transit of the partitions does not count.
     let stale: BTreeMap<u16, u64> = moving.iter().map(|&p| (p as u16, 999)).collect();
     sim.nodes[3].set_received(stale);
@@ -417,8 +455,10 @@ fn partitions_switch_only_once_every_new_replica_has_a_copy() {
 fn a_leaving_member_hands_off_then_holds_nothing() {
     let mut sim = formed(4, 4, 3);
     sim.nodes[3].leave(sim.now);
-    sim.until(20, |s| s.nodes.iter().all(|n| !n.placement().is_member("n3")))
-        .expect("n3 taken out of the ring");
+    sim.until(20, |s| {
+        s.nodes.iter().all(|n| !n.placement().is_member("n3"))
+    })
+    .expect("n3 taken out of the ring");
     // Until the copies are made, n3 still serves its partitions.
     assert!(!sim.nodes[0].placement().partitions_of("n3").is_empty());
     assert_eq!(sim.status(0, 3), Status::Leaving);
@@ -434,15 +474,21 @@ fn a_removed_member_is_replaced_from_the_survivors() {
     sim.until(10, |s| s.all_see([0, 1, 3].into_iter(), &[2], Status::Down))
         .expect("n2 seen down");
     assert!(sim.nodes[0].remove("n2", sim.now));
-    assert!(!sim.nodes[0].remove("n0", sim.now), "a node cannot remove itself");
+    assert!(
+        !sim.nodes[0].remove("n0", sim.now),
+        "a node cannot remove itself"
+    );
     assert!(!sim.nodes[0].remove("n9", sim.now), "unknown member");
     sim.settle(30).expect("survivors settle");
     let ring = sim.nodes[1].placement();
     assert!(!ring.is_member("n2"));
     for p in 0..PARTITIONS {
-        assert_eq!(ring.replicas(p).count(), 3, "partition {p} back to N replicas");
+        assert_eq!(
+            ring.replicas(p).count(),
+            3,
+            "partition {p} back to N replicas"
+        );
         assert!(ring.replicas(p).all(|r| r != "n2"));
     }
     assert_eq!(sim.status(1, 2), Status::Left);
 }
-

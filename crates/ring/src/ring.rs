@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Token, TokenRange};
 
-
 /// Number of partitions the ring is cut into (a power of two).
 pub const PARTITIONS: usize = 1024;
 const PARTITION_BITS: u32 = PARTITIONS.trailing_zeros();
@@ -618,7 +617,10 @@ mod tests {
             3,
         );
         for p in 0..PARTITIONS {
-            assert!(a.target_replicas(p).eq(b.target_replicas(p)), "partition {p}");
+            assert!(
+                a.target_replicas(p).eq(b.target_replicas(p)),
+                "partition {p}"
+            );
         }
     }
 

@@ -38,6 +38,7 @@ pub use error::StorageError;
 pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
-    Cf, Hint, HintId, Identity, ObjectBatch, Storage, StorageConfig, StorageStats, StoredHint, db_options,
+    Cf, Hint, HintId, Identity, ObjectBatch, Storage, StorageConfig, StorageStats, StoredHint,
+    db_options,
 };
 pub use store::{Digest, DigestEntry, DigestVisitor, MergeOutcome, ObjectStore, digest_of};
