@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::now_ms;
 use crate::node::{Node, jittered_pause};
 use crate::rpc::{Request, Response};
+use crate::worker::WorkerHandle;
 
 /// Nodes asked for per descent request.
 const NODES_PER_REQUEST: usize = 2048;
@@ -623,13 +624,23 @@ impl Node {
 }
 
 /// Runs a throttled pass every `anti_entropy_interval_s` (±10% jitter).
-pub async fn anti_entropy_worker(node: Arc<Node>, shutdown: CancellationToken) {
+pub async fn anti_entropy_worker(
+    node: Arc<Node>,
+    worker: WorkerHandle,
+    shutdown: CancellationToken,
+) {
     let interval = node.config.anti_entropy_interval_s.saturating_mul(1000);
     while jittered_pause(&shutdown, interval).await {
+        worker.busy();
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = node.repair_pass(true) => {}
+            summary = node.repair_pass(true) => {
+                if !summary.peers_skipped.is_empty() {
+                    worker.error(format!("peers skipped: {}", summary.peers_skipped.join(", ")));
+                }
+            }
         }
+        worker.idle();
     }
 }
 

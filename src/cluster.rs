@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{Reason, StatusLabel};
 use crate::node::{Node, jittered_pause};
 use crate::rpc::{Request, Response};
+use crate::worker::WorkerHandle;
 
 /// The metadata record holding the member table.
 pub const META_MEMBERS: &str = "members.v2";
@@ -131,15 +132,13 @@ impl Cluster {
         self.with(|m| m.set_received(received));
     }
 
-    /// True if every member not down serves a ring at least as new as `version`
-    /// (as their gossiped entries say): no coordinator still routes by an older one.
-    pub fn all_live_at_least(&self, version: u64) -> bool {
+    /// True if every member that is not gone — down ones included — serves
+    /// exactly the ring `stamp` (as their gossiped entries say).
+    pub fn all_members_at(&self, stamp: RingStamp) -> bool {
         let m = self.membership.lock();
-        let now = now_ms();
-        m.entries().all(|e| {
-            matches!(m.status(&e.info.name, now), Status::Down | Status::Left)
-                || e.ring.version >= version
-        })
+        m.entries()
+            .filter(|e| matches!(e.state, MemberState::Active | MemberState::Leaving))
+            .all(|e| e.ring == stamp)
     }
 
     /// This node's administrative state.
@@ -218,9 +217,10 @@ impl Node {
 
 /// Runs a gossip round every `gossip_interval_ms` (with ±10% jitter, so nodes
 /// started together do not gossip in lockstep) until `shutdown`.
-pub async fn gossip_worker(node: Arc<Node>, shutdown: CancellationToken) {
+pub async fn gossip_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
     let mut rng = StdRng::from_os_rng();
     while jittered_pause(&shutdown, node.config.gossip_interval_ms).await {
+        worker.busy();
         let (outgoing, transitions, claimed) = node.cluster.tick(&mut rng);
         node.metrics.gossip_rounds.inc();
         if claimed {
@@ -245,6 +245,7 @@ pub async fn gossip_worker(node: Arc<Node>, shutdown: CancellationToken) {
         for message in outgoing {
             tokio::spawn(exchange(Arc::clone(&node), message));
         }
+        worker.idle();
     }
 }
 

@@ -685,6 +685,11 @@ impl Node {
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
         };
         let placement = Placement::of(&self.cluster.ring(), &key);
+        // Only a serving replica coordinates: one that gave the partition up
+        // (the forwarder's ring is older) must not count itself toward W.
+        if !placement.replicas.iter().any(|r| r == self.me()) {
+            return Response::NotReplica;
+        }
         let needed = placement.write_quorum(w.max(1));
         match self
             .put_as_replica(placement, key, context, version, needed, opts)

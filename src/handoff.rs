@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::now_ms;
 use crate::node::Node;
 use crate::rpc::{Request, Response};
+use crate::worker::WorkerHandle;
 
 /// Time between delivery rounds.
 const ROUND: Duration = Duration::from_millis(250);
@@ -34,9 +35,10 @@ const BATCH: usize = 500;
 const EXPIRY_SWEEP_ROUNDS: u64 = 240;
 
 /// Delivers hints until `shutdown`.
-pub async fn handoff_worker(node: Arc<Node>, shutdown: CancellationToken) {
+pub async fn handoff_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
     let mut round: u64 = 0;
     loop {
+        worker.idle();
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(ROUND) => {}
@@ -46,9 +48,14 @@ pub async fn handoff_worker(node: Arc<Node>, shutdown: CancellationToken) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot list hints");
+                worker.error(format!("cannot list hints: {e}"));
                 continue;
             }
         };
+        if targets.is_empty() {
+            continue;
+        }
+        worker.busy();
         for target in targets {
             let status = node.cluster.status(&target);
             let up = matches!(status, Status::Up | Status::Leaving);

@@ -16,7 +16,8 @@
 //! * [`transfer`] — ownership handoff: moving partitions to new replicas when
 //!   nodes join, leave or are removed;
 //! * [`http`] — the client-facing API;
-//! * [`node`] — wiring it together and running it;
+//! * [`node`] and [`worker`] — wiring it together and running it, with every
+//!   background loop as a named worker;
 //! * [`dev`], [`client`] and [`bench`](mod@bench) — the local-cluster launcher, client
 //!   commands and load generator.
 
@@ -34,3 +35,4 @@ pub mod metrics;
 pub mod node;
 pub mod rpc;
 pub mod transfer;
+pub mod worker;

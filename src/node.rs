@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use dynakv_membership::{ClusterRing, Entry, GossipConfig, MemberInfo, Membership};
+use dynakv_membership::{ClusterRing, Entry, GossipConfig, MemberInfo, MemberState, Membership};
 use dynakv_storage::{Identity, Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
 use crate::transfer::{self, Transfers};
+use crate::worker::Workers;
 use crate::{handoff, http};
 
 /// Everything a node's request handlers and workers share.
@@ -40,6 +41,8 @@ pub struct Node {
     pub transfers: Transfers,
     /// Cancelled to stop the node from inside (after it left the cluster).
     pub stop: CancellationToken,
+    /// Background workers and their status.
+    pub workers: Workers,
 }
 
 impl Node {
@@ -56,8 +59,34 @@ impl Node {
         })
         .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
         let identity = storage.load_or_create_identity(&config.name)?;
+        if storage.has_meta("members")? && !storage.has_meta(META_RING)? {
+            anyhow::bail!(
+                "{} holds a member table from an older dynakv without a cluster ring; \
+                 this version cannot adopt it safely: move the directory aside and rejoin the node with --seeds",
+                config.data_dir.display()
+            );
+        }
         let persisted: Vec<Entry> = storage.get_meta(META_MEMBERS)?.unwrap_or_default();
         let ring: ClusterRing = storage.get_meta(META_RING)?.unwrap_or_default();
+        if let Some(me) = persisted.iter().find(|e| e.info.name == identity.name)
+            && matches!(me.state, MemberState::Left | MemberState::Removed)
+        {
+            anyhow::bail!(
+                "{} belongs to node {} which {} the cluster; to join again, start it with an empty data directory and --seeds",
+                config.data_dir.display(),
+                identity.name,
+                if me.state == MemberState::Left {
+                    "left"
+                } else {
+                    "was removed from"
+                }
+            );
+        }
+        let handed_off: std::collections::BTreeSet<u16> = storage
+            .get_meta(transfer::META_HANDED_OFF)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let now = now_ms();
         let me = MemberInfo {
             name: identity.name.clone(),
@@ -86,10 +115,13 @@ impl Node {
             faults: Faults::default(),
             metrics: Arc::clone(&metrics),
         });
+        let transfers = Transfers::new(config.transfer_limit, config.transfer_rate_mb_s);
+        transfers.restore_handed_off(handed_off);
         Ok(Arc::new(Node {
             cluster: Cluster::new(membership),
-            transfers: Transfers::new(config.transfer_limit, config.transfer_rate_mb_s),
+            transfers,
             stop: CancellationToken::new(),
+            workers: Workers::default(),
             rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
             rpc_shared,
             identity,
@@ -199,24 +231,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let http_listener = http::bind(&node.config).await?;
     node.persist_members().await;
 
-    let workers = CancellationToken::new();
+    let rpc_shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(rpc::serve(
         rpc_listener,
         Arc::clone(&node.rpc_shared),
         Arc::clone(&node),
-        workers.clone(),
+        rpc_shutdown.clone(),
     ));
-    tasks.spawn(cluster::gossip_worker(Arc::clone(&node), workers.clone()));
-    tasks.spawn(handoff::handoff_worker(Arc::clone(&node), workers.clone()));
-    tasks.spawn(antientropy::anti_entropy_worker(
-        Arc::clone(&node),
-        workers.clone(),
-    ));
-    tasks.spawn(transfer::transfer_worker(
-        Arc::clone(&node),
-        workers.clone(),
-    ));
+    let n = Arc::clone(&node);
+    node.workers
+        .spawn("gossip", move |h, sd| cluster::gossip_worker(n, h, sd));
+    let n = Arc::clone(&node);
+    node.workers.spawn("hinted_handoff", move |h, sd| {
+        handoff::handoff_worker(n, h, sd)
+    });
+    let n = Arc::clone(&node);
+    node.workers.spawn("anti_entropy", move |h, sd| {
+        antientropy::anti_entropy_worker(n, h, sd)
+    });
+    let n = Arc::clone(&node);
+    node.workers.spawn("ownership_handoff", move |h, sd| {
+        transfer::transfer_worker(n, h, sd)
+    });
     {
         // A node that left the cluster stops itself.
         let (stop, shutdown) = (node.stop.clone(), shutdown.clone());
@@ -228,7 +265,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");
 
     let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;
-    workers.cancel();
+    node.workers.stop().await;
+    rpc_shutdown.cancel();
     node.stop.cancel();
     while tasks.join_next().await.is_some() {}
     node.persist_members().await;

@@ -18,14 +18,16 @@
 //!    stopped after either side restarts, and never asks for what it already
 //!    confirmed.
 //! 3. A copy from one replica may lack a write acknowledged by the others
-//!    (W < N), so the receiver then runs one anti-entropy exchange of the
-//!    partition with every other live serving replica.
+//!    (W < N), so the receiver then runs an anti-entropy exchange of the
+//!    copied partitions with every other live serving replica (batched: one
+//!    exchange per peer covers every partition copied meanwhile).
 //! 4. It reports the copy complete in its gossiped member entry, naming the
 //!    transit version. When every pending replica of a partition has, the
 //!    claimant switches the partition to its new replicas.
-//! 5. A node that no longer holds a partition under its ring deletes its copy
-//!    once every live member serves a ring at least that new, so no
-//!    coordinator still reads from it.
+//! 5. A node that handed a partition off (it served it in a transit that left
+//!    it out) deletes its copy once the transit settled and every member
+//!    serves exactly the same ring, so no coordinator still reads from it.
+//!    A node never deletes a partition it did not hand off itself.
 //!
 //! A sender serves at most `transfer_limit` batches at once and caps its
 //! outgoing handoff traffic at `transfer_rate_mb_s`; a receiver pulls at most
@@ -38,7 +40,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dynakv_membership::MemberState;
 use dynakv_ring::{PARTITIONS, Ring};
-use dynakv_storage::ObjectStore;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
@@ -48,6 +49,7 @@ use crate::antientropy::PassSummary;
 use crate::metrics::Reason;
 use crate::node::Node;
 use crate::rpc::{Request, Response};
+use crate::worker::WorkerHandle;
 
 /// Records asked for per handoff batch.
 pub const BATCH_BYTES: u32 = 1 << 20;
@@ -72,6 +74,9 @@ struct Checkpoint {
     /// Record bytes merged so far.
     bytes: u64,
 }
+
+/// The meta record listing partitions handed off and not yet deleted.
+pub const META_HANDED_OFF: &str = "handed_off";
 
 fn checkpoint_name(partition: usize) -> String {
     format!("transfer/{partition}")
@@ -108,6 +113,8 @@ pub struct Transfers {
     rate_bytes_per_s: f64,
     /// The member table needs persisting (a completed copy).
     dirty: Mutex<bool>,
+    /// Partitions this node handed off and may delete once safe (persisted).
+    handed_off: Mutex<BTreeSet<u16>>,
 }
 
 impl Transfers {
@@ -121,7 +128,13 @@ impl Transfers {
             send_free_at: tokio::sync::Mutex::new(tokio::time::Instant::now()),
             rate_bytes_per_s: rate_mb_s * 1_000_000.0,
             dirty: Mutex::new(false),
+            handed_off: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    /// Restores the partitions this node had handed off before a restart.
+    pub fn restore_handed_off(&self, parts: BTreeSet<u16>) {
+        *self.handed_off.lock() = parts;
     }
 
     /// Makes the worker look at the ring now (it changed).
@@ -152,6 +165,14 @@ impl Transfers {
         };
         tokio::time::sleep_until(wait_until).await;
     }
+}
+
+/// A partition copied to this node, awaiting its catch-up and report.
+struct Copied {
+    partition: usize,
+    since: u64,
+    source: String,
+    started: Instant,
 }
 
 /// What this node still has to do for the current ring change.
@@ -296,9 +317,8 @@ impl Node {
         }
     }
 
-    /// Receives partition `p` for transit `since`: pull, catch up, report.
-    async fn receive_partition(self: &Arc<Self>, p: usize, since: u64) -> Result<(), String> {
-        let started = Instant::now();
+    /// Copies partition `p` for transit `since` (steps 2 of the protocol).
+    async fn receive_partition(self: &Arc<Self>, p: usize, since: u64) -> Result<String, String> {
         let name = checkpoint_name(p);
         let cp_name = name.clone();
         let mut cp: Checkpoint = self
@@ -366,9 +386,7 @@ impl Node {
             let save = cp.clone();
             let cp_name = name.clone();
             self.blocking(move |node| -> Result<(), dynakv_storage::StorageError> {
-                for (key, object) in &items {
-                    node.storage.merge(key, object)?;
-                }
+                node.storage.merge_batch(&items)?;
                 // The checkpoint follows the merges: after a crash the batch is
                 // at worst merged again, which changes nothing.
                 node.storage.put_meta_lazy(&cp_name, &save)
@@ -385,36 +403,97 @@ impl Node {
                 break;
             }
         }
-        // Catch up with the other serving replicas: the source may have missed
-        // writes that W of them acknowledged.
-        self.set_inbound(p, |v| v.state = "catching_up");
-        for peer in sources.iter().skip(1) {
-            let mut summary = PassSummary::default();
-            let mut differing = BTreeSet::new();
-            if let Err(e) = self
-                .exchange(peer, &[p], false, &mut summary, &mut differing)
-                .await
-            {
-                tracing::warn!(partition = p, %peer, error = %e, "handoff catch-up with a replica failed");
-            }
-        }
-        if !self.still_pending(p, since) {
-            return Err("the ring changed; transfer abandoned".into());
-        }
-        let mut received = self.cluster.own().received;
-        received.insert(p as u16, since);
-        self.cluster.set_received(received);
-        *self.transfers.dirty.lock() = true;
         let cp_name = name;
         let _ = self
             .blocking(move |node| node.storage.delete_meta(&cp_name))
             .await;
-        self.metrics.transfer_partitions_received.inc();
-        self.metrics
-            .transfer_duration
-            .observe(started.elapsed().as_secs_f64());
-        tracing::info!(partition = p, from = %source, keys = cp.keys, bytes = cp.bytes, ms = started.elapsed().as_millis() as u64, "partition received");
-        Ok(())
+        self.set_inbound(p, |v| v.state = "catching_up");
+        tracing::debug!(partition = p, from = %source, keys = cp.keys, bytes = cp.bytes, "partition copied");
+        Ok(source)
+    }
+
+    /// Step 3 of the protocol for a set of copied partitions: one anti-entropy
+    /// exchange per other live serving replica covers all of them (identical
+    /// trees cost one round trip). A partition is reported complete only if
+    /// its copy's source and the replicas it caught up with number at least
+    /// `serving - W + 1`, so they include a replica of every write a quorum
+    /// acknowledged. Returns the partitions that must try again.
+    async fn catch_up_and_report(self: &Arc<Self>, copied: Vec<Copied>) -> Vec<Copied> {
+        let ring = self.cluster.ring();
+        let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for c in &copied {
+            for peer in self.sources(c.partition) {
+                if peer != c.source {
+                    by_peer.entry(peer).or_default().push(c.partition);
+                }
+            }
+        }
+        let mut reached: HashMap<usize, usize> = HashMap::new();
+        for (peer, parts) in by_peer {
+            let mut summary = PassSummary::default();
+            let mut differing = BTreeSet::new();
+            match self
+                .exchange(&peer, &parts, false, &mut summary, &mut differing)
+                .await
+            {
+                Ok(()) => {
+                    for p in parts {
+                        *reached.entry(p).or_default() += 1;
+                    }
+                    if summary.keys_repaired > 0 {
+                        tracing::info!(%peer, keys = summary.keys_repaired, "handoff catch-up repaired keys the copy lacked");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, partitions = parts.len(), error = %e, "handoff catch-up with a replica failed")
+                }
+            }
+        }
+        let mut received = self.cluster.own().received;
+        let mut retry = Vec::new();
+        let mut reported = 0;
+        for c in copied {
+            let p = c.partition;
+            if !self.still_pending(p, c.since) {
+                self.transfers.inbound.lock().remove(&p);
+                continue;
+            }
+            let serving = ring.replicas(p).count();
+            let needed = serving
+                .saturating_sub(self.config.w.min(serving))
+                .saturating_add(1);
+            let have = 1 + reached.get(&p).copied().unwrap_or(0);
+            if have < needed {
+                self.metrics
+                    .transfer_failures
+                    .get_or_create(&Reason::from("catch_up"))
+                    .inc();
+                retry.push(c);
+                continue;
+            }
+            received.insert(p as u16, c.since);
+            reported += 1;
+            self.metrics.transfer_partitions_received.inc();
+            self.metrics
+                .transfer_duration
+                .observe(c.started.elapsed().as_secs_f64());
+            self.transfers.inbound.lock().remove(&p);
+        }
+        self.cluster.set_received(received);
+        *self.transfers.dirty.lock() = true;
+        if reported > 0 {
+            tracing::info!(
+                partitions = reported,
+                "partitions received and reported complete"
+            );
+        }
+        if !retry.is_empty() {
+            tracing::warn!(
+                partitions = retry.len(),
+                "handoff catch-up reached too few replicas; retrying"
+            );
+        }
+        retry
     }
 
     /// Forgets copies reported for transits that ended or changed.
@@ -434,33 +513,77 @@ impl Node {
         }
     }
 
-    /// Deletes partitions this node no longer holds, once no live member
-    /// routes by a ring in which it still did.
-    async fn drop_unheld(self: &Arc<Self>) {
-        let version = self.cluster.stamp().version;
-        if !self.cluster.all_live_at_least(version) {
+    /// Notes the partitions this node is handing off (it serves them in a
+    /// transit whose target leaves it out): only those may be deleted later.
+    async fn note_handoffs(self: &Arc<Self>) {
+        let me = self.identity.name.as_str();
+        let state = self.cluster.ring_state();
+        let ring = self.cluster.ring();
+        let mut giving: BTreeSet<u16> = state
+            .moving
+            .iter()
+            .filter(|(p, t)| {
+                t.from.iter().any(|f| f == me)
+                    && !ring.target_replicas(usize::from(**p)).any(|r| r == me)
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        let before = self.transfers.handed_off.lock().clone();
+        giving.extend(before.iter().copied());
+        if giving != before {
+            *self.transfers.handed_off.lock() = giving.clone();
+            let _ = self
+                .blocking(move |node| node.storage.put_meta_lazy(META_HANDED_OFF, &giving))
+                .await;
+        }
+    }
+
+    /// Deletes partitions this node handed off, once their transit settled
+    /// and every member — down ones included — serves exactly this ring, so no
+    /// coordinator still reads from or writes to this copy. Partitions this
+    /// node did not hand off itself (it adopted a ring from a different
+    /// history, say) are never deleted here.
+    async fn drop_handed_off(self: &Arc<Self>) {
+        let stamp = self.cluster.stamp();
+        if !self.cluster.all_members_at(stamp) {
             return;
         }
         let ring = self.cluster.ring();
         let me = self.identity.name.clone();
-        if ring.is_empty() {
+        let candidates: Vec<usize> = self
+            .transfers
+            .handed_off
+            .lock()
+            .iter()
+            .map(|&p| usize::from(p))
+            .filter(|&p| !ring.is_moving(p) && !ring.holds(&me, p))
+            .collect();
+        if candidates.is_empty() {
             return;
         }
-        let unheld: Vec<usize> = (0..PARTITIONS).filter(|&p| !ring.holds(&me, p)).collect();
         let dropped = self
             .blocking(move |node| {
                 let mut dropped = Vec::new();
-                for p in unheld {
-                    let range = Ring::range_of(p);
-                    if node.storage.has_keys(range).unwrap_or(false) {
-                        match node.storage.drop_range(range) {
-                            Ok(keys) => dropped.push((p, keys)),
-                            Err(e) => tracing::error!(partition = p, error = %e, "cannot drop a partition"),
+                for p in candidates {
+                    match node.storage.drop_range(Ring::range_of(p)) {
+                        Ok(keys) => dropped.push((p, keys)),
+                        Err(e) => {
+                            tracing::error!(partition = p, error = %e, "cannot drop a partition")
                         }
                     }
                 }
                 dropped
             })
+            .await;
+        let remaining = {
+            let mut h = self.transfers.handed_off.lock();
+            for (p, _) in &dropped {
+                h.remove(&(*p as u16));
+            }
+            h.clone()
+        };
+        let _ = self
+            .blocking(move |node| node.storage.put_meta_lazy(META_HANDED_OFF, &remaining))
             .await;
         for (p, keys) in dropped {
             self.metrics.partitions_dropped.inc();
@@ -478,6 +601,10 @@ impl Node {
         if self.cluster.own_state() != MemberState::Leaving {
             return false;
         }
+        // Hints held here for others are delivered (or rehomed) first.
+        if self.storage.stats().hints > 0 {
+            return false;
+        }
         let ring = self.cluster.ring();
         let me = self.identity.name.as_str();
         if ring.is_member(me) || (0..PARTITIONS).any(|p| ring.holds(me, p)) {
@@ -493,9 +620,12 @@ impl Node {
 /// Runs ownership handoff until `shutdown`: starts pulls for partitions this
 /// node is pending for, drops partitions it no longer holds, and stops a node
 /// that has left.
-pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut running: tokio::task::JoinSet<(usize, Result<(), String>)> =
+pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
+    let mut running: tokio::task::JoinSet<(usize, u64, Instant, Result<String, String>)> =
         tokio::task::JoinSet::new();
+    // Copied partitions awaiting their catch-up and report.
+    let mut copied: Vec<Copied> = Vec::new();
+    let mut catch_up_retry_at = Instant::now();
     let mut active: BTreeSet<usize> = BTreeSet::new();
     let mut round: u64 = 0;
     let mut left_at: Option<Instant> = None;
@@ -505,14 +635,13 @@ pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = node.transfers.wake.notified() => {}
             Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((p, result)) = done {
+                if let Ok((p, since, started, result)) = done {
                     active.remove(&p);
                     match result {
-                        Ok(()) => {
-                            node.transfers.inbound.lock().remove(&p);
-                        }
+                        Ok(source) => copied.push(Copied { partition: p, since, source, started }),
                         Err(e) => {
                             tracing::warn!(partition = p, error = %e, "transfer failed; retrying");
+                            worker.error(format!("partition {p}: {e}"));
                             node.metrics.transfer_failures.get_or_create(&Reason::from(failure_kind(&e))).inc();
                             node.set_inbound(p, |v| v.state = "failed");
                             retry_at.insert(p, Instant::now() + Duration::from_millis(500));
@@ -523,6 +652,7 @@ pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
             _ = tokio::time::sleep(ROUND) => {}
         }
         round += 1;
+        worker.busy();
         node.prune_received();
         let pending = node.pending_transfers();
         node.metrics
@@ -534,6 +664,8 @@ pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
         {
             let mut inbound = node.transfers.inbound.lock();
             inbound.retain(|p, _| pending.receive.contains(p));
+            // Copied partitions are still pending until reported; keep them out
+            // of the queue.
             for &p in &pending.receive {
                 inbound.entry(p).or_insert_with(|| TransferView {
                     partition: p,
@@ -550,7 +682,10 @@ pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
             if active.len() >= node.config.transfer_limit {
                 break;
             }
-            if active.contains(&p) || retry_at.get(&p).is_some_and(|t| *t > Instant::now()) {
+            if active.contains(&p)
+                || copied.iter().any(|c| c.partition == p)
+                || retry_at.get(&p).is_some_and(|t| *t > Instant::now())
+            {
                 continue;
             }
             let Some(since) = state.moving.get(&(p as u16)).map(|t| t.since) else {
@@ -558,13 +693,27 @@ pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
             };
             active.insert(p);
             let n = Arc::clone(&node);
-            running.spawn(async move { (p, n.receive_partition(p, since).await) });
+            running.spawn(async move {
+                let started = Instant::now();
+                (p, since, started, n.receive_partition(p, since).await)
+            });
+        }
+        // Catch up in batches: when the pulls are done, or enough have piled up.
+        if !copied.is_empty()
+            && (active.is_empty() || copied.len() >= 128)
+            && Instant::now() >= catch_up_retry_at
+        {
+            copied = node.catch_up_and_report(std::mem::take(&mut copied)).await;
+            if !copied.is_empty() {
+                catch_up_retry_at = Instant::now() + Duration::from_secs(1);
+            }
         }
         if std::mem::take(&mut *node.transfers.dirty.lock()) {
             node.persist_members().await;
         }
+        node.note_handoffs().await;
         if round.is_multiple_of(DROP_SCAN_ROUNDS) {
-            node.drop_unheld().await;
+            node.drop_handed_off().await;
         }
         match left_at {
             None => {
@@ -579,6 +728,9 @@ pub async fn transfer_worker(node: Arc<Node>, shutdown: CancellationToken) {
                 break;
             }
             Some(_) => {}
+        }
+        if active.is_empty() {
+            worker.idle();
         }
     }
     running.abort_all();

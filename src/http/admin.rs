@@ -105,6 +105,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "keys": stats.keys,
         "hints_pending": stats.hints,
         "anti_entropy": node.anti_entropy_status(),
+        "workers": node.workers.statuses(),
         "warnings": warnings,
         "config": config_json(&node),
     }))

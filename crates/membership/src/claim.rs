@@ -194,6 +194,16 @@ pub fn apply(ring: &ClusterRing, wanted: &[RingEvent], n: usize) -> ClusterRing 
 /// not in it, weight or zone updates, and departures of members leaving or
 /// gone. Sorted: departures, then updates, then joins, each by name.
 pub fn wanted_changes(ring: &ClusterRing, entries: &BTreeMap<String, Entry>) -> Vec<RingEvent> {
+    wanted(ring, entries, None)
+}
+
+/// [`wanted_changes`], joining only members in `live` when given (a joiner
+/// that gossiped once and died must not leave partitions in transit forever).
+fn wanted(
+    ring: &ClusterRing,
+    entries: &BTreeMap<String, Entry>,
+    live: Option<&BTreeSet<String>>,
+) -> Vec<RingEvent> {
     let members = ring.members();
     let mut leaves = Vec::new();
     let mut updates = Vec::new();
@@ -201,7 +211,7 @@ pub fn wanted_changes(ring: &ClusterRing, entries: &BTreeMap<String, Entry>) -> 
     for (name, e) in entries {
         let wants_in = e.state == MemberState::Active;
         match (members.get(name), wants_in) {
-            (None, true) => joins.push(RingEvent {
+            (None, true) if live.is_none_or(|l| l.contains(name)) => joins.push(RingEvent {
                 name: name.clone(),
                 change: Change::Join {
                     weight: e.info.weight,
@@ -227,17 +237,21 @@ pub fn wanted_changes(ring: &ClusterRing, entries: &BTreeMap<String, Entry>) -> 
     leaves.into_iter().chain(updates).chain(joins).collect()
 }
 
-/// One step of the claimant, named `me`: applies the changes the member table
-/// asks for, and switches every partition in transit whose pending replicas all
-/// hold a full copy (or that no live member can send any more). Returns the
-/// next version, or `None` if nothing changed.
+/// One step of the claimant, named `me`, given the members it believes alive:
+/// applies the changes the member table asks for (joining only live members),
+/// and switches every partition in transit whose pending replicas all hold a
+/// full copy, once every live member serves a ring that knows of the transit
+/// (so every coordinator sends the partition's writes to the new replicas too).
+/// A partition no live member can send any more is switched as it is. Returns
+/// the next version, or `None` if nothing changed.
 pub fn claim(
     ring: &ClusterRing,
     entries: &BTreeMap<String, Entry>,
+    live: &BTreeSet<String>,
     me: &str,
     n: usize,
 ) -> Option<ClusterRing> {
-    let wanted = wanted_changes(ring, entries);
+    let wanted = wanted(ring, entries, Some(live));
     let mut next = if wanted.is_empty() {
         ring.clone()
     } else {
@@ -254,12 +268,22 @@ pub fn claim(
             .get(name)
             .is_some_and(|e| matches!(e.state, MemberState::Active | MemberState::Leaving))
     };
+    let everyone_knows = |since: u64| {
+        entries
+            .iter()
+            .filter(|(name, e)| {
+                live.contains(*name)
+                    && matches!(e.state, MemberState::Active | MemberState::Leaving)
+            })
+            .all(|(_, e)| e.ring.version >= since)
+    };
     let settled: Vec<u16> = next
         .moving
         .iter()
         .filter(|&(&p, t)| {
             let p = usize::from(p);
-            view.pending(p).all(|g| holds_copy(g, p, t.since)) || !view.replicas(p).any(can_send)
+            (view.pending(p).all(|g| holds_copy(g, p, t.since)) && everyone_knows(t.since))
+                || !view.replicas(p).any(can_send)
         })
         .map(|(&p, _)| p)
         .collect();

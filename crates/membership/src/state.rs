@@ -333,7 +333,18 @@ impl Membership {
         if self.claimant(now_ms).as_deref() != Some(self.me.as_str()) {
             return false;
         }
-        match claim(&self.ring, &self.entries, &self.me, self.config.n) {
+        let live: std::collections::BTreeSet<String> = self
+            .entries
+            .keys()
+            .filter(|name| {
+                matches!(
+                    self.status_at(name, now_ms),
+                    Status::Up | Status::Suspect | Status::Joining | Status::Leaving
+                )
+            })
+            .cloned()
+            .collect();
+        match claim(&self.ring, &self.entries, &live, &self.me, self.config.n) {
             Some(next) => {
                 self.set_ring(next);
                 true
@@ -359,6 +370,11 @@ impl Membership {
                     )
             })
             .collect();
+        // Never found a cluster before reaching anyone: the seeds may belong to
+        // one that already has a ring.
+        if live.len() < 2 {
+            return;
+        }
         let nobody_has_one = live.iter().all(|e| e.ring.version == 0);
         let smallest = live.iter().map(|e| e.info.name.as_str()).min() == Some(self.me.as_str());
         if nobody_has_one && smallest {
