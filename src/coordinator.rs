@@ -4,7 +4,13 @@
 //! # Writes
 //!
 //! A write is coordinated by one of the key's N replicas — a node that is not one
-//! forwards it — so the new version's dot is issued by a replica's actor. The
+//! forwards it, and a node that no longer serves the key refuses a forwarded
+//! write — so the new version's dot is issued by a replica's actor.
+//!
+//! **Partitions in transit** (a node joined, left or was removed): the write
+//! also goes to the partition's pending replicas and needs one more
+//! acknowledgement per pending replica, so W of whichever set ends up serving
+//! the key hold it; reads go to the replicas serving it until the switch. The
 //! coordinator applies the write to its own copy (the DVVSet update: what the
 //! client's context covers is superseded, the rest stays as siblings), sends the
 //! resulting object to the other replicas, and answers once W acknowledged
@@ -258,6 +264,12 @@ impl Node {
             {
                 Ok(Response::Written(ctx)) => return Ok(ctx),
                 Ok(Response::Failed(e)) => return Err(e.into()),
+                Ok(Response::NotReplica) => {
+                    tracing::debug!(
+                        replica,
+                        "forwarded write refused: the replica's ring differs; trying the next"
+                    )
+                }
                 Ok(other) => {
                     tracing::warn!(?other, replica, "unexpected answer to a forwarded write")
                 }

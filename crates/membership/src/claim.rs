@@ -297,3 +297,106 @@ pub fn claim(
     next.claimant = me.to_string();
     Some(next)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::state::MemberInfo;
+
+    fn entry(name: &str, state: MemberState, ring: RingStamp) -> Entry {
+        Entry {
+            info: MemberInfo {
+                name: name.into(),
+                rpc_addr: SocketAddr::from(([127, 0, 0, 1], 7000)),
+                http_addr: SocketAddr::from(([127, 0, 0, 1], 8000)),
+                zone: None,
+                weight: 1.0,
+            },
+            generation: 1,
+            heartbeat: 1,
+            state,
+            state_changed_at: 0,
+            ring,
+            received: BTreeMap::new(),
+        }
+    }
+
+    fn table(names: &[&str], ring: RingStamp) -> BTreeMap<String, Entry> {
+        names
+            .iter()
+            .map(|n| (n.to_string(), entry(n, MemberState::Active, ring)))
+            .collect()
+    }
+
+    fn live(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// A settled ring of a, b, c.
+    fn settled() -> ClusterRing {
+        let mut ring = ClusterRing::bootstrap("a", 1.0, None);
+        let entries = table(&["a", "b", "c"], ring.stamp());
+        ring = claim(&ring, &entries, &live(&["a", "b", "c"]), "a", 3).expect("joins");
+        ring.moving.clear();
+        ring
+    }
+
+    #[test]
+    fn a_dead_joiner_is_not_taken_into_the_ring() {
+        let ring = settled();
+        let entries = table(&["a", "b", "c", "d"], ring.stamp());
+        assert!(claim(&ring, &entries, &live(&["a", "b", "c"]), "a", 3).is_none());
+        let next = claim(&ring, &entries, &live(&["a", "b", "c", "d"]), "a", 3).expect("join");
+        assert!(next.members().contains_key("d"));
+        assert!(!next.moving.is_empty());
+    }
+
+    #[test]
+    fn a_transit_switches_only_with_every_copy_and_once_every_live_member_knows_it() {
+        let ring = settled();
+        let all = live(&["a", "b", "c", "d"]);
+        let next = claim(
+            &ring,
+            &table(&["a", "b", "c", "d"], ring.stamp()),
+            &all,
+            "a",
+            3,
+        )
+        .expect("join");
+        let view = next.ring(3);
+        let mut entries = table(&["a", "b", "c", "d"], next.stamp());
+        // d reports a copy of every partition it is pending for.
+        entries.get_mut("d").expect("d").received = next
+            .moving
+            .iter()
+            .filter(|(p, _)| view.pending(usize::from(**p)).any(|g| g == "d"))
+            .map(|(&p, t)| (p, t.since))
+            .collect();
+        // b still serves the older ring: it may route writes without d.
+        entries.get_mut("b").expect("b").ring = ring.stamp();
+        assert!(claim(&next, &entries, &all, "a", 3).is_none());
+        // Once b knows (or is down), the transit settles.
+        let without_b = live(&["a", "c", "d"]);
+        let settled = claim(&next, &entries, &without_b, "a", 3).expect("switch");
+        assert!(settled.moving.is_empty());
+        entries.get_mut("b").expect("b").ring = next.stamp();
+        assert!(claim(&next, &entries, &all, "a", 3).is_some_and(|r| r.moving.is_empty()));
+        // A copy made for another transit of the partition does not count.
+        for since in entries.get_mut("d").expect("d").received.values_mut() {
+            *since += 1;
+        }
+        assert!(claim(&next, &entries, &all, "a", 3).is_none());
+    }
+
+    #[test]
+    fn the_stamp_changes_with_any_content() {
+        let ring = settled();
+        let mut other = ring.clone();
+        other.claimant = "b".into();
+        assert_ne!(ring.stamp(), other.stamp());
+        assert_eq!(ring.stamp().version, other.stamp().version);
+        assert_eq!(ring.stamp(), ring.clone().stamp());
+    }
+}
