@@ -54,45 +54,63 @@ pub fn now_ms() -> u64 {
     real.saturating_add_signed(clock_offset_ms())
 }
 
+/// The ring as request handlers and workers read it: shared, replaced whole
+/// when a new version arrives.
+struct Shared {
+    placement: Arc<Ring>,
+    state: Arc<ClusterRing>,
+    stamp: RingStamp,
+}
+
+impl Shared {
+    fn of(m: &Membership) -> Shared {
+        Shared {
+            placement: Arc::new(m.placement().clone()),
+            state: Arc::new(m.ring().clone()),
+            stamp: m.ring_stamp(),
+        }
+    }
+}
+
 /// Membership and the ring derived from it.
 pub struct Cluster {
     membership: Mutex<Membership>,
-    ring: RwLock<Arc<Ring>>,
+    shared: RwLock<Shared>,
 }
 
 impl Cluster {
     /// Wraps a membership state machine.
     pub fn new(membership: Membership) -> Cluster {
-        let ring = Arc::new(membership.placement().clone());
+        let shared = Shared::of(&membership);
         Cluster {
             membership: Mutex::new(membership),
-            ring: RwLock::new(ring),
+            shared: RwLock::new(shared),
         }
     }
 
     /// The current ring (placement, partitions in transit included).
     pub fn ring(&self) -> Arc<Ring> {
-        Arc::clone(&self.ring.read())
+        Arc::clone(&self.shared.read().placement)
     }
 
     /// The cluster ring state (change log, partitions in transit).
-    pub fn ring_state(&self) -> ClusterRing {
-        self.membership.lock().ring().clone()
+    pub fn ring_state(&self) -> Arc<ClusterRing> {
+        Arc::clone(&self.shared.read().state)
     }
 
     /// The stamp of the ring this node serves.
     pub fn stamp(&self) -> RingStamp {
-        self.membership.lock().ring().stamp()
+        self.shared.read().stamp
     }
 
     /// Applies `f` to the membership state machine and refreshes the shared
     /// ring if the cluster ring changed.
     fn with<T>(&self, f: impl FnOnce(&mut Membership) -> T) -> T {
         let mut m = self.membership.lock();
-        let before = m.ring().stamp();
+        let before = m.ring_stamp();
         let out = f(&mut m);
-        if m.ring().stamp() != before {
-            *self.ring.write() = Arc::new(m.placement().clone());
+        if m.ring_stamp() != before {
+            *self.shared.write() = Shared::of(&m);
         }
         out
     }
@@ -175,9 +193,9 @@ impl Cluster {
     /// this node (as claimant) changed the ring.
     pub fn tick(&self, rng: &mut StdRng) -> (Vec<Outgoing>, Vec<Transition>, bool) {
         self.with(|m| {
-            let before = m.ring().stamp();
+            let before = m.ring_stamp();
             let (out, transitions) = m.tick(now_ms(), rng);
-            (out, transitions, m.ring().stamp() != before)
+            (out, transitions, m.ring_stamp() != before)
         })
     }
 
@@ -196,7 +214,8 @@ impl Node {
                 let _order = node.persist_lock.lock();
                 node.storage
                     .put_meta(META_MEMBERS, &node.cluster.entries())?;
-                node.storage.put_meta(META_RING, &node.cluster.ring_state())
+                node.storage
+                    .put_meta(META_RING, &*node.cluster.ring_state())
             })
             .await;
         if let Err(e) = result {

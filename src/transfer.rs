@@ -598,6 +598,11 @@ impl Node {
 
     /// A leaving node that holds nothing any more has left.
     async fn finish_leaving(self: &Arc<Self>) -> bool {
+        if self.cluster.own_state() == MemberState::Removed {
+            tracing::warn!("an operator removed this node from the cluster");
+            self.persist_members().await;
+            return true;
+        }
         if self.cluster.own_state() != MemberState::Leaving {
             return false;
         }

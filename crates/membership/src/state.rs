@@ -184,6 +184,8 @@ pub struct Membership {
     last_status: BTreeMap<String, Status>,
     /// The cluster ring, and the placement it gives.
     ring: ClusterRing,
+    /// The ring's stamp, computed once per version.
+    stamp: RingStamp,
     placement: Ring,
     /// When this incarnation started (its own clock).
     started_ms: u64,
@@ -222,6 +224,7 @@ impl Membership {
             entries: BTreeMap::new(),
             last_rise: BTreeMap::new(),
             last_status: BTreeMap::new(),
+            stamp: ring.stamp(),
             ring,
             placement,
             started_ms: now_ms,
@@ -242,7 +245,7 @@ impl Membership {
                 m.entries.insert(e.info.name.clone(), e);
             }
         }
-        let stamp = m.ring.stamp();
+        let stamp = m.stamp;
         m.entries.insert(
             me.name.clone(),
             Entry {
@@ -290,7 +293,7 @@ impl Membership {
         GossipMessage {
             from: self.me.clone(),
             entries: self.entries.values().cloned().collect(),
-            ring: (theirs != Some(self.ring.stamp())).then(|| self.ring.clone()),
+            ring: (theirs != Some(self.stamp)).then(|| self.ring.clone()),
         }
     }
 
@@ -306,9 +309,15 @@ impl Membership {
 
     fn set_ring(&mut self, ring: ClusterRing) {
         self.placement = ring.ring(self.config.n);
+        self.stamp = ring.stamp();
         self.ring = ring;
-        let stamp = self.ring.stamp();
+        let stamp = self.stamp;
         self.my_entry().ring = stamp;
+    }
+
+    /// The stamp of the cluster ring (cached).
+    pub fn ring_stamp(&self) -> RingStamp {
+        self.stamp
     }
 
     /// The claimant: the live, active ring member with the smallest name (in
@@ -490,7 +499,8 @@ impl Membership {
     pub fn receive(&mut self, message: &GossipMessage, now_ms: u64) -> bool {
         let mut structural = false;
         if let Some(ring) = &message.ring
-            && ring.stamp() > self.ring.stamp()
+            && ring.version >= self.stamp.version
+            && ring.stamp() > self.stamp
         {
             self.set_ring(ring.clone());
             structural = true;
