@@ -310,9 +310,12 @@ impl Node {
         let write_key = key.clone();
         let (_dot, object) = self
             .blocking(move |node| {
-                let actor = node.identity.actor;
                 let max = node.config.max_siblings;
                 node.storage.update(&write_key, |o| {
+                    // An actor of this process, continued only while the local
+                    // copy holds its newest dot (SPEC §2; see
+                    // `dynakv_versioning::Incarnation`).
+                    let actor = node.storage.actor_for(&write_key, o);
                     o.write_capped(&context, actor, version, max)
                 })
             })

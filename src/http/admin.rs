@@ -93,6 +93,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(json!({
         "node": node.identity.name,
         "actor": node.identity.actor.to_string(),
+        "incarnation": format!("{:08x}", node.storage.incarnation().id()),
         "state": format!("{:?}", node.cluster.own_state()).to_lowercase(),
         "members": members,
         "ownership": ring.ownership(),

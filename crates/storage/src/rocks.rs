@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dynakv_ring::{PARTITIONS, Ring, TokenRange};
-use dynakv_versioning::{ActorId, Object};
+use dynakv_versioning::{ActorId, Incarnation, Object};
 use parking_lot::Mutex;
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DB,
@@ -157,6 +157,9 @@ pub struct Storage {
     /// Per ring partition, a counter bumped on every write: lets callers cache
     /// what they derive from a partition (Merkle trees) and know when it is stale.
     generations: Vec<AtomicU64>,
+    /// This process's incarnation: the actors it issues dots with, and those
+    /// it retired when local history was lost (see `dynakv_versioning::Incarnation`).
+    incarnation: Incarnation,
     _cache: Cache,
 }
 
@@ -187,6 +190,7 @@ impl Storage {
             keys: AtomicU64::new(0),
             hints: AtomicU64::new(0),
             generations: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
+            incarnation: Incarnation::random(),
             _cache: cache,
         };
         // Exact counts, from key-only scans of the small families.
@@ -211,6 +215,33 @@ impl Storage {
     fn touch(&self, skey: &[u8]) {
         if let Some((t, _)) = split_storage_key(skey) {
             self.generations[Ring::partition_of(t)].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// This process's incarnation: every open of the database starts a new one,
+    /// so whatever the directory holds (a restored backup, a log that lost its
+    /// tail), no dot an earlier process issued is issued again.
+    pub fn incarnation(&self) -> &Incarnation {
+        &self.incarnation
+    }
+
+    /// The actor a coordinator issues the next dot of `key` with, given the
+    /// key's local object.
+    pub fn actor_for(&self, key: &[u8], local: &Object) -> ActorId {
+        let partition = Ring::partition_of(dynakv_ring::token(key)) as u32;
+        self.incarnation.actor_for(partition, local)
+    }
+
+    /// Retires this incarnation's actors in an object whose local history is
+    /// being lost.
+    fn retire(&self, skey: &[u8], bytes: &[u8]) {
+        if let Ok(object) = codec::decode::<Object>(bytes) {
+            self.incarnation.retire(&object);
+        } else {
+            // Unknown history: retire every actor minted for the partition.
+            if let Some((t, _)) = split_storage_key(skey) {
+                self.incarnation.retire_scope(Ring::partition_of(t) as u32);
+            }
         }
     }
 
@@ -330,6 +361,9 @@ impl Storage {
             return Ok(false);
         }
         drop(entry);
+        if let Some(bytes) = self.db.get_pinned_cf(self.cf(Cf::Objects), &skey)? {
+            self.retire(&skey, &bytes);
+        }
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(Cf::Objects), &skey);
         batch.delete_cf(self.cf(Cf::Digests), &skey);
@@ -452,7 +486,13 @@ impl Storage {
                         (c, existed)
                     }
                     // A replica's copy replaces a corrupt record, as in `merge`.
-                    Err(StorageError::Corrupt { .. }) => (None, true),
+                    Err(StorageError::Corrupt { .. }) => {
+                        self.incarnation.retire(incoming);
+                        if let Some((t, _)) = split_storage_key(skey) {
+                            self.incarnation.retire_scope(Ring::partition_of(t) as u32);
+                        }
+                        (None, true)
+                    }
                     Err(e) => return Err(e),
                 },
             };
@@ -506,6 +546,8 @@ impl Storage {
     /// longer replicates, once its new replicas confirmed their copies).
     /// Returns the number of keys removed.
     pub fn drop_range(&self, range: TokenRange) -> Result<u64, StorageError> {
+        self.incarnation
+            .retire_scope(Ring::partition_of(range.start) as u32);
         let mut removed = 0u64;
         self.scan(Cf::Digests, range, &mut |_, _| {
             removed += 1;
@@ -811,6 +853,11 @@ impl ObjectStore for Storage {
             }
             Err(StorageError::Corrupt { reason, .. }) => {
                 tracing::warn!(key = ?String::from_utf8_lossy(key), %reason, "replacing corrupt record with a replica's copy");
+                // The lost record may have held newer dots of this incarnation
+                // than the copy does: never continue those actors.
+                self.incarnation.retire(incoming);
+                self.incarnation
+                    .retire_scope(Ring::partition_of(dynakv_ring::token(key)) as u32);
                 (None, true)
             }
             Err(e) => return Err(e),
@@ -836,6 +883,9 @@ impl ObjectStore for Storage {
             .db
             .get_pinned_cf(self.cf(Cf::Digests), &skey)?
             .is_some();
+        if let Some(bytes) = self.db.get_pinned_cf(self.cf(Cf::Objects), &skey)? {
+            self.retire(&skey, &bytes);
+        }
         let mut batch = WriteBatch::default();
         batch.delete_cf(self.cf(Cf::Objects), &skey);
         batch.delete_cf(self.cf(Cf::Digests), &skey);

@@ -53,11 +53,13 @@
 mod actor;
 mod clock;
 mod dvvset;
+mod incarnation;
 mod object;
 mod token;
 
 pub use actor::ActorId;
 pub use clock::VersionVector;
 pub use dvvset::{Dot, DvvSet};
+pub use incarnation::Incarnation;
 pub use object::{Object, TooManySiblings, Version};
 pub use token::{CausalContext, TokenError};
