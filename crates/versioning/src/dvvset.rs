@@ -117,7 +117,9 @@ impl<V: Clone> DvvSet<V> {
             counter: 0,
             values: Vec::new(),
         });
-        entry.counter += 1;
+        // Saturating: counters are bounded where they enter (tokens, peers),
+        // so this never saturates in practice, and no input can make it panic.
+        entry.counter = entry.counter.saturating_add(1);
         entry.values.insert(0, value);
         Dot {
             actor,

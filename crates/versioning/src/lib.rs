@@ -62,4 +62,4 @@ pub use clock::VersionVector;
 pub use dvvset::{Dot, DvvSet};
 pub use incarnation::Incarnation;
 pub use object::{Object, TooManySiblings, Version};
-pub use token::{CausalContext, TokenError};
+pub use token::{CausalContext, MAX_ACTORS, MAX_COUNTER, TokenError};

@@ -10,6 +10,11 @@
 //! catches any change of up to 32 consecutive bits. Tokens are checksummed, not
 //! signed: a client able to forge a plausible context can only make its own write
 //! supersede or not supersede versions, which it could do with a real context too.
+//!
+//! A forged token cannot hurt the store either: every decoded context is
+//! validated by bounds — at most [`MAX_ACTORS`] actors, every counter at most
+//! [`MAX_COUNTER`] (2^48: one actor would need that many writes of one key) —
+//! so no counter built from a client's context can overflow.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -17,6 +22,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::{ActorId, VersionVector};
 
 const FORMAT_V1: u8 = 1;
+/// Largest counter a context may carry.
+pub const MAX_COUNTER: u64 = 1 << 48;
+/// Most actors a context may name.
+pub const MAX_ACTORS: u64 = 4096;
 /// A context longer than this is refused before decoding (a clock has one entry per
 /// replica actor that ever wrote the key: thousands would already be absurd).
 const MAX_TOKEN_LEN: usize = 64 * 1024;
@@ -79,6 +88,9 @@ impl CausalContext {
         }
         let mut rest = &body[1..];
         let count = get_varint(&mut rest)?;
+        if count > MAX_ACTORS {
+            return Err(TokenError::Malformed);
+        }
         let mut vv = VersionVector::new();
         for _ in 0..count {
             if rest.len() < 8 {
@@ -89,6 +101,9 @@ impl CausalContext {
             let mut id = [0u8; 8];
             id.copy_from_slice(actor);
             let counter = get_varint(&mut rest)?;
+            if counter > MAX_COUNTER {
+                return Err(TokenError::Malformed);
+            }
             vv.observe(ActorId(u64::from_le_bytes(id)), counter);
         }
         if !rest.is_empty() {
@@ -122,6 +137,21 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, TokenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forged_tokens_outside_the_bounds_are_refused() {
+        let mut vv = VersionVector::new();
+        vv.observe(ActorId(1), MAX_COUNTER + 1);
+        let t = CausalContext(vv).encode();
+        assert_eq!(CausalContext::decode(&t), Err(TokenError::Malformed));
+        let mut vv = VersionVector::new();
+        vv.observe(ActorId(1), MAX_COUNTER);
+        let t = CausalContext(vv.clone()).encode();
+        assert_eq!(CausalContext::decode(&t), Ok(CausalContext(vv)));
+        let many: VersionVector = (0..=MAX_ACTORS).map(|i| (ActorId(i), 1)).collect();
+        let t = CausalContext(many).encode();
+        assert_eq!(CausalContext::decode(&t), Err(TokenError::Malformed));
+    }
 
     #[test]
     fn empty_context_round_trips() {
