@@ -184,9 +184,25 @@ impl Cluster {
         self.membership.lock().message_for(Some(peer))
     }
 
-    /// Merges a peer's table (and ring); returns true on a structural change.
-    pub fn receive(&self, message: &GossipMessage) -> bool {
-        self.with(|m| m.receive(message, now_ms()))
+    /// Merges a peer's table (and ring); returns true on a structural change,
+    /// and the addresses of members that came back as a new incarnation.
+    pub fn receive(&self, message: &GossipMessage) -> (bool, Vec<std::net::SocketAddr>) {
+        self.with(|m| {
+            let before: std::collections::HashMap<String, u64> = m
+                .entries()
+                .map(|e| (e.info.name.clone(), e.generation))
+                .collect();
+            let structural = m.receive(message, now_ms());
+            let returned = m
+                .entries()
+                .filter(|e| {
+                    e.info.name != m.me()
+                        && before.get(&e.info.name).is_some_and(|&g| g != e.generation)
+                })
+                .map(|e| e.info.rpc_addr)
+                .collect();
+            (structural, returned)
+        })
     }
 
     /// One gossip round: messages to send, liveness changes seen, and whether
@@ -225,7 +241,11 @@ impl Node {
 
     /// Answers a gossip message from a peer with this node's table.
     pub async fn on_gossip(self: &Arc<Self>, message: GossipMessage) -> Response {
-        if self.cluster.receive(&message) {
+        let (structural, returned) = self.cluster.receive(&message);
+        for addr in returned {
+            self.rpc.reset_backoff(addr);
+        }
+        if structural {
             tracing::info!(from = %message.from, ring = self.cluster.stamp().version, "membership changed");
             self.persist_members().await;
             self.transfers.wake();
@@ -254,6 +274,11 @@ pub async fn gossip_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Canc
         }
         for t in transitions {
             tracing::info!(member = %t.name, from = ?t.from, to = ?t.to, "member liveness changed");
+            if t.to == Status::Up
+                && let Some(addr) = node.cluster.rpc_addr(&t.name)
+            {
+                node.rpc.reset_backoff(addr);
+            }
             let status = format!("{:?}", t.to).to_lowercase();
             node.metrics
                 .liveness_changes
@@ -298,7 +323,11 @@ async fn exchange(node: Arc<Node>, out: Outgoing) {
         .await;
     let outcome = match result {
         Ok(Response::Gossip(reply)) => {
-            if node.cluster.receive(&reply) {
+            let (structural, returned) = node.cluster.receive(&reply);
+            for addr in returned {
+                node.rpc.reset_backoff(addr);
+            }
+            if structural {
                 tracing::info!(from = %reply.from, ring = node.cluster.stamp().version, "membership changed");
                 node.persist_members().await;
                 node.transfers.wake();

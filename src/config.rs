@@ -224,6 +224,12 @@ impl Config {
         if self.request_timeout_ms == 0 {
             return Err(invalid("request_timeout_ms must be positive"));
         }
+        if self.hint_window_s >= self.tombstone_grace_s {
+            return Err(invalid(format!(
+                "hint_window_s = {} must be below tombstone_grace_s = {}: a hint delivered after its key's tombstones were purged could bring a deleted value back",
+                self.hint_window_s, self.tombstone_grace_s
+            )));
+        }
         if self.transfer_limit == 0 || self.transfer_limit > 64 {
             return Err(invalid(format!(
                 "transfer_limit = {} must be between 1 and 64",
@@ -270,6 +276,21 @@ mod tests {
     fn defaults_are_valid_once_a_data_dir_is_given() {
         valid().validate().expect("valid");
         assert!(Config::default().validate().is_err());
+    }
+
+    #[test]
+    fn hints_must_expire_before_tombstones_are_purged() {
+        let c = Config {
+            hint_window_s: 100,
+            tombstone_grace_s: 100,
+            ..valid()
+        };
+        assert!(
+            c.validate()
+                .expect_err("window >= grace")
+                .0
+                .contains("hint_window_s")
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //! if no newer hinted write arrived for the key meanwhile. Delivery is a DVVSet
 //! merge on the target, so redelivery after a crash is harmless and the worker is
 //! resumable: hints live in RocksDB. Hints older than `hint_window_s` are dropped
-//! (counted as expired); anti-entropy repairs those keys.
+//! (counted as expired); anti-entropy repairs those keys. A hint's age counts
+//! from the last write merged into it; a hint for a target that is up is
+//! delivered before its age is considered; and delivery walks each target's
+//! hints with a cursor, so one hint that keeps failing does not block the
+//! others.
 //!
 //! A hint whose target no longer holds the key's partition (the target left,
 //! was removed, or the partition was handed off meanwhile) is **rehomed**: sent
@@ -37,6 +41,9 @@ const EXPIRY_SWEEP_ROUNDS: u64 = 240;
 /// Delivers hints until `shutdown`.
 pub async fn handoff_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
     let mut round: u64 = 0;
+    // Per target, where the next batch starts: one hint that keeps failing
+    // does not hold up the ones behind it.
+    let mut cursors: std::collections::HashMap<String, HintId> = Default::default();
     loop {
         worker.idle();
         tokio::select! {
@@ -61,7 +68,10 @@ pub async fn handoff_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Can
             let up = matches!(status, Status::Up | Status::Leaving);
             let gone = status == Status::Left || node.cluster.rpc_addr(&target).is_none();
             if up || gone || round.is_multiple_of(EXPIRY_SWEEP_ROUNDS) {
-                deliver(&node, &target, up, gone).await;
+                let after = cursors.remove(&target);
+                if let Some(next) = deliver(&node, &target, up, gone, after).await {
+                    cursors.insert(target, next);
+                }
             }
         }
     }
@@ -111,21 +121,40 @@ async fn rehome(node: &Arc<Node>, target: &str, hint: &Hint) -> bool {
     true
 }
 
-/// One batch for one target: deliver (when `up`), rehome (when the target is
-/// `gone` or no longer holds a key), or just expire.
-async fn deliver(node: &Arc<Node>, target: &str, up: bool, gone: bool) {
+/// Consecutive failed deliveries after which a target counts as unreachable
+/// for the rest of the round.
+const MAX_FAILURES: usize = 3;
+
+/// One batch for one target, from the hint after `after`: deliver (when
+/// `up`; before any expiry is considered, so a hint is never dropped while its
+/// target could take it), rehome (when the target is `gone` or no longer
+/// holds a key), or expire. Returns where the next batch starts (`None`: from
+/// the first hint again).
+async fn deliver(
+    node: &Arc<Node>,
+    target: &str,
+    up: bool,
+    gone: bool,
+    after: Option<HintId>,
+) -> Option<HintId> {
     let t = target.to_string();
-    let batch: Vec<(HintId, Result<Hint, StorageError>)> =
-        match node.blocking(move |n| n.storage.hints_for(&t, BATCH)).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, %target, "cannot read hints");
-                return;
-            }
-        };
+    let batch: Vec<(HintId, Result<Hint, StorageError>)> = match node
+        .blocking(move |n| n.storage.hints_after(&t, after.as_ref(), BATCH))
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, %target, "cannot read hints");
+            return None;
+        }
+    };
+    let full = batch.len() == BATCH;
+    let mut last: Option<HintId> = None;
+    let mut failures = 0;
     let window_ms = node.config.hint_window_s.saturating_mul(1000);
     let (mut delivered, mut expired) = (0u64, 0u64);
     for (id, hint) in batch {
+        last = Some(id.clone());
         let hint = match hint {
             Ok(h) => h,
             Err(e) => {
@@ -136,23 +165,23 @@ async fn deliver(node: &Arc<Node>, target: &str, up: bool, gone: bool) {
                 continue;
             }
         };
-        if now_ms().saturating_sub(hint.created_ms) > window_ms {
-            if node
-                .blocking(move |n| n.storage.delete_hint(&id, None))
-                .await
-                .unwrap_or(false)
-            {
-                expired += 1;
-                node.metrics.hints_expired.inc();
-            }
-            continue;
-        }
+        let expired_now = now_ms().saturating_sub(hint.created_ms) > window_ms;
         let held = node
             .cluster
             .ring()
             .holds(target, Ring::partition_of(token(&hint.key)));
         if gone || !held {
-            if rehome(node, target, &hint).await {
+            if !rehome(node, target, &hint).await {
+                if expired_now
+                    && node
+                        .blocking(move |n| n.storage.delete_hint(&id, None))
+                        .await
+                        .unwrap_or(false)
+                {
+                    expired += 1;
+                    node.metrics.hints_expired.inc();
+                }
+            } else {
                 let object = hint.object;
                 if node
                     .blocking(move |n| n.storage.delete_hint(&id, Some(&object)))
@@ -165,12 +194,19 @@ async fn deliver(node: &Arc<Node>, target: &str, up: bool, gone: bool) {
             }
             continue;
         }
-        if !up {
+        if !up || failures >= MAX_FAILURES {
+            if expired_now
+                && node
+                    .blocking(move |n| n.storage.delete_hint(&id, None))
+                    .await
+                    .unwrap_or(false)
+            {
+                expired += 1;
+                node.metrics.hints_expired.inc();
+            }
             continue;
         }
-        let Some(addr) = node.cluster.rpc_addr(target) else {
-            return;
-        };
+        let addr = node.cluster.rpc_addr(target)?;
         let request = Request::ReplicaWrite {
             key: hint.key.clone().into(),
             object: hint.object.clone(),
@@ -182,6 +218,7 @@ async fn deliver(node: &Arc<Node>, target: &str, up: bool, gone: bool) {
             .await
         {
             Ok(Response::Ack) => {
+                failures = 0;
                 let object = hint.object;
                 if node
                     .blocking(move |n| n.storage.delete_hint(&id, Some(&object)))
@@ -194,11 +231,12 @@ async fn deliver(node: &Arc<Node>, target: &str, up: bool, gone: bool) {
             }
             other => {
                 tracing::debug!(%target, answer = ?other.err(), "hint delivery failed; retrying later");
-                break;
+                failures += 1;
             }
         }
     }
     if delivered > 0 || expired > 0 {
         tracing::info!(%target, delivered, expired, "hinted handoff");
     }
+    if full { last } else { None }
 }

@@ -141,6 +141,10 @@ pub struct Metrics {
     pub ring_version: Gauge,
     /// Partitions this node still has to send or receive.
     pub transfers_pending: Gauge,
+    /// Background workers restarted after a panic, by worker.
+    pub worker_restarts: Family<Reason, Gauge>,
+    /// Request handlers that panicked (answered 500; the node kept serving).
+    pub handler_panics: Counter,
     keys: Gauge,
     hints_pending: Gauge,
     sst_bytes: Gauge,
@@ -196,6 +200,8 @@ impl Metrics {
             keys_dropped: Counter::default(),
             ring_version: Gauge::default(),
             transfers_pending: Gauge::default(),
+            worker_restarts: Family::default(),
+            handler_panics: Counter::default(),
             keys: Gauge::default(),
             hints_pending: Gauge::default(),
             sst_bytes: Gauge::default(),
@@ -378,6 +384,16 @@ impl Metrics {
             "ring_version",
             "Version of the cluster ring this node serves",
             m.ring_version.clone(),
+        );
+        registry.register(
+            "worker_restarts",
+            "Background workers restarted after a panic, by worker",
+            m.worker_restarts.clone(),
+        );
+        registry.register(
+            "handler_panics",
+            "Request handlers that panicked and answered 500",
+            m.handler_panics.clone(),
         );
         registry.register(
             "transfers_pending",

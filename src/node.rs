@@ -240,19 +240,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         rpc_shutdown.clone(),
     ));
     let n = Arc::clone(&node);
-    node.workers
-        .spawn("gossip", move |h, sd| cluster::gossip_worker(n, h, sd));
+    node.workers.spawn("gossip", move |h, sd| {
+        cluster::gossip_worker(Arc::clone(&n), h, sd)
+    });
     let n = Arc::clone(&node);
     node.workers.spawn("hinted_handoff", move |h, sd| {
-        handoff::handoff_worker(n, h, sd)
+        handoff::handoff_worker(Arc::clone(&n), h, sd)
     });
     let n = Arc::clone(&node);
     node.workers.spawn("anti_entropy", move |h, sd| {
-        antientropy::anti_entropy_worker(n, h, sd)
+        antientropy::anti_entropy_worker(Arc::clone(&n), h, sd)
     });
     let n = Arc::clone(&node);
     node.workers.spawn("ownership_handoff", move |h, sd| {
-        transfer::transfer_worker(n, h, sd)
+        transfer::transfer_worker(Arc::clone(&n), h, sd)
     });
     {
         // A node that left the cluster stops itself.

@@ -6,10 +6,17 @@
 //! busy or idle and what last went wrong, and a [`CancellationToken`] it must
 //! return promptly after. [`Workers::stop`] cancels the token and waits for
 //! every worker to return.
+//!
+//! Workers are **supervised**: a worker that panics (a broken invariant) is
+//! logged, counted in its status (`restarts`, exported to `/metrics`) and
+//! started again after a short pause, instead of silently ending for good.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -40,6 +47,8 @@ pub struct WorkerStatus {
     pub last_round_ms_ago: Option<u64>,
     /// The last error it reported, if any.
     pub last_error: Option<String>,
+    /// Times it panicked and was started again.
+    pub restarts: u64,
 }
 
 struct Slot {
@@ -89,10 +98,10 @@ impl Default for Workers {
 }
 
 impl Workers {
-    /// Starts worker `name`: `run(handle, shutdown)`.
+    /// Starts worker `name`: `run(handle, shutdown)`, again after each panic.
     pub fn spawn<F, Fut>(&self, name: &'static str, run: F)
     where
-        F: FnOnce(WorkerHandle, CancellationToken) -> Fut,
+        F: Fn(WorkerHandle, CancellationToken) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let slot = Arc::new(Mutex::new(Slot {
@@ -102,14 +111,38 @@ impl Workers {
                 rounds: 0,
                 last_round_ms_ago: None,
                 last_error: None,
+                restarts: 0,
             },
             round_started: None,
         }));
         self.slots.lock().push(Arc::clone(&slot));
         let handle = WorkerHandle(Arc::clone(&slot));
-        let fut = run(handle, self.shutdown.clone());
+        let shutdown = self.shutdown.clone();
         self.tasks.lock().spawn(async move {
-            fut.await;
+            loop {
+                let fut = run(handle.clone(), shutdown.clone());
+                match AssertUnwindSafe(fut).catch_unwind().await {
+                    Ok(()) => break,
+                    Err(panic) => {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        tracing::error!(worker = name, panic = %why, "worker panicked; restarting it");
+                        {
+                            let mut s = slot.lock();
+                            s.status.restarts += 1;
+                            s.status.last_error = Some(format!("panicked: {why}"));
+                            s.status.state = WorkerState::Idle;
+                        }
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
             slot.lock().status.state = WorkerState::Stopped;
             tracing::debug!(worker = name, "worker stopped");
         });
@@ -142,15 +175,54 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_worker_that_panics_is_restarted_and_counted() {
+        let workers = Workers::default();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        workers.spawn("flaky", move |h, shutdown| {
+            let r = Arc::clone(&r);
+            async move {
+                h.busy();
+                if r.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+                    panic!("broken invariant");
+                }
+                h.idle();
+                shutdown.cancelled().await;
+            }
+        });
+        for _ in 0..50 {
+            if runs.load(std::sync::atomic::Ordering::SeqCst) >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let s = &workers.statuses()[0];
+        assert_eq!(s.restarts, 2);
+        assert_eq!(s.state, WorkerState::Idle);
+        assert!(
+            s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("broken invariant"))
+        );
+        workers.stop().await;
+    }
+
+    #[tokio::test]
     async fn workers_report_their_rounds_and_stop_on_the_signal() {
         let workers = Workers::default();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        workers.spawn("counter", |h, shutdown| async move {
-            h.busy();
-            h.error("first round failed");
-            h.idle();
-            let _ = tx.send(());
-            shutdown.cancelled().await;
+        let tx = std::sync::Mutex::new(Some(tx));
+        workers.spawn("counter", move |h, shutdown| {
+            let tx = tx.lock().expect("lock").take();
+            async move {
+                h.busy();
+                h.error("first round failed");
+                h.idle();
+                if let Some(tx) = tx {
+                    let _ = tx.send(());
+                }
+                shutdown.cancelled().await;
+            }
         });
         rx.await.expect("ran a round");
         let s = &workers.statuses()[0];

@@ -448,6 +448,12 @@ pub async fn plan(
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
     let stats = node.storage.stats();
+    for w in node.workers.statuses() {
+        node.metrics
+            .worker_restarts
+            .get_or_create(&crate::metrics::Reason::from(w.name))
+            .set(w.restarts as i64);
+    }
     let body = node.metrics.render(&stats);
     (
         StatusCode::OK,

@@ -12,8 +12,9 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
@@ -77,7 +78,24 @@ async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Respo
         _ => Op::Other,
     };
     let start = Instant::now();
-    let response = next.run(req).await;
+    // A panicking handler is a bug, not a reason to drop the connection
+    // silently: answer 500 with a JSON error, log and count it.
+    let response = match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(_) => {
+            node.metrics.handler_panics.inc();
+            tracing::error!(?op, "a request handler panicked");
+            ApiError {
+                status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal_error",
+                message: "the request failed on a bug in the node; it was logged".into(),
+            }
+            .into_response()
+        }
+    };
     let status = response.status().as_u16();
     node.metrics
         .requests

@@ -105,6 +105,14 @@ impl RpcClient {
         }))
     }
 
+    /// Forgets the reconnect backoff to `addr`: gossip shows the peer back (up
+    /// again, or a new incarnation), so the next call connects at once.
+    pub fn reset_backoff(&self, addr: SocketAddr) {
+        if let Some(peer) = self.peers.lock().get(&addr) {
+            *peer.retry_at.lock() = (Instant::now(), MIN_BACKOFF);
+        }
+    }
+
     /// Sends `request` to the node at `addr` (named `name` when known) and waits at
     /// most `timeout` for its answer, connecting first if needed.
     pub async fn call(
