@@ -54,8 +54,11 @@ use crate::worker::WorkerHandle;
 
 /// Nodes asked for per descent request.
 const NODES_PER_REQUEST: usize = 2048;
-/// Objects fetched or pushed per request.
+/// Objects fetched or pushed per request, at most.
 const OBJECTS_PER_REQUEST: usize = 256;
+/// Bytes of objects per fetch answer or push request, about: large values
+/// (up to `max_value_bytes`) must never make a frame exceed the limit.
+const BYTES_PER_REQUEST: usize = 8 << 20;
 /// Partitions per group hash (step 1b of the exchange).
 const GROUP: usize = 32;
 /// Pause between batches of a background pass.
@@ -423,15 +426,23 @@ impl Node {
             frontier = next;
         }
         let mut repaired: BTreeSet<Vec<u8>> = BTreeSet::new();
-        let fetch: Vec<Bytes> = fetch.into_iter().map(Bytes::from).collect();
-        for chunk in fetch.chunks(OBJECTS_PER_REQUEST) {
-            let request = Request::AeFetch {
-                keys: chunk.to_vec(),
-            };
+        let mut fetch: std::collections::VecDeque<Bytes> =
+            fetch.into_iter().map(Bytes::from).collect();
+        while !fetch.is_empty() {
+            let chunk: Vec<Bytes> = fetch
+                .iter()
+                .take(OBJECTS_PER_REQUEST)
+                .cloned()
+                .collect();
+            let request = Request::AeFetch { keys: chunk };
             let objects = match self.call_counted(peer, request, summary).await? {
-                Response::AeObjects(o) => o,
+                // The peer answers a prefix of the keys, cut by bytes.
+                Response::AeObjects(o) if !o.is_empty() || fetch.is_empty() => o,
                 other => return Err(format!("unexpected answer {other:?}")),
             };
+            for _ in 0..objects.len() {
+                fetch.pop_front();
+            }
             let changed = self
                 .blocking(move |node| {
                     let mut changed = Vec::new();
@@ -451,19 +462,31 @@ impl Node {
                 tokio::time::sleep(THROTTLE).await;
             }
         }
-        let push: Vec<Vec<u8>> = push.into_iter().collect();
-        for chunk in push.chunks(OBJECTS_PER_REQUEST) {
-            let keys = chunk.to_vec();
-            let items: Vec<(Bytes, Object)> = self
+        let mut push: std::collections::VecDeque<Vec<u8>> = push.into_iter().collect();
+        while !push.is_empty() {
+            // Read objects until the byte budget (at least one per request).
+            let candidates: Vec<Vec<u8>> = push.iter().take(OBJECTS_PER_REQUEST).cloned().collect();
+            let (items, taken): (Vec<(Bytes, Object)>, usize) = self
                 .blocking(move |node| {
-                    keys.into_iter()
-                        .filter_map(|k| match node.storage.get(&k) {
-                            Ok(Some(o)) => Some((Bytes::from(k), o)),
-                            _ => None,
-                        })
-                        .collect()
+                    let mut items = Vec::new();
+                    let mut bytes = 0usize;
+                    let mut taken = 0usize;
+                    for k in candidates {
+                        if taken > 0 && bytes >= BYTES_PER_REQUEST {
+                            break;
+                        }
+                        taken += 1;
+                        if let Ok(Some(o)) = node.storage.get(&k) {
+                            bytes += codec::encode(&o).len() + k.len();
+                            items.push((Bytes::from(k), o));
+                        }
+                    }
+                    (items, taken)
                 })
                 .await;
+            for _ in 0..taken {
+                push.pop_front();
+            }
             if items.is_empty() {
                 continue;
             }
@@ -577,16 +600,23 @@ impl Node {
         Response::AeNodes(views)
     }
 
-    /// Serves `AeFetch`.
+    /// Serves `AeFetch`: the objects of a prefix of `keys`, cut at about
+    /// [`BYTES_PER_REQUEST`] (at least one key); the caller asks again for the
+    /// rest.
     pub async fn on_ae_fetch(self: &Arc<Self>, keys: Vec<Bytes>) -> Response {
         let objects = self
             .blocking(move |node| {
-                keys.into_iter()
-                    .map(|k| {
-                        let o = node.storage.get(&k).ok().flatten();
-                        (k, o)
-                    })
-                    .collect()
+                let mut out = Vec::new();
+                let mut bytes = 0usize;
+                for k in keys.into_iter().take(OBJECTS_PER_REQUEST) {
+                    if !out.is_empty() && bytes >= BYTES_PER_REQUEST {
+                        break;
+                    }
+                    let o = node.storage.get(&k).ok().flatten();
+                    bytes += k.len() + o.as_ref().map_or(0, |o| codec::encode(o).len());
+                    out.push((k, o));
+                }
+                out
             })
             .await;
         Response::AeObjects(objects)

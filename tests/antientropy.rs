@@ -194,3 +194,25 @@ fn tombstones_are_purged_once_every_replica_holds_them() {
         vec!["v99"]
     );
 }
+
+#[test]
+fn anti_entropy_repairs_keys_whose_values_are_900_kib() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    // 110 values of 900 KiB: about 99 MB, more than one node-to-node frame
+    // (96 MiB) holds, so fetches must be cut by bytes, not by key count.
+    const KEYS: usize = 110;
+    let big = |i: usize| format!("{i:0>8}").repeat(115_200);
+    load(&nodes, "big", KEYS, big);
+    nodes[2].kill();
+    std::fs::remove_dir_all(&nodes[2].data_dir).expect("wipe");
+    nodes[2].start();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    let summary = repair(&nodes[2]);
+    assert_eq!(summary["keys_repaired"], KEYS as u64, "{summary}");
+    let others: Vec<&TestNode> = nodes[..2].iter().collect();
+    for i in (0..KEYS).step_by(11) {
+        let vals = local_values(&nodes[2], &others, &format!("big-{i}"));
+        assert!(vals.len() == 1 && vals[0] == big(i), "big-{i} not repaired");
+    }
+}
