@@ -429,11 +429,7 @@ impl Node {
         let mut fetch: std::collections::VecDeque<Bytes> =
             fetch.into_iter().map(Bytes::from).collect();
         while !fetch.is_empty() {
-            let chunk: Vec<Bytes> = fetch
-                .iter()
-                .take(OBJECTS_PER_REQUEST)
-                .cloned()
-                .collect();
+            let chunk: Vec<Bytes> = fetch.iter().take(OBJECTS_PER_REQUEST).cloned().collect();
             let request = Request::AeFetch { keys: chunk };
             let objects = match self.call_counted(peer, request, summary).await? {
                 // The peer answers a prefix of the keys, cut by bytes.

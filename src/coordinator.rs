@@ -55,7 +55,10 @@ use tokio::time::Instant;
 use crate::config::QuorumMode;
 use crate::metrics::{Op, OpLabels};
 use crate::node::Node;
-use crate::rpc::{Request, Response, WireError};
+use crate::rpc::{Request, Response, RpcError, WireError};
+
+/// Extra time a forwarder waits beyond the replica's own deadline.
+const FORWARD_MARGIN: Duration = Duration::from_millis(1000);
 
 /// A requested quorum size, as given per request (`r=2`, `w=quorum`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -253,13 +256,19 @@ impl Node {
             strict: opts.mode == QuorumMode::Strict,
             timeout_ms: opts.timeout.as_millis() as u64,
         };
+        // The replica waits up to the whole timeout for its quorum and answers
+        // either way, so the forwarder gives it that plus a margin. A write the
+        // replica may have applied (no answer in time, connection lost) is never
+        // sent to another replica: that would coordinate it twice, under two
+        // actors. Only a refusal or a failure to connect moves on.
+        let forward_timeout = opts.timeout + FORWARD_MARGIN;
         for replica in placement.replicas.iter().filter(|r| !self.is_down(r)) {
             let Some(addr) = self.cluster.rpc_addr(replica) else {
                 continue;
             };
             match self
                 .rpc
-                .call(addr, Some(replica), request.clone(), opts.timeout)
+                .call(addr, Some(replica), request.clone(), forward_timeout)
                 .await
             {
                 Ok(Response::Written(ctx)) => return Ok(ctx),
@@ -273,8 +282,13 @@ impl Node {
                 Ok(other) => {
                     tracing::warn!(?other, replica, "unexpected answer to a forwarded write")
                 }
+                Err(e @ (RpcError::Unreachable(_) | RpcError::Dropped | RpcError::Auth(_))) => {
+                    tracing::debug!(error = %e, replica, "forwarding a write failed before it was sent; trying the next replica")
+                }
                 Err(e) => {
-                    tracing::debug!(error = %e, replica, "forwarding a write failed; trying the next replica")
+                    tracing::warn!(error = %e, replica, "a forwarded write got no answer; it may have been applied, so it is not retried elsewhere");
+                    self.quorum_failed(Op::Put);
+                    return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
                 }
             }
         }
@@ -470,7 +484,10 @@ impl Node {
             self.quorum_failed(Op::Get);
             return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
         }
-        let (tx, mut rx) = mpsc::channel::<(String, bool, Option<Option<Object>>)>(targets.len());
+        let asked: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
+        let (tx, mut rx) = mpsc::channel::<(String, bool, Option<Option<Object>>)>(
+            targets.len() + placement.fallbacks.len(),
+        );
         for (name, fallback) in targets.iter().cloned() {
             let hints_for = if fallback {
                 placement.replicas.clone()
@@ -486,35 +503,81 @@ impl Node {
                 tx.clone(),
             ));
         }
-        drop(tx);
+        // Sloppy mode: fallbacks not asked yet, for replicas that fail or are
+        // slow to answer (gossip may not have noticed them yet).
+        let mut spare: VecDeque<String> = if opts.mode == QuorumMode::Sloppy {
+            placement
+                .fallbacks
+                .iter()
+                .filter(|f| !asked.contains(f) && !self.is_down(f))
+                .cloned()
+                .collect()
+        } else {
+            VecDeque::new()
+        };
 
         let (quorum_tx, quorum_rx) = oneshot::channel::<Result<Object, CoordError>>();
         let node = Arc::clone(self);
-        let total = targets.len();
+        let mut total = targets.len();
+        let replicas = placement.replicas.clone();
         tokio::spawn(async move {
-            let deadline = Instant::now() + opts.timeout;
+            let start = Instant::now();
+            let deadline = start + opts.timeout;
+            let mut hedge_at = Some(start + opts.timeout / 2);
             let mut answers: Vec<(String, bool, Option<Object>)> = Vec::new();
             let mut merged = Object::new();
             let mut quorum_tx = Some(quorum_tx);
             let mut received = 0;
             while received < total {
-                let Ok(Some((name, fallback, answer))) =
-                    tokio::time::timeout_at(deadline, rx.recv()).await
-                else {
-                    break;
-                };
-                received += 1;
-                let Some(object) = answer else { continue };
-                if let Some(o) = &object {
-                    merged.sync(o);
+                let wake = hedge_at.map_or(deadline, |h| h.min(deadline));
+                let answer = tokio::time::timeout_at(wake, rx.recv()).await;
+                let mut ask_more = 0;
+                match answer {
+                    Ok(Some((name, fallback, answer))) => {
+                        received += 1;
+                        match answer {
+                            Some(object) => {
+                                if let Some(o) = &object {
+                                    merged.sync(o);
+                                }
+                                answers.push((name, fallback, object));
+                                if answers.len() >= needed
+                                    && let Some(q) = quorum_tx.take()
+                                {
+                                    let _ = q.send(Ok(merged.clone()));
+                                }
+                            }
+                            // A failed answer: replace it with a fallback.
+                            None if quorum_tx.is_some() => ask_more = 1,
+                            None => {}
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) if Instant::now() >= deadline => break,
+                    Err(_) => {
+                        // Half the time is gone without a quorum: ask as many
+                        // fallbacks as answers are missing.
+                        hedge_at = None;
+                        if quorum_tx.is_some() {
+                            ask_more = needed.saturating_sub(answers.len());
+                        }
+                    }
                 }
-                answers.push((name, fallback, object));
-                if answers.len() >= needed
-                    && let Some(q) = quorum_tx.take()
-                {
-                    let _ = q.send(Ok(merged.clone()));
+                for _ in 0..ask_more {
+                    let Some(f) = spare.pop_front() else { break };
+                    total += 1;
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    tokio::spawn(Arc::clone(&node).read_one(
+                        key.clone(),
+                        f,
+                        true,
+                        replicas.clone(),
+                        remaining,
+                        tx.clone(),
+                    ));
                 }
             }
+            drop(tx);
             if let Some(q) = quorum_tx.take() {
                 let _ = q.send(Err(CoordError::QuorumUnavailable {
                     needed,

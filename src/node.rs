@@ -43,6 +43,8 @@ pub struct Node {
     pub stop: CancellationToken,
     /// Background workers and their status.
     pub workers: Workers,
+    /// Set once a shutdown began (health answers 503 from then on).
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -122,6 +124,7 @@ impl Node {
             transfers,
             stop: CancellationToken::new(),
             workers: Workers::default(),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
             rpc_shared,
             identity,
@@ -145,6 +148,12 @@ impl Node {
             // The closure panicked: a broken invariant, not bad input.
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
+    }
+
+    /// True once the node began shutting down.
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Injected faults (tests).
@@ -257,10 +266,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     });
     {
         // A node that left the cluster stops itself.
-        let (stop, shutdown) = (node.stop.clone(), shutdown.clone());
+        let (stop, on_stop) = (node.stop.clone(), shutdown.clone());
         tasks.spawn(async move {
             stop.cancelled().await;
-            shutdown.cancel();
+            on_stop.cancel();
+        });
+        // From the first shutdown signal on, health says so.
+        let (n, shutdown) = (Arc::clone(&node), shutdown.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = n.stop.cancelled() => {}
+            }
+            n.shutting_down
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         });
     }
     tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -15,9 +16,32 @@ use super::ApiError;
 use crate::node::Node;
 use crate::rpc::faults::FaultSpec;
 
-/// `GET /health`: `200 ok` once the node serves requests.
-pub async fn health() -> &'static str {
-    "ok"
+/// `GET /health`: `200 ok` while the node serves requests; `503` with the
+/// reason while it shuts down or when its store cannot take a write (a disk
+/// error made RocksDB read-only, the disk is full), found by writing a tiny
+/// metadata record.
+pub async fn health(State(node): State<Arc<Node>>) -> Result<&'static str, ApiError> {
+    let unavailable = |code: &'static str, message: String| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        message,
+    };
+    if node.stop.is_cancelled() || node.shutting_down() {
+        return Err(unavailable(
+            "shutting_down",
+            "the node is shutting down".into(),
+        ));
+    }
+    let probe = node
+        .blocking(|n| n.storage.put_meta_lazy("health", &crate::cluster::now_ms()))
+        .await;
+    match probe {
+        Ok(()) => Ok("ok"),
+        Err(e) => Err(unavailable(
+            "store_unavailable",
+            format!("the store cannot take writes: {e}"),
+        )),
+    }
 }
 
 /// Checks `Authorization: Bearer <admin_token>` when an admin token is set.
@@ -116,8 +140,9 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
 /// (replicas first, then fallbacks); with `?key=K`, just that key's.
 pub async fn ring(
     State(node): State<Arc<Node>>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
-) -> Json<Value> {
+    query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let ring = node.cluster.ring();
     let replicas = ring.replica_count();
     if let Some(key) = query.get("key") {
@@ -129,14 +154,14 @@ pub async fn ring(
             .preference_list(p)
             .filter(|n| !serving.contains(n) && !pending.contains(n))
             .collect();
-        return Json(json!({
+        return Ok(Json(json!({
             "key": key,
             "token": format!("{token:016x}"),
             "partition": p,
             "replicas": serving,
             "pending": pending,
             "fallbacks": fallbacks,
-        }));
+        })));
     }
     let _ = replicas;
     let ranges: Vec<Value> = (0..PARTITIONS)
@@ -159,14 +184,14 @@ pub async fn ring(
         })
         .collect();
     let stamp = node.cluster.stamp();
-    Json(json!({
+    Ok(Json(json!({
         "partitions": PARTITIONS,
         "n": ring.n(),
         "epoch": stamp.version,
         "digest": format!("{:016x}", stamp.digest),
         "ownership": ring.ownership(),
         "ranges": ranges,
-    }))
+    })))
 }
 
 /// `POST /admin/faults` (only with `--fault-injection`): drop node-to-node
@@ -269,10 +294,11 @@ pub async fn leave(
 /// restore full replication of its partitions from the remaining replicas.
 pub async fn remove(
     State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&node, &headers)?;
+    let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let Some(entry) = node.cluster.entry(&name) else {
         return Err(ApiError::not_found(format!("no member named {name:?}")));
     };
@@ -324,8 +350,9 @@ pub async fn remove(
 /// doing it.
 pub async fn plan(
     State(node): State<Arc<Node>>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let state = node.cluster.ring_state();
     let members = state.members();
     let (change, event) = match (query.get("join"), query.get("leave"), query.get("remove")) {
