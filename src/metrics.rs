@@ -145,6 +145,9 @@ pub struct Metrics {
     pub worker_restarts: Family<Reason, Gauge>,
     /// Request handlers that panicked (answered 500; the node kept serving).
     pub handler_panics: Counter,
+    /// Node-to-node requests refused as invalid (numbers or lengths out of
+    /// bounds), by kind.
+    pub rpc_invalid: Family<Reason, Counter>,
     keys: Gauge,
     hints_pending: Gauge,
     sst_bytes: Gauge,
@@ -202,6 +205,7 @@ impl Metrics {
             transfers_pending: Gauge::default(),
             worker_restarts: Family::default(),
             handler_panics: Counter::default(),
+            rpc_invalid: Family::default(),
             keys: Gauge::default(),
             hints_pending: Gauge::default(),
             sst_bytes: Gauge::default(),
@@ -389,6 +393,11 @@ impl Metrics {
             "worker_restarts",
             "Background workers restarted after a panic, by worker",
             m.worker_restarts.clone(),
+        );
+        registry.register(
+            "rpc_invalid_requests",
+            "Node-to-node requests refused as invalid, by kind",
+            m.rpc_invalid.clone(),
         );
         registry.register(
             "handler_panics",

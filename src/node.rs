@@ -164,6 +164,14 @@ impl Node {
 
 impl Handler for Node {
     async fn handle(self: Arc<Self>, peer: String, request: Request) -> Response {
+        if let Err(kind) = request.validate() {
+            self.metrics
+                .rpc_invalid
+                .get_or_create(&crate::metrics::Reason::from(kind))
+                .inc();
+            tracing::warn!(%peer, kind, "refused an invalid node-to-node request");
+            return Response::Error(format!("invalid {kind} request"));
+        }
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => self.on_gossip(message).await,

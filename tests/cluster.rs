@@ -277,6 +277,22 @@ fn corrupted_and_oversized_frames_close_the_connection_and_are_counted() {
     let _ = s.read_to_end(&mut rest);
     assert!(wait_until(Duration::from_secs(5), || frames("too_large") >= 1.0));
 
+    // Before the handshake, a frame of more than a few KiB is refused at once:
+    // an unauthenticated peer cannot make the node buffer megabytes.
+    let mut s = TcpStream::connect(node.rpc_addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.read(&mut challenge).expect("challenge");
+    s.write_all(&(64u32 << 10).to_be_bytes()).expect("send");
+    s.write_all(&[0u8; 1024]).expect("send part of it");
+    let started = std::time::Instant::now();
+    let closed = s.read_to_end(&mut rest).is_ok();
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(4),
+        "a 64 KiB frame before the handshake was waited for"
+    );
+    assert!(wait_until(Duration::from_secs(5), || frames("too_large") >= 2.0));
+
     // Still serving.
     assert_eq!(
         http()

@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpSocket;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, Role};
 use super::frame::{Frame, FrameCodec, write_batched};
@@ -227,26 +228,49 @@ impl RpcClient {
             .await
             .map_err(|e| RpcError::Unreachable(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, FrameCodec::default());
+        let mut framed = Framed::new(stream, FrameCodec::handshake());
         let peer = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut framed))
             .await
             .map_err(|_| RpcError::Auth(format!("{addr}: handshake timed out")))??;
+        framed.codec_mut().authenticated();
 
         let (sink, mut frames) = framed.split();
         let (tx, rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_PEER);
         let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
         let closed_w = Arc::clone(&closed);
+        // A writer that stops (a request too large to send, a broken socket)
+        // closes the whole connection: the reader stops too, every waiting call
+        // fails at once, and the peer sees the connection end.
+        let stop_reader = CancellationToken::new();
+        let stop = stop_reader.clone();
+        let shared_w = Arc::clone(&self.shared);
+        let peer_w = peer.clone();
         tokio::spawn(async move {
-            write_batched(sink, rx).await;
+            if let Err(e) = write_batched(sink, rx).await {
+                shared_w
+                    .metrics
+                    .frame_errors
+                    .get_or_create(&e.label().into())
+                    .inc();
+                tracing::warn!(peer = %peer_w, error = %e, "cannot send a node-to-node frame; closing the connection");
+            }
             closed_w.store(true, Ordering::Relaxed);
+            stop.cancel();
         });
         let pending_r = Arc::clone(&pending);
         let closed_r = Arc::clone(&closed);
         let shared = Arc::clone(&self.shared);
         let peer_name = peer.clone();
         tokio::spawn(async move {
-            while let Some(frame) = frames.next().await {
+            loop {
+                let frame = tokio::select! {
+                    _ = stop_reader.cancelled() => break,
+                    f = frames.next() => match f {
+                        Some(f) => f,
+                        None => break,
+                    },
+                };
                 match frame {
                     Ok(Frame::Response { id, body }) => {
                         if shared.faults.drops_from(&peer_name) {

@@ -10,6 +10,10 @@ pub use super::message::Frame;
 
 /// The largest frame accepted (values are at most 64 MiB; batches stay below).
 pub const MAX_FRAME_BYTES: usize = 96 << 20;
+/// The largest frame accepted before the peer proved the cluster secret: a
+/// handshake message is a few dozen bytes, and an unauthenticated peer must
+/// not make a node buffer megabytes.
+pub const HANDSHAKE_FRAME_BYTES: usize = 4 << 10;
 
 /// Why a frame was rejected. Every variant closes the connection.
 #[derive(Debug, thiserror::Error)]
@@ -66,27 +70,28 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
     codec::decode(body).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
-/// Writes frames from `rx` to `sink` until either closes, batching: every frame
+/// Writes frames from `rx` to `sink` until `rx` closes, batching: every frame
 /// already queued is encoded before one flush, so a busy connection makes one
-/// write system call per batch instead of one per frame.
-pub async fn write_batched<S>(mut sink: S, mut rx: tokio::sync::mpsc::Receiver<Frame>)
+/// write system call per batch instead of one per frame. Returns the error
+/// that stopped it (a frame too large to send, a broken connection): the
+/// caller then closes the whole connection, so the peer sees it fail instead
+/// of waiting for an answer that will never come.
+pub async fn write_batched<S>(
+    mut sink: S,
+    mut rx: tokio::sync::mpsc::Receiver<Frame>,
+) -> Result<(), FrameError>
 where
-    S: futures::Sink<Frame> + Unpin,
+    S: futures::Sink<Frame, Error = FrameError> + Unpin,
 {
     use futures::SinkExt;
     while let Some(frame) = rx.recv().await {
-        if sink.feed(frame).await.is_err() {
-            return;
-        }
+        sink.feed(frame).await?;
         while let Ok(frame) = rx.try_recv() {
-            if sink.feed(frame).await.is_err() {
-                return;
-            }
+            sink.feed(frame).await?;
         }
-        if sink.flush().await.is_err() {
-            return;
-        }
+        sink.flush().await?;
     }
+    Ok(())
 }
 
 /// The tokio codec for [`Frame`]s.
@@ -96,11 +101,28 @@ pub struct FrameCodec {
 
 impl Default for FrameCodec {
     fn default() -> Self {
+        FrameCodec::with_limit(MAX_FRAME_BYTES)
+    }
+}
+
+impl FrameCodec {
+    /// A codec refusing frames over `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
         FrameCodec {
             inner: LengthDelimitedCodec::builder()
-                .max_frame_length(MAX_FRAME_BYTES)
+                .max_frame_length(limit)
                 .new_codec(),
         }
+    }
+
+    /// For the handshake: frames of a few KiB at most.
+    pub fn handshake() -> Self {
+        FrameCodec::with_limit(HANDSHAKE_FRAME_BYTES)
+    }
+
+    /// After the handshake: frames up to [`MAX_FRAME_BYTES`].
+    pub fn authenticated(&mut self) {
+        self.inner.set_max_frame_length(MAX_FRAME_BYTES);
     }
 }
 

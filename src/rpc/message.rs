@@ -159,6 +159,91 @@ pub enum Request {
     },
 }
 
+/// Longest key (SPEC §2).
+const MAX_KEY: usize = 1024;
+/// Longest node name (the configuration allows 64).
+const MAX_NAME: usize = 64;
+/// Most items in one batch request.
+const MAX_ITEMS: usize = 65_536;
+/// Most members a gossip table may list, and ring log entries.
+const MAX_MEMBERS: usize = 4096;
+
+fn key_ok(k: &[u8]) -> bool {
+    !k.is_empty() && k.len() <= MAX_KEY
+}
+
+fn runs_ok(runs: &[(u16, u16)]) -> bool {
+    let partitions = dynakv_ring::PARTITIONS as u16;
+    runs.len() <= dynakv_ring::PARTITIONS && runs.iter().all(|&(a, b)| a <= b && b < partitions)
+}
+
+impl Request {
+    /// Checks every number and length a peer sent, before the request is
+    /// handled: a peer may be buggy or compromised, and no message may panic a
+    /// node or make it do unbounded work. Returns what is wrong.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let partitions = dynakv_ring::PARTITIONS as u16;
+        let ok = match self {
+            Request::Ping => true,
+            Request::Gossip(m) => {
+                m.entries.len() <= MAX_MEMBERS
+                    && m.from.len() <= MAX_NAME
+                    && m.entries.iter().all(|e| e.info.name.len() <= MAX_NAME)
+                    && m.ring.as_ref().is_none_or(|r| {
+                        r.log.len() <= MAX_MEMBERS * 4
+                            && r.moving.keys().all(|&p| p < partitions)
+                            && r.moving.values().all(|t| t.from.len() <= 16)
+                    })
+            }
+            Request::ReplicaWrite { key, hint_for, .. } => {
+                key_ok(key) && hint_for.as_ref().is_none_or(|h| h.len() <= MAX_NAME)
+            }
+            Request::ReplicaRead { key, hints_for } => {
+                key_ok(key)
+                    && hints_for.len() <= 16
+                    && hints_for.iter().all(|h| h.len() <= MAX_NAME)
+            }
+            Request::CoordinateWrite { key, w, .. } => key_ok(key) && (1..=16).contains(w),
+            Request::AeCompare { partitions, .. } | Request::AeRoots { partitions } => {
+                runs_ok(partitions)
+            }
+            Request::AeNodes { nodes } => {
+                nodes.len() <= MAX_ITEMS
+                    && nodes.iter().all(|&(p, id)| p < partitions && id.is_valid())
+            }
+            Request::AeFetch { keys } => keys.len() <= MAX_ITEMS && keys.iter().all(|k| key_ok(k)),
+            Request::AePush { items } => {
+                items.len() <= MAX_ITEMS && items.iter().all(|(k, _)| key_ok(k))
+            }
+            Request::AePurge { items } => {
+                items.len() <= MAX_ITEMS && items.iter().all(|(k, _)| key_ok(k))
+            }
+            Request::TransferFetch {
+                partition, after, ..
+            } => *partition < partitions && after.as_ref().is_none_or(|a| a.len() <= MAX_KEY + 8),
+        };
+        if ok { Ok(()) } else { Err(self.kind()) }
+    }
+
+    /// The request's kind, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Gossip(_) => "gossip",
+            Request::ReplicaWrite { .. } => "replica_write",
+            Request::ReplicaRead { .. } => "replica_read",
+            Request::CoordinateWrite { .. } => "coordinate_write",
+            Request::AeCompare { .. } => "ae_compare",
+            Request::AeRoots { .. } => "ae_roots",
+            Request::AeNodes { .. } => "ae_nodes",
+            Request::AeFetch { .. } => "ae_fetch",
+            Request::AePush { .. } => "ae_push",
+            Request::AePurge { .. } => "ae_purge",
+            Request::TransferFetch { .. } => "transfer_fetch",
+        }
+    }
+}
+
 /// A coordinated request's failure, as sent between nodes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireError {
@@ -231,4 +316,46 @@ pub enum Response {
     Busy,
     /// The request failed on the receiver.
     Error(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dynakv_antientropy::NodeId;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever numbers a peer puts in anti-entropy and handoff requests,
+        /// validation never panics and accepts exactly the in-range ones.
+        #[test]
+        fn peer_numbers_are_validated(
+            runs in proptest::collection::vec((any::<u16>(), any::<u16>()), 0..8),
+            nodes in proptest::collection::vec((any::<u16>(), any::<u8>(), any::<u64>()), 0..8),
+            partition in any::<u16>(),
+        ) {
+            let parts = dynakv_ring::PARTITIONS as u16;
+            let compare = Request::AeRoots { partitions: runs.clone() };
+            let runs_fine = runs.iter().all(|&(a, b)| a <= b && b < parts);
+            prop_assert_eq!(compare.validate().is_ok(), runs_fine);
+            let ids: Vec<(u16, NodeId)> = nodes
+                .iter()
+                .map(|&(p, depth, index)| (p, NodeId { depth, index }))
+                .collect();
+            let fine = ids.iter().all(|(p, id)| *p < parts && id.is_valid());
+            prop_assert_eq!(Request::AeNodes { nodes: ids }.validate().is_ok(), fine);
+            let fetch = Request::TransferFetch { partition, after: None, max_bytes: u32::MAX };
+            prop_assert_eq!(fetch.validate().is_ok(), partition < parts);
+        }
+    }
+
+    #[test]
+    fn keys_must_have_1_to_1024_bytes() {
+        let read = |k: &[u8]| Request::ReplicaRead {
+            key: Bytes::copy_from_slice(k),
+            hints_for: Vec::new(),
+        };
+        assert!(read(b"").validate().is_err());
+        assert!(read(&[7; 1024]).validate().is_ok());
+        assert!(read(&[7; 1025]).validate().is_err());
+    }
 }

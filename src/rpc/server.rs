@@ -148,7 +148,7 @@ async fn connection<H: Handler>(
     handler: Arc<H>,
     shutdown: CancellationToken,
 ) -> Result<(), ConnError> {
-    let mut framed = Framed::new(stream, FrameCodec::default());
+    let mut framed = Framed::new(stream, FrameCodec::handshake());
     let peer = handshake(&mut framed, &shared).await.inspect_err(|e| {
         if let ConnError::Frame(f) = e {
             shared
@@ -158,13 +158,27 @@ async fn connection<H: Handler>(
                 .inc();
         }
     })?;
+    framed.codec_mut().authenticated();
     let (sink, mut frames) = framed.split();
     let (tx, rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_CONNECTION);
-    let writer = tokio::spawn(write_batched(sink, rx));
+    let mut writer = tokio::spawn(write_batched(sink, rx));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
+    let mut writer_done = false;
     let result = loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
+            w = &mut writer => {
+                // The writer stopped: an answer too large to send, or a broken
+                // connection. Close the connection so the peer's calls fail now.
+                writer_done = true;
+                let e = match w {
+                    Ok(Err(e)) => e,
+                    _ => FrameError::Io(std::io::Error::other("writer ended")),
+                };
+                shared.metrics.frame_errors.get_or_create(&e.label().into()).inc();
+                tracing::warn!(peer = %peer, error = %e, "cannot send a node-to-node frame; closing the connection");
+                break Err(e.into());
+            }
             n = frames.next() => n,
         };
         let frame = match next {
@@ -200,6 +214,8 @@ async fn connection<H: Handler>(
         });
     };
     drop(tx);
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
     result
 }

@@ -29,6 +29,17 @@ impl NodeId {
     /// The root.
     pub const ROOT: NodeId = NodeId { depth: 0, index: 0 };
 
+    /// Deepest level a tree over 64-bit tokens can have.
+    pub const MAX_DEPTH: u8 = (64 / FANOUT_BITS) as u8;
+
+    /// True if the node can exist in a tree (a peer may send anything): depth
+    /// at most [`NodeId::MAX_DEPTH`] and an index within its level.
+    pub fn is_valid(self) -> bool {
+        self.depth <= Self::MAX_DEPTH
+            && (self.depth == Self::MAX_DEPTH
+                || self.index < 1u64 << (FANOUT_BITS * u32::from(self.depth)))
+    }
+
     fn child(self, i: u64) -> NodeId {
         NodeId {
             depth: self.depth + 1,
@@ -168,6 +179,9 @@ impl Tree {
 
     /// This replica's view of a node.
     pub fn node(&self, id: NodeId) -> NodeView {
+        if !id.is_valid() {
+            return NodeView::Empty;
+        }
         let (start, end) = self.span(id);
         if start == end {
             return NodeView::Empty;
@@ -187,6 +201,9 @@ impl Tree {
 
     /// Every `(key, digest)` below a node, however many.
     pub fn keys_under(&self, id: NodeId) -> Vec<(Vec<u8>, u64)> {
+        if !id.is_valid() {
+            return Vec::new();
+        }
         let (start, end) = self.span(id);
         self.listing(start, end)
     }
@@ -208,6 +225,9 @@ impl Tree {
 
     /// The hash this tree gives a node (none when empty).
     pub fn hash_of(&self, id: NodeId) -> Option<Hash> {
+        if !id.is_valid() {
+            return None;
+        }
         if let Some(h) = self.hashes.get(&id) {
             return Some(*h);
         }

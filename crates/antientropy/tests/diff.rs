@@ -158,3 +158,24 @@ fn nodes_exchanged_grow_with_differences_not_with_key_count() {
         0
     );
 }
+
+proptest! {
+    /// A peer may name any node: invalid ones are recognised and answered
+    /// empty, valid ones answered; nothing panics.
+    #[test]
+    fn any_node_id_a_peer_sends_is_answered_without_panicking(depth in any::<u8>(), index in any::<u64>()) {
+        use dynakv_antientropy::{NodeId, NodeView, Tree};
+        use dynakv_ring::TokenRange;
+        let items: Vec<(u64, Vec<u8>, u64)> = (0..200u64).map(|i| (i.wrapping_mul(0x9e37_79b9_7f4a_7c15), i.to_be_bytes().to_vec(), i)).collect();
+        let mut items = items;
+        items.sort();
+        let tree = Tree::build(TokenRange::FULL, items);
+        let id = NodeId { depth, index };
+        let view = tree.node(id);
+        if !id.is_valid() {
+            prop_assert_eq!(view, NodeView::Empty);
+            prop_assert!(tree.keys_under(id).is_empty());
+            prop_assert!(tree.hash_of(id).is_none());
+        }
+    }
+}

@@ -67,6 +67,48 @@ mod tests {
     use dynakv_versioning::{ActorId, Object, Version, VersionVector};
     use proptest::prelude::*;
 
+    /// The serde layout of a DVVSet, without its invariants.
+    #[derive(serde::Serialize)]
+    struct LooseEntry {
+        counter: u64,
+        values: Vec<Version>,
+    }
+    #[derive(serde::Serialize)]
+    struct LooseSet {
+        entries: std::collections::BTreeMap<ActorId, LooseEntry>,
+    }
+
+    #[test]
+    fn objects_that_break_the_clock_invariants_are_errors_never_data() {
+        for (counter, values) in [(0, 1), (1, 2), (dynakv_versioning::MAX_COUNTER + 1, 0)] {
+            let loose = LooseSet {
+                entries: [(
+                    ActorId(1),
+                    LooseEntry {
+                        counter,
+                        values: vec![Version::value(&b"x"[..], "", 1); values],
+                    },
+                )]
+                .into(),
+            };
+            assert!(
+                decode::<Object>(&encode(&loose)).is_err(),
+                "counter {counter} with {values} values decoded"
+            );
+        }
+        let fine = LooseSet {
+            entries: [(
+                ActorId(1),
+                LooseEntry {
+                    counter: 3,
+                    values: vec![Version::value(&b"x"[..], "", 1)],
+                },
+            )]
+            .into(),
+        };
+        assert!(decode::<Object>(&encode(&fine)).is_ok());
+    }
+
     #[test]
     fn object_round_trips() {
         let mut o = Object::new();

@@ -15,14 +15,48 @@ pub struct Dot {
     pub counter: u64,
 }
 
-/// What a DVVSet knows about one actor.
+/// What a DVVSet knows about one actor. Decoding validates the invariants
+/// (`values.len() <= counter <= MAX_COUNTER`), so no record from a disk or a
+/// peer can make the arithmetic below underflow or overflow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawEntry<V>")]
 struct Entry<V> {
     /// Every event `1..=counter` of this actor has been seen.
     counter: u64,
     /// The still-concurrent values among those events, newest first: `values[i]`
     /// carries the dot `(actor, counter - i)`. Always `values.len() <= counter`.
     values: Vec<V>,
+}
+
+/// An entry as decoded, before its invariants are checked.
+#[derive(Deserialize)]
+struct RawEntry<V> {
+    counter: u64,
+    values: Vec<V>,
+}
+
+impl<V> TryFrom<RawEntry<V>> for Entry<V> {
+    type Error = String;
+
+    fn try_from(raw: RawEntry<V>) -> Result<Self, String> {
+        if raw.values.len() as u64 > raw.counter {
+            return Err(format!(
+                "a clock entry holds {} values for {} events",
+                raw.values.len(),
+                raw.counter
+            ));
+        }
+        if raw.counter > crate::MAX_COUNTER {
+            return Err(format!(
+                "a clock counter of {} is out of bounds",
+                raw.counter
+            ));
+        }
+        Ok(Entry {
+            counter: raw.counter,
+            values: raw.values,
+        })
+    }
 }
 
 impl<V> Entry<V> {
