@@ -61,6 +61,22 @@ fn dvvset(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("sync", siblings), &siblings, |b, _| {
             b.iter(|| black_box(&left).synced(black_box(&right)))
         });
+        // Choosing the actor of a write (SPEC §2: no dot issued twice): an
+        // object this incarnation already wrote, and one it never did.
+        let inc = dynakv_versioning::Incarnation::with_id(9);
+        let mut mine = base.clone();
+        let a = inc.actor_for(0, &mine);
+        mine.update(&mine.context(), a, value.clone());
+        g.bench_with_input(
+            BenchmarkId::new("actor_for_continue", siblings),
+            &siblings,
+            |b, _| b.iter(|| inc.actor_for(0, black_box(&mine))),
+        );
+        g.bench_with_input(
+            BenchmarkId::new("actor_for_mint", siblings),
+            &siblings,
+            |b, _| b.iter(|| inc.actor_for(0, black_box(&base))),
+        );
     }
     g.finish();
 }
@@ -110,6 +126,30 @@ fn storage(c: &mut Criterion) {
         })
     });
     let mut n = PRELOAD;
+    // The coordinator's path: the actor comes from this process's incarnation
+    // (no dot reissued after a restore or a lost log tail), against the fixed
+    // actor above, in the same run.
+    g.bench_function("engine_put_incarnation_actor", |b| {
+        b.iter(|| {
+            n += 1;
+            let k = key(n);
+            store
+                .update(k.as_bytes(), |o| -> Result<(), ()> {
+                    let actor = store.actor_for(k.as_bytes(), o);
+                    o.update(
+                        &VersionVector::new(),
+                        actor,
+                        Version::value(value.clone(), "", 0),
+                    );
+                    Ok(())
+                })
+                .expect("storage")
+                .expect("update");
+        })
+    });
+    let mut n = PRELOAD + 10_000_000;
+    // A fixed actor of a realistic size (a random 64-bit id, as the
+    // per-directory actor of earlier releases): the baseline for the above.
     g.bench_function("engine_put", |b| {
         b.iter(|| {
             n += 1;
@@ -117,7 +157,7 @@ fn storage(c: &mut Criterion) {
                 .update(key(n).as_bytes(), |o| -> Result<(), ()> {
                     o.update(
                         &VersionVector::new(),
-                        ActorId(1),
+                        ActorId(0x9e37_79b9_7f4a_7c15),
                         Version::value(value.clone(), "", 0),
                     );
                     Ok(())

@@ -303,3 +303,58 @@ fn corrupted_and_oversized_frames_close_the_connection_and_are_counted() {
         200
     );
 }
+
+#[test]
+fn restarted_peers_are_reachable_as_soon_as_gossip_shows_them_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let client = http();
+    // Make n1 talk to both peers, so it holds connections to them.
+    for i in 0..20 {
+        let r = put(
+            &client,
+            &format!("{}?w=3", nodes[0].key_url(&format!("warm-{i}"))),
+            "x",
+            None,
+        );
+        assert_eq!(r.status(), 204);
+    }
+    // Restart n2 and n3 (new incarnations on the same addresses): n1's
+    // connections break, and its reconnect attempts during the restart fail.
+    for n in nodes.iter_mut().skip(1) {
+        n.kill();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 0..5 {
+        // Failed attempts while they are down put n1 in reconnect backoff.
+        let _ = client
+            .put(format!(
+                "{}?w=3&timeout_ms=200",
+                nodes[0].key_url(&format!("down-{i}"))
+            ))
+            .body("x")
+            .send();
+    }
+    for n in nodes.iter_mut().skip(1) {
+        n.start();
+    }
+    // The moment n1 sees both back (their gossip reaches it on their own
+    // connections), while its own reconnect attempts may still be backing off.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !(sees(&nodes[0], "n2", "up") && sees(&nodes[0], "n3", "up")) {
+        assert!(std::time::Instant::now() < deadline, "peers not back");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // At once: a write that needs every replica.
+    let r = put(
+        &client,
+        &format!("{}?w=3&timeout_ms=2000", nodes[0].key_url("right-after")),
+        "x",
+        None,
+    );
+    assert_eq!(
+        r.status(),
+        204,
+        "a w=3 write failed right after every member was up"
+    );
+}
