@@ -1,9 +1,11 @@
 //! The accepting side: handshake, then concurrent dispatch of requests.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::{SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -207,8 +209,22 @@ async fn connection<H: Handler>(
         let handler = Arc::clone(&handler);
         let tx = tx.clone();
         let peer = peer.clone();
+        let metrics = Arc::clone(&shared.metrics);
         tokio::spawn(async move {
-            let body = handler.handle(peer, body).await;
+            let kind = body.kind();
+            // A panicking handler (a bug) answers an error instead of leaving
+            // the caller to time out; it is logged and counted.
+            let body = match AssertUnwindSafe(handler.handle(peer, body))
+                .catch_unwind()
+                .await
+            {
+                Ok(body) => body,
+                Err(_) => {
+                    metrics.handler_panics.inc();
+                    tracing::error!(kind, "a node-to-node request handler panicked");
+                    Response::Error(format!("{kind} failed on a bug in the node"))
+                }
+            };
             let _ = tx.send(Frame::Response { id, body }).await;
             drop(permit);
         });
