@@ -35,7 +35,15 @@ kill $SINGLE; wait $SINGLE || true
 
 "$BIN" dev --nodes 3 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
 for p in 8001 8002 8003; do wait_healthy "http://127.0.0.1:$p"; done
-sleep 2
+# Until the ring settles, partitions are in transit and writes need every replica.
+for _ in $(seq 1 300); do
+  python3 -c '
+import json, sys, urllib.request
+s = [json.load(urllib.request.urlopen(f"http://127.0.0.1:{p}/admin/status")) for p in (8001, 8002, 8003)]
+sys.exit(0 if all(x["partitions_moving"] == 0 and x["transfers_pending"] == 0 and x["ring_epoch"] == s[0]["ring_epoch"] and len(x["ownership"]) == 3 for x in s) else 1)
+' 2>/dev/null && break
+  sleep 0.2
+done
 NODES=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003
 run cluster-balanced "$NODES" balanced
 run cluster-read-mostly "$NODES" read-mostly

@@ -597,7 +597,7 @@ impl Node {
     }
 
     /// Serves `AeFetch`: the objects of a prefix of `keys`, cut at about
-    /// [`BYTES_PER_REQUEST`] (at least one key); the caller asks again for the
+    /// 8 MiB (at least one key); the caller asks again for the
     /// rest.
     pub async fn on_ae_fetch(self: &Arc<Self>, keys: Vec<Bytes>) -> Response {
         let objects = self

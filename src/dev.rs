@@ -120,7 +120,9 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
             .append(true)
             .open(&log_path)
             .map_err(|e| failure(format!("cannot open {}: {e}", log_path.display())))?;
-        let seeds: Vec<String> = (1..=n).filter(|&j| j != i).map(rpc).collect();
+        // n1 founds the cluster at once; the others join through it. (A
+        // restarted dev cluster rejoins from its persisted state anyway.)
+        let seeds: Vec<String> = if i == 1 { Vec::new() } else { vec![rpc(1)] };
         let mut cmd = Command::new(&exe);
         cmd.arg("node")
             .args(["--name", &name])
@@ -171,21 +173,39 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    // Wait (bounded) until the first node sees every member up.
-    let status_url = format!("http://{}/admin/status", http(1));
-    let formed = (0..100).any(|_| {
-        let up = client
-            .get(&status_url)
-            .send()
-            .and_then(|r| r.json::<Value>())
-            .map(|s| {
-                s["members"]
-                    .as_array()
-                    .map(|m| m.iter().filter(|m| m["status"] == "up").count())
-                    .unwrap_or(0)
+    // Wait (bounded) until every node sees every member up and serves the
+    // same settled ring: before that, writes need every replica of a
+    // partition still in transit.
+    let settled = || {
+        let states: Vec<Option<(u64, u64, u64, usize)>> = (1..=n)
+            .map(|i| {
+                let s: Value = client
+                    .get(format!("http://{}/admin/status", http(i)))
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                let up = s["members"]
+                    .as_array()?
+                    .iter()
+                    .filter(|m| m["status"] == "up")
+                    .count();
+                Some((
+                    s["ring_epoch"].as_u64()?,
+                    s["partitions_moving"].as_u64()?,
+                    s["transfers_pending"].as_u64()?,
+                    up,
+                ))
             })
-            .unwrap_or(0);
-        up == n || {
+            .collect();
+        states.iter().all(|s| {
+            s.is_some_and(|(epoch, moving, pending, up)| {
+                moving == 0 && pending == 0 && up == n && Some(epoch) == states[0].map(|x| x.0)
+            })
+        })
+    };
+    let formed = (0..300).any(|_| {
+        settled() || {
             std::thread::sleep(Duration::from_millis(100));
             false
         }
@@ -199,7 +219,7 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
         println!("  n{i}  http://{}  (nodes: {})", http(i), rpc(i));
     }
     if !formed {
-        println!("  (the members have not all seen each other yet; see `dynakv status`)");
+        println!("  (the ring has not settled yet; see `dynakv status`)");
     }
     println!();
     println!("try:");
