@@ -541,7 +541,14 @@ impl Node {
                                     merged.sync(o);
                                 }
                                 answers.push((name, fallback, object));
+                                // A fallback that holds no hint knows nothing of
+                                // the key: a quorum that is empty only because
+                                // fallbacks answered waits for the replicas (and
+                                // ends in 503, never in a false 404).
+                                let blind =
+                                    merged.is_empty() && answers.iter().any(|(_, fb, _)| *fb);
                                 if answers.len() >= needed
+                                    && !blind
                                     && let Some(q) = quorum_tx.take()
                                 {
                                     let _ = q.send(Ok(merged.clone()));

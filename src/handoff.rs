@@ -194,7 +194,12 @@ async fn deliver(
             }
             continue;
         }
-        if !up || failures >= MAX_FAILURES {
+        if up && failures >= MAX_FAILURES {
+            // The target is up but not taking hints now: try again next round,
+            // and expire nothing while it could still take them.
+            continue;
+        }
+        if !up {
             if expired_now
                 && node
                     .blocking(move |n| n.storage.delete_hint(&id, None))

@@ -375,6 +375,9 @@ impl Node {
                 Ok(other) => return Err(format!("unexpected answer from {source}: {other:?}")),
                 Err(e) => return Err(format!("{source}: {e}")),
             };
+            if items.is_empty() && !done && resume_after.is_none() {
+                return Err(format!("{source} sent a batch that makes no progress"));
+            }
             let keys = items.len() as u64;
             let bytes: u64 = items
                 .iter()

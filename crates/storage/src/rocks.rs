@@ -235,13 +235,14 @@ impl Storage {
     /// Retires this incarnation's actors in an object whose local history is
     /// being lost.
     fn retire(&self, skey: &[u8], bytes: &[u8]) {
-        if let Ok(object) = codec::decode::<Object>(bytes) {
-            self.incarnation.retire(&object);
-        } else {
+        let Some((t, _)) = split_storage_key(skey) else {
+            return;
+        };
+        let scope = Ring::partition_of(t) as u32;
+        match codec::decode::<Object>(bytes) {
+            Ok(object) => self.incarnation.retire(scope, &object),
             // Unknown history: retire every actor minted for the partition.
-            if let Some((t, _)) = split_storage_key(skey) {
-                self.incarnation.retire_scope(Ring::partition_of(t) as u32);
-            }
+            Err(_) => self.incarnation.retire_scope(scope),
         }
     }
 
@@ -487,7 +488,6 @@ impl Storage {
                     }
                     // A replica's copy replaces a corrupt record, as in `merge`.
                     Err(StorageError::Corrupt { .. }) => {
-                        self.incarnation.retire(incoming);
                         if let Some((t, _)) = split_storage_key(skey) {
                             self.incarnation.retire_scope(Ring::partition_of(t) as u32);
                         }
@@ -576,6 +576,8 @@ impl Storage {
             })?;
         }
         self.db.write_opt(batch, &self.write_opts)?;
+        self.incarnation
+            .retire_scope(Ring::partition_of(range.start) as u32);
         // Recount: writes may have raced with the range delete.
         let left = self.count_range(range)?;
         self.keys
@@ -874,7 +876,6 @@ impl ObjectStore for Storage {
                 tracing::warn!(key = ?String::from_utf8_lossy(key), %reason, "replacing corrupt record with a replica's copy");
                 // The lost record may have held newer dots of this incarnation
                 // than the copy does: never continue those actors.
-                self.incarnation.retire(incoming);
                 self.incarnation
                     .retire_scope(Ring::partition_of(dynakv_ring::token(key)) as u32);
                 (None, true)

@@ -123,7 +123,7 @@ proptest! {
                 }
                 Op::Purge(k) => {
                     if let Some(o) = m.local.remove(&k) {
-                        m.incarnation.retire(&o);
+                        m.incarnation.retire(u32::from(k), &o);
                     }
                 }
                 Op::Backup => m.backup = m.local.clone(),
@@ -154,7 +154,7 @@ proptest! {
                 }
                 Op::ReplaceCorrupt(k) => {
                     if let Some(p) = m.previous.get(&k).cloned() {
-                        m.incarnation.retire(&p);
+                        m.incarnation.retire(u32::from(k), &p);
                         m.local.insert(k, p);
                     }
                 }

@@ -209,5 +209,14 @@ proptest! {
         let copy = o.clone();
         prop_assert_eq!(o.synced(&copy), o.clone());
         prop_assert!(!o.live().is_empty());
+        // Every counter stays within what decoding accepts... when the actor
+        // is chosen by an incarnation (the coordinator's path).
+        let inc = dynakv_versioning::Incarnation::with_id(77);
+        let mut p = Object::new();
+        for i in 0..writes {
+            let actor = inc.actor_for(0, &p);
+            p.update(&ctx, actor, Version::value(vec![i as u8], "", i as u64));
+        }
+        prop_assert!(p.context().iter().all(|(_, c)| c <= dynakv_versioning::MAX_COUNTER));
     }
 }
