@@ -57,6 +57,19 @@ use crate::metrics::{Op, OpLabels};
 use crate::node::Node;
 use crate::rpc::{Request, Response, RpcError, WireError};
 
+/// Most actors a write may leave in a key's clock when its context names
+/// actors the key never saw. A clock has one entry per (incarnation, key) that
+/// coordinated a write, so real keys stay far below; only a crafted context
+/// could reach it. Kept well within what a context token in an HTTP header can
+/// carry (about 12 KB at this size), so every key's context stays usable.
+pub const MAX_CLOCK_ACTORS: usize = 1024;
+
+/// Why the write closure refused.
+enum Refused {
+    Siblings(TooManySiblings),
+    Clock(usize),
+}
+
 /// Extra time a forwarder waits beyond the replica's own deadline.
 const FORWARD_MARGIN: Duration = Duration::from_millis(1000);
 
@@ -126,6 +139,15 @@ pub enum CoordError {
     /// The write would leave too many live siblings.
     #[error(transparent)]
     TooManySiblings(#[from] TooManySiblings),
+    /// The client's context names so many replica actors that the key's clock
+    /// would exceed [`MAX_CLOCK_ACTORS`] (only a crafted context can).
+    #[error("the causal context would grow the key's clock to {actors} actors (at most {limit})")]
+    ClockTooLarge {
+        /// Actors the clock would hold.
+        actors: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The local record is corrupt and awaits repair from a replica.
     #[error("stored record is corrupt and awaits repair from another replica")]
     Corrupt,
@@ -154,6 +176,9 @@ impl From<WireError> for CoordError {
             }
             WireError::Corrupt => CoordError::Corrupt,
             WireError::Storage(s) => CoordError::Storage(s),
+            WireError::ClockTooLarge { actors, limit } => {
+                CoordError::ClockTooLarge { actors, limit }
+            }
         }
     }
 }
@@ -171,6 +196,10 @@ impl From<&CoordError> for WireError {
             },
             CoordError::Corrupt => WireError::Corrupt,
             CoordError::Storage(s) => WireError::Storage(s.clone()),
+            CoordError::ClockTooLarge { actors, limit } => WireError::ClockTooLarge {
+                actors: *actors,
+                limit: *limit,
+            },
         }
     }
 }
@@ -326,15 +355,32 @@ impl Node {
             .blocking(move |node| {
                 let max = node.config.max_siblings;
                 node.storage.update(&write_key, |o| {
+                    // A context naming actors the key never saw grows its
+                    // clock: refused past the cap. Ordinary writes (which only
+                    // ever add this node's own actor) are never refused here.
+                    let known = o.context();
+                    let unknown = context.iter().filter(|&(a, _)| known.get(a) == 0).count();
+                    let actors = known.len() + unknown + 1;
+                    if unknown > 0 && actors > MAX_CLOCK_ACTORS {
+                        return Err(Refused::Clock(actors));
+                    }
                     // An actor of this process, continued only while the local
                     // copy holds its newest dot (SPEC §2; see
                     // `dynakv_versioning::Incarnation`).
                     let actor = node.storage.actor_for(&write_key, o);
                     o.write_capped(&context, actor, version, max)
+                        .map_err(Refused::Siblings)
                 })
             })
             .await
-            .inspect_err(|e| self.note_storage_error(e))??;
+            .inspect_err(|e| self.note_storage_error(e))?
+            .map_err(|r| match r {
+                Refused::Siblings(t) => CoordError::TooManySiblings(t),
+                Refused::Clock(actors) => CoordError::ClockTooLarge {
+                    actors,
+                    limit: MAX_CLOCK_ACTORS,
+                },
+            })?;
         let object = Arc::new(object);
 
         let others: Vec<String> = placement

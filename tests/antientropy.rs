@@ -95,9 +95,6 @@ fn a_wiped_replica_is_refilled_without_copying_more_than_it_lacks() {
 #[test]
 fn a_replica_that_drifted_during_a_partition_catches_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // hint_window_s = 0: hints for n3 expire unless delivered as soon as it is
-    // back (a hint for a target that is up is delivered before its age counts),
-    // so hinted handoff and anti-entropy share the repair.
     let nodes = formed(dir.path(), &["--hint-window-s", "0"]);
     load(&nodes, "d", 500, |i| format!("old-{i}"));
     set_faults(
@@ -113,20 +110,22 @@ fn a_replica_that_drifted_during_a_partition_catches_up() {
         let ctx = ctx_of(&c.get(&url).send().expect("get"));
         assert_eq!(put(&c, &url, format!("new-{i}"), Some(&ctx)).status(), 204);
     }
-    for n in &nodes {
-        set_faults(n, &json!({}));
+    // n3 is back, but n1 and n2 still never call it, so none of their hints
+    // reach it: only n3's own anti-entropy pass (its calls are answered) can
+    // bring it up to date.
+    set_faults(&nodes[2], &json!({}));
+    for n in &nodes[..2] {
+        set_faults(n, &json!({"drop_to": ["n3"]}));
     }
     wait_formed(&nodes.iter().collect::<Vec<_>>());
     let summary = repair(&nodes[2]);
-    let hinted: f64 = nodes[..2]
-        .iter()
-        .map(|n| metric(n, "dynakv_hints_delivered_total"))
-        .sum();
     assert!(
-        summary["keys_repaired"].as_u64().expect("repaired") as f64 + hinted >= 500.0,
-        "{summary}, {hinted} hints delivered"
+        summary["keys_repaired"].as_u64().expect("repaired") >= 500,
+        "{summary}"
     );
-    assert!(summary["keys_repaired"].as_u64() > Some(0), "{summary}");
+    for n in &nodes {
+        set_faults(n, &json!({}));
+    }
 
     set_faults(&nodes[2], &json!({"drop_to": ["n1", "n2"]}));
     for i in 0..500 {

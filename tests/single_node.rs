@@ -636,3 +636,39 @@ fn with_sync_writes_acknowledged_writes_survive_sigkill() {
         );
     }
 }
+
+#[test]
+fn a_crafted_context_cannot_grow_a_clock_without_bound() {
+    use dynakv_versioning::{ActorId, CausalContext, VersionVector};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = TestNode::new(dir.path(), "n1", std::net::Ipv4Addr::LOCALHOST);
+    node.start();
+    let c = http();
+    let url = node.key_url("bloated");
+    assert_eq!(put(&c, &url, "v", None).status(), 204);
+    // Each token names 300 actors no replica ever had: every write that
+    // carries one grows the clock, until the cap (1,024) refuses with a JSON 400.
+    let forged = |base: u64| {
+        let vv: VersionVector = (0..300u64).map(|i| (ActorId(base + i), 1)).collect();
+        CausalContext(vv).encode()
+    };
+    let mut accepted = 0;
+    let mut refused = None;
+    for round in 1..=10u64 {
+        let resp = put(&c, &url, "x", Some(&forged(round << 40)));
+        if resp.status() == 204 {
+            accepted += 1;
+            continue;
+        }
+        refused = Some((resp.status(), resp.json::<serde_json::Value>().ok()));
+        break;
+    }
+    let (status, body) = refused.expect("the clock grew past 1,024 actors");
+    assert_eq!(status, 400);
+    assert_eq!(body.expect("json body")["error"], "bad_request");
+    assert_eq!(accepted, 3, "refused at the cap, not before");
+    // The key still reads and takes ordinary writes.
+    let ctx = ctx_of(&c.get(&url).send().expect("get"));
+    assert_eq!(put(&c, &url, "fine", Some(&ctx)).status(), 204);
+    assert_eq!(values(&c, &url), vec!["fine"]);
+}

@@ -61,6 +61,7 @@ impl From<CoordError> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "quorum_unavailable")
             }
             CoordError::TooManySiblings(_) => (StatusCode::CONFLICT, "too_many_siblings"),
+            CoordError::ClockTooLarge { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             CoordError::Corrupt => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record"),
             CoordError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
         };

@@ -265,6 +265,13 @@ pub enum WireError {
     Corrupt,
     /// The coordinator's storage failed.
     Storage(String),
+    /// The client's context would grow the key's clock past the limit.
+    ClockTooLarge {
+        /// Actors the clock would hold.
+        actors: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// A response to a [`Request`].
