@@ -121,6 +121,18 @@ async fn rehome(node: &Arc<Node>, target: &str, hint: &Hint) -> bool {
     true
 }
 
+/// Deletes a hint once delivered (only if unchanged since it was read, when
+/// `delivered` is given) or expired; true if it was deleted.
+async fn forget(
+    node: &Arc<Node>,
+    id: HintId,
+    delivered: Option<dynakv_versioning::Object>,
+) -> bool {
+    node.blocking(move |n| n.storage.delete_hint(&id, delivered.as_ref()))
+        .await
+        .unwrap_or(false)
+}
+
 /// Consecutive failed deliveries after which a target counts as unreachable
 /// for the rest of the round.
 const MAX_FAILURES: usize = 3;
@@ -171,26 +183,14 @@ async fn deliver(
             .ring()
             .holds(target, Ring::partition_of(token(&hint.key)));
         if gone || !held {
-            if !rehome(node, target, &hint).await {
-                if expired_now
-                    && node
-                        .blocking(move |n| n.storage.delete_hint(&id, None))
-                        .await
-                        .unwrap_or(false)
-                {
-                    expired += 1;
-                    node.metrics.hints_expired.inc();
-                }
-            } else {
-                let object = hint.object;
-                if node
-                    .blocking(move |n| n.storage.delete_hint(&id, Some(&object)))
-                    .await
-                    .unwrap_or(false)
-                {
+            if rehome(node, target, &hint).await {
+                if forget(node, id, Some(hint.object)).await {
                     delivered += 1;
                     node.metrics.hints_delivered.inc();
                 }
+            } else if expired_now && forget(node, id, None).await {
+                expired += 1;
+                node.metrics.hints_expired.inc();
             }
             continue;
         }
@@ -200,12 +200,7 @@ async fn deliver(
             continue;
         }
         if !up {
-            if expired_now
-                && node
-                    .blocking(move |n| n.storage.delete_hint(&id, None))
-                    .await
-                    .unwrap_or(false)
-            {
+            if expired_now && forget(node, id, None).await {
                 expired += 1;
                 node.metrics.hints_expired.inc();
             }
@@ -224,12 +219,7 @@ async fn deliver(
         {
             Ok(Response::Ack) => {
                 failures = 0;
-                let object = hint.object;
-                if node
-                    .blocking(move |n| n.storage.delete_hint(&id, Some(&object)))
-                    .await
-                    .unwrap_or(false)
-                {
+                if forget(node, id, Some(hint.object)).await {
                     delivered += 1;
                     node.metrics.hints_delivered.inc();
                 }

@@ -144,43 +144,30 @@ pub async fn ring(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let ring = node.cluster.ring();
-    let replicas = ring.replica_count();
-    if let Some(key) = query.get("key") {
-        let token = dynakv_ring::token(key.as_bytes());
-        let p = Ring::partition_of(token);
+    // Serving replicas, pending ones (receiving the partition), then fallbacks.
+    let placement = |p: usize| {
         let serving: Vec<&str> = ring.replicas(p).collect();
         let pending: Vec<&str> = ring.pending(p).collect();
         let fallbacks: Vec<&str> = ring
             .preference_list(p)
             .filter(|n| !serving.contains(n) && !pending.contains(n))
             .collect();
-        return Ok(Json(json!({
-            "key": key,
-            "token": format!("{token:016x}"),
-            "partition": p,
-            "replicas": serving,
-            "pending": pending,
-            "fallbacks": fallbacks,
-        })));
+        json!({"partition": p, "replicas": serving, "pending": pending, "fallbacks": fallbacks})
+    };
+    if let Some(key) = query.get("key") {
+        let token = dynakv_ring::token(key.as_bytes());
+        let mut out = placement(Ring::partition_of(token));
+        out["key"] = json!(key);
+        out["token"] = json!(format!("{token:016x}"));
+        return Ok(Json(out));
     }
-    let _ = replicas;
     let ranges: Vec<Value> = (0..PARTITIONS)
         .map(|p| {
             let range = Ring::range_of(p);
-            let serving: Vec<&str> = ring.replicas(p).collect();
-            let pending: Vec<&str> = ring.pending(p).collect();
-            let fallbacks: Vec<&str> = ring
-                .preference_list(p)
-                .filter(|n| !serving.contains(n) && !pending.contains(n))
-                .collect();
-            json!({
-                "partition": p,
-                "start": format!("{:016x}", range.start),
-                "end": format!("{:016x}", range.end),
-                "replicas": serving,
-                "pending": pending,
-                "fallbacks": fallbacks,
-            })
+            let mut out = placement(p);
+            out["start"] = json!(format!("{:016x}", range.start));
+            out["end"] = json!(format!("{:016x}", range.end));
+            out
         })
         .collect();
     let stamp = node.cluster.stamp();
