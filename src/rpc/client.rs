@@ -123,9 +123,23 @@ impl RpcClient {
         request: Request,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
-        let result = tokio::time::timeout(timeout, self.call_inner(addr, name, request))
-            .await
-            .unwrap_or(Err(RpcError::Timeout));
+        // Whether the request left this node: a call that times out before
+        // (still connecting) is `Unreachable`, so a caller knows it was never
+        // applied and may try elsewhere; after, it is a `Timeout`.
+        let sent = AtomicBool::new(false);
+        let result = match tokio::time::timeout(
+            timeout,
+            self.call_inner(addr, name, request, &sent),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) if !sent.load(Ordering::Relaxed) => Err(RpcError::Unreachable(format!(
+                "{addr}: no connection within {} ms",
+                timeout.as_millis()
+            ))),
+            Err(_) => Err(RpcError::Timeout),
+        };
         if let Err(e) = &result {
             self.shared
                 .metrics
@@ -141,6 +155,7 @@ impl RpcClient {
         addr: SocketAddr,
         name: Option<&str>,
         request: Request,
+        sent: &AtomicBool,
     ) -> Result<Response, RpcError> {
         let faults = &self.shared.faults;
         if name.is_some_and(|n| faults.drops_to(n)) {
@@ -166,15 +181,24 @@ impl RpcClient {
             }
         }
         let _forget = Forget(&conn.pending, id);
+        if conn.closed.load(Ordering::Relaxed) {
+            // The connection ended between looking it up and registering this
+            // call: nothing was sent.
+            return Err(RpcError::Unreachable(format!("{addr}: connection closed")));
+        }
         if conn
             .tx
             .send(Frame::Request { id, body: request })
             .await
             .is_err()
         {
+            // The writer is gone: the request never left this node.
             conn.closed.store(true, Ordering::Relaxed);
-            return Err(RpcError::ConnectionLost);
+            return Err(RpcError::Unreachable(format!(
+                "{addr}: connection closed before sending"
+            )));
         }
+        sent.store(true, Ordering::Relaxed);
         self.shared.metrics.rpc_requests.inc();
         rx.await.map_err(|_| RpcError::ConnectionLost)
     }
@@ -247,7 +271,13 @@ impl RpcClient {
         let shared_w = Arc::clone(&self.shared);
         let peer_w = peer.clone();
         tokio::spawn(async move {
-            if let Err(e) = write_batched(sink, rx).await {
+            // Whichever side ends first (this writer, or the reader below)
+            // stops the other, so the socket closes and no task is left behind.
+            let written = tokio::select! {
+                w = write_batched(sink, rx) => w,
+                _ = stop.cancelled() => Ok(()),
+            };
+            if let Err(e) = written {
                 shared_w
                     .metrics
                     .frame_errors
@@ -296,6 +326,7 @@ impl RpcClient {
                 }
             }
             closed_r.store(true, Ordering::Relaxed);
+            stop_reader.cancel();
             // Fail every waiting call now rather than at its timeout.
             pending_r.lock().clear();
         });
@@ -349,5 +380,45 @@ impl RpcClient {
             Frame::Hello(Hello::Reject { reason }) => Err(RpcError::Auth(reason)),
             _ => Err(RpcError::Protocol("expected accept or reject".into())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::rpc::Faults;
+
+    #[tokio::test]
+    async fn a_call_that_times_out_before_it_was_sent_is_unreachable_not_a_timeout() {
+        // A peer that accepts connections and never says a word: the call
+        // times out in the handshake, before its request could leave.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                open.push(s);
+            }
+        });
+        let client = RpcClient::new(
+            Arc::new(RpcShared {
+                name: "caller".into(),
+                secret: None,
+                faults: Faults::default(),
+                metrics: Arc::new(Metrics::new()),
+            }),
+            "127.0.0.1".parse().expect("ip"),
+        );
+        let result = client
+            .call(addr, None, Request::Ping, Duration::from_millis(300))
+            .await;
+        assert!(
+            matches!(result, Err(RpcError::Unreachable(_))),
+            "{result:?}"
+        );
+        held.abort();
     }
 }
