@@ -352,7 +352,7 @@ impl Node {
         }
         let write_key = key.clone();
         let (_dot, object) = self
-            .blocking(move |node| {
+            .write_now(move |node| {
                 let max = node.config.max_siblings;
                 node.storage.update(&write_key, |o| {
                     // A context naming actors the key never saw grows its
@@ -661,7 +661,7 @@ impl Node {
     ) {
         let answer = if name == self.me() {
             let k = key.clone();
-            match self.blocking(move |node| node.storage.get(&k)).await {
+            match self.read_now(move |node| node.storage.get(&k)).await {
                 Ok(o) => Some(o),
                 Err(e) => {
                     self.note_storage_error(&e);
@@ -707,7 +707,7 @@ impl Node {
             }
             let repaired = if name == self.me() {
                 let (k, m) = (key.clone(), merged.clone());
-                self.blocking(move |node| node.storage.merge(&k, &m).map(|_| ()))
+                self.write_now(move |node| node.storage.merge(&k, &m).map(|_| ()))
                     .await
                     .is_ok()
             } else if let Some(addr) = self.cluster.rpc_addr(&name) {
@@ -750,7 +750,7 @@ impl Node {
             return Response::NotReplica;
         }
         let result = self
-            .blocking(move |node| match hint_for {
+            .write_now(move |node| match hint_for {
                 Some(target) if target != node.identity.name => {
                     node.storage.put_hint(&target, &key, &object).map(|()| true)
                 }
@@ -777,7 +777,7 @@ impl Node {
             return Response::NotReplica;
         }
         let result = self
-            .blocking(move |node| -> Result<Option<Object>, StorageError> {
+            .read_now(move |node| -> Result<Option<Object>, StorageError> {
                 let mut object = node.storage.get(&key)?;
                 for target in &hints_for {
                     if let Some(h) = node.storage.get_hint(target, &key)? {
