@@ -48,6 +48,8 @@ use dynakv_membership::Status;
 use dynakv_ring::{Ring, token};
 use dynakv_storage::{ObjectStore, StorageError};
 use dynakv_versioning::{Object, TooManySiblings, Version, VersionVector};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -401,31 +403,37 @@ impl Node {
             VecDeque::new()
         };
         let spare = Arc::new(Mutex::new(spare));
-        let (tx, mut rx) = mpsc::channel::<bool>(others.len().max(1));
-        for replica in &others {
-            tokio::spawn(Arc::clone(self).replicate(
-                key.clone(),
-                Arc::clone(&object),
-                replica.clone(),
-                Arc::clone(&spare),
-                opts.timeout,
-                tx.clone(),
-            ));
-        }
-        drop(tx);
+        // The replica writes run inside this request's task (no task per
+        // replica, no channel: each acknowledgement used to cost a cross-thread
+        // wake-up); once W acknowledged, or the time is up, the ones still
+        // running move to one background task, which completes them (and
+        // stores hints for replicas that missed the write).
+        let mut writes: FuturesUnordered<_> = others
+            .iter()
+            .map(|replica| {
+                Arc::clone(self).replicate(
+                    key.clone(),
+                    Arc::clone(&object),
+                    replica.clone(),
+                    Arc::clone(&spare),
+                    opts.timeout,
+                )
+            })
+            .collect();
         let mut acked = 1;
-        let mut pending = others.len();
         let deadline = Instant::now() + opts.timeout;
-        while acked < needed && pending > 0 {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
+        while acked < needed {
+            match tokio::time::timeout_at(deadline, writes.next()).await {
                 Ok(Some(ok)) => {
-                    pending -= 1;
                     if ok {
                         acked += 1;
                     }
                 }
                 Ok(None) | Err(_) => break,
             }
+        }
+        if !writes.is_empty() {
+            tokio::spawn(async move { while writes.next().await.is_some() {} });
         }
         if acked >= needed {
             Ok(object.context())
@@ -436,7 +444,7 @@ impl Node {
     }
 
     /// Delivers a coordinated write to one replica: directly, else (sloppy) to a
-    /// fallback holding a hint for it, else as a hint kept here. Reports whether
+    /// fallback holding a hint for it, else as a hint kept here. Returns whether
     /// the acknowledgement counts toward W.
     async fn replicate(
         self: Arc<Self>,
@@ -445,8 +453,7 @@ impl Node {
         replica: String,
         spare: Arc<Mutex<VecDeque<String>>>,
         timeout: Duration,
-        done: mpsc::Sender<bool>,
-    ) {
+    ) -> bool {
         if !self.is_down(&replica)
             && let Some(addr) = self.cluster.rpc_addr(&replica)
         {
@@ -456,10 +463,7 @@ impl Node {
                 hint_for: None,
             };
             match self.rpc.call(addr, Some(&replica), request, timeout).await {
-                Ok(Response::Ack) => {
-                    let _ = done.send(true).await;
-                    return;
-                }
+                Ok(Response::Ack) => return true,
                 Ok(other) => tracing::warn!(?other, %replica, "replica refused a write"),
                 Err(e) => tracing::debug!(error = %e, %replica, "replica write failed"),
             }
@@ -479,8 +483,7 @@ impl Node {
             if let Ok(Response::Ack) = self.rpc.call(addr, Some(&fallback), request, timeout).await
             {
                 tracing::debug!(%replica, %fallback, "hinted write stored on a fallback");
-                let _ = done.send(true).await;
-                return;
+                return true;
             }
         }
         // No fallback took it: keep the hint here so the replica gets it later.
@@ -498,7 +501,7 @@ impl Node {
                 tracing::error!(error = %e, %replica, "cannot store a hint; anti-entropy will repair the key")
             }
         }
-        let _ = done.send(false).await;
+        false
     }
 
     /// Coordinates a read: the merged sibling set of the first R answers; read
