@@ -554,11 +554,12 @@ impl Node {
         }
         // Sloppy mode: fallbacks not asked yet, for replicas that fail or are
         // slow to answer (gossip may not have noticed them yet).
+        // Liveness is checked only if one is needed.
         let mut spare: VecDeque<String> = if opts.mode == QuorumMode::Sloppy {
             placement
                 .fallbacks
                 .iter()
-                .filter(|f| !asked.contains(f) && !self.is_down(f))
+                .filter(|f| !asked.contains(f))
                 .cloned()
                 .collect()
         } else {
@@ -620,7 +621,11 @@ impl Node {
                     }
                 }
                 for _ in 0..ask_more {
-                    let Some(f) = spare.pop_front() else { break };
+                    let Some(f) =
+                        std::iter::from_fn(|| spare.pop_front()).find(|f| !node.is_down(f))
+                    else {
+                        break;
+                    };
                     total += 1;
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     tokio::spawn(Arc::clone(&node).read_one(
