@@ -51,7 +51,7 @@ use dynakv_versioning::{Object, TooManySiblings, Version, VersionVector};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, oneshot};
+use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
 use crate::config::QuorumMode;
@@ -240,6 +240,144 @@ impl Placement {
     /// the handoff ends, W of the replicas that then serve the key hold it.
     fn write_quorum(&self, w: usize) -> usize {
         (w + self.pending.len()).min(self.replicas.len() + self.pending.len())
+    }
+}
+
+/// A replica's (or fallback's) answer to a read: its name, whether it was
+/// asked as a fallback, and its copy (`None` if it failed to answer).
+type ReadAnswer = (String, bool, Option<Option<Object>>);
+
+/// Who a read may still ask, in order.
+struct Candidates {
+    /// Live replicas not asked yet.
+    replicas: VecDeque<String>,
+    /// Fallbacks not asked yet (sloppy mode), liveness checked when one is
+    /// needed.
+    fallbacks: VecDeque<String>,
+}
+
+/// A read in progress: the replica reads in flight (driven by the request's
+/// own task, so no task or channel per replica) and the answers so far.
+struct QuorumRead {
+    node: Arc<Node>,
+    key: Bytes,
+    hints_for: Arc<[String]>,
+    reads: FuturesUnordered<futures::future::BoxFuture<'static, ReadAnswer>>,
+    answers: Vec<(String, bool, Option<Object>)>,
+    merged: Object,
+    deadline: Instant,
+}
+
+impl QuorumRead {
+    /// Asks the next replica not asked yet or, if `fallback` is allowed and
+    /// none is left, the next live fallback. False if nobody is left.
+    fn ask_next(&mut self, candidates: &mut Candidates, fallback: bool) -> bool {
+        if let Some(replica) = candidates.replicas.pop_front() {
+            self.ask(replica, false);
+            true
+        } else {
+            fallback && self.ask_fallback(candidates)
+        }
+    }
+
+    /// Asks the next fallback gossip does not report down.
+    fn ask_fallback(&mut self, candidates: &mut Candidates) -> bool {
+        let node = &self.node;
+        let next =
+            std::iter::from_fn(|| candidates.fallbacks.pop_front()).find(|f| !node.is_down(f));
+        match next {
+            Some(f) => {
+                self.ask(f, true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn ask(&mut self, name: String, fallback: bool) {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        self.reads.push(Box::pin(Arc::clone(&self.node).read_one(
+            self.key.clone(),
+            name,
+            fallback,
+            Arc::clone(&self.hints_for),
+            remaining,
+        )));
+    }
+
+    fn answer(&mut self, name: String, fallback: bool, object: Option<Object>) {
+        if let Some(o) = &object {
+            self.merged.sync(o);
+        }
+        self.answers.push((name, fallback, object));
+    }
+
+    /// True once R answered. A fallback that holds no hint knows nothing of
+    /// the key: a quorum that is empty only because fallbacks answered does
+    /// not count (it waits for replicas, and ends in 503, never in a false
+    /// 404).
+    fn quorum(&self, needed: usize) -> bool {
+        let blind = self.merged.is_empty() && self.answers.iter().any(|(_, fb, _)| *fb);
+        self.answers.len() >= needed && !blind
+    }
+
+    /// Collects the answers still in flight, then repairs stale replicas.
+    async fn finish(mut self, timeout: Duration) {
+        while let Ok(Some((name, fallback, answer))) =
+            tokio::time::timeout_at(self.deadline, self.reads.next()).await
+        {
+            if let Some(object) = answer {
+                self.answer(name, fallback, object);
+            }
+        }
+        let node = Arc::clone(&self.node);
+        node.read_repair(self.key, self.merged, self.answers, timeout)
+            .await;
+    }
+}
+
+/// When a read asks one more replica because those asked are slow
+/// (Cassandra's speculative retry). Tracks a moving average of how long
+/// replicas take to answer a read and waits a few times that, so a loaded
+/// cluster (where every answer is slow) does not double its own read load.
+#[derive(Debug)]
+pub struct ReadHedge {
+    /// Moving average of remote read latency, in microseconds.
+    average_us: std::sync::atomic::AtomicU64,
+}
+
+impl Default for ReadHedge {
+    fn default() -> Self {
+        ReadHedge {
+            average_us: std::sync::atomic::AtomicU64::new(Self::FLOOR.as_micros() as u64),
+        }
+    }
+}
+
+impl ReadHedge {
+    /// Never hedge sooner than this.
+    const FLOOR: Duration = Duration::from_millis(5);
+    /// Hedge after this many average latencies.
+    const MULTIPLE: u32 = 4;
+
+    /// Records one remote read's latency (a moving average weighting the
+    /// newest sample 1/8).
+    pub fn observe(&self, latency: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let sample = latency.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.average_us.load(Relaxed);
+        // Lost updates under contention only skip a sample.
+        let new = old - old / 8 + sample / 8;
+        self.average_us.store(new, Relaxed);
+    }
+
+    /// How long a read waits for its first replicas before asking another:
+    /// a few average latencies, at least [`Self::FLOOR`], at most half the
+    /// request's timeout.
+    pub fn delay(&self, timeout: Duration) -> Duration {
+        let average =
+            Duration::from_micros(self.average_us.load(std::sync::atomic::Ordering::Relaxed));
+        (average * Self::MULTIPLE).max(Self::FLOOR).min(timeout / 2)
     }
 }
 
@@ -506,6 +644,16 @@ impl Node {
 
     /// Coordinates a read: the merged sibling set of the first R answers; read
     /// repair follows in the background.
+    ///
+    /// Only R replicas are asked at first (Cassandra's read path, not Dynamo's
+    /// ask-all): this node first when it is one (no network), the others in
+    /// random order so reads spread over them. Asking all N would cost every
+    /// read N - R more round trips that only feed read repair, which
+    /// anti-entropy already covers. Instead the read asks another replica at
+    /// once when one fails, and speculatively when one is slow (after
+    /// [`ReadHedge::delay`], a multiple of recent replica latency); in sloppy
+    /// mode, fallbacks are asked when too few replicas are up, and at half the
+    /// timeout for every answer still missing.
     pub async fn coordinate_get(
         self: &Arc<Self>,
         key: Bytes,
@@ -514,146 +662,106 @@ impl Node {
         let ring = self.cluster.ring();
         let placement = Placement::of(&ring, &key);
         let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
-        let mut targets: Vec<(String, bool)> = placement
+        let sloppy = opts.mode == QuorumMode::Sloppy;
+        let mut replicas: Vec<String> = placement
             .replicas
             .iter()
             .filter(|r| !self.is_down(r))
-            .map(|r| (r.clone(), false))
+            .cloned()
             .collect();
-        if opts.mode == QuorumMode::Sloppy {
-            let missing = needed.saturating_sub(targets.len());
-            let extra = placement
-                .fallbacks
-                .iter()
-                .filter(|f| !self.is_down(f))
-                .take(missing);
-            targets.extend(extra.map(|f| (f.clone(), true)));
+        let local = replicas.iter().position(|r| r == self.me());
+        if let Some(i) = local {
+            replicas.swap(0, i);
         }
-        if targets.len() < needed {
+        let skip = usize::from(local.is_some());
+        replicas[skip..].shuffle(&mut rand::rng());
+        let mut candidates = Candidates {
+            replicas: replicas.into(),
+            fallbacks: if sloppy {
+                placement.fallbacks.iter().cloned().collect()
+            } else {
+                VecDeque::new()
+            },
+        };
+        let hints_for: Arc<[String]> = placement.replicas.clone().into();
+        let mut read = QuorumRead {
+            node: Arc::clone(self),
+            key,
+            hints_for,
+            reads: FuturesUnordered::new(),
+            answers: Vec::new(),
+            merged: Object::new(),
+            deadline: Instant::now() + opts.timeout,
+        };
+        // The first R: live replicas, then (sloppy) live fallbacks for the
+        // replicas gossip reports down.
+        for _ in 0..needed {
+            if !read.ask_next(&mut candidates, true) {
+                break;
+            }
+        }
+        if read.reads.len() < needed {
             self.quorum_failed(Op::Get);
             return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
         }
-        let asked: Vec<String> = targets.iter().map(|(n, _)| n.clone()).collect();
-        let (tx, mut rx) = mpsc::channel::<(String, bool, Option<Option<Object>>)>(
-            targets.len() + placement.fallbacks.len(),
-        );
-        for (name, fallback) in targets.iter().cloned() {
-            let hints_for = if fallback {
-                placement.replicas.clone()
-            } else {
-                Vec::new()
-            };
-            tokio::spawn(Arc::clone(self).read_one(
-                key.clone(),
-                name,
-                fallback,
-                hints_for,
-                opts.timeout,
-                tx.clone(),
-            ));
-        }
-        // Sloppy mode: fallbacks not asked yet, for replicas that fail or are
-        // slow to answer (gossip may not have noticed them yet).
-        // Liveness is checked only if one is needed.
-        let mut spare: VecDeque<String> = if opts.mode == QuorumMode::Sloppy {
-            placement
-                .fallbacks
-                .iter()
-                .filter(|f| !asked.contains(f))
-                .cloned()
-                .collect()
-        } else {
-            VecDeque::new()
+        let start = Instant::now();
+        let mut speculate_at = Some(start + self.read_hedge.delay(opts.timeout));
+        let mut fallbacks_at = sloppy.then(|| start + opts.timeout / 2);
+        let outcome = loop {
+            if read.quorum(needed) {
+                break Ok(read.merged.clone());
+            }
+            let wake = [speculate_at, fallbacks_at, Some(read.deadline)]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(read.deadline);
+            match tokio::time::timeout_at(wake, read.reads.next()).await {
+                Ok(Some((name, fallback, answer))) => match answer {
+                    Some(object) => read.answer(name, fallback, object),
+                    // A failed answer: ask the next replica (or fallback).
+                    None => {
+                        read.ask_next(&mut candidates, sloppy);
+                    }
+                },
+                Ok(None) if !read.ask_next(&mut candidates, sloppy) => {
+                    // Nothing in flight and nobody left to ask.
+                    break Err(needed);
+                }
+                Ok(None) => {}
+                Err(_) if Instant::now() >= read.deadline => break Err(needed),
+                Err(_) => {
+                    let now = Instant::now();
+                    if speculate_at.is_some_and(|t| t <= now) {
+                        // A replica is slow: ask one that was not asked yet.
+                        speculate_at = None;
+                        if read.ask_next(&mut candidates, false) {
+                            self.metrics.speculative_reads.inc();
+                        }
+                    }
+                    if fallbacks_at.is_some_and(|t| t <= now) {
+                        // Half the time is gone: ask as many fallbacks as
+                        // answers are missing (gossip may not have noticed the
+                        // replicas that are silent).
+                        fallbacks_at = None;
+                        for _ in read.answers.len()..needed {
+                            read.ask_fallback(&mut candidates);
+                        }
+                    }
+                }
+            }
         };
-
-        let (quorum_tx, quorum_rx) = oneshot::channel::<Result<Object, CoordError>>();
-        let node = Arc::clone(self);
-        let mut total = targets.len();
-        let replicas = placement.replicas.clone();
-        tokio::spawn(async move {
-            let start = Instant::now();
-            let deadline = start + opts.timeout;
-            let mut hedge_at = Some(start + opts.timeout / 2);
-            let mut answers: Vec<(String, bool, Option<Object>)> = Vec::new();
-            let mut merged = Object::new();
-            let mut quorum_tx = Some(quorum_tx);
-            let mut received = 0;
-            while received < total {
-                let wake = hedge_at.map_or(deadline, |h| h.min(deadline));
-                let answer = tokio::time::timeout_at(wake, rx.recv()).await;
-                let mut ask_more = 0;
-                match answer {
-                    Ok(Some((name, fallback, answer))) => {
-                        received += 1;
-                        match answer {
-                            Some(object) => {
-                                if let Some(o) = &object {
-                                    merged.sync(o);
-                                }
-                                answers.push((name, fallback, object));
-                                // A fallback that holds no hint knows nothing of
-                                // the key: a quorum that is empty only because
-                                // fallbacks answered waits for the replicas (and
-                                // ends in 503, never in a false 404).
-                                let blind =
-                                    merged.is_empty() && answers.iter().any(|(_, fb, _)| *fb);
-                                if answers.len() >= needed
-                                    && !blind
-                                    && let Some(q) = quorum_tx.take()
-                                {
-                                    let _ = q.send(Ok(merged.clone()));
-                                }
-                            }
-                            // A failed answer: replace it with a fallback.
-                            None if quorum_tx.is_some() => ask_more = 1,
-                            None => {}
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(_) if Instant::now() >= deadline => break,
-                    Err(_) => {
-                        // Half the time is gone without a quorum: ask as many
-                        // fallbacks as answers are missing.
-                        hedge_at = None;
-                        if quorum_tx.is_some() {
-                            ask_more = needed.saturating_sub(answers.len());
-                        }
-                    }
-                }
-                for _ in 0..ask_more {
-                    let Some(f) =
-                        std::iter::from_fn(|| spare.pop_front()).find(|f| !node.is_down(f))
-                    else {
-                        break;
-                    };
-                    total += 1;
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    tokio::spawn(Arc::clone(&node).read_one(
-                        key.clone(),
-                        f,
-                        true,
-                        replicas.clone(),
-                        remaining,
-                        tx.clone(),
-                    ));
-                }
-            }
-            drop(tx);
-            if let Some(q) = quorum_tx.take() {
-                let _ = q.send(Err(CoordError::QuorumUnavailable {
-                    needed,
-                    acked: answers.len(),
-                }));
-            }
-            node.read_repair(key, merged, answers, opts.timeout).await;
-        });
-        match quorum_rx.await {
-            Ok(Ok(object)) => Ok(object),
-            Ok(Err(e)) => {
+        // The reads still in flight finish in the background, then read repair
+        // writes the merge of every answer back to the stale replicas.
+        let acked = read.answers.len();
+        let timeout = opts.timeout;
+        tokio::spawn(read.finish(timeout));
+        match outcome {
+            Ok(object) => Ok(object),
+            Err(needed) => {
                 self.quorum_failed(Op::Get);
-                Err(e)
+                Err(CoordError::QuorumUnavailable { needed, acked })
             }
-            Err(_) => Err(CoordError::QuorumUnavailable { needed, acked: 0 }),
         }
     }
 
@@ -663,10 +771,9 @@ impl Node {
         key: Bytes,
         name: String,
         fallback: bool,
-        hints_for: Vec<String>,
+        hints_for: Arc<[String]>,
         timeout: Duration,
-        done: mpsc::Sender<(String, bool, Option<Option<Object>>)>,
-    ) {
+    ) -> ReadAnswer {
         let answer = if name == self.me() {
             let k = key.clone();
             match self.read_now(move |node| node.storage.get(&k)).await {
@@ -679,22 +786,33 @@ impl Node {
         } else {
             match self.cluster.rpc_addr(&name) {
                 None => None,
-                Some(addr) => match self
-                    .rpc
-                    .call(
-                        addr,
-                        Some(&name),
-                        Request::ReplicaRead { key, hints_for },
-                        timeout,
-                    )
-                    .await
-                {
-                    Ok(Response::Object(o)) => Some(o),
-                    _ => None,
-                },
+                Some(addr) => {
+                    let hints_for = if fallback {
+                        hints_for.to_vec()
+                    } else {
+                        Vec::new()
+                    };
+                    let started = Instant::now();
+                    let reply = self
+                        .rpc
+                        .call(
+                            addr,
+                            Some(&name),
+                            Request::ReplicaRead { key, hints_for },
+                            timeout,
+                        )
+                        .await;
+                    match reply {
+                        Ok(Response::Object(o)) => {
+                            self.read_hedge.observe(started.elapsed());
+                            Some(o)
+                        }
+                        _ => None,
+                    }
+                }
             }
         };
-        let _ = done.send((name, fallback, answer)).await;
+        (name, fallback, answer)
     }
 
     /// Writes the merge of every answer back to the replicas whose copy lacked

@@ -77,6 +77,8 @@ pub struct Metrics {
     pub quorum_failures: Family<OpLabels, Counter>,
     /// Stale or missing replicas repaired after a read.
     pub read_repairs: Counter,
+    /// Reads that asked one more replica because the first ones were slow.
+    pub speculative_reads: Counter,
     /// Records that failed to decode on disk.
     pub corrupt_records: Counter,
     /// Hints stored (on this node, for other replicas).
@@ -171,6 +173,7 @@ impl Metrics {
             latency: Family::new_with_constructor(latency_histogram),
             quorum_failures: Family::default(),
             read_repairs: Counter::default(),
+            speculative_reads: Counter::default(),
             corrupt_records: Counter::default(),
             hints_stored: Counter::default(),
             hints_delivered: Counter::default(),
@@ -233,6 +236,11 @@ impl Metrics {
             "read_repairs",
             "Replicas repaired after a read",
             m.read_repairs.clone(),
+        );
+        registry.register(
+            "speculative_reads",
+            "Reads that asked one more replica because the first ones were slow",
+            m.speculative_reads.clone(),
         );
         registry.register(
             "corrupt_records",

@@ -43,6 +43,8 @@ pub struct Node {
     pub stop: CancellationToken,
     /// Background workers and their status.
     pub workers: Workers,
+    /// When a read asks one more replica (speculative retry).
+    pub read_hedge: crate::coordinator::ReadHedge,
     /// Set once a shutdown began (health answers 503 from then on).
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -125,6 +127,7 @@ impl Node {
             stop: CancellationToken::new(),
             workers: Workers::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            read_hedge: Default::default(),
             rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
             rpc_shared,
             identity,

@@ -303,3 +303,56 @@ fn writes_on_both_sides_of_a_partition_become_siblings_everywhere_after_it_heals
         }
     }
 }
+
+#[test]
+fn a_quorum_read_asks_r_replicas_not_all_n() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let c = http();
+    for i in 0..20 {
+        let url = nodes[0].key_url(&format!("r-{i}"));
+        assert_eq!(put(&c, &url, "v", None).status(), 204);
+    }
+    let before = metric(&nodes[0], "dynakv_rpc_requests_total");
+    let reads = 100;
+    for i in 0..reads {
+        let url = format!("{}?r=2", nodes[0].key_url(&format!("r-{}", i % 20)));
+        assert_eq!(values(&c, &url), ["v"]);
+    }
+    let sent = metric(&nodes[0], "dynakv_rpc_requests_total") - before;
+    // One remote read per GET (the coordinator is a replica and reads its own
+    // copy), plus gossip and the odd speculative read; asking all three
+    // replicas would send two per GET.
+    assert!(
+        sent >= reads as f64 && sent < 1.5 * reads as f64,
+        "{sent} node-to-node requests for {reads} r=2 reads"
+    );
+}
+
+#[test]
+fn a_silent_replica_costs_a_read_a_speculative_retry_not_a_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let c = http();
+    for i in 0..10 {
+        let url = nodes[0].key_url(&format!("s-{i}"));
+        assert_eq!(put(&c, &url, "v", None).status(), 204);
+    }
+    // n2 ignores n1's requests without closing anything: to n1 it is up (its
+    // gossip still arrives) but never answers.
+    set_faults(&nodes[1], &json!({"drop_from": ["n1"]}));
+    for i in 0..20 {
+        // Without a speculative read, a read that picked n2 would wait the
+        // whole timeout for its second answer and fail.
+        let url = format!(
+            "{}?r=2&timeout_ms=3000",
+            nodes[0].key_url(&format!("s-{}", i % 10))
+        );
+        assert_eq!(values(&c, &url), ["v"], "read {i}");
+    }
+    assert!(
+        metric(&nodes[0], "dynakv_speculative_reads_total") >= 1.0,
+        "no read asked a third replica (n2 was picked with probability 1/2 each time)"
+    );
+    set_faults(&nodes[1], &json!({}));
+}
