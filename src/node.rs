@@ -196,6 +196,16 @@ impl Node {
 }
 
 impl Handler for Node {
+    /// Replica reads, and replica writes when they are not fsynced, touch
+    /// RocksDB for microseconds and wait on nothing (see [`Node::read_now`]).
+    fn is_quick(&self, request: &Request) -> bool {
+        match request {
+            Request::ReplicaRead { .. } | Request::Ping => true,
+            Request::ReplicaWrite { .. } => !self.config.sync_writes,
+            _ => false,
+        }
+    }
+
     async fn handle(self: Arc<Self>, peer: String, request: Request) -> Response {
         if let Err(kind) = request.validate() {
             self.metrics
