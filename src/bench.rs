@@ -9,6 +9,13 @@
 //! client last saw for the key, so the benchmark measures ordinary updates rather
 //! than piling up siblings. Keys are written once first (`--preload`, with a
 //! progress bar) so reads find data.
+//!
+//! With `--direct` the client routes each request itself (Dynamo §6.4,
+//! client-driven coordination): it reads the ring from `/admin/ring` and the
+//! members' HTTP addresses from `/admin/status`, and sends every request to one
+//! of the key's serving replicas, so no request pays a forwarding hop. Without
+//! it, requests rotate over the `--node` list and a node that is not a replica
+//! of the key forwards writes to one that is.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -86,6 +93,77 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Send each request straight to one of the key's replicas (read from
+    /// the first node's `/admin/ring`) instead of rotating over `--node`.
+    #[arg(long)]
+    pub direct: bool,
+}
+
+/// Client-driven routing: the base URLs of each partition's serving
+/// replicas that were up when the ring was read.
+pub struct Router {
+    by_partition: Vec<Vec<String>>,
+}
+
+impl Router {
+    /// Reads the ring and the members' HTTP addresses from `node`.
+    pub async fn fetch(client: &Client, node: &str) -> Result<Router, String> {
+        let base = node.trim_end_matches('/');
+        let get = |path: &'static str| {
+            let url = format!("{base}{path}");
+            async move {
+                let resp = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))?;
+                if !resp.status().is_success() {
+                    return Err(format!("{url}: HTTP {}", resp.status()));
+                }
+                resp.json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| format!("{url}: {e}"))
+            }
+        };
+        let (ring, status) = (get("/admin/ring").await?, get("/admin/status").await?);
+        let mut urls = HashMap::new();
+        for m in status["members"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(addr), Some("up")) = (
+                m["name"].as_str(),
+                m["http_addr"].as_str(),
+                m["status"].as_str(),
+            ) {
+                urls.insert(name.to_string(), format!("http://{addr}"));
+            }
+        }
+        let mut by_partition = vec![Vec::new(); dynakv_ring::PARTITIONS];
+        for range in ring["ranges"].as_array().into_iter().flatten() {
+            let Some(p) = range["partition"].as_u64().map(|p| p as usize) else {
+                continue;
+            };
+            if let Some(slot) = by_partition.get_mut(p) {
+                *slot = range["replicas"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| urls.get(r.as_str()?).cloned())
+                    .collect();
+            }
+        }
+        if by_partition.iter().any(Vec::is_empty) {
+            return Err(format!(
+                "{base}: some partitions have no replica that is up; cannot route directly"
+            ));
+        }
+        Ok(Router { by_partition })
+    }
+
+    /// One of `key`'s replicas (`turn` rotates over them, spreading load).
+    pub fn route(&self, key: &[u8], turn: usize) -> &str {
+        let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(key));
+        let replicas = &self.by_partition[p];
+        &replicas[turn % replicas.len()]
+    }
 }
 
 #[derive(Default)]
@@ -161,6 +239,15 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
         .map_err(|e| failure(e.to_string()))?;
     let value = Arc::new(vec![b'x'; args.value_size]);
     let nodes = Arc::new(args.node.clone());
+    let router = if args.direct {
+        Some(Arc::new(
+            Router::fetch(&client, &args.node[0])
+                .await
+                .map_err(failure)?,
+        ))
+    } else {
+        None
+    };
     // The context each client last saw per key, shared so any client's write
     // carries what the cluster last told us.
     let contexts: Arc<Mutex<HashMap<usize, String>>> = Arc::new(Mutex::new(HashMap::new()));
@@ -176,9 +263,10 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for c in 0..args.clients.min(args.keys) {
-            let (client, nodes, value, next, bar, contexts, wq) = (
+            let (client, nodes, router, value, next, bar, contexts, wq) = (
                 client.clone(),
                 Arc::clone(&nodes),
+                router.clone(),
                 Arc::clone(&value),
                 Arc::clone(&next),
                 bar.clone(),
@@ -192,10 +280,12 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
                     if i >= keys {
                         return Ok::<(), String>(());
                     }
-                    let url = format!(
-                        "{}{wq}",
-                        key_url(&nodes[(i + c) % nodes.len()], key_name(i).as_bytes())
-                    );
+                    let key = key_name(i);
+                    let node = match &router {
+                        Some(r) => r.route(key.as_bytes(), i + c),
+                        None => &nodes[(i + c) % nodes.len()],
+                    };
+                    let url = format!("{}{wq}", key_url(node, key.as_bytes()));
                     let resp = client
                         .put(url)
                         .body(value.as_ref().clone())
@@ -231,9 +321,10 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..args.clients {
-        let (client, nodes, value, contexts, done) = (
+        let (client, nodes, router, value, contexts, done) = (
             client.clone(),
             Arc::clone(&nodes),
+            router.clone(),
             Arc::clone(&value),
             Arc::clone(&contexts),
             Arc::clone(&done),
@@ -249,8 +340,12 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
                     (rng.random_range(0..keys), rng.random_bool(read_fraction))
                 };
                 turn += 1;
-                let node = &nodes[turn % nodes.len()];
-                let base = key_url(node, key_name(i).as_bytes());
+                let key = key_name(i);
+                let node = match &router {
+                    Some(r) => r.route(key.as_bytes(), turn),
+                    None => &nodes[turn % nodes.len()],
+                };
+                let base = key_url(node, key.as_bytes());
                 let t0 = Instant::now();
                 let (result, stats) = if is_read {
                     (client.get(format!("{base}{rq}")).send().await, &mut reads)
@@ -349,6 +444,14 @@ fn summary(name: &str, s: &OpStats, elapsed: f64) -> serde_json::Value {
     }
 }
 
+fn routing(args: &BenchArgs) -> &'static str {
+    if args.direct {
+        "direct (to a replica)"
+    } else {
+        "round-robin"
+    }
+}
+
 fn report(args: &BenchArgs, elapsed: f64, reads: &OpStats, writes: &OpStats) {
     let rows = [
         summary("get", reads, elapsed),
@@ -357,7 +460,7 @@ fn report(args: &BenchArgs, elapsed: f64, reads: &OpStats, writes: &OpStats) {
     let total: f64 = rows.iter().filter_map(|r| r["ops_per_s"].as_f64()).sum();
     if args.json {
         let out = json!({
-            "nodes": args.node, "workload": format!("{:?}", args.workload), "clients": args.clients,
+            "nodes": args.node, "routing": routing(args), "workload": format!("{:?}", args.workload), "clients": args.clients,
             "keys": args.keys, "value_size": args.value_size, "seconds": elapsed,
             "total_ops_per_s": total, "ops": rows,
         });
@@ -365,8 +468,9 @@ fn report(args: &BenchArgs, elapsed: f64, reads: &OpStats, writes: &OpStats) {
         return;
     }
     println!(
-        "{} node(s), workload {:?}, {} clients, {} keys, {} B values, {:.1} s",
+        "{} node(s), {} routing, workload {:?}, {} clients, {} keys, {} B values, {:.1} s",
         args.node.len(),
+        routing(args),
         args.workload,
         args.clients,
         args.keys,

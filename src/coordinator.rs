@@ -417,6 +417,7 @@ impl Node {
                 .await;
         }
         // Forward to the first reachable replica; it coordinates with its actor.
+        self.metrics.forwarded_writes.inc();
         let request = Request::CoordinateWrite {
             key,
             context,

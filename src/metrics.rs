@@ -79,6 +79,9 @@ pub struct Metrics {
     pub read_repairs: Counter,
     /// Reads that asked one more replica because the first ones were slow.
     pub speculative_reads: Counter,
+    /// Writes this node received without being a replica of the key, and
+    /// forwarded to one.
+    pub forwarded_writes: Counter,
     /// Records that failed to decode on disk.
     pub corrupt_records: Counter,
     /// Hints stored (on this node, for other replicas).
@@ -174,6 +177,7 @@ impl Metrics {
             quorum_failures: Family::default(),
             read_repairs: Counter::default(),
             speculative_reads: Counter::default(),
+            forwarded_writes: Counter::default(),
             corrupt_records: Counter::default(),
             hints_stored: Counter::default(),
             hints_delivered: Counter::default(),
@@ -241,6 +245,11 @@ impl Metrics {
             "speculative_reads",
             "Reads that asked one more replica because the first ones were slow",
             m.speculative_reads.clone(),
+        );
+        registry.register(
+            "forwarded_writes",
+            "Writes received by a node that is not a replica of the key, forwarded to one",
+            m.forwarded_writes.clone(),
         );
         registry.register(
             "corrupt_records",

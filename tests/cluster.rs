@@ -358,3 +358,68 @@ fn restarted_peers_are_reachable_as_soon_as_gossip_shows_them_back() {
         "a w=3 write failed right after every member was up"
     );
 }
+
+/// Runs `dynakv bench` for a second of writes; returns its JSON report.
+fn bench_writes(nodes: &[String], direct: bool) -> Value {
+    let mut args = vec![
+        "bench".to_string(),
+        "--node".into(),
+        nodes.join(","),
+        "--workload".into(),
+        "write-only".into(),
+        "--duration".into(),
+        "1".into(),
+        "--keys".into(),
+        "300".into(),
+        "--clients".into(),
+        "4".into(),
+        "--json".into(),
+    ];
+    if direct {
+        args.push("--direct".into());
+    }
+    let out = std::process::Command::new(BIN)
+        .args(&args)
+        .output()
+        .expect("run bench");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
+fn forwarded(nodes: &[TestNode]) -> f64 {
+    nodes
+        .iter()
+        .map(|n| metric(n, "dynakv_forwarded_writes_total"))
+        .sum()
+}
+
+#[test]
+fn bench_direct_sends_every_request_to_a_replica_of_its_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // N = 2 of three nodes: a third of the keys have each node as a non-replica.
+    let nodes = formed(dir.path(), &["--n", "2", "--r", "1", "--w", "1"]);
+    let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+
+    // Round-robin over every node: some writes land on a non-replica and are
+    // forwarded (the control: the counter does see forwarding).
+    let report = bench_writes(&urls, false);
+    assert_eq!(report["routing"], "round-robin");
+    assert!(forwarded(&nodes) > 0.0, "no write was forwarded");
+
+    let before = forwarded(&nodes);
+    let report = bench_writes(&urls[..1], true);
+    assert_eq!(report["routing"], "direct (to a replica)");
+    let put = &report["ops"][1];
+    assert!(put["count"].as_u64().expect("count") > 0, "{put}");
+    assert_eq!(put["errors"], 0, "{put}");
+    assert_eq!(
+        forwarded(&nodes),
+        before,
+        "a directly routed write reached a node that is not its replica"
+    );
+}

@@ -356,3 +356,59 @@ fn a_silent_replica_costs_a_read_a_speculative_retry_not_a_timeout() {
     );
     set_faults(&nodes[1], &json!({}));
 }
+
+#[test]
+fn a_replica_stopped_under_write_load_keeps_every_write_it_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let coordinator = nodes[0].url();
+    let stop_at = std::time::Instant::now() + Duration::from_millis(2500);
+    // w=3 strict: a 204 means n3 itself acknowledged the write (a hint kept
+    // elsewhere never counts), so each one must be on n3's disk.
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let node = coordinator.clone();
+            std::thread::spawn(move || {
+                let c = http();
+                let mut acked = Vec::new();
+                for j in 0.. {
+                    if std::time::Instant::now() > stop_at {
+                        break;
+                    }
+                    let key = format!("w{t}-{j}");
+                    let url = format!("{node}/kv/{key}?w=3&quorum=strict");
+                    if put(&c, &url, key.as_str(), None).status() == 204 {
+                        acked.push(key);
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    // SIGTERM with replica writes in flight on n3's connections.
+    assert!(nodes[2].stop().success(), "n3 did not stop cleanly");
+    let acked: Vec<String> = writers
+        .into_iter()
+        .flat_map(|w| w.join().expect("writer"))
+        .collect();
+    assert!(acked.len() > 20, "only {} writes acknowledged", acked.len());
+
+    nodes[2].start();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    let n3 = &nodes[2];
+    set_faults(n3, &json!({"drop_to": ["n1", "n2"]}));
+    let c = http();
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|k| values(&c, &format!("{}?r=1", n3.key_url(k))) != [k.as_str()])
+        .collect();
+    set_faults(n3, &json!({}));
+    assert!(
+        lost.is_empty(),
+        "n3 acknowledged {} writes and lost {}: {:?}",
+        acked.len(),
+        lost.len(),
+        &lost[..lost.len().min(10)]
+    );
+}
