@@ -22,14 +22,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use dynakv_client::{Client, ClientBuilder, Context, Error, Options, Quorum, Sibling};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use rand::Rng;
-use reqwest::{Client, StatusCode};
 use serde_json::json;
 
-use crate::client::{CliError, key_url};
+use crate::client::CliError;
 
 /// Read/write mixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -99,73 +99,6 @@ pub struct BenchArgs {
     pub direct: bool,
 }
 
-/// Client-driven routing: the base URLs of each partition's serving
-/// replicas that were up when the ring was read.
-pub struct Router {
-    by_partition: Vec<Vec<String>>,
-}
-
-impl Router {
-    /// Reads the ring and the members' HTTP addresses from `node`.
-    pub async fn fetch(client: &Client, node: &str) -> Result<Router, String> {
-        let base = node.trim_end_matches('/');
-        let get = |path: &'static str| {
-            let url = format!("{base}{path}");
-            async move {
-                let resp = client
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))?;
-                if !resp.status().is_success() {
-                    return Err(format!("{url}: HTTP {}", resp.status()));
-                }
-                resp.json::<serde_json::Value>()
-                    .await
-                    .map_err(|e| format!("{url}: {e}"))
-            }
-        };
-        let (ring, status) = (get("/admin/ring").await?, get("/admin/status").await?);
-        let mut urls = HashMap::new();
-        for m in status["members"].as_array().into_iter().flatten() {
-            if let (Some(name), Some(addr), Some("up")) = (
-                m["name"].as_str(),
-                m["http_addr"].as_str(),
-                m["status"].as_str(),
-            ) {
-                urls.insert(name.to_string(), format!("http://{addr}"));
-            }
-        }
-        let mut by_partition = vec![Vec::new(); dynakv_ring::PARTITIONS];
-        for range in ring["ranges"].as_array().into_iter().flatten() {
-            let Some(p) = range["partition"].as_u64().map(|p| p as usize) else {
-                continue;
-            };
-            if let Some(slot) = by_partition.get_mut(p) {
-                *slot = range["replicas"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|r| urls.get(r.as_str()?).cloned())
-                    .collect();
-            }
-        }
-        if by_partition.iter().any(Vec::is_empty) {
-            return Err(format!(
-                "{base}: some partitions have no replica that is up; cannot route directly"
-            ));
-        }
-        Ok(Router { by_partition })
-    }
-
-    /// One of `key`'s replicas (`turn` rotates over them, spreading load).
-    pub fn route(&self, key: &[u8], turn: usize) -> &str {
-        let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(key));
-        let replicas = &self.by_partition[p];
-        &replicas[turn % replicas.len()]
-    }
-}
-
 #[derive(Default)]
 struct OpStats {
     latency: Option<Histogram<u64>>,
@@ -206,7 +139,20 @@ fn key_name(i: usize) -> String {
     format!("bench-{i:08}")
 }
 
-const CONTEXT: &str = "x-causal-context";
+/// A failed request's kind, as the report counts them.
+fn error_kind(e: &Error) -> String {
+    match e {
+        Error::NotFound { .. } => "not_found".into(),
+        Error::QuorumUnavailable { .. } => "quorum_unavailable".into(),
+        Error::TooManySiblings { .. } => "too_many_siblings".into(),
+        Error::BadRequest { status, .. } => format!("bad_request ({status})"),
+        Error::Unreachable { .. } => "unreachable".into(),
+        Error::Timeout { .. } => "timeout".into(),
+        Error::Conflict { .. } => "conflict".into(),
+        Error::Api { status, code, .. } => format!("{code} ({status})"),
+        Error::InvalidResponse(_) => "invalid_response".into(),
+    }
+}
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
@@ -223,36 +169,39 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
     runtime.block_on(run_async(args))
 }
 
-fn query(name: &str, value: &Option<String>) -> String {
-    value
-        .as_ref()
-        .map(|v| format!("?{name}={v}"))
-        .unwrap_or_default()
+fn options(quorum: &Option<String>) -> Result<Options, CliError> {
+    let quorum = quorum
+        .as_deref()
+        .map(str::parse::<Quorum>)
+        .transpose()
+        .map_err(|message| CliError { code: 2, message })?;
+    Ok(Options {
+        quorum,
+        ..Options::default()
+    })
 }
 
 async fn run_async(args: BenchArgs) -> Result<(), CliError> {
-    let client = Client::builder()
-        .pool_max_idle_per_host(args.clients)
-        .tcp_nodelay(true)
+    // Round-robin over the nodes, or (--direct) each request to one of its
+    // key's replicas: the client library's routing.
+    let client: Client = ClientBuilder::new(args.node.clone())
+        .connections(args.clients)
         .timeout(Duration::from_secs(30))
+        .route_to_replicas(args.direct)
         .build()
         .map_err(|e| failure(e.to_string()))?;
-    let value = Arc::new(vec![b'x'; args.value_size]);
-    let nodes = Arc::new(args.node.clone());
-    let router = if args.direct {
-        Some(Arc::new(
-            Router::fetch(&client, &args.node[0])
-                .await
-                .map_err(failure)?,
-        ))
-    } else {
-        None
-    };
+    if args.direct {
+        let ring = client.ring().await.map_err(|e| failure(e.to_string()))?;
+        let status = client.status().await.map_err(|e| failure(e.to_string()))?;
+        dynakv_client::Router::from_answers(&ring, &status)
+            .map_err(|e| failure(format!("--direct cannot route: {e}")))?;
+    }
+    let value = Sibling::new(vec![b'x'; args.value_size], "application/octet-stream");
     // The context each client last saw per key, shared so any client's write
     // carries what the cluster last told us.
-    let contexts: Arc<Mutex<HashMap<usize, String>>> = Arc::new(Mutex::new(HashMap::new()));
-    let wq = query("w", &args.w);
-    let rq = query("r", &args.r);
+    let contexts: Arc<Mutex<HashMap<usize, Context>>> = Arc::new(Mutex::new(HashMap::new()));
+    let wq = Arc::new(options(&args.w)?);
+    let rq = Arc::new(options(&args.r)?);
 
     if args.preload {
         let bar = ProgressBar::new(args.keys as u64);
@@ -262,16 +211,14 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
         );
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let mut tasks = Vec::new();
-        for c in 0..args.clients.min(args.keys) {
-            let (client, nodes, router, value, next, bar, contexts, wq) = (
+        for _ in 0..args.clients.min(args.keys) {
+            let (client, value, next, bar, contexts, wq) = (
                 client.clone(),
-                Arc::clone(&nodes),
-                router.clone(),
-                Arc::clone(&value),
+                value.clone(),
                 Arc::clone(&next),
                 bar.clone(),
                 Arc::clone(&contexts),
-                wq.clone(),
+                Arc::clone(&wq),
             );
             let keys = args.keys;
             tasks.push(tokio::spawn(async move {
@@ -281,23 +228,11 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
                         return Ok::<(), String>(());
                     }
                     let key = key_name(i);
-                    let node = match &router {
-                        Some(r) => r.route(key.as_bytes(), i + c),
-                        None => &nodes[(i + c) % nodes.len()],
-                    };
-                    let url = format!("{}{wq}", key_url(node, key.as_bytes()));
-                    let resp = client
-                        .put(url)
-                        .body(value.as_ref().clone())
-                        .send()
+                    let ctx = client
+                        .put_with(key.as_bytes(), value.clone(), None, &wq)
                         .await
                         .map_err(|e| format!("preload: {e}"))?;
-                    if resp.status() != StatusCode::NO_CONTENT {
-                        return Err(format!("preload: HTTP {}", resp.status()));
-                    }
-                    if let Some(ctx) = resp.headers().get(CONTEXT).and_then(|v| v.to_str().ok()) {
-                        contexts.lock().insert(i, ctx.to_string());
-                    }
+                    contexts.lock().insert(i, ctx);
                     bar.inc(1);
                 }
             }));
@@ -320,76 +255,46 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
     let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..args.clients {
-        let (client, nodes, router, value, contexts, done) = (
+    for _ in 0..args.clients {
+        let (client, value, contexts, done) = (
             client.clone(),
-            Arc::clone(&nodes),
-            router.clone(),
-            Arc::clone(&value),
+            value.clone(),
             Arc::clone(&contexts),
             Arc::clone(&done),
         );
-        let (rq, wq, keys) = (rq.clone(), wq.clone(), args.keys);
+        let (rq, wq, keys) = (Arc::clone(&rq), Arc::clone(&wq), args.keys);
         tasks.push(tokio::spawn(async move {
             let mut reads = OpStats::default();
             let mut writes = OpStats::default();
-            let mut turn = c;
             while Instant::now() < deadline {
                 let (i, is_read) = {
                     let mut rng = rand::rng();
                     (rng.random_range(0..keys), rng.random_bool(read_fraction))
                 };
-                turn += 1;
                 let key = key_name(i);
-                let node = match &router {
-                    Some(r) => r.route(key.as_bytes(), turn),
-                    None => &nodes[turn % nodes.len()],
-                };
-                let base = key_url(node, key.as_bytes());
                 let t0 = Instant::now();
                 let (result, stats) = if is_read {
-                    (client.get(format!("{base}{rq}")).send().await, &mut reads)
+                    let r = client
+                        .get_with(key.as_bytes(), &rq)
+                        .await
+                        .map(|o| o.context);
+                    (r, &mut reads)
                 } else {
-                    let mut req = client
-                        .put(format!("{base}{wq}"))
-                        .body(value.as_ref().clone());
-                    if let Some(ctx) = contexts.lock().get(&i).cloned() {
-                        req = req.header(CONTEXT, ctx);
-                    }
-                    (req.send().await, &mut writes)
+                    let ctx = contexts.lock().get(&i).cloned();
+                    let r = client
+                        .put_with(key.as_bytes(), value.clone(), ctx.as_ref(), &wq)
+                        .await;
+                    (r, &mut writes)
                 };
                 let micros = t0.elapsed().as_micros() as u64;
                 match result {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        if let Some(ctx) = resp.headers().get(CONTEXT).and_then(|v| v.to_str().ok())
-                        {
-                            contexts.lock().insert(i, ctx.to_string());
-                        }
-                        // Drain the body so the connection is reused.
-                        let _ = resp.bytes().await;
-                        let ok = status.is_success()
-                            || status == StatusCode::MULTIPLE_CHOICES
-                            || (is_read && status == StatusCode::NOT_FOUND);
-                        if ok {
-                            stats.record(micros);
-                        } else {
-                            *stats
-                                .errors
-                                .entry(format!("HTTP {}", status.as_u16()))
-                                .or_default() += 1;
-                        }
+                    Ok(ctx) => {
+                        contexts.lock().insert(i, ctx);
+                        stats.record(micros);
                     }
-                    Err(e) => {
-                        let kind = if e.is_timeout() {
-                            "timeout"
-                        } else if e.is_connect() {
-                            "connect"
-                        } else {
-                            "request"
-                        };
-                        *stats.errors.entry(kind.to_string()).or_default() += 1;
-                    }
+                    // A read of a key nobody wrote yet is an answer, not an error.
+                    Err(Error::NotFound { .. }) if is_read => stats.record(micros),
+                    Err(e) => *stats.errors.entry(error_kind(&e)).or_default() += 1,
                 }
                 done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }

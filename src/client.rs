@@ -1,18 +1,17 @@
-//! The client subcommands (`get`, `put`, `delete`, `status`): thin wrappers over
-//! the HTTP API with clear output and exit codes (0 ok, 1 operational failure,
-//! 2 usage error).
+//! The client subcommands (`get`, `put`, `delete`, `status`, `repair`,
+//! `leave`, `remove`, `plan`): thin wrappers over [`dynakv_client`] with clear
+//! output and exit codes (0 ok, 1 operational failure, 2 usage error).
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode, utf8_percent_encode};
-use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
+use dynakv_client::blocking::Client;
+use dynakv_client::{ClientBuilder, Context, Error, Options, Quorum, Sibling};
 use serde_json::Value;
 
 use crate::cli::{DeleteArgs, GetArgs, NodeUrl, PlanArgs, PlanChange, PutArgs};
+
+pub use dynakv_client::key_url;
 
 /// A failed client command: its exit code and one line for stderr.
 #[derive(Debug)]
@@ -37,106 +36,70 @@ fn usage(message: impl Into<String>) -> CliError {
     }
 }
 
-/// Characters left unencoded in key segments: RFC 3986 unreserved.
-const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-const CONTEXT_HEADER: &str = "x-causal-context";
-
-/// The URL of a key on a node.
-pub fn key_url(node: &str, key: &[u8]) -> String {
-    format!(
-        "{}/kv/{}",
-        node.trim_end_matches('/'),
-        percent_encode(key, KEY_SET)
-    )
-}
-
-fn client() -> Result<Client, CliError> {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| failure(format!("cannot build HTTP client: {e}")))
-}
-
-fn send(req: reqwest::blocking::RequestBuilder, node: &NodeUrl) -> Result<Response, CliError> {
-    req.send()
-        .map_err(|e| failure(format!("cannot reach node {}: {e}", node.node)))
-}
-
-/// Turns an error response into one line: `<code>: <message>`.
-fn api_error(resp: Response) -> CliError {
-    let status = resp.status();
-    let body: Value = resp.json().unwrap_or(Value::Null);
-    let code = body["error"].as_str().unwrap_or("error");
-    let message = body["message"].as_str().unwrap_or("(no message)");
-    let text = format!("{code} ({}): {message}", status.as_u16());
-    if status == StatusCode::BAD_REQUEST {
-        usage(text)
-    } else {
-        failure(text)
+impl From<Error> for CliError {
+    /// A malformed request is a usage error (exit 2); anything else is an
+    /// operational failure (exit 1).
+    fn from(e: Error) -> CliError {
+        match e {
+            Error::BadRequest { .. } => usage(e.to_string()),
+            _ => failure(e.to_string()),
+        }
     }
 }
 
-fn context_of(resp: &Response) -> Option<String> {
-    resp.headers()
-        .get(CONTEXT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+fn client(
+    node: &NodeUrl,
+    timeout: Duration,
+    admin_token: Option<String>,
+) -> Result<Client, CliError> {
+    Ok(ClientBuilder::new([node.node.clone()])
+        .timeout(timeout)
+        .admin_token(admin_token)
+        .build_blocking()?)
 }
 
-fn with_quorum(url: String, name: &str, value: &Option<String>) -> String {
-    match value {
-        Some(v) => format!("{url}?{name}={}", utf8_percent_encode(v, KEY_SET)),
-        None => url,
-    }
+fn options(quorum: &Option<String>) -> Result<Options, CliError> {
+    Ok(Options {
+        quorum: quorum
+            .as_deref()
+            .map(str::parse::<Quorum>)
+            .transpose()
+            .map_err(usage)?,
+        ..Options::default()
+    })
 }
 
-/// `dynakv get`: the value on stdout, the context on stderr.
+/// `dynakv get`: the value on stdout (with a newline when stdout is a
+/// terminal), the context on stderr; siblings are listed with the context to
+/// resolve them.
 pub fn get(args: GetArgs) -> Result<(), CliError> {
-    let url = with_quorum(key_url(&args.node.node, args.key.as_bytes()), "r", &args.r);
-    let resp = send(client()?.get(url), &args.node)?;
-    let ctx = context_of(&resp);
-    match resp.status() {
-        StatusCode::OK => {
-            let body = resp
-                .bytes()
-                .map_err(|e| failure(format!("reading the response: {e}")))?;
-            std::io::stdout()
-                .write_all(&body)
-                .map_err(|e| failure(format!("writing the value: {e}")))?;
-            if let Some(ctx) = ctx {
-                eprintln!("context: {ctx}");
-            }
-            Ok(())
-        }
-        StatusCode::MULTIPLE_CHOICES => {
-            let body: Value = resp
-                .json()
-                .map_err(|e| failure(format!("bad sibling response: {e}")))?;
-            let siblings = body["siblings"].as_array().cloned().unwrap_or_default();
-            println!("{} siblings", siblings.len());
-            for (i, s) in siblings.iter().enumerate() {
-                let value = STANDARD
-                    .decode(s["value"].as_str().unwrap_or_default())
-                    .unwrap_or_default();
-                println!(
-                    "--- sibling {} ({}) ---",
-                    i + 1,
-                    s["content_type"].as_str().unwrap_or("")
-                );
-                println!("{}", String::from_utf8_lossy(&value));
-            }
-            println!("context: {}", body["context"].as_str().unwrap_or(""));
-            eprintln!("write back with --context to resolve the siblings");
-            Ok(())
-        }
-        StatusCode::NOT_FOUND => Err(failure(format!("not found: {}", args.key))),
-        _ => Err(api_error(resp)),
+    let http = client(&args.node, Duration::from_secs(30), None)?;
+    let object = match http.get_with(args.key.as_bytes(), &options(&args.r)?) {
+        Err(Error::NotFound { .. }) => return Err(failure(format!("not found: {}", args.key))),
+        other => other?,
+    };
+    if let Some(one) = object.value() {
+        let mut out = std::io::stdout();
+        out.write_all(&one.value)
+            .and_then(|()| {
+                if out.is_terminal() && !one.value.ends_with(b"\n") {
+                    out.write_all(b"\n")
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| failure(format!("writing the value: {e}")))?;
+        eprintln!("context: {}", object.context);
+        return Ok(());
     }
+    println!("{} siblings", object.siblings.len());
+    for (i, s) in object.siblings.iter().enumerate() {
+        println!("--- sibling {} ({}) ---", i + 1, s.content_type);
+        println!("{}", String::from_utf8_lossy(&s.value));
+    }
+    println!("context: {}", object.context);
+    eprintln!("write back with --context to resolve the siblings");
+    Ok(())
 }
 
 /// `dynakv put`: prints the new context.
@@ -154,65 +117,40 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
             .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?,
         _ => return Err(usage("give a VALUE or --file, not both")),
     };
-    let http = client()?;
-    let url = key_url(&args.node.node, args.key.as_bytes());
+    let http = client(&args.node, Duration::from_secs(30), None)?;
+    let key = args.key.as_bytes();
     // A person typing a put means "set it to this": read the current context first.
     let context = match (&args.context, args.blind) {
-        (Some(c), _) => Some(c.clone()),
+        (Some(c), _) => Some(Context::from_token(c.clone())),
         (None, true) => None,
-        (None, false) => {
-            let resp = send(
-                http.get(&url).header("accept", "application/json"),
-                &args.node,
-            )?;
-            match resp.status() {
-                StatusCode::OK | StatusCode::MULTIPLE_CHOICES | StatusCode::NOT_FOUND => {
-                    context_of(&resp)
-                }
-                _ => return Err(api_error(resp)),
-            }
-        }
+        (None, false) => match http.get(key) {
+            Ok(o) => Some(o.context),
+            Err(Error::NotFound { context }) => context,
+            Err(e) => return Err(e.into()),
+        },
     };
-    let mut req = http
-        .put(with_quorum(url, "w", &args.w))
-        .header("content-type", &args.content_type)
-        .body(value);
-    if let Some(c) = context {
-        req = req.header(CONTEXT_HEADER, c);
-    }
-    let resp = send(req, &args.node)?;
-    if resp.status() != StatusCode::NO_CONTENT {
-        return Err(api_error(resp));
-    }
-    println!("{}", context_of(&resp).unwrap_or_default());
+    let written = http.put_with(
+        key,
+        Sibling::new(value, args.content_type.clone()),
+        context.as_ref(),
+        &options(&args.w)?,
+    )?;
+    println!("{written}");
     Ok(())
 }
 
 /// `dynakv delete`.
 pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
-    let url = with_quorum(key_url(&args.node.node, args.key.as_bytes()), "w", &args.w);
-    let mut req = client()?.delete(url);
-    if let Some(c) = &args.context {
-        req = req.header(CONTEXT_HEADER, c);
-    }
-    let resp = send(req, &args.node)?;
-    if resp.status() != StatusCode::NO_CONTENT {
-        return Err(api_error(resp));
-    }
+    let http = client(&args.node, Duration::from_secs(30), None)?;
+    let context = args.context.clone().map(Context::from_token);
+    http.delete_with(args.key.as_bytes(), context.as_ref(), &options(&args.w)?)?;
     eprintln!("deleted {}", args.key);
     Ok(())
 }
 
 /// `dynakv status`: members, liveness, ownership, key and hint counts.
 pub fn status(node: NodeUrl) -> Result<(), CliError> {
-    let url = format!("{}/admin/status", node.node.trim_end_matches('/'));
-    let resp = send(client()?.get(url), &node)?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp));
-    }
-    let s: Value = resp
-        .json()
-        .map_err(|e| failure(format!("bad status response: {e}")))?;
+    let s = client(&node, Duration::from_secs(30), None)?.status()?;
     println!(
         "node {} (actor {})  keys {}  hints pending {}",
         s["node"].as_str().unwrap_or("?"),
@@ -296,22 +234,7 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
 
 /// `dynakv repair`: runs one anti-entropy pass on the node and prints what it did.
 pub fn repair(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError> {
-    let url = format!("{}/admin/repair", node.node.trim_end_matches('/'));
-    let http = Client::builder()
-        .timeout(Duration::from_secs(3600))
-        .build()
-        .map_err(|e| failure(format!("cannot build HTTP client: {e}")))?;
-    let mut req = http.post(url);
-    if let Some(t) = admin_token {
-        req = req.bearer_auth(t);
-    }
-    let resp = send(req, &node)?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp));
-    }
-    let s: Value = resp
-        .json()
-        .map_err(|e| failure(format!("bad repair response: {e}")))?;
+    let s = client(&node, Duration::from_secs(3600), admin_token)?.repair()?;
     let n = |k: &str| s[k].as_u64().unwrap_or(0);
     println!(
         "compared {} ranges, {} differed; repaired {} keys; sent {} B, received {} B; purged {} tombstones; {} ms",
@@ -332,24 +255,10 @@ pub fn repair(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError
     Ok(())
 }
 
-fn admin_post(node: &NodeUrl, path: &str, admin_token: Option<String>) -> Result<Value, CliError> {
-    let url = format!("{}{path}", node.node.trim_end_matches('/'));
-    let mut req = client()?.post(url);
-    if let Some(t) = admin_token {
-        req = req.bearer_auth(t);
-    }
-    let resp = send(req, node)?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp));
-    }
-    resp.json()
-        .map_err(|e| failure(format!("bad response from {}: {e}", node.node)))
-}
-
 /// `dynakv leave`: start decommissioning the node; `dynakv status` shows the
 /// handoff, after which the node reports `left` and stops.
 pub fn leave(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError> {
-    let s = admin_post(&node, "/admin/leave", admin_token)?;
+    let s = client(&node, Duration::from_secs(30), admin_token)?.leave()?;
     println!(
         "{} is {}: {} partition(s) to hand off; follow with `dynakv status`",
         s["node"].as_str().unwrap_or("?"),
@@ -361,8 +270,7 @@ pub fn leave(node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError>
 
 /// `dynakv remove NAME`.
 pub fn remove(name: &str, node: NodeUrl, admin_token: Option<String>) -> Result<(), CliError> {
-    let path = format!("/admin/remove/{}", percent_encode(name.as_bytes(), KEY_SET));
-    let s = admin_post(&node, &path, admin_token)?;
+    let s = client(&node, Duration::from_secs(30), admin_token)?.remove(name)?;
     println!(
         "removed {}; the survivors restore {} partition(s) from the remaining replicas",
         s["removed"].as_str().unwrap_or(name),
@@ -373,32 +281,21 @@ pub fn remove(name: &str, node: NodeUrl, admin_token: Option<String>) -> Result<
 
 /// `dynakv plan join|leave|remove NAME`: what the change would move.
 pub fn plan(args: PlanArgs) -> Result<(), CliError> {
-    let enc = |s: &str| utf8_percent_encode(s, KEY_SET).to_string();
-    let query = match &args.change {
+    let query: Vec<(&str, String)> = match &args.change {
         PlanChange::Join { name, weight, zone } => {
-            let mut q = format!("join={}", enc(name));
+            let mut q = vec![("join", name.clone())];
             if let Some(w) = weight {
-                q.push_str(&format!("&weight={w}"));
+                q.push(("weight", w.to_string()));
             }
             if let Some(z) = zone {
-                q.push_str(&format!("&zone={}", enc(z)));
+                q.push(("zone", z.clone()));
             }
             q
         }
-        PlanChange::Leave { name } => format!("leave={}", enc(name)),
-        PlanChange::Remove { name } => format!("remove={}", enc(name)),
+        PlanChange::Leave { name } => vec![("leave", name.clone())],
+        PlanChange::Remove { name } => vec![("remove", name.clone())],
     };
-    let url = format!(
-        "{}/admin/plan?{query}",
-        args.node.node.trim_end_matches('/')
-    );
-    let resp = send(client()?.get(url), &args.node)?;
-    if !resp.status().is_success() {
-        return Err(api_error(resp));
-    }
-    let s: Value = resp
-        .json()
-        .map_err(|e| failure(format!("bad plan response: {e}")))?;
+    let s = client(&args.node, Duration::from_secs(30), None)?.plan(&query)?;
     println!(
         "{}: {} of 1024 partitions change replicas",
         s["change"].as_str().unwrap_or("?"),

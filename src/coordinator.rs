@@ -317,7 +317,8 @@ impl QuorumRead {
     /// not count (it waits for replicas, and ends in 503, never in a false
     /// 404).
     fn quorum(&self, needed: usize) -> bool {
-        let blind = self.merged.is_empty() && self.answers.iter().any(|(_, fb, _)| *fb);
+        let from_replicas = self.answers.iter().filter(|(_, fb, _)| !*fb).count();
+        let blind = self.merged.is_empty() && from_replicas < needed;
         self.answers.len() >= needed && !blind
     }
 
@@ -777,7 +778,23 @@ impl Node {
     ) -> ReadAnswer {
         let answer = if name == self.me() {
             let k = key.clone();
-            match self.read_now(move |node| node.storage.get(&k)).await {
+            // As a fallback, this node's copy includes the hints it holds for
+            // the replicas (as `on_replica_read` serves them to others).
+            let hints_for = if fallback {
+                hints_for.to_vec()
+            } else {
+                Vec::new()
+            };
+            let read = move |node: &Node| -> Result<Option<Object>, StorageError> {
+                let mut object = node.storage.get(&k)?;
+                for target in &hints_for {
+                    if let Some(h) = node.storage.get_hint(target, &k)? {
+                        object.get_or_insert_with(Object::new).sync(&h.object);
+                    }
+                }
+                Ok(object)
+            };
+            match self.read_now(read).await {
                 Ok(o) => Some(o),
                 Err(e) => {
                     self.note_storage_error(&e);

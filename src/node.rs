@@ -198,6 +198,10 @@ impl Node {
 impl Handler for Node {
     /// Replica reads, and replica writes when they are not fsynced, touch
     /// RocksDB for microseconds and wait on nothing (see [`Node::read_now`]).
+    /// A write can still wait behind a key's stripe lock (held by a transfer
+    /// batch merging up to a few MiB) or a RocksDB write stall; it then holds
+    /// up the requests behind it on that connection, as it would otherwise
+    /// hold an async worker thread.
     fn is_quick(&self, request: &Request) -> bool {
         match request {
             Request::ReplicaRead { .. } | Request::Ping => true,

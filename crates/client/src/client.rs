@@ -1,0 +1,578 @@
+//! The asynchronous client.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::Value;
+
+use crate::object::Wire;
+use crate::routing::Router;
+use crate::{Context, Error, Object, Result, Sibling};
+
+/// The causal context header.
+pub const CONTEXT_HEADER: &str = "x-causal-context";
+
+/// Characters left unencoded in a key's path segment: RFC 3986 unreserved.
+const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// How long a ring read for routing is trusted before it is read again.
+const ROUTER_TTL: Duration = Duration::from_secs(10);
+
+/// How many times [`Client::modify`] reads, merges and writes before giving up.
+pub const MODIFY_ATTEMPTS: usize = 5;
+
+/// The URL of `key` on the node at `base`.
+pub fn key_url(base: &str, key: &[u8]) -> String {
+    format!(
+        "{}/kv/{}",
+        base.trim_end_matches('/'),
+        percent_encode(key, KEY_SET)
+    )
+}
+
+/// How many replicas must answer: `r` for reads, `w` for writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quorum {
+    /// One replica.
+    One,
+    /// A majority of N.
+    Majority,
+    /// All N.
+    All,
+    /// Exactly this many.
+    Exactly(usize),
+}
+
+impl std::str::FromStr for Quorum {
+    type Err = String;
+
+    /// `one`, `quorum`, `all` or a count.
+    fn from_str(s: &str) -> std::result::Result<Quorum, String> {
+        match s {
+            "one" => Ok(Quorum::One),
+            "quorum" => Ok(Quorum::Majority),
+            "all" => Ok(Quorum::All),
+            _ => s
+                .parse()
+                .ok()
+                .filter(|&k| k > 0)
+                .map(Quorum::Exactly)
+                .ok_or_else(|| format!("a quorum is one, quorum, all or a count, not {s:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Quorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quorum::One => f.write_str("one"),
+            Quorum::Majority => f.write_str("quorum"),
+            Quorum::All => f.write_str("all"),
+            Quorum::Exactly(k) => write!(f, "{k}"),
+        }
+    }
+}
+
+/// Per-request settings; what is left out takes the node's defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// R for a read, W for a write or delete.
+    pub quorum: Option<Quorum>,
+    /// `Some(true)` for a strict quorum (only the key's own replicas count).
+    pub strict: Option<bool>,
+    /// How long the coordinating node waits for its quorum.
+    pub timeout: Option<Duration>,
+}
+
+impl Options {
+    /// Options with this quorum.
+    pub fn quorum(quorum: Quorum) -> Options {
+        Options {
+            quorum: Some(quorum),
+            ..Options::default()
+        }
+    }
+
+    fn query(&self, name: &str) -> String {
+        let mut parts = Vec::new();
+        if let Some(q) = self.quorum {
+            parts.push(format!("{name}={q}"));
+        }
+        if let Some(strict) = self.strict {
+            parts.push(format!(
+                "quorum={}",
+                if strict { "strict" } else { "sloppy" }
+            ));
+        }
+        if let Some(t) = self.timeout {
+            parts.push(format!("timeout_ms={}", t.as_millis().max(1)));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    nodes: Vec<String>,
+    timeout: Duration,
+    route_to_replicas: bool,
+    admin_token: Option<String>,
+    connections: usize,
+}
+
+impl ClientBuilder {
+    /// A client of these nodes (base URLs such as `http://127.0.0.1:8001`).
+    pub fn new<S: Into<String>>(nodes: impl IntoIterator<Item = S>) -> ClientBuilder {
+        ClientBuilder {
+            nodes: nodes
+                .into_iter()
+                .map(|n| n.into().trim_end_matches('/').to_string())
+                .collect(),
+            timeout: Duration::from_secs(10),
+            route_to_replicas: false,
+            admin_token: None,
+            connections: 16,
+        }
+    }
+
+    /// How long one HTTP exchange may take (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends each request to one of its key's replicas, read from the
+    /// cluster's ring (refreshed every 10 s), instead of rotating over the
+    /// given nodes. Falls back to rotating when the ring cannot be read.
+    pub fn route_to_replicas(mut self, yes: bool) -> Self {
+        self.route_to_replicas = yes;
+        self
+    }
+
+    /// The bearer token admin requests carry.
+    pub fn admin_token(mut self, token: Option<String>) -> Self {
+        self.admin_token = token;
+        self
+    }
+
+    /// Idle connections kept per node (default 16; a load generator wants
+    /// one per concurrent client).
+    pub fn connections(mut self, n: usize) -> Self {
+        self.connections = n;
+        self
+    }
+
+    /// The asynchronous client.
+    pub fn build(self) -> Result<Client> {
+        if self.nodes.is_empty() {
+            return Err(Error::BadRequest {
+                status: 0,
+                message: "a client needs at least one node URL".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .pool_max_idle_per_host(self.connections)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::InvalidResponse(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                nodes: self.nodes,
+                route_to_replicas: self.route_to_replicas,
+                admin_token: self.admin_token,
+                router: Mutex::new(None),
+                turn: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The blocking facade, for scripts and tests (not for use inside an
+    /// async runtime).
+    pub fn build_blocking(self) -> Result<crate::blocking::Client> {
+        crate::blocking::Client::new(self)
+    }
+}
+
+/// An asynchronous dynakv client; cheap to clone (clones share connections).
+///
+/// **Retries.** A request that could not be sent (no connection) moves on to
+/// the next node: for reads and writes alike, since nothing was sent. A read
+/// also moves on after a timeout or a 5xx answer, since reading twice is
+/// harmless. A write or delete that was sent is never resent: after a timeout,
+/// a lost connection or a `503`, it may have been stored, and sending it again
+/// would store it twice (as two siblings). The error says which
+/// ([`Error::is_retryable`]); the caller decides.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    nodes: Vec<String>,
+    route_to_replicas: bool,
+    admin_token: Option<String>,
+    router: Mutex<Option<(Arc<Router>, Instant)>>,
+    turn: AtomicUsize,
+}
+
+impl Client {
+    /// The nodes this client was given.
+    pub fn nodes(&self) -> &[String] {
+        &self.inner.nodes
+    }
+
+    /// Reads `key` with the node's default R.
+    pub async fn get(&self, key: &[u8]) -> Result<Object> {
+        self.get_with(key, &Options::default()).await
+    }
+
+    /// Reads `key`: its live siblings and their context, or
+    /// [`Error::NotFound`].
+    pub async fn get_with(&self, key: &[u8], opts: &Options) -> Result<Object> {
+        let query = opts.query("r");
+        let http = &self.inner.http;
+        let resp = self
+            .send(Some(key), true, |base| {
+                http.get(format!("{}{query}", key_url(base, key)))
+                    .header(ACCEPT, "application/json")
+            })
+            .await?;
+        let (status, context, body) = read_answer(resp).await?;
+        match status {
+            StatusCode::OK | StatusCode::MULTIPLE_CHOICES => {
+                let wire: Wire = serde_json::from_slice(&body)
+                    .map_err(|e| Error::InvalidResponse(format!("a read's JSON: {e}")))?;
+                let siblings = wire
+                    .siblings
+                    .into_iter()
+                    .map(|s| {
+                        let value = STANDARD.decode(s.value).map_err(|e| {
+                            Error::InvalidResponse(format!("a sibling's base64: {e}"))
+                        })?;
+                        Ok(Sibling::new(value, s.content_type))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Object {
+                    siblings,
+                    context: Context::from_token(wire.context),
+                })
+            }
+            _ => Err(Error::from_answer(status, &body, context)),
+        }
+    }
+
+    /// Writes `value` superseding what `context` covers (None: a blind write,
+    /// which adds a sibling to whatever is stored). Returns the new context.
+    pub async fn put(
+        &self,
+        key: &[u8],
+        value: Sibling,
+        context: Option<&Context>,
+    ) -> Result<Context> {
+        self.put_with(key, value, context, &Options::default())
+            .await
+    }
+
+    /// [`Client::put`] with per-request options.
+    pub async fn put_with(
+        &self,
+        key: &[u8],
+        value: Sibling,
+        context: Option<&Context>,
+        opts: &Options,
+    ) -> Result<Context> {
+        let query = opts.query("w");
+        let http = &self.inner.http;
+        let resp = self
+            .send(Some(key), false, |base| {
+                let req = http
+                    .put(format!("{}{query}", key_url(base, key)))
+                    .header(CONTENT_TYPE, &value.content_type)
+                    .body(value.value.clone());
+                with_context(req, context)
+            })
+            .await?;
+        let (status, context, body) = read_answer(resp).await?;
+        match (status, context) {
+            (StatusCode::NO_CONTENT, Some(c)) => Ok(c),
+            (StatusCode::NO_CONTENT, None) => Err(Error::InvalidResponse(
+                "a write answered without a causal context".into(),
+            )),
+            (status, context) => Err(Error::from_answer(status, &body, context)),
+        }
+    }
+
+    /// Deletes what `context` covers (None: what a quorum read finds).
+    pub async fn delete(&self, key: &[u8], context: Option<&Context>) -> Result<()> {
+        self.delete_with(key, context, &Options::default()).await
+    }
+
+    /// [`Client::delete`] with per-request options.
+    pub async fn delete_with(
+        &self,
+        key: &[u8],
+        context: Option<&Context>,
+        opts: &Options,
+    ) -> Result<()> {
+        let query = opts.query("w");
+        let http = &self.inner.http;
+        let resp = self
+            .send(Some(key), false, |base| {
+                with_context(
+                    http.delete(format!("{}{query}", key_url(base, key))),
+                    context,
+                )
+            })
+            .await?;
+        let (status, context, body) = read_answer(resp).await?;
+        if status == StatusCode::NO_CONTENT {
+            Ok(())
+        } else {
+            Err(Error::from_answer(status, &body, context))
+        }
+    }
+
+    /// Read-modify-write: reads `key`, calls `merge` with its live siblings
+    /// (empty if it has none) and writes the result with the read's context,
+    /// so every sibling the read saw is replaced by the merge. It then reads
+    /// the key again: if a concurrent writer left a sibling next to this
+    /// write, it merges again (the sibling included), up to
+    /// [`MODIFY_ATTEMPTS`] times, then fails with [`Error::Conflict`] (nothing
+    /// is lost: the siblings stay). `merge` must be a pure function of the
+    /// siblings (a set union, a counter's maximum, …), since it may run more
+    /// than once. Returns the context of the resolved value.
+    pub async fn modify<F>(&self, key: &[u8], opts: &Options, mut merge: F) -> Result<Context>
+    where
+        F: FnMut(&[Sibling]) -> Sibling,
+    {
+        for _ in 0..MODIFY_ATTEMPTS {
+            let (siblings, context) = match self.get_with(key, opts).await {
+                Ok(o) => (o.siblings, Some(o.context)),
+                Err(Error::NotFound { context }) => (Vec::new(), context),
+                Err(e) => return Err(e),
+            };
+            let merged = merge(&siblings);
+            self.put_with(key, merged, context.as_ref(), opts).await?;
+            match self.get_with(key, opts).await {
+                Ok(o) if !o.has_siblings() => return Ok(o.context),
+                Ok(_) | Err(Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict {
+            attempts: MODIFY_ATTEMPTS,
+        })
+    }
+
+    /// `GET /admin/status` of the first node.
+    pub async fn status(&self) -> Result<Value> {
+        self.admin(reqwest::Method::GET, "/admin/status").await
+    }
+
+    /// `GET /admin/ring` of the first node.
+    pub async fn ring(&self) -> Result<Value> {
+        self.admin(reqwest::Method::GET, "/admin/ring").await
+    }
+
+    /// `POST /admin/repair`: one anti-entropy pass on the first node now.
+    pub async fn repair(&self) -> Result<Value> {
+        self.admin(reqwest::Method::POST, "/admin/repair").await
+    }
+
+    /// `POST /admin/leave`: decommissions the first node.
+    pub async fn leave(&self) -> Result<Value> {
+        self.admin(reqwest::Method::POST, "/admin/leave").await
+    }
+
+    /// `POST /admin/remove/{name}`: drops a dead member for good.
+    pub async fn remove(&self, name: &str) -> Result<Value> {
+        let path = format!("/admin/remove/{}", percent_encode(name.as_bytes(), KEY_SET));
+        self.admin(reqwest::Method::POST, &path).await
+    }
+
+    /// `GET /admin/plan?…`: what a membership change would move.
+    pub async fn plan(&self, query: &[(&str, String)]) -> Result<Value> {
+        let q: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", percent_encode(v.as_bytes(), KEY_SET)))
+            .collect();
+        self.admin(
+            reqwest::Method::GET,
+            &format!("/admin/plan?{}", q.join("&")),
+        )
+        .await
+    }
+
+    /// An admin request to the first node (admin answers are about that
+    /// node, so there is no failover).
+    async fn admin(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+        let base = &self.inner.nodes[0];
+        let mut req = self.inner.http.request(method, format!("{base}{path}"));
+        if let Some(token) = &self.inner.admin_token {
+            req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let resp = req.send().await.map_err(|e| transport(base, &e))?;
+        let (status, context, body) = read_answer(resp).await?;
+        if status.is_success() {
+            serde_json::from_slice(&body)
+                .map_err(|e| Error::InvalidResponse(format!("{path}: {e}")))
+        } else {
+            Err(Error::from_answer(status, &body, context))
+        }
+    }
+
+    /// The nodes to try for a request, in order.
+    async fn candidates(&self, key: Option<&[u8]>) -> Vec<String> {
+        let nodes = &self.inner.nodes;
+        let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
+        let mut out: Vec<String> = Vec::with_capacity(nodes.len() + 3);
+        if let (true, Some(key)) = (self.inner.route_to_replicas, key)
+            && let Some(router) = self.router().await
+        {
+            out.extend(router.replicas(key, turn).map(str::to_string));
+        }
+        for i in 0..nodes.len() {
+            let n = &nodes[(turn + i) % nodes.len()];
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
+    /// The routing table, read again when older than [`ROUTER_TTL`].
+    async fn router(&self) -> Option<Arc<Router>> {
+        if let Some((r, at)) = self.inner.router.lock().as_ref()
+            && at.elapsed() < ROUTER_TTL
+        {
+            return Some(Arc::clone(r));
+        }
+        let fresh = self.read_router().await.map(Arc::new);
+        // Even a failed read is remembered for a while, so a cluster whose
+        // ring cannot be read does not cost every request two extra calls.
+        let mut slot = self.inner.router.lock();
+        match fresh {
+            Some(r) => {
+                *slot = Some((Arc::clone(&r), Instant::now()));
+                Some(r)
+            }
+            None => {
+                let stale = slot.as_ref().map(|(r, _)| Arc::clone(r));
+                if let Some(r) = &stale {
+                    *slot = Some((Arc::clone(r), Instant::now()));
+                }
+                stale
+            }
+        }
+    }
+
+    async fn read_router(&self) -> Option<Router> {
+        for base in &self.inner.nodes {
+            let get = |path: &str| self.inner.http.get(format!("{base}{path}")).send();
+            let (Ok(ring), Ok(status)) = (get("/admin/ring").await, get("/admin/status").await)
+            else {
+                continue;
+            };
+            let (Ok(ring), Ok(status)) = (ring.json::<Value>().await, status.json::<Value>().await)
+            else {
+                continue;
+            };
+            if let Ok(router) = Router::from_answers(&ring, &status) {
+                return Some(router);
+            }
+        }
+        None
+    }
+
+    /// Sends a request to the candidates in turn (see the retry rules on
+    /// [`Client`]); `idempotent` requests (reads) may be sent more than once.
+    async fn send(
+        &self,
+        key: Option<&[u8]>,
+        idempotent: bool,
+        build: impl Fn(&str) -> RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let candidates = self.candidates(key).await;
+        let mut last = None;
+        for (i, base) in candidates.iter().enumerate() {
+            let more = i + 1 < candidates.len();
+            match build(base).send().await {
+                Ok(resp) if idempotent && more && resp.status().is_server_error() => {
+                    last = Some(Error::Api {
+                        status: resp.status().as_u16(),
+                        code: "server_error".into(),
+                        message: format!("{base} answered {}", resp.status()),
+                    });
+                }
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.is_connect() => {
+                    // Nothing was sent: any request may go elsewhere. The
+                    // routing table may name a node that is gone.
+                    if self.inner.route_to_replicas {
+                        *self.inner.router.lock() = None;
+                    }
+                    last = Some(transport(base, &e));
+                }
+                Err(e) if idempotent => last = Some(transport(base, &e)),
+                Err(e) => return Err(transport(base, &e)),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unreachable {
+            message: "no node to send to".into(),
+        }))
+    }
+}
+
+fn with_context(req: RequestBuilder, context: Option<&Context>) -> RequestBuilder {
+    match context {
+        Some(c) => req.header(CONTEXT_HEADER, c.as_str()),
+        None => req,
+    }
+}
+
+/// Status, causal context and body of an answer.
+async fn read_answer(resp: reqwest::Response) -> Result<(StatusCode, Option<Context>, Bytes)> {
+    let status = resp.status();
+    let context = resp
+        .headers()
+        .get(CONTEXT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(Context::from_token);
+    let body = resp.bytes().await.map_err(|e| Error::Timeout {
+        message: format!("reading the answer: {e}"),
+    })?;
+    Ok((status, context, body))
+}
+
+fn transport(base: &str, e: &reqwest::Error) -> Error {
+    if e.is_connect() {
+        Error::Unreachable {
+            message: format!("{base}: {e}"),
+        }
+    } else {
+        // Sent (or partly sent) with no answer: the node may have acted on it.
+        Error::Timeout {
+            message: format!("{base}: {e}"),
+        }
+    }
+}
