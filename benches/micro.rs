@@ -217,8 +217,8 @@ mod rpc_bench {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use dynakv::metrics::Metrics;
-    use dynakv::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
+    use dynakv::server::metrics::Metrics;
+    use dynakv::server::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_util::sync::CancellationToken;
@@ -295,7 +295,7 @@ mod rpc_bench {
 fn rpc(c: &mut Criterion) {
     use std::time::Duration;
 
-    use dynakv::rpc::Request;
+    use dynakv::server::rpc::Request;
     use rpc_bench::*;
 
     let rt = tokio::runtime::Builder::new_multi_thread()

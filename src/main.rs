@@ -5,8 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use dynakv::cli::{Cli, Command, NodeArgs};
-use dynakv::{bench, client, dev, node};
+use dynakv::server::node;
+use dynakv::tools::cli::{Cli, Command, NodeArgs};
+use dynakv::tools::{bench, commands as client, dev};
 
 // A node allocates a handful of short-lived buffers per request on every
 // runtime thread; glibc's malloc showed up as ~15-20% of a loaded node's

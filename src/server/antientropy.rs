@@ -47,10 +47,10 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::now_ms;
-use crate::node::{Node, jittered_pause};
-use crate::rpc::{Request, Response};
-use crate::worker::WorkerHandle;
+use crate::server::cluster::now_ms;
+use crate::server::node::{Node, jittered_pause};
+use crate::server::rpc::{Request, Response};
+use crate::server::worker::WorkerHandle;
 
 /// Nodes asked for per descent request.
 const NODES_PER_REQUEST: usize = 2048;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, QuorumMode};
+use crate::server::config::{Config, ConfigError, QuorumMode};
 
 /// dynakv: a leaderless, replicated, persistent key-value store (Dynamo-style).
 #[derive(Parser, Debug)]
@@ -22,7 +22,7 @@ pub enum Command {
     /// Run a storage node.
     Node(Box<NodeArgs>),
     /// Run a local cluster on 127.0.0.1 (ports 7001.. and 8001..).
-    Dev(crate::dev::DevArgs),
+    Dev(crate::tools::dev::DevArgs),
     /// Read a key.
     Get(GetArgs),
     /// Write a key (reads it first and writes with its context unless --blind).
@@ -40,7 +40,7 @@ pub enum Command {
     /// Preview a membership change: partitions and bytes that would move.
     Plan(PlanArgs),
     /// Generate load and report throughput and latency percentiles.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::tools::bench::BenchArgs),
 }
 
 /// `dynakv remove`.

@@ -8,14 +8,14 @@ use dynakv_membership::{ClusterRing, Entry, GossipConfig, MemberInfo, MemberStat
 use dynakv_storage::{Identity, Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::antientropy::{self, AntiEntropy};
-use crate::cluster::{self, Cluster, META_MEMBERS, META_RING, now_ms};
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
-use crate::transfer::{self, Transfers};
-use crate::worker::Workers;
-use crate::{handoff, http};
+use crate::server::antientropy::{self, AntiEntropy};
+use crate::server::cluster::{self, Cluster, META_MEMBERS, META_RING, now_ms};
+use crate::server::config::Config;
+use crate::server::metrics::Metrics;
+use crate::server::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
+use crate::server::transfer::{self, Transfers};
+use crate::server::worker::Workers;
+use crate::server::{handoff, http};
 
 /// Everything a node's request handlers and workers share.
 pub struct Node {
@@ -44,7 +44,7 @@ pub struct Node {
     /// Background workers and their status.
     pub workers: Workers,
     /// When a read asks one more replica (speculative retry).
-    pub read_hedge: crate::coordinator::ReadHedge,
+    pub read_hedge: crate::server::coordinator::ReadHedge,
     /// Set once a shutdown began (health answers 503 from then on).
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -214,7 +214,7 @@ impl Handler for Node {
         if let Err(kind) = request.validate() {
             self.metrics
                 .rpc_invalid
-                .get_or_create(&crate::metrics::Reason::from(kind))
+                .get_or_create(&crate::server::metrics::Reason::from(kind))
                 .inc();
             tracing::warn!(%peer, kind, "refused an invalid node-to-node request");
             return Response::Error(format!("invalid {kind} request"));

@@ -9,7 +9,7 @@ use dynakv_client::blocking::Client;
 use dynakv_client::{ClientBuilder, Context, Error, Options, Quorum, Sibling};
 use serde_json::Value;
 
-use crate::cli::{DeleteArgs, GetArgs, NodeUrl, PlanArgs, PlanChange, PutArgs};
+use crate::tools::cli::{DeleteArgs, GetArgs, NodeUrl, PlanArgs, PlanChange, PutArgs};
 
 pub use dynakv_client::key_url;
 

@@ -17,9 +17,9 @@ use percent_encoding::percent_decode_str;
 use serde_json::json;
 
 use super::ApiError;
-use crate::config::QuorumMode;
-use crate::coordinator::{Quorum, RequestOptions};
-use crate::node::Node;
+use crate::server::config::QuorumMode;
+use crate::server::coordinator::{Quorum, RequestOptions};
+use crate::server::node::Node;
 
 /// The header carrying causal-context tokens both ways.
 pub const CONTEXT_HEADER: &str = "x-causal-context";

@@ -311,7 +311,7 @@ mod tests {
 
     #[test]
     fn the_example_file_is_valid_and_matches_the_defaults() {
-        let text = include_str!("../dynakv.example.toml");
+        let text = include_str!("../../dynakv.example.toml");
         let mut c = Config::from_toml("dynakv.example.toml", text).expect("example parses");
         c.name = "n1".into();
         c.validate().expect("example is valid");

@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 use rand::Rng;
 use serde_json::json;
 
-use crate::client::CliError;
+use crate::tools::commands::CliError;
 
 /// Read/write mixes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -26,10 +26,10 @@ use dynakv_ring::{Ring, token};
 use dynakv_storage::{Hint, HintId, ObjectStore, StorageError};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::now_ms;
-use crate::node::Node;
-use crate::rpc::{Request, Response};
-use crate::worker::WorkerHandle;
+use crate::server::cluster::now_ms;
+use crate::server::node::Node;
+use crate::server::rpc::{Request, Response};
+use crate::server::worker::WorkerHandle;
 
 /// Time between delivery rounds.
 const ROUND: Duration = Duration::from_millis(250);

@@ -13,8 +13,8 @@ use dynakv_membership::{MemberState, Status, claim};
 use dynakv_ring::{Change, PARTITIONS, Ring, RingEvent};
 
 use super::ApiError;
-use crate::node::Node;
-use crate::rpc::faults::FaultSpec;
+use crate::server::node::Node;
+use crate::server::rpc::faults::FaultSpec;
 
 /// `GET /health`: `200 ok` while the node serves requests; `503` with the
 /// reason while it shuts down or when its store cannot take a write (a disk
@@ -33,7 +33,10 @@ pub async fn health(State(node): State<Arc<Node>>) -> Result<&'static str, ApiEr
         ));
     }
     let probe = node
-        .blocking(|n| n.storage.put_meta_lazy("health", &crate::cluster::now_ms()))
+        .blocking(|n| {
+            n.storage
+                .put_meta_lazy("health", &crate::server::cluster::now_ms())
+        })
         .await;
     match probe {
         Ok(()) => Ok("ok"),
@@ -465,7 +468,7 @@ pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
     for w in node.workers.statuses() {
         node.metrics
             .worker_restarts
-            .get_or_create(&crate::metrics::Reason::from(w.name))
+            .get_or_create(&crate::server::metrics::Reason::from(w.name))
             .set(w.restarts as i64);
     }
     let body = node.metrics.render(&stats);

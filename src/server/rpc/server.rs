@@ -16,7 +16,7 @@ use super::auth::{self, Role};
 use super::faults::Faults;
 use super::frame::{Frame, FrameCodec, FrameError, write_batched};
 use super::message::{Hello, Request, Response};
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 
 /// How long a connecting peer has to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -23,10 +23,10 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{Reason, StatusLabel};
-use crate::node::{Node, jittered_pause};
-use crate::rpc::{Request, Response};
-use crate::worker::WorkerHandle;
+use crate::server::metrics::{Reason, StatusLabel};
+use crate::server::node::{Node, jittered_pause};
+use crate::server::rpc::{Request, Response};
+use crate::server::worker::WorkerHandle;
 
 /// The metadata record holding the member table.
 pub const META_MEMBERS: &str = "members.v2";

@@ -45,11 +45,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::antientropy::PassSummary;
-use crate::metrics::Reason;
-use crate::node::Node;
-use crate::rpc::{Request, Response};
-use crate::worker::WorkerHandle;
+use crate::server::antientropy::PassSummary;
+use crate::server::metrics::Reason;
+use crate::server::node::Node;
+use crate::server::rpc::{Request, Response};
+use crate::server::worker::WorkerHandle;
 
 /// Records asked for per handoff batch.
 pub const BATCH_BYTES: u32 = 1 << 20;

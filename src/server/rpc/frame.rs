@@ -155,7 +155,7 @@ impl Encoder<Frame> for FrameCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::message::{Request, Response};
+    use crate::server::rpc::message::{Request, Response};
     use proptest::prelude::*;
 
     fn sample() -> Frame {

@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 pub use error::ApiError;
 pub use listener::CappedListener;
 
-use crate::config::Config;
-use crate::metrics::{Op, OpLabels, RequestLabels};
-use crate::node::Node;
+use crate::server::config::Config;
+use crate::server::metrics::{Op, OpLabels, RequestLabels};
+use crate::server::node::Node;
 
 /// Binds the HTTP listener, with the configured connection cap.
 pub async fn bind(config: &Config) -> anyhow::Result<CappedListener> {

@@ -21,7 +21,7 @@
 //! the object as a *hint* for it; that acknowledgement counts toward W. When no
 //! spare node exists (three nodes, N = 3), the coordinator keeps the hint itself.
 //! Either way, every replica that missed a write ends up with a durable hint
-//! somewhere, delivered when it returns ([`crate::handoff`]).
+//! somewhere, delivered when it returns ([`crate::server::handoff`]).
 //!
 //! **Strict quorum**: only the first N count. If fewer than W of them are
 //! reachable the write is refused before anything is stored.
@@ -54,10 +54,10 @@ use parking_lot::Mutex;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
-use crate::config::QuorumMode;
-use crate::metrics::{Op, OpLabels};
-use crate::node::Node;
-use crate::rpc::{Request, Response, RpcError, WireError};
+use crate::server::config::QuorumMode;
+use crate::server::metrics::{Op, OpLabels};
+use crate::server::node::Node;
+use crate::server::rpc::{Request, Response, RpcError, WireError};
 
 /// Most actors a write may leave in a key's clock when its context names
 /// actors the key never saw. A clock has one entry per (incarnation, key) that
@@ -373,7 +373,7 @@ impl ReadHedge {
     }
 
     /// How long a read waits for its first replicas before asking another:
-    /// a few average latencies, at least [`Self::FLOOR`], at most half the
+    /// a few average latencies, at least 5 ms, at most half the
     /// request's timeout.
     pub fn delay(&self, timeout: Duration) -> Duration {
         let average =

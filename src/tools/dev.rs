@@ -16,7 +16,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use crate::client::CliError;
+use crate::tools::commands::CliError;
 
 /// `dynakv dev`.
 #[derive(Args, Debug)]

@@ -1,0 +1,13 @@
+//! What runs outside a node, as a client of the HTTP API through
+//! [`dynakv_client`]:
+//!
+//! * [`cli`] — the command line of every subcommand (`node` included);
+//! * [`commands`] — `get`, `put`, `delete`, `status`, `repair`, `leave`,
+//!   `remove`, `plan`;
+//! * [`dev`] — a local cluster of real node processes;
+//! * [`bench`](mod@bench) — the load generator.
+
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod dev;
