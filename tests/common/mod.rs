@@ -238,12 +238,17 @@ impl TestNode {
         self.child.is_some()
     }
 
+    /// A `dynakv-client` of this node alone (short timeout: test nodes
+    /// answer at once or are down).
+    pub fn client(&self) -> dynakv_client::blocking::Client {
+        dynakv_client::ClientBuilder::new([self.url()])
+            .timeout(Duration::from_secs(10))
+            .build_blocking()
+            .expect("client")
+    }
+
     pub fn status(&self) -> Value {
-        http()
-            .get(format!("{}/admin/status", self.url()))
-            .send()
-            .and_then(|r| r.json())
-            .expect("status")
+        self.client().status().expect("status")
     }
 
     pub fn key_url(&self, key: &str) -> String {
@@ -287,36 +292,39 @@ pub fn ctx_of(resp: &Response) -> String {
         .to_string()
 }
 
-/// Sorted live values of a key as strings (via the JSON form); empty if not found.
-pub fn values(client: &Client, url: &str) -> Vec<String> {
-    let resp = client
-        .get(url)
-        .header("accept", "application/json")
-        .send()
-        .expect("GET");
-    if resp.status() == 404 {
-        return Vec::new();
+/// Sorted live values of a key as strings; empty if not found. `url` is a
+/// key URL (`{node}/kv/{key}`), optionally with `?r=` and `timeout_ms=`.
+pub fn values(_http: &Client, url: &str) -> Vec<String> {
+    let (base, rest) = url.split_once("/kv/").expect("a key URL");
+    let (key, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let key: Vec<u8> = percent_encoding::percent_decode_str(key).collect();
+    let mut opts = dynakv_client::Options::default();
+    for (name, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        match name {
+            "r" => opts.quorum = Some(value.parse().expect("r")),
+            "timeout_ms" => {
+                opts.timeout = Some(Duration::from_millis(value.parse().expect("timeout_ms")))
+            }
+            other => panic!("values(): unexpected query parameter {other}"),
+        }
     }
-    assert!(
-        resp.status() == 200 || resp.status() == 300,
-        "unexpected status {}",
-        resp.status()
-    );
-    let body: Value = resp.json().expect("json");
-    let mut out: Vec<String> = body["siblings"]
-        .as_array()
-        .expect("siblings")
-        .iter()
-        .map(|s| {
-            use base64::Engine;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s["value"].as_str().expect("value"))
-                .expect("base64");
-            String::from_utf8(bytes).expect("utf8")
-        })
-        .collect();
-    out.sort();
-    out
+    let client = dynakv_client::ClientBuilder::new([base])
+        .timeout(Duration::from_secs(30))
+        .build_blocking()
+        .expect("client");
+    match client.get_with(&key, &opts) {
+        Ok(o) => {
+            let mut out: Vec<String> = o
+                .siblings
+                .into_iter()
+                .map(|s| String::from_utf8(s.value.to_vec()).expect("utf8"))
+                .collect();
+            out.sort();
+            out
+        }
+        Err(dynakv_client::Error::NotFound { .. }) => Vec::new(),
+        Err(e) => panic!("GET {url}: {e}"),
+    }
 }
 
 // ---- clusters on 127.0.0.2.. ----
@@ -360,10 +368,9 @@ pub fn three(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
 }
 
 pub fn statuses(node: &TestNode) -> BTreeMap<String, String> {
-    let Ok(resp) = http().get(format!("{}/admin/status", node.url())).send() else {
+    let Ok(s) = node.client().status() else {
         return BTreeMap::new();
     };
-    let s: Value = resp.json().unwrap_or(Value::Null);
     s["members"]
         .as_array()
         .cloned()
@@ -400,12 +407,7 @@ pub fn wait_formed(nodes: &[&TestNode]) {
 
 /// `(ring_epoch, partitions_moving, transfers_pending)` of a node.
 pub fn ring_state(node: &TestNode) -> Option<(u64, u64, u64)> {
-    let s: Value = http()
-        .get(format!("{}/admin/status", node.url()))
-        .send()
-        .ok()?
-        .json()
-        .ok()?;
+    let s = node.client().status().ok()?;
     Some((
         s["ring_epoch"].as_u64()?,
         s["partitions_moving"].as_u64()?,
@@ -456,21 +458,12 @@ pub fn local_values(node: &TestNode, others: &[&TestNode], key: &str) -> Vec<Str
 
 /// POST /admin/faults.
 pub fn set_faults(node: &TestNode, spec: &Value) {
-    let resp = http()
-        .post(format!("{}/admin/faults", node.url()))
-        .json(spec)
-        .send()
-        .expect("faults");
-    assert!(resp.status().is_success(), "faults: {}", resp.status());
+    node.client().set_faults(spec).expect("faults");
 }
 
 /// A counter or gauge from /metrics (0 when absent).
 pub fn metric(node: &TestNode, name: &str) -> f64 {
-    let text = http()
-        .get(format!("{}/metrics", node.url()))
-        .send()
-        .and_then(|r| r.text())
-        .unwrap_or_default();
+    let text = node.client().metrics().unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
         .and_then(|v| v.trim().parse().ok())

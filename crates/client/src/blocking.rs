@@ -105,4 +105,14 @@ impl Client {
     pub fn plan(&self, query: &[(&str, String)]) -> Result<Value> {
         self.runtime.block_on(self.inner.plan(query))
     }
+
+    /// See [`crate::Client::metrics`].
+    pub fn metrics(&self) -> Result<String> {
+        self.runtime.block_on(self.inner.metrics())
+    }
+
+    /// See [`crate::Client::set_faults`].
+    pub fn set_faults(&self, spec: &Value) -> Result<()> {
+        self.runtime.block_on(self.inner.set_faults(spec))
+    }
 }

@@ -423,6 +423,45 @@ impl Client {
         .await
     }
 
+    /// `GET /metrics` of the first node: Prometheus text.
+    pub async fn metrics(&self) -> Result<String> {
+        let base = &self.inner.nodes[0];
+        let resp = self
+            .inner
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .map_err(|e| transport(base, &e))?;
+        let (status, context, body) = read_answer(resp).await?;
+        if status.is_success() {
+            Ok(String::from_utf8_lossy(&body).into_owned())
+        } else {
+            Err(Error::from_answer(status, &body, context))
+        }
+    }
+
+    /// `POST /admin/faults` on the first node (only a node started with
+    /// `--fault-injection` accepts it; for tests): drops node-to-node
+    /// traffic to and from the named members, `{}` heals.
+    pub async fn set_faults(&self, spec: &Value) -> Result<()> {
+        let base = &self.inner.nodes[0];
+        let resp = self
+            .inner
+            .http
+            .post(format!("{base}/admin/faults"))
+            .json(spec)
+            .send()
+            .await
+            .map_err(|e| transport(base, &e))?;
+        let (status, context, body) = read_answer(resp).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::from_answer(status, &body, context))
+        }
+    }
+
     /// An admin request to the first node (admin answers are about that
     /// node, so there is no failover).
     async fn admin(&self, method: reqwest::Method, path: &str) -> Result<Value> {
