@@ -20,6 +20,29 @@ fn text(s: &str) -> Sibling {
     Sibling::new(s.to_string(), "text/plain")
 }
 
+/// The union of comma-separated sets kept in the siblings.
+fn elements(siblings: &[Sibling]) -> BTreeSet<String> {
+    siblings
+        .iter()
+        .flat_map(|s| {
+            String::from_utf8_lossy(&s.value)
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The merge function of a set: the union of the siblings, plus `element`.
+fn add(element: &str) -> impl FnMut(&[Sibling]) -> Sibling + '_ {
+    move |siblings| {
+        let mut items = elements(siblings);
+        items.insert(element.to_string());
+        text(&items.into_iter().collect::<Vec<_>>().join(","))
+    }
+}
+
 #[test]
 fn values_round_trip_with_their_context_and_content_type() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -65,22 +88,8 @@ fn concurrent_writes_are_siblings_and_modify_resolves_them() {
     assert!(object.has_siblings());
     assert_eq!(object.value(), None);
 
-    let union = |siblings: &[Sibling]| {
-        let mut items: BTreeSet<String> = siblings
-            .iter()
-            .flat_map(|s| {
-                String::from_utf8_lossy(&s.value)
-                    .split(',')
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .filter(|s| !s.is_empty())
-            .collect();
-        items.insert("c".into());
-        text(&items.into_iter().collect::<Vec<_>>().join(","))
-    };
     client
-        .modify(b"set", &Options::default(), union)
+        .modify(b"set", &Options::default(), add("c"))
         .expect("modify");
     assert_eq!(client.get(b"set").expect("get").siblings, [text("a,b,c")]);
 }
@@ -98,20 +107,7 @@ fn concurrent_modifies_lose_no_element() {
                 for i in 0..10 {
                     let element = format!("{t}-{i}");
                     client
-                        .modify(b"shared", &Options::default(), |siblings| {
-                            let mut items: BTreeSet<String> = siblings
-                                .iter()
-                                .flat_map(|s| {
-                                    String::from_utf8_lossy(&s.value)
-                                        .split(',')
-                                        .map(str::to_string)
-                                        .collect::<Vec<_>>()
-                                })
-                                .filter(|s| !s.is_empty())
-                                .collect();
-                            items.insert(element.clone());
-                            text(&items.into_iter().collect::<Vec<_>>().join(","))
-                        })
+                        .modify(b"shared", &Options::default(), add(&element))
                         .or_else(|e| match e {
                             // Siblings stay when attempts run out: nothing lost.
                             Error::Conflict { .. } => Ok(dynakv_client::Context::from_token("")),
@@ -127,16 +123,7 @@ fn concurrent_modifies_lose_no_element() {
     }
     let client = ClientBuilder::new([url]).build_blocking().expect("client");
     let object = client.get(b"shared").expect("get");
-    let items: BTreeSet<String> = object
-        .siblings
-        .iter()
-        .flat_map(|s| {
-            String::from_utf8_lossy(&s.value)
-                .split(',')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let items = elements(&object.siblings);
     for t in 0..4 {
         for i in 0..10 {
             assert!(
