@@ -30,6 +30,8 @@ fn main() -> ExitCode {
         Command::Leave(a) => client::leave(a.node, a.admin_token),
         Command::Remove(a) => client::remove(&a.name, a.admin.node, a.admin.admin_token),
         Command::Plan(a) => client::plan(a),
+        Command::Load(a) => dynakv::tools::load::load(a),
+        Command::Export(a) => dynakv::tools::load::export(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,10 @@ pub enum Command {
     Plan(PlanArgs),
     /// Generate load and report throughput and latency percentiles.
     Bench(crate::tools::bench::BenchArgs),
+    /// Bulk-load JSON Lines or CSV records (writes without context).
+    Load(crate::tools::load::LoadArgs),
+    /// Write every key with its live siblings as JSON Lines.
+    Export(crate::tools::load::ExportArgs),
 }
 
 /// `dynakv remove`.

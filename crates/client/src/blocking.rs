@@ -115,4 +115,10 @@ impl Client {
     pub fn set_faults(&self, spec: &Value) -> Result<()> {
         self.runtime.block_on(self.inner.set_faults(spec))
     }
+
+    /// See [`crate::Client::export_partition`].
+    pub fn export_partition(&self, partition: usize) -> Result<Vec<crate::Record>> {
+        self.runtime
+            .block_on(self.inner.export_partition(partition))
+    }
 }

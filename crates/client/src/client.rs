@@ -423,6 +423,48 @@ impl Client {
         .await
     }
 
+    /// One partition's keys with their live siblings, from a consistent scan
+    /// on one of its replicas (`GET /admin/export`), trying the next replica
+    /// when one fails. Reads the ring first if this client has not.
+    pub async fn export_partition(&self, partition: usize) -> Result<Vec<crate::Record>> {
+        let router = match self.router().await {
+            Some(r) => r,
+            None => Arc::new(self.read_router().await.ok_or_else(|| Error::Unreachable {
+                message: "cannot read the ring from any node".into(),
+            })?),
+        };
+        let mut last = None;
+        for base in router.partition(partition) {
+            let url = format!("{base}/admin/export?partition={partition}");
+            let resp = match self.inner.http.get(&url).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = Some(transport(base, &e));
+                    continue;
+                }
+            };
+            let (status, context, body) = read_answer(resp).await?;
+            if !status.is_success() {
+                last = Some(Error::from_answer(status, &body, context));
+                continue;
+            }
+            let answer: Value = serde_json::from_slice(&body)
+                .map_err(|e| Error::InvalidResponse(format!("{url}: {e}")))?;
+            return answer["records"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    crate::Record::from_json(&r.to_string())
+                        .map_err(|e| Error::InvalidResponse(format!("{url}: {e}")))
+                })
+                .collect();
+        }
+        Err(last.unwrap_or_else(|| Error::Unreachable {
+            message: format!("partition {partition} has no replica that is up"),
+        }))
+    }
+
     /// `GET /metrics` of the first node: Prometheus text.
     pub async fn metrics(&self) -> Result<String> {
         let base = &self.inner.nodes[0];
@@ -501,6 +543,9 @@ impl Client {
 
     /// The routing table, read again when older than [`ROUTER_TTL`].
     async fn router(&self) -> Option<Arc<Router>> {
+        if !self.inner.route_to_replicas {
+            return None;
+        }
         if let Some((r, at)) = self.inner.router.lock().as_ref()
             && at.elapsed() < ROUTER_TTL
         {

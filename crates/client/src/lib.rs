@@ -56,6 +56,7 @@ pub mod blocking;
 mod client;
 mod error;
 mod object;
+pub mod records;
 mod routing;
 
 pub use client::{
@@ -63,4 +64,5 @@ pub use client::{
 };
 pub use error::{Error, Result};
 pub use object::{Context, Object, Sibling};
+pub use records::Record;
 pub use routing::Router;

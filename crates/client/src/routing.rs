@@ -54,4 +54,9 @@ impl Router {
         let n = replicas.len();
         (0..n).map(move |i| replicas[(turn + i) % n].as_str())
     }
+
+    /// The serving replicas of one partition.
+    pub fn partition(&self, partition: usize) -> &[String] {
+        self.by_partition.get(partition).map_or(&[], Vec::as_slice)
+    }
 }

@@ -494,3 +494,74 @@ pub async fn unknown_admin(
     }
     ApiError::not_found(format!("no such admin endpoint: {}", uri.path()))
 }
+
+/// `GET /admin/export?partition=P`: this node's copy of one partition, for
+/// `dynakv export`: every key with a live version and its live siblings, in
+/// token order, from one RocksDB iterator (a consistent snapshot of the
+/// partition). A partition is 1/1024 of the data, so it is answered whole.
+/// Keys that are valid UTF-8 come as `key`, others as `key_base64`; values
+/// always as `value_base64`. A node that does not serve the partition answers
+/// `409 not_a_replica`.
+pub async fn export(
+    State(node): State<Arc<Node>>,
+    query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let partition = query
+        .get("partition")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|&p| p < PARTITIONS)
+        .ok_or_else(|| ApiError::bad_request(format!("partition must be 0..{}", PARTITIONS - 1)))?;
+    if !node
+        .cluster
+        .ring()
+        .replicas(partition)
+        .any(|r| r == node.identity.name)
+    {
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            code: "not_a_replica",
+            message: format!(
+                "{} does not serve partition {partition}",
+                node.identity.name
+            ),
+        });
+    }
+    let batch = node
+        .blocking(move |n| {
+            n.storage
+                .scan_objects(Ring::range_of(partition), None, usize::MAX)
+        })
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "storage_error",
+            message: e.to_string(),
+        })?;
+    let records: Vec<Value> = batch
+        .items
+        .iter()
+        .filter_map(|(key, object, _)| {
+            let siblings: Vec<Value> = object
+                .live()
+                .into_iter()
+                .filter_map(|v| {
+                    let data = v.data.as_ref()?;
+                    Some(json!({"value_base64": STANDARD.encode(data), "content_type": v.content_type}))
+                })
+                .collect();
+            if siblings.is_empty() {
+                return None;
+            }
+            let mut record = match std::str::from_utf8(key) {
+                Ok(k) => json!({ "key": k }),
+                Err(_) => json!({ "key_base64": STANDARD.encode(key) }),
+            };
+            record["siblings"] = Value::Array(siblings);
+            Some(record)
+        })
+        .collect();
+    Ok(Json(json!({"partition": partition, "records": records})))
+}

@@ -48,6 +48,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/leave", post(admin::leave))
         .route("/admin/remove/{name}", post(admin::remove))
         .route("/admin/plan", get(admin::plan))
+        .route("/admin/export", get(admin::export))
         .route("/admin/{*rest}", post(admin::unknown_admin))
         .fallback(kv::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
