@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Bulk load and export (issue 12): RECORDS records of 100-byte values into a
+# fresh 3-node dev cluster (N=3) through the write path, once reading each
+# key first (the default: a reload adds nothing) and once --blind, then the
+# export of everything, in one run. Prints records/s for each.
+#
+#   benches/load.sh [records]        (default 1000000)
+#
+# The SST-ingest path (load --sst) is not built yet, so its row is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RECORDS=${1:-1000000}
+cargo build --quiet
+BIN=target/debug/dynakv
+WORK=$(mktemp -d)
+DEV=
+cleanup() {
+  [ -n "$DEV" ] && kill "$DEV" 2>/dev/null && wait "$DEV" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+python3 - "$RECORDS" "$WORK" <<'PY'
+import json, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+v = "v" * 100
+with open(f"{work}/a.jsonl", "w") as a, open(f"{work}/b.jsonl", "w") as b:
+    for i in range(n):
+        a.write(json.dumps({"key": f"a-{i:09d}", "value": v}) + "\n")
+        b.write(json.dumps({"key": f"b-{i:09d}", "value": v}) + "\n")
+PY
+"$BIN" dev --nodes 3 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
+DEV=$!
+for p in 8001 8002 8003; do
+  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$p/health" && break; sleep 0.1; done
+done
+sleep 3
+NODES=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003
+rate() { python3 -c "import sys; print(f'{int(sys.argv[1]) / float(sys.argv[2]):,.0f}')" "$@"; }
+timed() { local t0=$(date +%s.%N); "$@" 2>"$WORK/last.err" >/dev/null || { cat "$WORK/last.err" >&2; exit 1; }; python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$t0" "$(date +%s.%N)"; }
+t_read=$(timed "$BIN" load "$WORK/a.jsonl" --node "$NODES")
+t_blind=$(timed "$BIN" load "$WORK/b.jsonl" --node "$NODES" --blind)
+t_again=$(timed "$BIN" load "$WORK/a.jsonl" --node "$NODES")
+t_export=$(timed "$BIN" export --node http://127.0.0.1:8001 --out "$WORK/export.jsonl")
+exported=$(wc -l < "$WORK/export.jsonl")
+echo "| step | records | seconds | records/s |"
+echo "|---|---:|---:|---:|"
+echo "| load (reads each key first) | $RECORDS | $t_read | $(rate "$RECORDS" "$t_read") |"
+echo "| load --blind | $RECORDS | $t_blind | $(rate "$RECORDS" "$t_blind") |"
+echo "| load again (everything already stored) | $RECORDS | $t_again | $(rate "$RECORDS" "$t_again") |"
+echo "| export | $exported | $t_export | $(rate "$exported" "$t_export") |"
