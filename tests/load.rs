@@ -258,3 +258,36 @@ fn export_then_load_into_a_fresh_cluster_gives_the_same_keys_and_siblings() {
     let second = export(&target, &dir.path().join("second.jsonl"));
     assert_eq!(first, second);
 }
+
+#[test]
+fn records_from_a_slow_producer_are_written_while_it_is_still_producing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let mut child = Command::new(BIN)
+        .args(["load", "-", "--node", &urls(&nodes)])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    {
+        use std::io::Write;
+        for i in 0..3 {
+            writeln!(stdin, "{{\"key\": \"slow-{i}\", \"value\": \"v\"}}").expect("write");
+        }
+        stdin.flush().expect("flush");
+    }
+    // The producer has not finished (standard input is still open), yet the
+    // records it gave are stored.
+    let stored = wait_until(std::time::Duration::from_secs(10), || {
+        (0..3).all(|i| siblings(&nodes, format!("slow-{i}").as_bytes()).len() == 1)
+    });
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    assert!(stored, "records waited for the end of the input");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

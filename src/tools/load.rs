@@ -16,14 +16,14 @@
 //! **Export** reads the ring, then each partition from one of its replicas
 //! (a consistent scan there, failing over to the next replica), and writes
 //! every key with its live siblings as one JSON line, partition by partition:
-//! memory holds one partition at a time.
+//! memory holds one partition at a time. It is one replica's copy: run
+//! `dynakv repair` first for an export that reflects every replica.
 //!
 //! The SST path (`load --sst`, SPEC §4) is not built yet.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
@@ -126,51 +126,143 @@ struct Tally {
     first_failure: Option<String>,
 }
 
+/// One input line, parsed.
+enum Parsed {
+    Record(Record),
+    /// A blank line or a CSV header.
+    Nothing,
+    /// A malformed line: why.
+    Bad(String),
+    /// The input could not be read: the load stops, even with `--skip-bad`.
+    Unreadable(String),
+}
+
+/// Where the input's line breaks are, so a CSV record's line number is the
+/// line of its first byte. (The csv crate's own count lags after a `\r\n`
+/// or blank lines: it places a record at the line break before it.)
+#[derive(Default)]
+struct Breaks {
+    /// Bytes read so far.
+    read: u64,
+    /// Offsets of `\r` and `\n` bytes not yet passed by a query.
+    pending: std::collections::VecDeque<(u64, u8)>,
+    /// `\n`s before the last query.
+    lines_before: u64,
+}
+
+impl Breaks {
+    /// The 1-based line of the first byte at or after `offset` that is not a
+    /// line break. Offsets must come in increasing order.
+    fn line_at(&mut self, mut offset: u64) -> u64 {
+        while let Some(&(at, byte)) = self.pending.front() {
+            if at > offset {
+                break;
+            }
+            if byte == b'\n' {
+                self.lines_before += 1;
+            }
+            if at == offset {
+                offset += 1;
+            }
+            self.pending.pop_front();
+        }
+        self.lines_before + 1
+    }
+}
+
+/// A reader noting the line breaks it passes on (see [`Breaks`]).
+struct Tracked<R> {
+    inner: R,
+    breaks: std::rc::Rc<std::cell::RefCell<Breaks>>,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut breaks = self.breaks.borrow_mut();
+        let start = breaks.read;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' || b == b'\r' {
+                breaks.pending.push_back((start + i as u64, b));
+            }
+        }
+        breaks.read += n as u64;
+        Ok(n)
+    }
+}
+
+type Input = Box<dyn BufRead + Send>;
+
 /// Reads records one line at a time, each with its line number.
 enum Records {
-    Jsonl(std::io::Lines<Box<dyn BufRead>>),
-    Csv(csv::StringRecordsIntoIter<Box<dyn BufRead>>),
+    Jsonl(std::io::Lines<Input>),
+    Csv {
+        rows: csv::StringRecordsIntoIter<Tracked<Input>>,
+        breaks: std::rc::Rc<std::cell::RefCell<Breaks>>,
+    },
 }
 
 impl Records {
-    fn open(input: Box<dyn BufRead>, format: Format) -> Records {
+    fn open(input: Input, format: Format) -> Records {
         match format {
             Format::Jsonl => Records::Jsonl(input.lines()),
-            Format::Csv => Records::Csv(
-                csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .flexible(true)
-                    .from_reader(input)
-                    .into_records(),
-            ),
+            Format::Csv => {
+                let breaks = std::rc::Rc::new(std::cell::RefCell::new(Breaks::default()));
+                let tracked = Tracked {
+                    inner: input,
+                    breaks: std::rc::Rc::clone(&breaks),
+                };
+                Records::Csv {
+                    rows: csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .flexible(true)
+                        .from_reader(tracked)
+                        .into_records(),
+                    breaks,
+                }
+            }
         }
     }
 
-    /// The next line: `Ok(None)` for a blank line or a CSV header, `Err` for a
-    /// malformed one. `None` at the end.
-    fn next(&mut self, line: &mut u64) -> Option<Result<Option<Record>, String>> {
+    /// The next line and its number; `None` at the end.
+    fn next(&mut self, line: &mut u64) -> Option<Parsed> {
         match self {
             Records::Jsonl(lines) => {
                 let next = lines.next()?;
                 *line += 1;
                 let text = match next {
                     Ok(t) => t,
-                    Err(e) => return Some(Err(format!("cannot read: {e}"))),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Some(Parsed::Bad("not UTF-8 text".into()));
+                    }
+                    Err(e) => return Some(Parsed::Unreadable(format!("cannot read: {e}"))),
                 };
                 if text.trim().is_empty() {
-                    return Some(Ok(None));
+                    return Some(Parsed::Nothing);
                 }
-                Some(Record::from_json(&text).map(Some))
+                Some(match Record::from_json(&text) {
+                    Ok(r) => Parsed::Record(r),
+                    Err(e) => Parsed::Bad(e),
+                })
             }
-            Records::Csv(rows) => {
+            Records::Csv { rows, breaks } => {
                 let row = match rows.next()? {
                     Ok(r) => r,
                     Err(e) => {
-                        *line = e.position().map_or(*line + 1, |p| p.line());
-                        return Some(Err(format!("bad CSV: {e}")));
+                        if let Some(p) = e.position() {
+                            *line = breaks.borrow_mut().line_at(p.byte());
+                        }
+                        return Some(match e.kind() {
+                            csv::ErrorKind::Io(io) => {
+                                Parsed::Unreadable(format!("cannot read: {io}"))
+                            }
+                            _ => Parsed::Bad(format!("bad CSV: {e}")),
+                        });
                     }
                 };
-                *line = row.position().map_or(*line + 1, |p| p.line());
+                if let Some(p) = row.position() {
+                    *line = breaks.borrow_mut().line_at(p.byte());
+                }
                 let fields: Vec<&str> = row.iter().collect();
                 let header = *line == 1
                     && fields
@@ -180,81 +272,109 @@ impl Records {
                         .get(1)
                         .is_some_and(|f| f.eq_ignore_ascii_case("value"));
                 if header || (fields.len() == 1 && fields[0].is_empty()) {
-                    return Some(Ok(None));
+                    return Some(Parsed::Nothing);
                 }
-                Some(match fields.as_slice() {
+                let parsed = match fields.as_slice() {
                     [key, value] | [key, value, ""] => csv_record(key, value, None),
                     [key, value, content_type] => csv_record(key, value, Some(content_type)),
                     _ => Err(format!(
                         "expected key,value[,content_type], got {} fields",
                         fields.len()
                     )),
+                };
+                Some(match parsed {
+                    Ok(r) => Parsed::Record(r),
+                    Err(e) => Parsed::Bad(e),
                 })
             }
         }
     }
 }
 
-fn csv_record(
-    key: &str,
-    value: &str,
-    content_type: Option<&str>,
-) -> Result<Option<Record>, String> {
+fn csv_record(key: &str, value: &str, content_type: Option<&str>) -> Result<Record, String> {
     if key.is_empty() {
         return Err("the key is empty".into());
     }
-    Ok(Some(Record {
+    Ok(Record {
         key: key.as_bytes().to_vec(),
         siblings: vec![Sibling::new(
             value.to_string(),
             content_type.unwrap_or(dynakv_client::records::DEFAULT_CONTENT_TYPE),
         )],
-    }))
+    })
+}
+
+/// Why storing a record failed, and whether trying again is safe: only when
+/// no write of it may have reached a node (the read before the writes failed,
+/// or a write could not connect). A write that may have been stored is never
+/// sent again, which could store it twice.
+struct Failed {
+    error: Error,
+    safe_to_retry: bool,
 }
 
 /// Stores one record's values; returns how many were new.
-async fn store(client: &Client, record: Record, opts: &Options, blind: bool) -> Result<u64, Error> {
+async fn store(
+    client: &Client,
+    record: &Record,
+    read: &Options,
+    write: &Options,
+    blind: bool,
+) -> Result<u64, Failed> {
     let mut stored = Vec::new();
     if !blind {
-        match client.get_with(&record.key, opts).await {
+        match client.get_with(&record.key, read).await {
             Ok(o) => stored = o.siblings,
             Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e),
+            Err(error) => {
+                return Err(Failed {
+                    error,
+                    safe_to_retry: true,
+                });
+            }
         }
     }
     let mut new = 0;
-    for sibling in record.siblings {
-        if stored.contains(&sibling) {
+    for sibling in &record.siblings {
+        if stored.contains(sibling) {
             continue;
         }
-        client
-            .put_with(&record.key, sibling.clone(), None, opts)
-            .await?;
-        stored.push(sibling);
+        if let Err(error) = client
+            .put_with(&record.key, sibling.clone(), None, write)
+            .await
+        {
+            let safe_to_retry = matches!(error, Error::Unreachable { .. }) && !blind;
+            return Err(Failed {
+                error,
+                safe_to_retry,
+            });
+        }
+        stored.push(sibling.clone());
         new += 1;
     }
     Ok(new)
 }
 
-/// A write that failed in a way that retrying may fix is retried (safe: the
-/// retry reads first and skips what did get stored), up to three times.
+/// Stores a record, trying again (up to three times) only when that is safe
+/// (see [`Failed`]): the retry reads first and skips what did get stored.
 async fn store_with_retries(
     client: Client,
     record: Record,
-    opts: Arc<Options>,
+    read: Arc<Options>,
+    write: Arc<Options>,
     blind: bool,
 ) -> (usize, Result<u64, Error>) {
     let values = record.siblings.len();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match store(&client, record.clone(), &opts, blind).await {
-            Err(e) if e.is_retryable() && !blind && attempt < 3 => {
+    for attempt in 1u64.. {
+        match store(&client, &record, &read, &write, blind).await {
+            Ok(new) => return (values, Ok(new)),
+            Err(f) if f.safe_to_retry && f.error.is_retryable() && attempt < 3 => {
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
-            result => return (values, result),
+            Err(f) => return (values, Err(f.error)),
         }
     }
+    unreachable!("the loop returns by its third attempt")
 }
 
 /// `dynakv load`.
@@ -284,11 +404,14 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
         .map(str::parse::<Quorum>)
         .transpose()
         .map_err(usage)?;
-    let opts = Arc::new(Options {
+    let write = Arc::new(Options {
         quorum,
         ..Options::default()
     });
-    let (input, size): (Box<dyn Read>, Option<u64>) = if args.file.as_os_str() == "-" {
+    // The read that finds values already stored uses the node's R: with
+    // R + W > N it sees every write that was acknowledged.
+    let read = Arc::new(Options::default());
+    let (input, size): (Box<dyn Read + Send>, Option<u64>) = if args.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
     } else {
         let file = std::fs::File::open(&args.file)
@@ -310,7 +433,6 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
         inner: input,
         bar: bar.clone(),
     };
-    let mut records = Records::open(Box::new(BufReader::with_capacity(1 << 20, counted)), format);
     let client = ClientBuilder::new(args.node.clone())
         .connections(args.concurrency)
         .timeout(Duration::from_secs(30))
@@ -318,75 +440,82 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
         .build()
         .map_err(|e| usage(e.to_string()))?;
 
-    let rt = runtime()?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = Arc::clone(&interrupted);
-        rt.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, Ordering::Relaxed);
+    // The input is read and parsed on a thread of its own, so a slow
+    // producer on standard input never holds up writes already sent (they
+    // are driven by the loop below while it waits for the next line).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Parsed)>(1024);
+    let reader = std::thread::spawn(move || {
+        let input: Input = Box::new(BufReader::with_capacity(1 << 20, counted));
+        let mut records = Records::open(input, format);
+        let mut line = 0u64;
+        while let Some(parsed) = records.next(&mut line) {
+            let last = matches!(parsed, Parsed::Unreadable(_));
+            if tx.blocking_send((line, parsed)).is_err() || last {
+                break;
             }
-        });
-    }
+        }
+    });
+
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut line = 0u64;
     let mut stopped: Option<String> = None;
-    rt.block_on(async {
-        let mut in_flight = FuturesUnordered::new();
-        let settle = |tally: &mut Tally, (values, result): (usize, Result<u64, Error>)| match result
-        {
-            Ok(new) => {
-                tally.loaded += new;
-                tally.already_stored += values as u64 - new;
-            }
-            Err(e) => {
-                tally.failed += 1;
-                tally.first_failure.get_or_insert_with(|| e.to_string());
-            }
-        };
-        loop {
-            if interrupted.load(Ordering::Relaxed) {
-                stopped = Some(format!("interrupted after line {line}"));
-                break;
-            }
-            let Some(next) = records.next(&mut line) else {
-                break;
-            };
-            let record = match next {
-                Ok(Some(r)) => r,
-                Ok(None) => continue,
-                Err(reason) if args.skip_bad => {
-                    tally.bad += 1;
-                    bar.suspend(|| eprintln!("skipping line {line}: {reason}"));
-                    continue;
-                }
-                Err(reason) => {
-                    stopped = Some(format!("line {line}: {reason}"));
-                    break;
-                }
-            };
-            while in_flight.len() >= args.concurrency {
-                if let Some(done) = in_flight.next().await {
-                    settle(&mut tally, done);
-                }
-            }
-            in_flight.push(store_with_retries(
-                client.clone(),
-                record,
-                Arc::clone(&opts),
-                args.blind,
-            ));
-            if line.is_multiple_of(1024) {
-                let secs = started.elapsed().as_secs_f64().max(0.001);
-                bar.set_message(format!("{line} lines, {:.0} records/s", line as f64 / secs));
-                bar.tick();
-            }
+    let settle = |tally: &mut Tally, (values, result): (usize, Result<u64, Error>)| match result {
+        Ok(new) => {
+            tally.loaded += new;
+            tally.already_stored += values as u64 - new;
         }
-        while let Some(done) = in_flight.next().await {
-            settle(&mut tally, done);
+        Err(e) => {
+            tally.failed += 1;
+            tally.first_failure.get_or_insert_with(|| e.to_string());
+        }
+    };
+    runtime()?.block_on(async {
+        let mut in_flight = FuturesUnordered::new();
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let mut reading = true;
+        while reading || !in_flight.is_empty() {
+            tokio::select! {
+                _ = &mut ctrl_c, if reading => {
+                    stopped = Some(format!("interrupted after line {line}"));
+                    reading = false;
+                }
+                Some(done) = in_flight.next(), if !in_flight.is_empty() => settle(&mut tally, done),
+                next = rx.recv(), if reading && in_flight.len() < args.concurrency => {
+                    let Some((at, parsed)) = next else {
+                        reading = false;
+                        continue;
+                    };
+                    line = at;
+                    match parsed {
+                        Parsed::Record(record) => in_flight.push(store_with_retries(
+                            client.clone(),
+                            record,
+                            Arc::clone(&read),
+                            Arc::clone(&write),
+                            args.blind,
+                        )),
+                        Parsed::Nothing => {}
+                        Parsed::Bad(reason) if args.skip_bad => {
+                            tally.bad += 1;
+                            bar.suspend(|| eprintln!("skipping line {line}: {reason}"));
+                        }
+                        Parsed::Bad(reason) | Parsed::Unreadable(reason) => {
+                            stopped = Some(format!("line {line}: {reason}"));
+                            reading = false;
+                        }
+                    }
+                    if line.is_multiple_of(1024) {
+                        let secs = started.elapsed().as_secs_f64().max(0.001);
+                        bar.set_message(format!("{line} lines, {:.0} records/s", line as f64 / secs));
+                    }
+                }
+            }
         }
     });
+    // Stops the reader (its next send fails) if the load ended early.
+    drop(rx);
+    let _ = reader.join();
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -404,7 +533,7 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
             failure(format!("{reason}; the lines before it are loaded"))
         } else {
             usage(format!(
-                "{reason} (nothing after it was loaded; --skip-bad skips such lines)"
+                "{reason} (nothing after it was loaded; --skip-bad skips malformed lines)"
             ))
         });
     }
@@ -420,7 +549,7 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
 
 /// Moves the progress bar as input bytes are read.
 struct CountingReader {
-    inner: Box<dyn Read>,
+    inner: Box<dyn Read + Send>,
     bar: ProgressBar,
 }
 
@@ -472,4 +601,56 @@ pub fn export(args: ExportArgs) -> Result<(), CliError> {
         keys as f64 / secs.max(0.001)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_all(text: &'static str, format: Format) -> Vec<(u64, String)> {
+        let input: Input = Box::new(std::io::Cursor::new(text.as_bytes()));
+        let mut records = Records::open(input, format);
+        let mut line = 0;
+        let mut out = Vec::new();
+        while let Some(parsed) = records.next(&mut line) {
+            let what = match parsed {
+                Parsed::Record(r) => String::from_utf8_lossy(&r.key).into_owned(),
+                Parsed::Nothing => continue,
+                Parsed::Bad(_) => "bad".into(),
+                Parsed::Unreadable(e) => e,
+            };
+            out.push((line, what));
+        }
+        out
+    }
+
+    #[test]
+    fn csv_lines_are_numbered_by_their_first_byte_across_crlf_blank_lines_and_quoted_newlines() {
+        let text = "key,value\r\na,1\r\n\r\nb,2\r\nc,1,2,3\r\n\"multi\nline\",v\r\nd,x,y,z\r\n";
+        assert_eq!(
+            parse_all(text, Format::Csv),
+            [
+                (2, "a".to_string()),
+                (4, "b".into()),
+                (5, "bad".into()),
+                (6, "multi\nline".into()),
+                (8, "bad".into())
+            ]
+        );
+        // Without a header, the first line is a record.
+        assert_eq!(
+            parse_all("key2,value\n", Format::Csv),
+            [(1, "key2".to_string())]
+        );
+    }
+
+    #[test]
+    fn json_lines_are_numbered_with_blank_lines_counted() {
+        let text =
+            "{\"key\":\"a\",\"value\":\"1\"}\n\n{\"key\":\"b\"}\n{\"key\":\"c\",\"value\":\"3\"}\n";
+        assert_eq!(
+            parse_all(text, Format::Jsonl),
+            [(1, "a".to_string()), (3, "bad".into()), (4, "c".into())]
+        );
+    }
 }

@@ -231,7 +231,8 @@ struct Inner {
     nodes: Vec<String>,
     route_to_replicas: bool,
     admin_token: Option<String>,
-    router: Mutex<Option<(Arc<Router>, Instant)>>,
+    /// The routing table and when it was read (`None`: the last read failed).
+    router: Mutex<Option<(Option<Arc<Router>>, Instant)>>,
     turn: AtomicUsize,
 }
 
@@ -360,7 +361,9 @@ impl Client {
     /// [`MODIFY_ATTEMPTS`] times, then fails with [`Error::Conflict`] (nothing
     /// is lost: the siblings stay). `merge` must be a pure function of the
     /// siblings (a set union, a counter's maximum, …), since it may run more
-    /// than once. Returns the context of the resolved value.
+    /// than once. The check reads with the same options, so it sees a
+    /// concurrent writer only when R + W > N. Returns the context of the
+    /// resolved value.
     pub async fn modify<F>(&self, key: &[u8], opts: &Options, mut merge: F) -> Result<Context>
     where
         F: FnMut(&[Sibling]) -> Sibling,
@@ -443,22 +446,31 @@ impl Client {
                     continue;
                 }
             };
-            let (status, context, body) = read_answer(resp).await?;
+            let (status, context, body) = match read_answer(resp).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
             if !status.is_success() {
                 last = Some(Error::from_answer(status, &body, context));
                 continue;
             }
-            let answer: Value = serde_json::from_slice(&body)
-                .map_err(|e| Error::InvalidResponse(format!("{url}: {e}")))?;
-            return answer["records"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    crate::Record::from_json(&r.to_string())
-                        .map_err(|e| Error::InvalidResponse(format!("{url}: {e}")))
-                })
-                .collect();
+            let records = serde_json::from_slice::<Value>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|answer| {
+                    answer["records"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|r| crate::Record::from_json(&r.to_string()))
+                        .collect::<Result<Vec<_>, String>>()
+                });
+            match records {
+                Ok(records) => return Ok(records),
+                Err(e) => last = Some(Error::InvalidResponse(format!("{url}: {e}"))),
+            }
         }
         Err(last.unwrap_or_else(|| Error::Unreachable {
             message: format!("partition {partition} has no replica that is up"),
@@ -549,25 +561,16 @@ impl Client {
         if let Some((r, at)) = self.inner.router.lock().as_ref()
             && at.elapsed() < ROUTER_TTL
         {
-            return Some(Arc::clone(r));
+            return r.clone();
         }
+        // A failed read is remembered too, so a cluster whose ring cannot be
+        // read does not cost every request two extra calls (requests then
+        // rotate over the given nodes until the next read).
         let fresh = self.read_router().await.map(Arc::new);
-        // Even a failed read is remembered for a while, so a cluster whose
-        // ring cannot be read does not cost every request two extra calls.
         let mut slot = self.inner.router.lock();
-        match fresh {
-            Some(r) => {
-                *slot = Some((Arc::clone(&r), Instant::now()));
-                Some(r)
-            }
-            None => {
-                let stale = slot.as_ref().map(|(r, _)| Arc::clone(r));
-                if let Some(r) = &stale {
-                    *slot = Some((Arc::clone(r), Instant::now()));
-                }
-                stale
-            }
-        }
+        let kept = fresh.or_else(|| slot.as_ref().and_then(|(r, _)| r.clone()));
+        *slot = Some((kept.clone(), Instant::now()));
+        kept
     }
 
     async fn read_router(&self) -> Option<Router> {
