@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use dynakv::server::node;
+use dynakv::server;
 use dynakv::tools::cli::{Cli, Command, NodeArgs};
 use dynakv::tools::{bench, commands as client, dev};
 
@@ -72,7 +72,7 @@ fn run_node(args: &NodeArgs) -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     runtime.spawn(shutdown_on_signal(shutdown.clone()));
-    match runtime.block_on(node::run(config, shutdown)) {
+    match runtime.block_on(server::run(config, shutdown)) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

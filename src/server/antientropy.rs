@@ -48,9 +48,10 @@ use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::server::cluster::now_ms;
-use crate::server::node::{Node, jittered_pause};
+use crate::server::core::Core;
 use crate::server::rpc::{Request, Response};
 use crate::server::worker::WorkerHandle;
+use crate::server::worker::jittered_pause;
 
 /// Nodes asked for per descent request.
 const NODES_PER_REQUEST: usize = 2048;
@@ -103,9 +104,11 @@ type CachedTree = (u64, Instant, Arc<PartitionTree>);
 /// one exchange, and holding every tree would cost ~50 bytes per stored key.
 const TREE_IDLE: Duration = Duration::from_secs(60);
 
-/// Anti-entropy state of a node.
-#[derive(Default)]
+/// Anti-entropy: Merkle-tree exchanges with the other replicas over the
+/// node's storage, cluster view and RPC ([`Core`]), and their state.
 pub struct AntiEntropy {
+    /// Storage, cluster view, RPC.
+    pub core: Arc<Core>,
     trees: Mutex<HashMap<usize, CachedTree>>,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
@@ -160,20 +163,31 @@ fn size<T: Serialize>(value: &T) -> u64 {
     codec::encode(value).len() as u64
 }
 
-impl Node {
+impl AntiEntropy {
+    /// Anti-entropy over `core`, with nothing cached yet.
+    pub fn new(core: Arc<Core>) -> AntiEntropy {
+        AntiEntropy {
+            core,
+            trees: Mutex::default(),
+            pass: tokio::sync::Mutex::default(),
+            status: Mutex::default(),
+        }
+    }
+
     /// The tree of a partition, from cache if no write touched it since.
     pub async fn partition_tree(
         self: &Arc<Self>,
         partition: usize,
     ) -> Result<Arc<PartitionTree>, StorageError> {
-        let generation = self.storage.generation(partition);
-        if let Some((g, used, t)) = self.ae.trees.lock().get_mut(&partition)
+        let generation = self.core.storage.generation(partition);
+        if let Some((g, used, t)) = self.trees.lock().get_mut(&partition)
             && *g == generation
         {
             *used = Instant::now();
             return Ok(Arc::clone(t));
         }
         let built = self
+            .core
             .blocking(move |node| -> Result<PartitionTree, StorageError> {
                 let mut items = Vec::new();
                 let mut tombstones = Vec::new();
@@ -192,7 +206,7 @@ impl Node {
             })
             .await?;
         let built = Arc::new(built);
-        let mut cache = self.ae.trees.lock();
+        let mut cache = self.trees.lock();
         cache.retain(|_, (_, used, _)| used.elapsed() < TREE_IDLE);
         cache.insert(partition, (generation, Instant::now(), Arc::clone(&built)));
         Ok(built)
@@ -211,11 +225,11 @@ impl Node {
 
     /// Runs one anti-entropy pass over every partition this node replicates.
     pub async fn repair_pass(self: &Arc<Self>, throttle: bool) -> PassSummary {
-        let _one_at_a_time = self.ae.pass.lock().await;
-        self.ae.status.lock().running = true;
+        let _one_at_a_time = self.pass.lock().await;
+        self.status.lock().running = true;
         let started = Instant::now();
-        let ring = self.cluster.ring();
-        let me = self.identity.name.clone();
+        let ring = self.core.cluster.ring();
+        let me = self.core.identity.name.clone();
         let mine = ring.partitions_of(&me);
         let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for &p in &mine {
@@ -227,7 +241,7 @@ impl Node {
         let mut synced: HashMap<usize, usize> = HashMap::new();
         let mut differing = BTreeSet::new();
         for (peer, parts) in &by_peer {
-            if self.is_down(peer) {
+            if self.core.is_down(peer) {
                 summary.peers_skipped.push(peer.clone());
                 continue;
             }
@@ -263,7 +277,7 @@ impl Node {
     }
 
     fn record(&self, summary: &PassSummary, complete: &[usize], differing: BTreeSet<usize>) {
-        let m = &self.metrics;
+        let m = &self.core.metrics;
         m.ae_passes.inc();
         m.ae_ranges_compared.inc_by(summary.ranges_compared);
         m.ae_ranges_differing.inc_by(summary.ranges_differing);
@@ -273,7 +287,7 @@ impl Node {
         m.ae_tombstones_purged.inc_by(summary.tombstones_purged);
         m.ae_last_pass_ms.set(summary.ms as i64);
         let now = now_ms();
-        let mut st = self.ae.status.lock();
+        let mut st = self.status.lock();
         st.running = false;
         st.passes += 1;
         for &p in complete {
@@ -303,9 +317,13 @@ impl Node {
 
     /// Anti-entropy figures for `/admin/status`.
     pub fn anti_entropy_status(&self) -> serde_json::Value {
-        let st = self.ae.status.lock();
+        let st = self.status.lock();
         let now = now_ms();
-        let replicated = self.cluster.ring().partitions_of(&self.identity.name);
+        let replicated = self
+            .core
+            .cluster
+            .ring()
+            .partitions_of(&self.core.identity.name);
         let never = replicated
             .iter()
             .filter(|p| !st.compared_at.contains_key(p))
@@ -318,7 +336,7 @@ impl Node {
         serde_json::json!({
             "running": st.running,
             "passes": st.passes,
-            "interval_s": self.config.anti_entropy_interval_s,
+            "interval_s": self.core.config.anti_entropy_interval_s,
             "last_pass": st.last.as_ref().map(|(at, s)| serde_json::json!({"ms_ago": now.saturating_sub(*at), "summary": s})),
             "totals": st.totals,
             "partitions_replicated": replicated.len(),
@@ -335,11 +353,13 @@ impl Node {
         summary: &mut PassSummary,
     ) -> Result<Response, String> {
         let addr = self
+            .core
             .cluster
             .rpc_addr(peer)
             .ok_or_else(|| format!("{peer} has no address"))?;
         summary.bytes_sent += size(&request);
         let response = self
+            .core
             .rpc
             .call(addr, Some(peer), request, CALL_TIMEOUT)
             .await
@@ -440,6 +460,7 @@ impl Node {
                 fetch.pop_front();
             }
             let changed = self
+                .core
                 .blocking(move |node| {
                     let mut changed = Vec::new();
                     for (key, object) in objects.into_iter() {
@@ -463,6 +484,7 @@ impl Node {
             // Read objects until the byte budget (at least one per request).
             let candidates: Vec<Vec<u8>> = push.iter().take(OBJECTS_PER_REQUEST).cloned().collect();
             let (items, taken): (Vec<(Bytes, Object)>, usize) = self
+                .core
                 .blocking(move |node| {
                     let mut items = Vec::new();
                     let mut bytes = 0usize;
@@ -510,7 +532,7 @@ impl Node {
         complete: &[usize],
         summary: &mut PassSummary,
     ) -> u64 {
-        let grace_ms = self.config.tombstone_grace_s.saturating_mul(1000);
+        let grace_ms = self.core.config.tombstone_grace_s.saturating_mul(1000);
         let cutoff = now_ms().saturating_sub(grace_ms);
         let mut purged = 0;
         for &p in complete {
@@ -527,7 +549,7 @@ impl Node {
                 continue;
             }
             let mut agreed: BTreeSet<Bytes> = candidates.iter().map(|(k, _)| k.clone()).collect();
-            let me = self.identity.name.clone();
+            let me = self.core.identity.name.clone();
             for peer in ring.replicas(p).filter(|r| *r != me) {
                 let request = Request::AePurge {
                     items: candidates.clone(),
@@ -545,6 +567,7 @@ impl Node {
                 .filter(|(k, _)| agreed.contains(k))
                 .collect();
             purged += self
+                .core
                 .blocking(move |node| {
                     items
                         .iter()
@@ -601,6 +624,7 @@ impl Node {
     /// rest.
     pub async fn on_ae_fetch(self: &Arc<Self>, keys: Vec<Bytes>) -> Response {
         let objects = self
+            .core
             .blocking(move |node| {
                 let mut out = Vec::new();
                 let mut bytes = 0usize;
@@ -621,6 +645,7 @@ impl Node {
     /// Serves `AePush`.
     pub async fn on_ae_push(self: &Arc<Self>, items: Vec<(Bytes, Object)>) -> Response {
         let changed = self
+            .core
             .blocking(move |node| {
                 items
                     .into_iter()
@@ -637,6 +662,7 @@ impl Node {
     /// Serves `AePurge`.
     pub async fn on_ae_purge(self: &Arc<Self>, items: Vec<(Bytes, u64)>) -> Response {
         let removed = self
+            .core
             .blocking(move |node| {
                 items
                     .into_iter()
@@ -651,11 +677,15 @@ impl Node {
 
 /// Runs a throttled pass every `anti_entropy_interval_s` (±10% jitter).
 pub async fn anti_entropy_worker(
-    node: Arc<Node>,
+    node: Arc<AntiEntropy>,
     worker: WorkerHandle,
     shutdown: CancellationToken,
 ) {
-    let interval = node.config.anti_entropy_interval_s.saturating_mul(1000);
+    let interval = node
+        .core
+        .config
+        .anti_entropy_interval_s
+        .saturating_mul(1000);
     while jittered_pause(&shutdown, interval).await {
         worker.busy();
         tokio::select! {

@@ -11,7 +11,7 @@
 //! silences (liveness) and stamp incarnations.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use dynakv_membership::{
     ClusterRing, Entry, GossipMessage, MemberState, MemberView, Membership, Outgoing, RingStamp,
@@ -19,14 +19,7 @@ use dynakv_membership::{
 };
 use dynakv_ring::Ring;
 use parking_lot::{Mutex, RwLock};
-use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio_util::sync::CancellationToken;
-
-use crate::server::metrics::{Reason, StatusLabel};
-use crate::server::node::{Node, jittered_pause};
-use crate::server::rpc::{Request, Response};
-use crate::server::worker::WorkerHandle;
 
 /// The metadata record holding the member table.
 pub const META_MEMBERS: &str = "members.v2";
@@ -219,129 +212,4 @@ impl Cluster {
     pub fn rpc_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
         self.membership.lock().rpc_addr(name)
     }
-}
-
-impl Node {
-    /// Persists the member table (serialised, so an older snapshot never
-    /// overwrites a newer one).
-    pub async fn persist_members(self: &Arc<Self>) {
-        let result = self
-            .blocking(|node| {
-                let _order = node.persist_lock.lock();
-                node.storage
-                    .put_meta(META_MEMBERS, &node.cluster.entries())?;
-                node.storage
-                    .put_meta(META_RING, &*node.cluster.ring_state())
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "cannot persist the member table");
-        }
-    }
-
-    /// Answers a gossip message from a peer with this node's table.
-    pub async fn on_gossip(self: &Arc<Self>, message: GossipMessage) -> Response {
-        let (structural, returned) = self.cluster.receive(&message);
-        for addr in returned {
-            self.rpc.reset_backoff(addr);
-        }
-        if structural {
-            tracing::info!(from = %message.from, ring = self.cluster.stamp().version, "membership changed");
-            self.persist_members().await;
-            self.transfers.wake();
-        }
-        Response::Gossip(self.cluster.message_for(&message.from))
-    }
-}
-
-/// Runs a gossip round every `gossip_interval_ms` (with ±10% jitter, so nodes
-/// started together do not gossip in lockstep) until `shutdown`.
-pub async fn gossip_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
-    let mut rng = StdRng::from_os_rng();
-    while jittered_pause(&shutdown, node.config.gossip_interval_ms).await {
-        worker.busy();
-        let (outgoing, transitions, claimed) = node.cluster.tick(&mut rng);
-        node.metrics.gossip_rounds.inc();
-        if claimed {
-            let ring = node.cluster.ring_state();
-            tracing::info!(
-                version = ring.version,
-                moving = ring.moving.len(),
-                "claimant: new ring version"
-            );
-            node.persist_members().await;
-            node.transfers.wake();
-        }
-        for t in transitions {
-            tracing::info!(member = %t.name, from = ?t.from, to = ?t.to, "member liveness changed");
-            if t.to == Status::Up
-                && let Some(addr) = node.cluster.rpc_addr(&t.name)
-            {
-                node.rpc.reset_backoff(addr);
-            }
-            let status = format!("{:?}", t.to).to_lowercase();
-            node.metrics
-                .liveness_changes
-                .get_or_create(&StatusLabel { status })
-                .inc();
-        }
-        refresh_member_gauges(&node);
-        for message in outgoing {
-            tokio::spawn(exchange(Arc::clone(&node), message));
-        }
-        worker.idle();
-    }
-}
-
-fn refresh_member_gauges(node: &Node) {
-    let view = node.cluster.view();
-    for status in ["up", "suspect", "down", "joining", "leaving", "left"] {
-        let count = view
-            .iter()
-            .filter(|m| format!("{:?}", m.status).to_lowercase() == status)
-            .count();
-        node.metrics
-            .members
-            .get_or_create(&StatusLabel {
-                status: status.to_string(),
-            })
-            .set(count as i64);
-    }
-}
-
-/// One push-pull exchange: send our table, merge the answer.
-async fn exchange(node: Arc<Node>, out: Outgoing) {
-    let timeout = Duration::from_millis(node.config.gossip_interval_ms.max(200));
-    let result = node
-        .rpc
-        .call(
-            out.to,
-            out.name.as_deref(),
-            Request::Gossip(out.message),
-            timeout,
-        )
-        .await;
-    let outcome = match result {
-        Ok(Response::Gossip(reply)) => {
-            let (structural, returned) = node.cluster.receive(&reply);
-            for addr in returned {
-                node.rpc.reset_backoff(addr);
-            }
-            if structural {
-                tracing::info!(from = %reply.from, ring = node.cluster.stamp().version, "membership changed");
-                node.persist_members().await;
-                node.transfers.wake();
-            }
-            "ok"
-        }
-        Ok(_) => "protocol",
-        Err(e) => {
-            tracing::debug!(to = %out.to, error = %e, "gossip exchange failed");
-            e.label()
-        }
-    };
-    node.metrics
-        .gossip_exchanges
-        .get_or_create(&Reason::from(outcome))
-        .inc();
 }

@@ -44,7 +44,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynakv_membership::Status;
 use dynakv_ring::{Ring, token};
 use dynakv_storage::{ObjectStore, StorageError};
 use dynakv_versioning::{Object, TooManySiblings, Version, VersionVector};
@@ -55,8 +54,8 @@ use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
 use crate::server::config::QuorumMode;
+use crate::server::core::Core;
 use crate::server::metrics::{Op, OpLabels};
-use crate::server::node::Node;
 use crate::server::rpc::{Request, Response, RpcError, WireError};
 
 /// Most actors a write may leave in a key's clock when its context names
@@ -243,6 +242,25 @@ impl Placement {
     }
 }
 
+/// The request coordinator: quorum reads and writes over the node's storage,
+/// cluster view and RPC ([`Core`]).
+pub struct Coordinator {
+    /// Storage, cluster view, RPC.
+    pub core: Arc<Core>,
+    /// When a read asks one more replica (speculative retry).
+    pub hedge: ReadHedge,
+}
+
+impl Coordinator {
+    /// A coordinator over `core`.
+    pub fn new(core: Arc<Core>) -> Coordinator {
+        Coordinator {
+            core,
+            hedge: ReadHedge::default(),
+        }
+    }
+}
+
 /// A replica's (or fallback's) answer to a read: its name, whether it was
 /// asked as a fallback, and its copy (`None` if it failed to answer).
 type ReadAnswer = (String, bool, Option<Option<Object>>);
@@ -259,7 +277,7 @@ struct Candidates {
 /// A read in progress: the replica reads in flight (driven by the request's
 /// own task, so no task or channel per replica) and the answers so far.
 struct QuorumRead {
-    node: Arc<Node>,
+    coordinator: Arc<Coordinator>,
     key: Bytes,
     hints_for: Arc<[String]>,
     reads: FuturesUnordered<futures::future::BoxFuture<'static, ReadAnswer>>,
@@ -282,9 +300,9 @@ impl QuorumRead {
 
     /// Asks the next fallback gossip does not report down.
     fn ask_fallback(&mut self, candidates: &mut Candidates) -> bool {
-        let node = &self.node;
+        let core = &self.coordinator.core;
         let next =
-            std::iter::from_fn(|| candidates.fallbacks.pop_front()).find(|f| !node.is_down(f));
+            std::iter::from_fn(|| candidates.fallbacks.pop_front()).find(|f| !core.is_down(f));
         match next {
             Some(f) => {
                 self.ask(f, true);
@@ -296,13 +314,14 @@ impl QuorumRead {
 
     fn ask(&mut self, name: String, fallback: bool) {
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        self.reads.push(Box::pin(Arc::clone(&self.node).read_one(
-            self.key.clone(),
-            name,
-            fallback,
-            Arc::clone(&self.hints_for),
-            remaining,
-        )));
+        self.reads
+            .push(Box::pin(Arc::clone(&self.coordinator).read_one(
+                self.key.clone(),
+                name,
+                fallback,
+                Arc::clone(&self.hints_for),
+                remaining,
+            )));
     }
 
     fn answer(&mut self, name: String, fallback: bool, object: Option<Object>) {
@@ -331,8 +350,9 @@ impl QuorumRead {
                 self.answer(name, fallback, object);
             }
         }
-        let node = Arc::clone(&self.node);
-        node.read_repair(self.key, self.merged, self.answers, timeout)
+        let coordinator = Arc::clone(&self.coordinator);
+        coordinator
+            .read_repair(self.key, self.merged, self.answers, timeout)
             .await;
     }
 }
@@ -382,18 +402,10 @@ impl ReadHedge {
     }
 }
 
-impl Node {
-    fn me(&self) -> &str {
-        &self.identity.name
-    }
-
-    /// True if gossip says `name` is down or gone (never this node).
-    pub fn is_down(&self, name: &str) -> bool {
-        name != self.me() && matches!(self.cluster.status(name), Status::Down | Status::Left)
-    }
-
+impl Coordinator {
     fn quorum_failed(&self, op: Op) {
-        self.metrics
+        self.core
+            .metrics
             .quorum_failures
             .get_or_create(&OpLabels { op })
             .inc();
@@ -408,17 +420,17 @@ impl Node {
         version: Version,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
-        let ring = self.cluster.ring();
+        let ring = self.core.cluster.ring();
         let placement = Placement::of(&ring, &key);
         let needed =
             placement.write_quorum(opts.quorum.resolve(ring.n(), placement.replicas.len()));
-        if placement.replicas.iter().any(|r| r == self.me()) {
+        if placement.replicas.iter().any(|r| r == self.core.me()) {
             return self
                 .put_as_replica(placement, key, context, version, needed, opts)
                 .await;
         }
         // Forward to the first reachable replica; it coordinates with its actor.
-        self.metrics.forwarded_writes.inc();
+        self.core.metrics.forwarded_writes.inc();
         let request = Request::CoordinateWrite {
             key,
             context,
@@ -433,11 +445,12 @@ impl Node {
         // sent to another replica: that would coordinate it twice, under two
         // actors. Only a refusal or a failure to connect moves on.
         let forward_timeout = opts.timeout + FORWARD_MARGIN;
-        for replica in placement.replicas.iter().filter(|r| !self.is_down(r)) {
-            let Some(addr) = self.cluster.rpc_addr(replica) else {
+        for replica in placement.replicas.iter().filter(|r| !self.core.is_down(r)) {
+            let Some(addr) = self.core.cluster.rpc_addr(replica) else {
                 continue;
             };
             match self
+                .core
                 .rpc
                 .call(addr, Some(replica), request.clone(), forward_timeout)
                 .await
@@ -485,7 +498,7 @@ impl Node {
                 .replicas
                 .iter()
                 .chain(&placement.pending)
-                .filter(|r| !self.is_down(r))
+                .filter(|r| !self.core.is_down(r))
                 .count();
             if reachable < needed {
                 self.quorum_failed(Op::Put);
@@ -494,6 +507,7 @@ impl Node {
         }
         let write_key = key.clone();
         let (_dot, object) = self
+            .core
             .write_now(move |node| {
                 let max = node.config.max_siblings;
                 node.storage.update(&write_key, |o| {
@@ -515,7 +529,7 @@ impl Node {
                 })
             })
             .await
-            .inspect_err(|e| self.note_storage_error(e))?
+            .inspect_err(|e| self.core.note_storage_error(e))?
             .map_err(|r| match r {
                 Refused::Siblings(t) => CoordError::TooManySiblings(t),
                 Refused::Clock(actors) => CoordError::ClockTooLarge {
@@ -529,14 +543,14 @@ impl Node {
             .replicas
             .iter()
             .chain(&placement.pending)
-            .filter(|r| *r != self.me())
+            .filter(|r| *r != self.core.me())
             .cloned()
             .collect();
         let spare: VecDeque<String> = if sloppy {
             placement
                 .fallbacks
                 .iter()
-                .filter(|f| !self.is_down(f))
+                .filter(|f| !self.core.is_down(f))
                 .cloned()
                 .collect()
         } else {
@@ -594,15 +608,20 @@ impl Node {
         spare: Arc<Mutex<VecDeque<String>>>,
         timeout: Duration,
     ) -> bool {
-        if !self.is_down(&replica)
-            && let Some(addr) = self.cluster.rpc_addr(&replica)
+        if !self.core.is_down(&replica)
+            && let Some(addr) = self.core.cluster.rpc_addr(&replica)
         {
             let request = Request::ReplicaWrite {
                 key: key.clone(),
                 object: (*object).clone(),
                 hint_for: None,
             };
-            match self.rpc.call(addr, Some(&replica), request, timeout).await {
+            match self
+                .core
+                .rpc
+                .call(addr, Some(&replica), request, timeout)
+                .await
+            {
                 Ok(Response::Ack) => return true,
                 Ok(other) => tracing::warn!(?other, %replica, "replica refused a write"),
                 Err(e) => tracing::debug!(error = %e, %replica, "replica write failed"),
@@ -612,7 +631,7 @@ impl Node {
             let Some(fallback) = spare.lock().pop_front() else {
                 break;
             };
-            let Some(addr) = self.cluster.rpc_addr(&fallback) else {
+            let Some(addr) = self.core.cluster.rpc_addr(&fallback) else {
                 continue;
             };
             let request = Request::ReplicaWrite {
@@ -620,7 +639,11 @@ impl Node {
                 object: (*object).clone(),
                 hint_for: Some(replica.clone()),
             };
-            if let Ok(Response::Ack) = self.rpc.call(addr, Some(&fallback), request, timeout).await
+            if let Ok(Response::Ack) = self
+                .core
+                .rpc
+                .call(addr, Some(&fallback), request, timeout)
+                .await
             {
                 tracing::debug!(%replica, %fallback, "hinted write stored on a fallback");
                 return true;
@@ -631,11 +654,12 @@ impl Node {
         let hint_object = Arc::clone(&object);
         let target = replica.clone();
         let stored = self
+            .core
             .blocking(move |node| node.storage.put_hint(&target, &hint_key, &hint_object))
             .await;
         match stored {
             Ok(()) => {
-                self.metrics.hints_stored.inc();
+                self.core.metrics.hints_stored.inc();
             }
             Err(e) => {
                 tracing::error!(error = %e, %replica, "cannot store a hint; anti-entropy will repair the key")
@@ -661,17 +685,17 @@ impl Node {
         key: Bytes,
         opts: RequestOptions,
     ) -> Result<Object, CoordError> {
-        let ring = self.cluster.ring();
+        let ring = self.core.cluster.ring();
         let placement = Placement::of(&ring, &key);
         let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
         let sloppy = opts.mode == QuorumMode::Sloppy;
         let mut replicas: Vec<String> = placement
             .replicas
             .iter()
-            .filter(|r| !self.is_down(r))
+            .filter(|r| !self.core.is_down(r))
             .cloned()
             .collect();
-        let local = replicas.iter().position(|r| r == self.me());
+        let local = replicas.iter().position(|r| r == self.core.me());
         if let Some(i) = local {
             replicas.swap(0, i);
         }
@@ -687,7 +711,7 @@ impl Node {
         };
         let hints_for: Arc<[String]> = placement.replicas.clone().into();
         let mut read = QuorumRead {
-            node: Arc::clone(self),
+            coordinator: Arc::clone(self),
             key,
             hints_for,
             reads: FuturesUnordered::new(),
@@ -707,7 +731,7 @@ impl Node {
             return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
         }
         let start = Instant::now();
-        let mut speculate_at = Some(start + self.read_hedge.delay(opts.timeout));
+        let mut speculate_at = Some(start + self.hedge.delay(opts.timeout));
         let mut fallbacks_at = sloppy.then(|| start + opts.timeout / 2);
         let outcome = loop {
             if read.quorum(needed) {
@@ -738,7 +762,7 @@ impl Node {
                         // A replica is slow: ask one that was not asked yet.
                         speculate_at = None;
                         if read.ask_next(&mut candidates, false) {
-                            self.metrics.speculative_reads.inc();
+                            self.core.metrics.speculative_reads.inc();
                         }
                     }
                     if fallbacks_at.is_some_and(|t| t <= now) {
@@ -776,7 +800,7 @@ impl Node {
         hints_for: Arc<[String]>,
         timeout: Duration,
     ) -> ReadAnswer {
-        let answer = if name == self.me() {
+        let answer = if name == self.core.me() {
             let k = key.clone();
             // As a fallback, this node's copy includes the hints it holds for
             // the replicas (as `on_replica_read` serves them to others).
@@ -785,7 +809,7 @@ impl Node {
             } else {
                 Vec::new()
             };
-            let read = move |node: &Node| -> Result<Option<Object>, StorageError> {
+            let read = move |node: &Core| -> Result<Option<Object>, StorageError> {
                 let mut object = node.storage.get(&k)?;
                 for target in &hints_for {
                     if let Some(h) = node.storage.get_hint(target, &k)? {
@@ -794,15 +818,15 @@ impl Node {
                 }
                 Ok(object)
             };
-            match self.read_now(read).await {
+            match self.core.read_now(read).await {
                 Ok(o) => Some(o),
                 Err(e) => {
-                    self.note_storage_error(&e);
+                    self.core.note_storage_error(&e);
                     None
                 }
             }
         } else {
-            match self.cluster.rpc_addr(&name) {
+            match self.core.cluster.rpc_addr(&name) {
                 None => None,
                 Some(addr) => {
                     let hints_for = if fallback {
@@ -812,6 +836,7 @@ impl Node {
                     };
                     let started = Instant::now();
                     let reply = self
+                        .core
                         .rpc
                         .call(
                             addr,
@@ -822,7 +847,7 @@ impl Node {
                         .await;
                     match reply {
                         Ok(Response::Object(o)) => {
-                            self.read_hedge.observe(started.elapsed());
+                            self.hedge.observe(started.elapsed());
                             Some(o)
                         }
                         _ => None,
@@ -849,26 +874,30 @@ impl Node {
             if fallback || object.as_ref() == Some(&merged) {
                 continue;
             }
-            let repaired = if name == self.me() {
+            let repaired = if name == self.core.me() {
                 let (k, m) = (key.clone(), merged.clone());
-                self.write_now(move |node| node.storage.merge(&k, &m).map(|_| ()))
+                self.core
+                    .write_now(move |node| node.storage.merge(&k, &m).map(|_| ()))
                     .await
                     .is_ok()
-            } else if let Some(addr) = self.cluster.rpc_addr(&name) {
+            } else if let Some(addr) = self.core.cluster.rpc_addr(&name) {
                 let request = Request::ReplicaWrite {
                     key: key.clone(),
                     object: merged.clone(),
                     hint_for: None,
                 };
                 matches!(
-                    self.rpc.call(addr, Some(&name), request, timeout).await,
+                    self.core
+                        .rpc
+                        .call(addr, Some(&name), request, timeout)
+                        .await,
                     Ok(Response::Ack)
                 )
             } else {
                 false
             };
             if repaired {
-                self.metrics.read_repairs.inc();
+                self.core.metrics.read_repairs.inc();
                 tracing::debug!(replica = %name, "read repair");
             }
         }
@@ -877,8 +906,8 @@ impl Node {
     /// True if this node keeps `key`'s partition under its ring (serving it,
     /// or receiving it as a new replica).
     fn holds_key(&self, key: &[u8]) -> bool {
-        let ring = self.cluster.ring();
-        ring.holds(self.me(), Ring::partition_of(token(key)))
+        let ring = self.core.cluster.ring();
+        ring.holds(self.core.me(), Ring::partition_of(token(key)))
     }
 
     /// Serves a replica write from a peer: merge, or hold as a hint. A write for
@@ -894,6 +923,7 @@ impl Node {
             return Response::NotReplica;
         }
         let result = self
+            .core
             .write_now(move |node| match hint_for {
                 Some(target) if target != node.identity.name => {
                     node.storage.put_hint(&target, &key, &object).map(|()| true)
@@ -904,12 +934,12 @@ impl Node {
         match result {
             Ok(hinted) => {
                 if hinted {
-                    self.metrics.hints_stored.inc();
+                    self.core.metrics.hints_stored.inc();
                 }
                 Response::Ack
             }
             Err(e) => {
-                self.note_storage_error(&e);
+                self.core.note_storage_error(&e);
                 Response::Error(e.to_string())
             }
         }
@@ -921,6 +951,7 @@ impl Node {
             return Response::NotReplica;
         }
         let result = self
+            .core
             .read_now(move |node| -> Result<Option<Object>, StorageError> {
                 let mut object = node.storage.get(&key)?;
                 for target in &hints_for {
@@ -934,7 +965,7 @@ impl Node {
         match result {
             Ok(o) => Response::Object(o),
             Err(e) => {
-                self.note_storage_error(&e);
+                self.core.note_storage_error(&e);
                 Response::Error(e.to_string())
             }
         }
@@ -959,10 +990,10 @@ impl Node {
             },
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
         };
-        let placement = Placement::of(&self.cluster.ring(), &key);
+        let placement = Placement::of(&self.core.cluster.ring(), &key);
         // Only a serving replica coordinates: one that gave the partition up
         // (the forwarder's ring is older) must not count itself toward W.
-        if !placement.replicas.iter().any(|r| r == self.me()) {
+        if !placement.replicas.iter().any(|r| r == self.core.me()) {
             return Response::NotReplica;
         }
         let needed = placement.write_quorum(w.max(1));
@@ -972,15 +1003,6 @@ impl Node {
         {
             Ok(ctx) => Response::Written(ctx),
             Err(e) => Response::Failed((&e).into()),
-        }
-    }
-
-    fn note_storage_error(&self, e: &StorageError) {
-        if let StorageError::Corrupt { key, reason } = e {
-            self.metrics.corrupt_records.inc();
-            tracing::error!(key = ?String::from_utf8_lossy(key), %reason, "corrupt record on disk; it will be repaired from a replica");
-        } else {
-            tracing::error!(error = %e, "storage error");
         }
     }
 }

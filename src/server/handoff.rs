@@ -27,7 +27,7 @@ use dynakv_storage::{Hint, HintId, ObjectStore, StorageError};
 use tokio_util::sync::CancellationToken;
 
 use crate::server::cluster::now_ms;
-use crate::server::node::Node;
+use crate::server::core::Core;
 use crate::server::rpc::{Request, Response};
 use crate::server::worker::WorkerHandle;
 
@@ -39,7 +39,7 @@ const BATCH: usize = 500;
 const EXPIRY_SWEEP_ROUNDS: u64 = 240;
 
 /// Delivers hints until `shutdown`.
-pub async fn handoff_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
+pub async fn handoff_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: CancellationToken) {
     let mut round: u64 = 0;
     // Per target, where the next batch starts: one hint that keeps failing
     // does not hold up the ones behind it.
@@ -79,7 +79,7 @@ pub async fn handoff_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Can
 
 /// Sends a hint to the nodes that hold its key's partition now (other than its
 /// old target), merging it here if this node is one. True once all took it.
-async fn rehome(node: &Arc<Node>, target: &str, hint: &Hint) -> bool {
+async fn rehome(node: &Arc<Core>, target: &str, hint: &Hint) -> bool {
     let ring = node.cluster.ring();
     let p = Ring::partition_of(token(&hint.key));
     let holders: Vec<String> = ring
@@ -124,7 +124,7 @@ async fn rehome(node: &Arc<Node>, target: &str, hint: &Hint) -> bool {
 /// Deletes a hint once delivered (only if unchanged since it was read, when
 /// `delivered` is given) or expired; true if it was deleted.
 async fn forget(
-    node: &Arc<Node>,
+    node: &Arc<Core>,
     id: HintId,
     delivered: Option<dynakv_versioning::Object>,
 ) -> bool {
@@ -143,7 +143,7 @@ const MAX_FAILURES: usize = 3;
 /// holds a key), or expire. Returns where the next batch starts (`None`: from
 /// the first hint again).
 async fn deliver(
-    node: &Arc<Node>,
+    node: &Arc<Core>,
     target: &str,
     up: bool,
     gone: bool,

@@ -1,35 +1,34 @@
 //! The node: everything that runs inside `dynakv node`.
 //!
-//! Read it in this order (each part builds on the ones before):
+//! Read it in this order; each module depends only on those above it:
 //!
 //! 1. [`config`] — the validated settings, from defaults, a TOML file,
 //!    environment and flags;
 //! 2. [`metrics`] — what the node counts, exported at `/metrics`;
 //! 3. [`rpc`] — the node-to-node protocol: framing, authentication,
 //!    connections, the request and response types;
-//! 4. [`cluster`] — gossip over RPC, and the ring every node computes from
+//! 4. [`cluster`] — the member table and the ring every node derives from
 //!    the cluster's agreed change log;
-//! 5. [`node`] — the [`node::Node`] that holds storage, cluster view, RPC
-//!    client and metrics, serves RPC requests, and starts the workers;
-//! 6. [`coordinator`] — quorum reads and writes, sloppy quorum, read repair
-//!    (the request path);
-//! 7. [`handoff`] — hinted handoff: returning missed writes to recovered
-//!    replicas;
-//! 8. [`antientropy`] — Merkle-tree repair of replicas that drifted apart,
-//!    and tombstone purge;
-//! 9. [`transfer`] — ownership handoff when nodes join, leave or are removed;
-//! 10. [`worker`] — every background loop as a named, supervised worker;
-//! 11. [`http`] — the client-facing API.
-//!
-//! The coordinator, handoff, anti-entropy and transfer parts are `impl
-//! Node` blocks: each reads and is tested on its own, but they reach storage,
-//! the cluster view and RPC through [`node::Node`] rather than through narrow
-//! interfaces of their own.
+//! 5. [`worker`] — background loops as named, supervised workers;
+//! 6. [`core`] — what every part works through: storage, the cluster view
+//!    and RPC (with configuration, identity and metrics);
+//! 7. the parts, each over a [`core::Core`] and nothing of one another:
+//!    [`gossip`] (membership and liveness), [`coordinator`] (quorum reads and
+//!    writes, sloppy quorum, read repair: the request path), [`handoff`]
+//!    (hinted handoff), [`antientropy`] (Merkle-tree repair and tombstone
+//!    purge) and [`transfer`] (ownership handoff, which runs anti-entropy
+//!    exchanges after a copy);
+//! 8. [`node`] — the parts wired together, and node-to-node requests handed
+//!    to them;
+//! 9. [`http`] — the client-facing API over a [`node::Node`];
+//! 10. [`run`] — opening the node and serving until shutdown.
 
 pub mod antientropy;
 pub mod cluster;
 pub mod config;
 pub mod coordinator;
+pub mod core;
+pub mod gossip;
 pub mod handoff;
 pub mod http;
 pub mod metrics;
@@ -37,3 +36,91 @@ pub mod node;
 pub mod rpc;
 pub mod transfer;
 pub mod worker;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use config::Config;
+use node::Node;
+
+/// Starts a node and serves until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    tracing::info!(data_dir = %config.data_dir.display(), "opening the data directory");
+    let node = Node::open(config)?;
+    tracing::info!(
+        node = %node.core.identity.name,
+        actor = %node.core.identity.actor,
+        data_dir = %node.core.config.data_dir.display(),
+        keys = node.core.storage.stats().keys,
+        members = node.core.cluster.view().len(),
+        "node opened"
+    );
+    if node.core.config.cluster_secret.is_none() {
+        tracing::warn!(
+            "no cluster_secret set: any process that can reach {} can join the cluster",
+            node.core.config.listen
+        );
+    }
+    let rpc_listener = tokio::net::TcpListener::bind(node.core.config.listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen for nodes on {}: {e}",
+                node.core.config.listen
+            )
+        })?;
+    let http_listener = http::bind(&node.core.config).await?;
+    node.core.persist_members().await;
+
+    let rpc_shutdown = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(rpc::serve(
+        rpc_listener,
+        Arc::clone(&node.core.rpc_shared),
+        Arc::clone(&node),
+        rpc_shutdown.clone(),
+    ));
+    let core = Arc::clone(&node.core);
+    node.workers.spawn("gossip", move |h, sd| {
+        gossip::gossip_worker(Arc::clone(&core), h, sd)
+    });
+    let core = Arc::clone(&node.core);
+    node.workers.spawn("hinted_handoff", move |h, sd| {
+        handoff::handoff_worker(Arc::clone(&core), h, sd)
+    });
+    let ae = Arc::clone(&node.ae);
+    node.workers.spawn("anti_entropy", move |h, sd| {
+        antientropy::anti_entropy_worker(Arc::clone(&ae), h, sd)
+    });
+    let transfers = Arc::clone(&node.transfers);
+    node.workers.spawn("ownership_handoff", move |h, sd| {
+        transfer::transfer_worker(Arc::clone(&transfers), h, sd)
+    });
+    {
+        // A node that left the cluster stops itself.
+        let (stop, on_stop) = (node.core.stop.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            stop.cancelled().await;
+            on_stop.cancel();
+        });
+        // From the first shutdown signal on, health says so.
+        let (n, shutdown) = (Arc::clone(&node), shutdown.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = n.core.stop.cancelled() => {}
+            }
+            n.begin_shutdown();
+        });
+    }
+    tracing::info!(rpc = %node.core.config.listen, http = %node.core.config.http, "serving");
+
+    let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;
+    node.workers.stop().await;
+    rpc_shutdown.cancel();
+    node.core.stop.cancel();
+    while tasks.join_next().await.is_some() {}
+    node.core.persist_members().await;
+    served
+}

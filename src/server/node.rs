@@ -1,50 +1,38 @@
-//! A running node: its configuration, identity, storage, cluster view and RPC,
-//! and the lifecycle that starts and stops its servers and workers.
+//! A node: the parts of `server` wired together over one [`Core`], and the
+//! dispatch of node-to-node requests to them.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use dynakv_membership::{ClusterRing, Entry, GossipConfig, MemberInfo, MemberState, Membership};
-use dynakv_storage::{Identity, Storage, StorageConfig};
+use dynakv_storage::{Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::server::antientropy::{self, AntiEntropy};
-use crate::server::cluster::{self, Cluster, META_MEMBERS, META_RING, now_ms};
+use crate::server::antientropy::AntiEntropy;
+use crate::server::cluster::{Cluster, META_MEMBERS, META_RING, now_ms};
 use crate::server::config::Config;
+use crate::server::coordinator::Coordinator;
+use crate::server::core::Core;
+use crate::server::gossip;
 use crate::server::metrics::Metrics;
-use crate::server::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
+use crate::server::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
 use crate::server::transfer::{self, Transfers};
 use crate::server::worker::Workers;
-use crate::server::{handoff, http};
 
-/// Everything a node's request handlers and workers share.
+/// A node: its shared services ([`Core`]) and the parts that work through
+/// them, wired together. It answers node-to-node requests by handing each to
+/// its part.
 pub struct Node {
-    /// The validated configuration.
-    pub config: Config,
-    /// Name and actor id of this data directory.
-    pub identity: Identity,
-    /// The RocksDB store.
-    pub storage: Storage,
-    /// Exported metrics.
-    pub metrics: Arc<Metrics>,
-    /// Membership and ring.
-    pub cluster: Cluster,
-    /// Calls to other nodes.
-    pub rpc: RpcClient,
-    /// Protocol state shared by the RPC client and server (name, secret, faults).
-    pub rpc_shared: Arc<RpcShared>,
-    /// Serialises metadata writes of the member table.
-    pub persist_lock: parking_lot::Mutex<()>,
-    /// Anti-entropy trees and status.
-    pub ae: AntiEntropy,
-    /// Ownership handoff progress and limits.
-    pub transfers: Transfers,
-    /// Cancelled to stop the node from inside (after it left the cluster).
-    pub stop: CancellationToken,
+    /// Configuration, identity, storage, cluster view, RPC, metrics.
+    pub core: Arc<Core>,
+    /// Quorum reads and writes.
+    pub coordinator: Arc<Coordinator>,
+    /// Merkle-tree repair.
+    pub ae: Arc<AntiEntropy>,
+    /// Ownership handoff.
+    pub transfers: Arc<Transfers>,
     /// Background workers and their status.
     pub workers: Workers,
-    /// When a read asks one more replica (speculative retry).
-    pub read_hedge: crate::server::coordinator::ReadHedge,
     /// Set once a shutdown began (health answers 503 from then on).
     shutting_down: std::sync::atomic::AtomicBool,
 }
@@ -119,15 +107,9 @@ impl Node {
             faults: Faults::default(),
             metrics: Arc::clone(&metrics),
         });
-        let transfers = Transfers::new(config.transfer_limit, config.transfer_rate_mb_s);
-        transfers.restore_handed_off(handed_off);
-        Ok(Arc::new(Node {
+        let core = Arc::new(Core {
             cluster: Cluster::new(membership),
-            transfers,
             stop: CancellationToken::new(),
-            workers: Workers::default(),
-            shutting_down: std::sync::atomic::AtomicBool::new(false),
-            read_hedge: Default::default(),
             rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
             rpc_shared,
             identity,
@@ -135,22 +117,19 @@ impl Node {
             metrics,
             config,
             persist_lock: parking_lot::Mutex::new(()),
-            ae: AntiEntropy::default(),
+            ring_changed: tokio::sync::Notify::new(),
+        });
+        let ae = Arc::new(AntiEntropy::new(Arc::clone(&core)));
+        let transfers = Arc::new(Transfers::new(Arc::clone(&core), Arc::clone(&ae)));
+        transfers.restore_handed_off(handed_off);
+        Ok(Arc::new(Node {
+            coordinator: Arc::new(Coordinator::new(Arc::clone(&core))),
+            core,
+            ae,
+            transfers,
+            workers: Workers::default(),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }))
-    }
-
-    /// Runs blocking storage work off the async runtime.
-    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> T
-    where
-        F: FnOnce(&Node) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let node = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || f(&node)).await {
-            Ok(t) => t,
-            // The closure panicked: a broken invariant, not bad input.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
     }
 
     /// True once the node began shutting down.
@@ -159,45 +138,16 @@ impl Node {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Runs a point storage read on the calling task. A RocksDB point read
-    /// takes microseconds (memtable, block cache or page cache), while a hop to
-    /// the blocking pool and back costs two thread wake-ups: the profile of a
-    /// single-node GET run showed two thirds of the node's cycles in the kernel
-    /// switching threads. Scans and anything that may fsync stay on
-    /// [`Node::blocking`].
-    pub async fn read_now<T, F>(self: &Arc<Self>, f: F) -> T
-    where
-        F: FnOnce(&Node) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        f(self)
-    }
-
-    /// Runs a single-key storage write: on the calling task when writes are
-    /// not fsynced (a write-ahead-log append takes microseconds, see
-    /// [`Node::read_now`]), on the blocking pool when they are (`sync_writes`:
-    /// an fsync takes milliseconds and must not stall the async workers).
-    pub async fn write_now<T, F>(self: &Arc<Self>, f: F) -> T
-    where
-        F: FnOnce(&Node) -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        if self.config.sync_writes {
-            self.blocking(f).await
-        } else {
-            f(self)
-        }
-    }
-
-    /// Injected faults (tests).
-    pub fn faults(&self) -> &Faults {
-        &self.rpc_shared.faults
+    /// Marks the node as shutting down (health answers 503 from then on).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
 impl Handler for Node {
     /// Replica reads, and replica writes when they are not fsynced, touch
-    /// RocksDB for microseconds and wait on nothing (see [`Node::read_now`]).
+    /// RocksDB for microseconds and wait on nothing (see [`Core::read_now`]).
     /// A write can still wait behind a key's stripe lock (held by a transfer
     /// batch merging up to a few MiB) or a RocksDB write stall; it then holds
     /// up the requests behind it on that connection, as it would otherwise
@@ -205,14 +155,15 @@ impl Handler for Node {
     fn is_quick(&self, request: &Request) -> bool {
         match request {
             Request::ReplicaRead { .. } | Request::Ping => true,
-            Request::ReplicaWrite { .. } => !self.config.sync_writes,
+            Request::ReplicaWrite { .. } => !self.core.config.sync_writes,
             _ => false,
         }
     }
 
     async fn handle(self: Arc<Self>, peer: String, request: Request) -> Response {
         if let Err(kind) = request.validate() {
-            self.metrics
+            self.core
+                .metrics
                 .rpc_invalid
                 .get_or_create(&crate::server::metrics::Reason::from(kind))
                 .inc();
@@ -221,28 +172,35 @@ impl Handler for Node {
         }
         match request {
             Request::Ping => Response::Pong,
-            Request::Gossip(message) => self.on_gossip(message).await,
+            Request::Gossip(message) => gossip::on_gossip(&self.core, message).await,
             Request::ReplicaWrite {
                 key,
                 object,
                 hint_for,
-            } => self.on_replica_write(key, object, hint_for).await,
-            Request::ReplicaRead { key, hints_for } => self.on_replica_read(key, hints_for).await,
+            } => {
+                self.coordinator
+                    .on_replica_write(key, object, hint_for)
+                    .await
+            }
+            Request::ReplicaRead { key, hints_for } => {
+                self.coordinator.on_replica_read(key, hints_for).await
+            }
             Request::AeCompare {
                 partitions,
                 summary,
-            } => self.on_ae_compare(partitions, summary).await,
-            Request::AeRoots { partitions } => self.on_ae_roots(partitions).await,
-            Request::AeNodes { nodes } => self.on_ae_nodes(nodes).await,
-            Request::AeFetch { keys } => self.on_ae_fetch(keys).await,
-            Request::AePush { items } => self.on_ae_push(items).await,
-            Request::AePurge { items } => self.on_ae_purge(items).await,
+            } => self.ae.on_ae_compare(partitions, summary).await,
+            Request::AeRoots { partitions } => self.ae.on_ae_roots(partitions).await,
+            Request::AeNodes { nodes } => self.ae.on_ae_nodes(nodes).await,
+            Request::AeFetch { keys } => self.ae.on_ae_fetch(keys).await,
+            Request::AePush { items } => self.ae.on_ae_push(items).await,
+            Request::AePurge { items } => self.ae.on_ae_purge(items).await,
             Request::TransferFetch {
                 partition,
                 after,
                 max_bytes,
             } => {
-                self.on_transfer_fetch(peer, partition, after, max_bytes)
+                self.transfers
+                    .on_transfer_fetch(peer, partition, after, max_bytes)
                     .await
             }
             Request::CoordinateWrite {
@@ -253,97 +211,10 @@ impl Handler for Node {
                 strict,
                 timeout_ms,
             } => {
-                self.on_coordinate_write(key, context, version, w, strict, timeout_ms)
+                self.coordinator
+                    .on_coordinate_write(key, context, version, w, strict, timeout_ms)
                     .await
             }
         }
     }
-}
-
-/// Waits `interval_ms` ±10% (so nodes started together do not work in
-/// lockstep); returns false if `shutdown` came first.
-pub async fn jittered_pause(shutdown: &CancellationToken, interval_ms: u64) -> bool {
-    let jitter = rand::random_range(0..=interval_ms / 5);
-    let wait = std::time::Duration::from_millis(interval_ms - interval_ms / 10 + jitter);
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
-}
-
-/// Starts a node and serves until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    tracing::info!(data_dir = %config.data_dir.display(), "opening the data directory");
-    let node = Node::open(config)?;
-    tracing::info!(
-        node = %node.identity.name,
-        actor = %node.identity.actor,
-        data_dir = %node.config.data_dir.display(),
-        keys = node.storage.stats().keys,
-        members = node.cluster.view().len(),
-        "node opened"
-    );
-    if node.config.cluster_secret.is_none() {
-        tracing::warn!(
-            "no cluster_secret set: any process that can reach {} can join the cluster",
-            node.config.listen
-        );
-    }
-    let rpc_listener = tokio::net::TcpListener::bind(node.config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen for nodes on {}: {e}", node.config.listen))?;
-    let http_listener = http::bind(&node.config).await?;
-    node.persist_members().await;
-
-    let rpc_shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(rpc::serve(
-        rpc_listener,
-        Arc::clone(&node.rpc_shared),
-        Arc::clone(&node),
-        rpc_shutdown.clone(),
-    ));
-    let n = Arc::clone(&node);
-    node.workers.spawn("gossip", move |h, sd| {
-        cluster::gossip_worker(Arc::clone(&n), h, sd)
-    });
-    let n = Arc::clone(&node);
-    node.workers.spawn("hinted_handoff", move |h, sd| {
-        handoff::handoff_worker(Arc::clone(&n), h, sd)
-    });
-    let n = Arc::clone(&node);
-    node.workers.spawn("anti_entropy", move |h, sd| {
-        antientropy::anti_entropy_worker(Arc::clone(&n), h, sd)
-    });
-    let n = Arc::clone(&node);
-    node.workers.spawn("ownership_handoff", move |h, sd| {
-        transfer::transfer_worker(Arc::clone(&n), h, sd)
-    });
-    {
-        // A node that left the cluster stops itself.
-        let (stop, on_stop) = (node.stop.clone(), shutdown.clone());
-        tasks.spawn(async move {
-            stop.cancelled().await;
-            on_stop.cancel();
-        });
-        // From the first shutdown signal on, health says so.
-        let (n, shutdown) = (Arc::clone(&node), shutdown.clone());
-        tasks.spawn(async move {
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = n.stop.cancelled() => {}
-            }
-            n.shutting_down
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        });
-    }
-    tracing::info!(rpc = %node.config.listen, http = %node.config.http, "serving");
-
-    let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;
-    node.workers.stop().await;
-    rpc_shutdown.cancel();
-    node.stop.cancel();
-    while tasks.join_next().await.is_some() {}
-    node.persist_members().await;
-    served
 }

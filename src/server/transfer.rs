@@ -42,12 +42,13 @@ use dynakv_membership::MemberState;
 use dynakv_ring::{PARTITIONS, Ring};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::antientropy::AntiEntropy;
 use crate::server::antientropy::PassSummary;
+use crate::server::core::Core;
 use crate::server::metrics::Reason;
-use crate::server::node::Node;
 use crate::server::rpc::{Request, Response};
 use crate::server::worker::WorkerHandle;
 
@@ -99,9 +100,14 @@ pub struct TransferView {
     pub state: &'static str,
 }
 
-/// Handoff state of a node: progress, limits, and the worker's wake-up.
+/// Ownership handoff over the node's storage, cluster view and RPC
+/// ([`Core`]), with anti-entropy for the catch-up after a copy; its progress
+/// and limits.
 pub struct Transfers {
-    wake: Notify,
+    /// Storage, cluster view, RPC.
+    pub core: Arc<Core>,
+    /// The anti-entropy exchange a new replica runs after its copy.
+    pub ae: Arc<AntiEntropy>,
     /// Inbound transfers by partition.
     inbound: Mutex<BTreeMap<usize, TransferView>>,
     /// Outbound batches recently served, by (partition, receiver).
@@ -118,10 +124,12 @@ pub struct Transfers {
 }
 
 impl Transfers {
-    /// Limits from the configuration.
-    pub fn new(limit: usize, rate_mb_s: f64) -> Transfers {
+    /// Ownership handoff over `core`, with the limits of its configuration.
+    pub fn new(core: Arc<Core>, ae: Arc<AntiEntropy>) -> Transfers {
+        let (limit, rate_mb_s) = (core.config.transfer_limit, core.config.transfer_rate_mb_s);
         Transfers {
-            wake: Notify::new(),
+            core,
+            ae,
             inbound: Mutex::new(BTreeMap::new()),
             outbound: Mutex::new(HashMap::new()),
             send_slots: Semaphore::new(limit),
@@ -135,11 +143,6 @@ impl Transfers {
     /// Restores the partitions this node had handed off before a restart.
     pub fn restore_handed_off(&self, parts: BTreeSet<u16>) {
         *self.handed_off.lock() = parts;
-    }
-
-    /// Makes the worker look at the ring now (it changed).
-    pub fn wake(&self) {
-        self.wake.notify_one();
     }
 
     /// In-flight and queued transfers, inbound then recent outbound.
@@ -184,13 +187,13 @@ pub struct Pending {
     pub send: BTreeSet<usize>,
 }
 
-impl Node {
+impl Transfers {
     /// Partitions this node still has to send or receive; empty when settled.
     pub fn pending_transfers(&self) -> Pending {
-        let me = self.identity.name.as_str();
-        let state = self.cluster.ring_state();
-        let ring = self.cluster.ring();
-        let own = self.cluster.own();
+        let me = self.core.identity.name.as_str();
+        let state = self.core.cluster.ring_state();
+        let ring = self.core.cluster.ring();
+        let own = self.core.cluster.own();
         let mut pending = Pending::default();
         for (&p, transit) in &state.moving {
             let p = usize::from(p);
@@ -220,23 +223,25 @@ impl Node {
         }
         // Only a serving replica has the whole partition to give.
         if !self
+            .core
             .cluster
             .ring()
             .replicas(p)
-            .any(|r| r == self.identity.name)
+            .any(|r| r == self.core.identity.name)
         {
             return Response::NotReplica;
         }
-        let Ok(_slot) = self.transfers.send_slots.try_acquire() else {
+        let Ok(_slot) = self.send_slots.try_acquire() else {
             return Response::Busy;
         };
         // About 100 ms of the rate budget per batch, so a throttled transfer
         // moves in small steps (and resumes close to where it stopped).
-        let budget = (self.transfers.rate_bytes_per_s / 10.0) as usize;
+        let budget = (self.rate_bytes_per_s / 10.0) as usize;
         let limit = (max_bytes as usize)
             .min(budget)
             .clamp(4096, MAX_BATCH_BYTES);
         let scanned = self
+            .core
             .blocking(move |node| {
                 node.storage
                     .scan_objects(Ring::range_of(p), after.as_deref(), limit)
@@ -247,21 +252,21 @@ impl Node {
             Err(e) => return Response::Error(e.to_string()),
         };
         let bytes: usize = batch.items.iter().map(|(k, _, n)| k.len() + n).sum();
-        self.transfers.throttle(bytes).await;
+        self.throttle(bytes).await;
         let keys = batch.items.len() as u64;
-        let m = &self.metrics;
+        let m = &self.core.metrics;
         m.transfer_keys_sent.inc_by(keys);
         m.transfer_bytes_sent.inc_by(bytes as u64);
         if batch.done {
             m.transfer_partitions_sent.inc();
         }
         {
-            let mut outbound = self.transfers.outbound.lock();
+            let mut outbound = self.outbound.lock();
             let (view, at) = outbound.entry((p, peer.clone())).or_insert_with(|| {
                 (
                     TransferView {
                         partition: p,
-                        from: self.identity.name.clone(),
+                        from: self.core.identity.name.clone(),
                         to: peer,
                         keys: 0,
                         bytes: 0,
@@ -288,23 +293,24 @@ impl Node {
 
     /// True while this node is still a pending replica of `p` for transit `since`.
     fn still_pending(&self, p: usize, since: u64) -> bool {
-        let me = self.identity.name.as_str();
-        self.cluster
+        let me = self.core.identity.name.as_str();
+        self.core
+            .cluster
             .ring_state()
             .moving
             .get(&(p as u16))
             .is_some_and(|t| t.since == since)
-            && self.cluster.ring().pending(p).any(|g| g == me)
+            && self.core.cluster.ring().pending(p).any(|g| g == me)
     }
 
     /// Serving replicas to copy `p` from: live ones, those giving the partition
     /// up first (they are being drained), then by name.
     fn sources(&self, p: usize) -> Vec<String> {
-        let ring = self.cluster.ring();
-        let me = self.identity.name.as_str();
+        let ring = self.core.cluster.ring();
+        let me = self.core.identity.name.as_str();
         let mut sources: Vec<(bool, String)> = ring
             .replicas(p)
-            .filter(|r| *r != me && !self.is_down(r))
+            .filter(|r| *r != me && !self.core.is_down(r))
             .map(|r| (ring.target_replicas(p).any(|t| t == r), r.to_string()))
             .collect();
         sources.sort();
@@ -312,7 +318,7 @@ impl Node {
     }
 
     fn set_inbound(&self, p: usize, f: impl FnOnce(&mut TransferView)) {
-        if let Some(v) = self.transfers.inbound.lock().get_mut(&p) {
+        if let Some(v) = self.inbound.lock().get_mut(&p) {
             f(v);
         }
     }
@@ -322,6 +328,7 @@ impl Node {
         let name = checkpoint_name(p);
         let cp_name = name.clone();
         let mut cp: Checkpoint = self
+            .core
             .blocking(move |node| node.storage.get_meta::<Checkpoint>(&cp_name))
             .await
             .ok()
@@ -336,6 +343,7 @@ impl Node {
             return Err("no live serving replica to copy from".into());
         };
         let addr = self
+            .core
             .cluster
             .rpc_addr(&source)
             .ok_or_else(|| format!("{source} has no address"))?;
@@ -358,6 +366,7 @@ impl Node {
                 max_bytes: BATCH_BYTES,
             };
             let (items, resume_after, done) = match self
+                .core
                 .rpc
                 .call(addr, Some(&source), request, BATCH_TIMEOUT)
                 .await
@@ -388,16 +397,17 @@ impl Node {
             cp.bytes += bytes;
             let save = cp.clone();
             let cp_name = name.clone();
-            self.blocking(move |node| -> Result<(), dynakv_storage::StorageError> {
-                node.storage.merge_batch(&items)?;
-                // The checkpoint follows the merges: after a crash the batch is
-                // at worst merged again, which changes nothing.
-                node.storage.put_meta_lazy(&cp_name, &save)
-            })
-            .await
-            .map_err(|e| format!("storing a batch: {e}"))?;
-            self.metrics.transfer_keys_received.inc_by(keys);
-            self.metrics.transfer_bytes_received.inc_by(bytes);
+            self.core
+                .blocking(move |node| -> Result<(), dynakv_storage::StorageError> {
+                    node.storage.merge_batch(&items)?;
+                    // The checkpoint follows the merges: after a crash the batch is
+                    // at worst merged again, which changes nothing.
+                    node.storage.put_meta_lazy(&cp_name, &save)
+                })
+                .await
+                .map_err(|e| format!("storing a batch: {e}"))?;
+            self.core.metrics.transfer_keys_received.inc_by(keys);
+            self.core.metrics.transfer_bytes_received.inc_by(bytes);
             self.set_inbound(p, |v| {
                 v.keys = cp.keys;
                 v.bytes = cp.bytes;
@@ -408,6 +418,7 @@ impl Node {
         }
         let cp_name = name;
         let _ = self
+            .core
             .blocking(move |node| node.storage.delete_meta(&cp_name))
             .await;
         self.set_inbound(p, |v| v.state = "catching_up");
@@ -422,7 +433,7 @@ impl Node {
     /// `serving - W + 1`, so they include a replica of every write a quorum
     /// acknowledged. Returns the partitions that must try again.
     async fn catch_up_and_report(self: &Arc<Self>, copied: Vec<Copied>) -> Vec<Copied> {
-        let ring = self.cluster.ring();
+        let ring = self.core.cluster.ring();
         let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for c in &copied {
             for peer in self.sources(c.partition) {
@@ -436,6 +447,7 @@ impl Node {
             let mut summary = PassSummary::default();
             let mut differing = BTreeSet::new();
             match self
+                .ae
                 .exchange(&peer, &parts, false, &mut summary, &mut differing)
                 .await
             {
@@ -452,22 +464,23 @@ impl Node {
                 }
             }
         }
-        let mut received = self.cluster.own().received;
+        let mut received = self.core.cluster.own().received;
         let mut retry = Vec::new();
         let mut reported = 0;
         for c in copied {
             let p = c.partition;
             if !self.still_pending(p, c.since) {
-                self.transfers.inbound.lock().remove(&p);
+                self.inbound.lock().remove(&p);
                 continue;
             }
             let serving = ring.replicas(p).count();
             let needed = serving
-                .saturating_sub(self.config.w.min(serving))
+                .saturating_sub(self.core.config.w.min(serving))
                 .saturating_add(1);
             let have = 1 + reached.get(&p).copied().unwrap_or(0);
             if have < needed {
-                self.metrics
+                self.core
+                    .metrics
                     .transfer_failures
                     .get_or_create(&Reason::from("catch_up"))
                     .inc();
@@ -476,14 +489,15 @@ impl Node {
             }
             received.insert(p as u16, c.since);
             reported += 1;
-            self.metrics.transfer_partitions_received.inc();
-            self.metrics
+            self.core.metrics.transfer_partitions_received.inc();
+            self.core
+                .metrics
                 .transfer_duration
                 .observe(c.started.elapsed().as_secs_f64());
-            self.transfers.inbound.lock().remove(&p);
+            self.inbound.lock().remove(&p);
         }
-        self.cluster.set_received(received);
-        *self.transfers.dirty.lock() = true;
+        self.core.cluster.set_received(received);
+        *self.dirty.lock() = true;
         if reported > 0 {
             tracing::info!(
                 partitions = reported,
@@ -501,27 +515,27 @@ impl Node {
 
     /// Forgets copies reported for transits that ended or changed.
     fn prune_received(&self) {
-        let me = self.identity.name.as_str();
-        let state = self.cluster.ring_state();
-        let ring = self.cluster.ring();
-        let own = self.cluster.own();
+        let me = self.core.identity.name.as_str();
+        let state = self.core.cluster.ring_state();
+        let ring = self.core.cluster.ring();
+        let own = self.core.cluster.own();
         let mut received = own.received.clone();
         received.retain(|&p, since| {
             state.moving.get(&p).is_some_and(|t| t.since == *since)
                 && ring.pending(usize::from(p)).any(|g| g == me)
         });
         if received != own.received {
-            self.cluster.set_received(received);
-            *self.transfers.dirty.lock() = true;
+            self.core.cluster.set_received(received);
+            *self.dirty.lock() = true;
         }
     }
 
     /// Notes the partitions this node is handing off (it serves them in a
     /// transit whose target leaves it out): only those may be deleted later.
     async fn note_handoffs(self: &Arc<Self>) {
-        let me = self.identity.name.as_str();
-        let state = self.cluster.ring_state();
-        let ring = self.cluster.ring();
+        let me = self.core.identity.name.as_str();
+        let state = self.core.cluster.ring_state();
+        let ring = self.core.cluster.ring();
         let mut giving: BTreeSet<u16> = state
             .moving
             .iter()
@@ -531,11 +545,12 @@ impl Node {
             })
             .map(|(&p, _)| p)
             .collect();
-        let before = self.transfers.handed_off.lock().clone();
+        let before = self.handed_off.lock().clone();
         giving.extend(before.iter().copied());
         if giving != before {
-            *self.transfers.handed_off.lock() = giving.clone();
+            *self.handed_off.lock() = giving.clone();
             let _ = self
+                .core
                 .blocking(move |node| node.storage.put_meta_lazy(META_HANDED_OFF, &giving))
                 .await;
         }
@@ -547,14 +562,13 @@ impl Node {
     /// node did not hand off itself (it adopted a ring from a different
     /// history, say) are never deleted here.
     async fn drop_handed_off(self: &Arc<Self>) {
-        let stamp = self.cluster.stamp();
-        if !self.cluster.all_members_at(stamp) {
+        let stamp = self.core.cluster.stamp();
+        if !self.core.cluster.all_members_at(stamp) {
             return;
         }
-        let ring = self.cluster.ring();
-        let me = self.identity.name.clone();
+        let ring = self.core.cluster.ring();
+        let me = self.core.identity.name.clone();
         let candidates: Vec<usize> = self
-            .transfers
             .handed_off
             .lock()
             .iter()
@@ -565,6 +579,7 @@ impl Node {
             return;
         }
         let dropped = self
+            .core
             .blocking(move |node| {
                 let mut dropped = Vec::new();
                 for p in candidates {
@@ -579,18 +594,19 @@ impl Node {
             })
             .await;
         let remaining = {
-            let mut h = self.transfers.handed_off.lock();
+            let mut h = self.handed_off.lock();
             for (p, _) in &dropped {
                 h.remove(&(*p as u16));
             }
             h.clone()
         };
         let _ = self
+            .core
             .blocking(move |node| node.storage.put_meta_lazy(META_HANDED_OFF, &remaining))
             .await;
         for (p, keys) in dropped {
-            self.metrics.partitions_dropped.inc();
-            self.metrics.keys_dropped.inc_by(keys);
+            self.core.metrics.partitions_dropped.inc();
+            self.core.metrics.keys_dropped.inc_by(keys);
             tracing::info!(
                 partition = p,
                 keys,
@@ -601,25 +617,25 @@ impl Node {
 
     /// A leaving node that holds nothing any more has left.
     async fn finish_leaving(self: &Arc<Self>) -> bool {
-        if self.cluster.own_state() == MemberState::Removed {
+        if self.core.cluster.own_state() == MemberState::Removed {
             tracing::warn!("an operator removed this node from the cluster");
-            self.persist_members().await;
+            self.core.persist_members().await;
             return true;
         }
-        if self.cluster.own_state() != MemberState::Leaving {
+        if self.core.cluster.own_state() != MemberState::Leaving {
             return false;
         }
         // Hints held here for others are delivered (or rehomed) first.
-        if self.storage.stats().hints > 0 {
+        if self.core.storage.stats().hints > 0 {
             return false;
         }
-        let ring = self.cluster.ring();
-        let me = self.identity.name.as_str();
+        let ring = self.core.cluster.ring();
+        let me = self.core.identity.name.as_str();
         if ring.is_member(me) || (0..PARTITIONS).any(|p| ring.holds(me, p)) {
             return false;
         }
-        self.cluster.set_left();
-        self.persist_members().await;
+        self.core.cluster.set_left();
+        self.core.persist_members().await;
         tracing::info!("every partition handed off: this node has left the cluster");
         true
     }
@@ -628,7 +644,11 @@ impl Node {
 /// Runs ownership handoff until `shutdown`: starts pulls for partitions this
 /// node is pending for, drops partitions it no longer holds, and stops a node
 /// that has left.
-pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: CancellationToken) {
+pub async fn transfer_worker(
+    node: Arc<Transfers>,
+    worker: WorkerHandle,
+    shutdown: CancellationToken,
+) {
     let mut running: tokio::task::JoinSet<(usize, u64, Instant, Result<String, String>)> =
         tokio::task::JoinSet::new();
     // Copied partitions awaiting their catch-up and report.
@@ -641,7 +661,7 @@ pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Ca
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = node.transfers.wake.notified() => {}
+            _ = node.core.ring_changed.notified() => {}
             Some(done) = running.join_next(), if !running.is_empty() => {
                 if let Ok((p, since, started, result)) = done {
                     active.remove(&p);
@@ -650,7 +670,7 @@ pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Ca
                         Err(e) => {
                             tracing::warn!(partition = p, error = %e, "transfer failed; retrying");
                             worker.error(format!("partition {p}: {e}"));
-                            node.metrics.transfer_failures.get_or_create(&Reason::from(failure_kind(&e))).inc();
+                            node.core.metrics.transfer_failures.get_or_create(&Reason::from(failure_kind(&e))).inc();
                             node.set_inbound(p, |v| v.state = "failed");
                             retry_at.insert(p, Instant::now() + Duration::from_millis(500));
                         }
@@ -663,14 +683,16 @@ pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Ca
         worker.busy();
         node.prune_received();
         let pending = node.pending_transfers();
-        node.metrics
+        node.core
+            .metrics
             .transfers_pending
             .set((pending.receive.len() + pending.send.len()) as i64);
-        node.metrics
+        node.core
+            .metrics
             .ring_version
-            .set(node.cluster.stamp().version as i64);
+            .set(node.core.cluster.stamp().version as i64);
         {
-            let mut inbound = node.transfers.inbound.lock();
+            let mut inbound = node.inbound.lock();
             inbound.retain(|p, _| pending.receive.contains(p));
             // Copied partitions are still pending until reported; keep them out
             // of the queue.
@@ -678,16 +700,16 @@ pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Ca
                 inbound.entry(p).or_insert_with(|| TransferView {
                     partition: p,
                     from: String::new(),
-                    to: node.identity.name.clone(),
+                    to: node.core.identity.name.clone(),
                     keys: 0,
                     bytes: 0,
                     state: "queued",
                 });
             }
         }
-        let state = node.cluster.ring_state();
+        let state = node.core.cluster.ring_state();
         for &p in &pending.receive {
-            if active.len() >= node.config.transfer_limit {
+            if active.len() >= node.core.config.transfer_limit {
                 break;
             }
             if active.contains(&p)
@@ -716,8 +738,8 @@ pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Ca
                 catch_up_retry_at = Instant::now() + Duration::from_secs(1);
             }
         }
-        if std::mem::take(&mut *node.transfers.dirty.lock()) {
-            node.persist_members().await;
+        if std::mem::take(&mut *node.dirty.lock()) {
+            node.core.persist_members().await;
         }
         node.note_handoffs().await;
         if round.is_multiple_of(DROP_SCAN_ROUNDS) {
@@ -730,9 +752,11 @@ pub async fn transfer_worker(node: Arc<Node>, worker: WorkerHandle, shutdown: Ca
                 }
             }
             // Gossip the departure for a few rounds, then stop the process.
-            Some(t) if t.elapsed() > Duration::from_millis(node.config.gossip_interval_ms * 5) => {
+            Some(t)
+                if t.elapsed() > Duration::from_millis(node.core.config.gossip_interval_ms * 5) =>
+            {
                 tracing::info!("stopping: this node has left the cluster");
-                node.stop.cancel();
+                node.core.stop.cancel();
                 break;
             }
             Some(_) => {}

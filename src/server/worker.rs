@@ -170,6 +170,17 @@ impl Workers {
     }
 }
 
+/// Waits `interval_ms` ±10% (so nodes started together do not work in
+/// lockstep); returns false if `shutdown` came first.
+pub async fn jittered_pause(shutdown: &CancellationToken, interval_ms: u64) -> bool {
+    let jitter = rand::random_range(0..=interval_ms / 5);
+    let wait = std::time::Duration::from_millis(interval_ms - interval_ms / 10 + jitter);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,13 +26,14 @@ pub async fn health(State(node): State<Arc<Node>>) -> Result<&'static str, ApiEr
         code,
         message,
     };
-    if node.stop.is_cancelled() || node.shutting_down() {
+    if node.core.stop.is_cancelled() || node.shutting_down() {
         return Err(unavailable(
             "shutting_down",
             "the node is shutting down".into(),
         ));
     }
     let probe = node
+        .core
         .blocking(|n| {
             n.storage
                 .put_meta_lazy("health", &crate::server::cluster::now_ms())
@@ -49,7 +50,7 @@ pub async fn health(State(node): State<Arc<Node>>) -> Result<&'static str, ApiEr
 
 /// Checks `Authorization: Bearer <admin_token>` when an admin token is set.
 pub fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &node.config.admin_token else {
+    let Some(expected) = &node.core.config.admin_token else {
         return Ok(());
     };
     let given = headers
@@ -72,15 +73,15 @@ pub fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn config_json(node: &Node) -> Value {
-    let mut c = serde_json::to_value(&node.config).unwrap_or(Value::Null);
+    let mut c = serde_json::to_value(&node.core.config).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut c {
         map.insert(
             "cluster_secret_set".into(),
-            json!(node.config.cluster_secret.is_some()),
+            json!(node.core.config.cluster_secret.is_some()),
         );
         map.insert(
             "admin_token_set".into(),
-            json!(node.config.admin_token.is_some()),
+            json!(node.core.config.admin_token.is_some()),
         );
     }
     c
@@ -88,9 +89,9 @@ fn config_json(node: &Node) -> Value {
 
 /// `GET /admin/status`: this node's view of itself and the cluster.
 pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
-    let stats = node.storage.stats();
-    let view = node.cluster.view();
-    let ring = node.cluster.ring();
+    let stats = node.core.storage.stats();
+    let view = node.core.cluster.view();
+    let ring = node.core.cluster.ring();
     let members: Vec<Value> = view
         .iter()
         .map(|m| {
@@ -109,30 +110,30 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         .collect();
     let mut warnings = Vec::new();
     let in_ring = ring.nodes().len();
-    if in_ring < node.config.n {
+    if in_ring < node.core.config.n {
         warnings.push(format!(
             "the cluster has {in_ring} member(s), fewer than n = {}: every key is kept on every member and R and W are capped at {in_ring}",
-            node.config.n
+            node.core.config.n
         ));
     }
-    let pending = node.pending_transfers();
-    let stamp = node.cluster.stamp();
+    let pending = node.transfers.pending_transfers();
+    let stamp = node.core.cluster.stamp();
     Json(json!({
-        "node": node.identity.name,
-        "actor": node.identity.actor.to_string(),
-        "incarnation": format!("{:08x}", node.storage.incarnation().id()),
-        "state": format!("{:?}", node.cluster.own_state()).to_lowercase(),
+        "node": node.core.identity.name,
+        "actor": node.core.identity.actor.to_string(),
+        "incarnation": format!("{:08x}", node.core.storage.incarnation().id()),
+        "state": format!("{:?}", node.core.cluster.own_state()).to_lowercase(),
         "members": members,
         "ownership": ring.ownership(),
         "ring_epoch": stamp.version,
         "ring_digest": format!("{:016x}", stamp.digest),
-        "claimant": node.cluster.claimant(),
+        "claimant": node.core.cluster.claimant(),
         "partitions_moving": ring.moving().count(),
         "transfers_pending": pending.receive.len() + pending.send.len(),
         "transfers": node.transfers.views(),
         "keys": stats.keys,
         "hints_pending": stats.hints,
-        "anti_entropy": node.anti_entropy_status(),
+        "anti_entropy": node.ae.anti_entropy_status(),
         "workers": node.workers.statuses(),
         "warnings": warnings,
         "config": config_json(&node),
@@ -146,7 +147,7 @@ pub async fn ring(
     query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let ring = node.cluster.ring();
+    let ring = node.core.cluster.ring();
     // Serving replicas, pending ones (receiving the partition), then fallbacks.
     let placement = |p: usize| {
         let serving: Vec<&str> = ring.replicas(p).collect();
@@ -173,7 +174,7 @@ pub async fn ring(
             out
         })
         .collect();
-    let stamp = node.cluster.stamp();
+    let stamp = node.core.cluster.stamp();
     Ok(Json(json!({
         "partitions": PARTITIONS,
         "n": ring.n(),
@@ -192,7 +193,7 @@ pub async fn faults(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&node, &headers)?;
-    if !node.config.fault_injection {
+    if !node.core.config.fault_injection {
         return Err(ApiError::not_found(
             "fault injection is disabled; start the node with --fault-injection",
         ));
@@ -204,7 +205,7 @@ pub async fn faults(
             .map_err(|e| ApiError::bad_request(format!("bad fault spec: {e}")))?
     };
     tracing::warn!(?spec, "fault injection changed");
-    node.faults().set(spec.clone());
+    node.core.faults().set(spec.clone());
     Ok(Json(serde_json::to_value(spec).unwrap_or(Value::Null)))
 }
 
@@ -214,7 +215,7 @@ pub async fn repair(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&node, &headers)?;
-    let summary = node.repair_pass(false).await;
+    let summary = node.ae.repair_pass(false).await;
     Ok(Json(serde_json::to_value(summary).unwrap_or(Value::Null)))
 }
 
@@ -228,12 +229,14 @@ fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
 
 /// Ring members that are not leaving or gone.
 fn staying_members(node: &Node) -> Vec<String> {
-    node.cluster
+    node.core
+        .cluster
         .ring()
         .nodes()
         .iter()
         .filter(|n| {
-            node.cluster
+            node.core
+                .cluster
                 .entry(&n.name)
                 .is_some_and(|e| e.state == MemberState::Active)
         })
@@ -248,10 +251,10 @@ pub async fn leave(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&node, &headers)?;
-    let me = node.identity.name.clone();
-    let state = node.cluster.own_state();
+    let me = node.core.identity.name.clone();
+    let state = node.core.cluster.own_state();
     if state == MemberState::Active {
-        let ring = node.cluster.ring();
+        let ring = node.core.cluster.ring();
         if !ring.is_member(&me) {
             return Err(conflict(
                 "not_a_member",
@@ -259,23 +262,23 @@ pub async fn leave(
             ));
         }
         let remaining = staying_members(&node).len().saturating_sub(1);
-        if remaining < node.config.n {
+        if remaining < node.core.config.n {
             return Err(conflict(
                 "too_few_members",
                 format!(
                     "leaving would leave {remaining} member(s), fewer than n = {}: keys would lose replicas",
-                    node.config.n
+                    node.core.config.n
                 ),
             ));
         }
-        node.cluster.leave();
-        node.persist_members().await;
+        node.core.cluster.leave();
+        node.core.persist_members().await;
         tracing::warn!("decommission requested: handing every partition off, then leaving");
     }
-    let held = node.cluster.ring().partitions_of(&me).len();
+    let held = node.core.cluster.ring().partitions_of(&me).len();
     Ok(Json(json!({
         "node": me,
-        "state": format!("{:?}", node.cluster.own_state()).to_lowercase(),
+        "state": format!("{:?}", node.core.cluster.own_state()).to_lowercase(),
         "partitions_to_hand_off": held,
     })))
 }
@@ -289,7 +292,7 @@ pub async fn remove(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&node, &headers)?;
     let Path(name) = name.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let Some(entry) = node.cluster.entry(&name) else {
+    let Some(entry) = node.core.cluster.entry(&name) else {
         return Err(ApiError::not_found(format!("no member named {name:?}")));
     };
     if matches!(entry.state, MemberState::Left | MemberState::Removed) {
@@ -298,7 +301,7 @@ pub async fn remove(
             format!("{name} already left the cluster"),
         ));
     }
-    if name == node.identity.name || node.cluster.status(&name) != Status::Down {
+    if name == node.core.identity.name || node.core.cluster.status(&name) != Status::Down {
         return Err(conflict(
             "member_up",
             format!(
@@ -306,11 +309,11 @@ pub async fn remove(
             ),
         ));
     }
-    let ring = node.cluster.ring();
+    let ring = node.core.cluster.ring();
     let orphaned: Vec<usize> = (0..PARTITIONS)
         .filter(|&p| {
             ring.replicas(p).any(|r| r == name)
-                && !ring.replicas(p).any(|r| r != name && !node.is_down(r))
+                && !ring.replicas(p).any(|r| r != name && !node.core.is_down(r))
         })
         .collect();
     if !orphaned.is_empty() {
@@ -326,8 +329,8 @@ pub async fn remove(
     if staying_members(&node).len().saturating_sub(1) == 0 {
         return Err(conflict("last_copy", "no member would remain"));
     }
-    node.cluster.remove(&name);
-    node.persist_members().await;
+    node.core.cluster.remove(&name);
+    node.core.persist_members().await;
     tracing::warn!(member = %name, "member removed; restoring its replicas from the survivors");
     Ok(Json(json!({
         "removed": name,
@@ -343,7 +346,7 @@ pub async fn plan(
     query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let state = node.cluster.ring_state();
+    let state = node.core.cluster.ring_state();
     let members = state.members();
     let (change, event) = match (query.get("join"), query.get("leave"), query.get("remove")) {
         (Some(name), None, None) => {
@@ -398,13 +401,13 @@ pub async fn plan(
             ));
         }
     };
-    let next = claim::apply(&state, &[event], node.config.n);
-    let after = next.ring(node.config.n);
-    let before = node.cluster.ring();
+    let next = claim::apply(&state, &[event], node.core.config.n);
+    let after = next.ring(node.core.config.n);
+    let before = node.core.cluster.ring();
     // Estimates from this node's own data: tokens are uniform, so every
     // partition holds about the same number of keys and bytes.
-    let stats = node.storage.stats();
-    let held = before.partitions_of(&node.identity.name).len().max(1) as f64;
+    let stats = node.core.storage.stats();
+    let held = before.partitions_of(&node.core.identity.name).len().max(1) as f64;
     let keys_per_partition = stats.keys as f64 / held;
     let bytes_per_partition = (stats.sst_bytes + stats.memtable_bytes) as f64 / held;
     let mut moves = Vec::new();
@@ -420,7 +423,7 @@ pub async fn plan(
         let sender = lost
             .iter()
             .chain(from.iter())
-            .find(|f| !node.is_down(f))
+            .find(|f| !node.core.is_down(f))
             .copied()
             .unwrap_or("");
         for g in &gained {
@@ -464,14 +467,15 @@ pub async fn plan(
 
 /// `GET /metrics`: Prometheus text exposition.
 pub async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    let stats = node.storage.stats();
+    let stats = node.core.storage.stats();
     for w in node.workers.statuses() {
-        node.metrics
+        node.core
+            .metrics
             .worker_restarts
             .get_or_create(&crate::server::metrics::Reason::from(w.name))
             .set(w.restarts as i64);
     }
-    let body = node.metrics.render(&stats);
+    let body = node.core.metrics.render(&stats);
     (
         StatusCode::OK,
         [(
@@ -515,21 +519,23 @@ pub async fn export(
         .filter(|&p| p < PARTITIONS)
         .ok_or_else(|| ApiError::bad_request(format!("partition must be 0..{}", PARTITIONS - 1)))?;
     if !node
+        .core
         .cluster
         .ring()
         .replicas(partition)
-        .any(|r| r == node.identity.name)
+        .any(|r| r == node.core.identity.name)
     {
         return Err(ApiError {
             status: StatusCode::CONFLICT,
             code: "not_a_replica",
             message: format!(
                 "{} does not serve partition {partition}",
-                node.identity.name
+                node.core.identity.name
             ),
         });
     }
     let batch = node
+        .core
         .blocking(move |n| {
             n.storage
                 .scan_objects(Ring::range_of(partition), None, usize::MAX)

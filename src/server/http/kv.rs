@@ -55,11 +55,11 @@ fn parse_key(uri: &Uri) -> Result<Bytes, ApiError> {
 /// with the node's defaults.
 fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOptions, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
-    let n = node.config.n;
+    let n = node.core.config.n;
     let default = if which == "r" {
-        node.config.r
+        node.core.config.r
     } else {
-        node.config.w
+        node.core.config.w
     };
     let quorum = match q.get(which) {
         Some(v) => {
@@ -69,7 +69,7 @@ fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOption
     };
     let mode = match q.get("quorum") {
         Some(v) => v.parse::<QuorumMode>().map_err(ApiError::bad_request)?,
-        None => node.config.quorum,
+        None => node.core.config.quorum,
     };
     let timeout_ms = match q.get("timeout_ms") {
         Some(v) => match v.parse::<u64>() {
@@ -80,7 +80,7 @@ fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOption
                 )));
             }
         },
-        None => node.config.request_timeout_ms,
+        None => node.core.config.request_timeout_ms,
     };
     Ok(RequestOptions {
         quorum,
@@ -130,7 +130,7 @@ pub async fn put(
     let opts = options(&node, query, "w")?;
     let ctx = context(&headers)?.unwrap_or_default();
     let body = body.map_err(|e| body_error(&node, e))?;
-    if body.len() > node.config.max_value_bytes {
+    if body.len() > node.core.config.max_value_bytes {
         return Err(too_large(&node, body.len()));
     }
     let content_type = match headers.get(header::CONTENT_TYPE) {
@@ -145,7 +145,10 @@ pub async fn put(
         },
     };
     let version = Version::value(body, content_type, now_ms());
-    let new_ctx = node.coordinate_put(key, ctx, version, opts).await?;
+    let new_ctx = node
+        .coordinator
+        .coordinate_put(key, ctx, version, opts)
+        .await?;
     Ok((
         StatusCode::NO_CONTENT,
         [(CONTEXT_HEADER, context_value(&new_ctx))],
@@ -159,14 +162,14 @@ fn too_large(node: &Node, len: usize) -> ApiError {
         code: "value_too_large",
         message: format!(
             "the value is {len} bytes or more; the limit is {} bytes",
-            node.config.max_value_bytes
+            node.core.config.max_value_bytes
         ),
     }
 }
 
 fn body_error(node: &Node, e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(node, node.config.max_value_bytes + 1)
+        too_large(node, node.core.config.max_value_bytes + 1)
     } else {
         ApiError::bad_request(format!("cannot read the request body: {e}"))
     }
@@ -181,7 +184,7 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let key = parse_key(&uri)?;
     let opts = options(&node, query, "r")?;
-    let object = node.coordinate_get(key, opts).await?;
+    let object = node.coordinator.coordinate_get(key, opts).await?;
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -253,10 +256,10 @@ pub async fn delete(
         Some(ctx) => ctx,
         None => {
             let read = RequestOptions {
-                quorum: Quorum::Exactly(node.config.r),
+                quorum: Quorum::Exactly(node.core.config.r),
                 ..opts
             };
-            let current = node.coordinate_get(key.clone(), read).await?;
+            let current = node.coordinator.coordinate_get(key.clone(), read).await?;
             if current.is_deleted() {
                 // Nothing live to delete: succeed without writing another tombstone.
                 let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -270,6 +273,7 @@ pub async fn delete(
         }
     };
     let new_ctx = node
+        .coordinator
         .coordinate_put(key, ctx, Version::tombstone(now_ms()), opts)
         .await?;
     Ok((

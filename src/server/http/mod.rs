@@ -36,7 +36,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<CappedListener> {
 pub fn router(node: Arc<Node>) -> Router {
     // Values are checked against max_value_bytes in the handler, so the body limit
     // here only needs to let a value of exactly the limit through.
-    let body_limit = node.config.max_value_bytes + 1;
+    let body_limit = node.core.config.max_value_bytes + 1;
     Router::new()
         .route("/kv/{key}", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/health", get(admin::health))
@@ -87,7 +87,7 @@ async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Respo
     {
         Ok(r) => r,
         Err(_) => {
-            node.metrics.handler_panics.inc();
+            node.core.metrics.handler_panics.inc();
             tracing::error!(?op, "a request handler panicked");
             ApiError {
                 status: axum::http::StatusCode::INTERNAL_SERVER_ERROR,
@@ -98,11 +98,13 @@ async fn track(State(node): State<Arc<Node>>, req: Request, next: Next) -> Respo
         }
     };
     let status = response.status().as_u16();
-    node.metrics
+    node.core
+        .metrics
         .requests
         .get_or_create(&RequestLabels { op, status })
         .inc();
-    node.metrics
+    node.core
+        .metrics
         .latency
         .get_or_create(&OpLabels { op })
         .observe(start.elapsed().as_secs_f64());
