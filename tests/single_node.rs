@@ -10,6 +10,22 @@ use serde_json::Value;
 
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
+/// A raw `PUT`: this file tests the HTTP API itself (status codes, headers,
+/// error bodies, malformed requests), so it builds its requests by hand where
+/// the other suites go through `dynakv-client`.
+fn put(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    value: impl Into<Vec<u8>>,
+    ctx: Option<&str>,
+) -> reqwest::blocking::Response {
+    let mut req = client.put(url).body(value.into());
+    if let Some(c) = ctx {
+        req = req.header(CONTEXT, c);
+    }
+    req.send().expect("PUT")
+}
+
 fn started(root: &std::path::Path, args: &[&str]) -> TestNode {
     let mut node = TestNode::new(root, "solo", LOCAL).with_args(args);
     node.start();

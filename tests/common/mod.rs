@@ -273,45 +273,115 @@ impl Drop for TestNode {
     }
 }
 
-/// A PUT with an optional context; returns the response.
-pub fn put(client: &Client, url: &str, value: impl Into<Vec<u8>>, ctx: Option<&str>) -> Response {
-    let mut req = client.put(url).body(value.into());
-    if let Some(c) = ctx {
-        req = req.header(CONTEXT, c);
-    }
-    req.send().expect("PUT")
-}
-
-/// The context header of a response.
-pub fn ctx_of(resp: &Response) -> String {
-    resp.headers()
-        .get(CONTEXT)
-        .expect("X-Causal-Context present")
-        .to_str()
-        .expect("ascii")
-        .to_string()
-}
-
-/// Sorted live values of a key as strings; empty if not found. `url` is a
-/// key URL (`{node}/kv/{key}`), optionally with `?r=` and `timeout_ms=`.
-pub fn values(_http: &Client, url: &str) -> Vec<String> {
+/// A key URL (`{node}/kv/{key}?…`) taken apart: a client of its node, the
+/// key, and the request options of its query string.
+fn key_request(
+    url: &str,
+) -> (
+    dynakv_client::blocking::Client,
+    Vec<u8>,
+    dynakv_client::Options,
+) {
     let (base, rest) = url.split_once("/kv/").expect("a key URL");
     let (key, query) = rest.split_once('?').unwrap_or((rest, ""));
     let key: Vec<u8> = percent_encoding::percent_decode_str(key).collect();
     let mut opts = dynakv_client::Options::default();
     for (name, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
         match name {
-            "r" => opts.quorum = Some(value.parse().expect("r")),
+            "r" | "w" => opts.quorum = Some(value.parse().expect("quorum")),
+            "quorum" => opts.strict = Some(value == "strict"),
             "timeout_ms" => {
                 opts.timeout = Some(Duration::from_millis(value.parse().expect("timeout_ms")))
             }
-            other => panic!("values(): unexpected query parameter {other}"),
+            other => panic!("unexpected query parameter {other} in {url}"),
         }
     }
     let client = dynakv_client::ClientBuilder::new([base])
-        .timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(20))
         .build_blocking()
         .expect("client");
+    (client, key, opts)
+}
+
+/// What a write answered: its HTTP status and, on success, the new context.
+pub struct Written {
+    status: u16,
+    error: Option<String>,
+    context: Option<String>,
+}
+
+impl Written {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The API's error code of a refused write.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+}
+
+/// Anything that carries a causal context: a write's answer or a raw response.
+pub trait HasContext {
+    fn context(&self) -> Option<String>;
+}
+
+impl HasContext for Written {
+    fn context(&self) -> Option<String> {
+        self.context.clone()
+    }
+}
+
+impl HasContext for Response {
+    fn context(&self) -> Option<String> {
+        self.headers()
+            .get(CONTEXT)
+            .map(|v| v.to_str().expect("ascii").to_string())
+    }
+}
+
+/// A write through `dynakv-client` with an optional context (`url` is a key
+/// URL with optional `?w=`, `quorum=`, `timeout_ms=`); the answer's status as
+/// the HTTP API gives it (204, or the error's status).
+pub fn put(_http: &Client, url: &str, value: impl Into<Vec<u8>>, ctx: Option<&str>) -> Written {
+    use dynakv_client::Error;
+    let (client, key, opts) = key_request(url);
+    let context = ctx.map(dynakv_client::Context::from_token);
+    let value = dynakv_client::Sibling::new(value.into(), "application/octet-stream");
+    match client.put_with(&key, value, context.as_ref(), &opts) {
+        Ok(c) => Written {
+            status: 204,
+            error: None,
+            context: Some(c.to_string()),
+        },
+        Err(e) => {
+            let (status, code) = match &e {
+                Error::NotFound { .. } => (404, "not_found".to_string()),
+                Error::QuorumUnavailable { .. } => (503, "quorum_unavailable".into()),
+                Error::TooManySiblings { .. } => (409, "too_many_siblings".into()),
+                Error::BadRequest { status: 413, .. } => (413, "value_too_large".into()),
+                Error::BadRequest { status, .. } => (*status, "bad_request".into()),
+                Error::Api { status, code, .. } => (*status, code.clone()),
+                other => panic!("PUT {url}: {other}"),
+            };
+            Written {
+                status,
+                error: Some(code),
+                context: None,
+            }
+        }
+    }
+}
+
+/// The causal context of a write's answer or a read's response.
+pub fn ctx_of(answer: &impl HasContext) -> String {
+    answer.context().expect("X-Causal-Context present")
+}
+
+/// Sorted live values of a key as strings; empty if not found. `url` is a
+/// key URL (`{node}/kv/{key}`), optionally with `?r=` and `timeout_ms=`.
+pub fn values(_http: &Client, url: &str) -> Vec<String> {
+    let (client, key, opts) = key_request(url);
     match client.get_with(&key, &opts) {
         Ok(o) => {
             let mut out: Vec<String> = o
