@@ -10,12 +10,7 @@ use common::*;
 use serde_json::{Value, json};
 
 fn repair(node: &TestNode) -> Value {
-    let resp = http()
-        .post(format!("{}/admin/repair", node.url()))
-        .send()
-        .expect("repair");
-    assert_eq!(resp.status(), 200);
-    resp.json().expect("summary")
+    node.client().repair().expect("repair")
 }
 
 /// Writes `count` keys `prefix-i` with `value(i)` through rotating coordinators,
@@ -76,14 +71,10 @@ fn a_wiped_replica_is_refilled_without_copying_more_than_it_lacks() {
         for t in 0..4 {
             let n3 = &nodes[2];
             s.spawn(move || {
-                let c = http();
                 for i in (t..KEYS).step_by(4) {
-                    let resp = c
-                        .get(format!("{}?r=1", n3.key_url(&format!("k-{i}"))))
-                        .send()
-                        .expect("get");
+                    let resp = get(&format!("{}?r=1", n3.key_url(&format!("k-{i}"))));
                     assert_eq!(resp.status(), 200, "k-{i} missing after repair");
-                    assert_eq!(resp.text().expect("body"), value_of(i));
+                    assert_eq!(resp.text(), value_of(i));
                 }
             });
         }
@@ -107,7 +98,7 @@ fn a_replica_that_drifted_during_a_partition_catches_up() {
     let c = http();
     for i in 0..500 {
         let url = nodes[i % 2].key_url(&format!("d-{i}"));
-        let ctx = ctx_of(&c.get(&url).send().expect("get"));
+        let ctx = ctx_of(&get(&url));
         assert_eq!(put(&c, &url, format!("new-{i}"), Some(&ctx)).status(), 204);
     }
     // n3 is back, but n1 and n2 still never call it, so none of their hints
@@ -168,10 +159,10 @@ fn tombstones_are_purged_once_every_replica_holds_them() {
     load(&nodes, "t", 100, |i| format!("v{i}"));
     let c = http();
     for i in 0..50 {
-        let resp = c
-            .delete(format!("{}?w=all", nodes[0].key_url(&format!("t-{i}"))))
-            .send()
-            .expect("delete");
+        let resp = delete(
+            &format!("{}?w=all", nodes[0].key_url(&format!("t-{i}"))),
+            None,
+        );
         assert_eq!(resp.status(), 204);
     }
     std::thread::sleep(Duration::from_millis(1100));
@@ -182,10 +173,7 @@ fn tombstones_are_purged_once_every_replica_holds_them() {
     }
     // Deleted keys stay deleted; the others are untouched.
     assert_eq!(
-        c.get(format!("{}?r=3", nodes[1].key_url("t-0")))
-            .send()
-            .expect("get")
-            .status(),
+        get(&format!("{}?r=3", nodes[1].key_url("t-0"))).status(),
         404
     );
     assert_eq!(

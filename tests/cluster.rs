@@ -18,13 +18,7 @@ fn three_nodes_form_a_cluster_detect_failures_and_recover() {
     // Every node computes the same ring with a third each.
     let rings: Vec<Value> = nodes
         .iter()
-        .map(|n| {
-            http()
-                .get(format!("{}/admin/ring", n.url()))
-                .send()
-                .and_then(|r| r.json())
-                .expect("ring")
-        })
+        .map(|n| n.client().ring().expect("ring"))
         .collect();
     assert!(rings.iter().all(|r| r["ranges"] == rings[0]["ranges"]));
     for share in rings[0]["ownership"]
@@ -64,11 +58,7 @@ fn three_nodes_form_a_cluster_detect_failures_and_recover() {
     nodes[1].resume();
     wait_formed(&nodes.iter().collect::<Vec<_>>());
 
-    let metrics = http()
-        .get(format!("{}/metrics", nodes[0].url()))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
+    let metrics = nodes[0].client().metrics().expect("metrics");
     assert!(
         metrics.contains("dynakv_liveness_changes_total{status=\"down\"}"),
         "{metrics}"
@@ -159,11 +149,7 @@ fn a_wiped_node_takes_back_its_place_with_a_new_actor() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = three(dir.path(), &[]);
     wait_formed(&nodes.iter().collect::<Vec<_>>());
-    let ring_before: Value = http()
-        .get(format!("{}/admin/ring", nodes[0].url()))
-        .send()
-        .and_then(|r| r.json())
-        .expect("ring");
+    let ring_before: Value = nodes[0].client().ring().expect("ring");
     let actor_before = nodes[2].status()["actor"].clone();
 
     nodes[2].kill();
@@ -179,10 +165,8 @@ fn a_wiped_node_takes_back_its_place_with_a_new_actor() {
     assert!(
         wait_until(Duration::from_secs(10), || {
             nodes.iter().all(|n| {
-                http()
-                    .get(format!("{}/admin/ring", n.url()))
-                    .send()
-                    .and_then(|r| r.json::<Value>())
+                n.client()
+                    .ring()
                     .is_ok_and(|r| r["ranges"] == ring_before["ranges"])
             })
         }),
@@ -219,11 +203,7 @@ fn a_node_without_the_cluster_secret_is_refused_and_never_becomes_a_member() {
         1,
         "the intruder learned the cluster"
     );
-    let metrics = http()
-        .get(format!("{}/metrics", good[0].url()))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
+    let metrics = good[0].client().metrics().expect("metrics");
     let refused: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("dynakv_rpc_handshake_refused_total "))
@@ -294,14 +274,7 @@ fn corrupted_and_oversized_frames_close_the_connection_and_are_counted() {
     assert!(wait_until(Duration::from_secs(5), || frames("too_large") >= 2.0));
 
     // Still serving.
-    assert_eq!(
-        http()
-            .get(format!("{}/health", node.url()))
-            .send()
-            .expect("health")
-            .status(),
-        200
-    );
+    node.client().health().expect("health");
 }
 
 #[test]
@@ -327,13 +300,15 @@ fn restarted_peers_are_reachable_as_soon_as_gossip_shows_them_back() {
     std::thread::sleep(Duration::from_millis(1500));
     for i in 0..5 {
         // Failed attempts while they are down put n1 in reconnect backoff.
-        let _ = client
-            .put(format!(
+        let _ = put(
+            &client,
+            &format!(
                 "{}?w=3&timeout_ms=200",
                 nodes[0].key_url(&format!("down-{i}"))
-            ))
-            .body("x")
-            .send();
+            ),
+            "x",
+            None,
+        );
     }
     for n in nodes.iter_mut().skip(1) {
         n.start();

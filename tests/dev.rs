@@ -64,22 +64,14 @@ fn three_nodes_then_ctrl_c() {
     assert!(guide.contains("curl"), "{guide}");
 
     let formed = wait_until(Duration::from_secs(20), || {
-        http()
-            .get("http://127.0.0.1:8002/admin/status")
-            .send()
-            .and_then(|r| r.json::<Value>())
-            .is_ok_and(|s| {
-                s["members"]
-                    .as_array()
-                    .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["status"] == "up"))
-            })
+        client_of("http://127.0.0.1:8002").status().is_ok_and(|s| {
+            s["members"]
+                .as_array()
+                .is_some_and(|m| m.len() == 3 && m.iter().all(|m| m["status"] == "up"))
+        })
     });
     assert!(formed, "the dev nodes did not see each other");
-    let status: Value = http()
-        .get("http://127.0.0.1:8001/admin/status")
-        .send()
-        .and_then(|r| r.json())
-        .expect("status");
+    let status: Value = client_of("http://127.0.0.1:8001").status().expect("status");
     assert!(
         status["config"]["data_dir"]
             .as_str()
@@ -108,10 +100,10 @@ fn three_nodes_then_ctrl_c() {
     // Its nodes are gone too.
     for port in [8001, 8002, 8003] {
         assert!(
-            wait_until(Duration::from_secs(10), || http()
-                .get(format!("http://127.0.0.1:{port}/health"))
-                .send()
-                .is_err()),
+            wait_until(Duration::from_secs(10), || matches!(
+                client_of(&format!("http://127.0.0.1:{port}")).health(),
+                Err(dynakv_client::Error::Unreachable { .. })
+            )),
             "a dev node on {port} outlived dev"
         );
     }
@@ -127,15 +119,11 @@ fn one_node_then_sigterm() {
         .spawn()
         .expect("spawn dev");
     let up = wait_until(Duration::from_secs(60), || {
-        http()
-            .get("http://127.0.0.1:8001/admin/status")
-            .send()
-            .and_then(|r| r.json::<Value>())
-            .is_ok_and(|s| {
-                s["config"]["data_dir"]
-                    .as_str()
-                    .is_some_and(|d| d.contains("solo"))
-            })
+        client_of("http://127.0.0.1:8001").status().is_ok_and(|s| {
+            s["config"]["data_dir"]
+                .as_str()
+                .is_some_and(|d| d.contains("solo"))
+        })
     });
     if !up {
         let _ = dev.kill();
@@ -147,10 +135,10 @@ fn one_node_then_sigterm() {
         Ok(Some(_))
     )));
     assert!(
-        wait_until(Duration::from_secs(10), || http()
-            .get("http://127.0.0.1:8001/health")
-            .send()
-            .is_err()),
+        wait_until(Duration::from_secs(10), || matches!(
+            client_of("http://127.0.0.1:8001").health(),
+            Err(dynakv_client::Error::Unreachable { .. })
+        )),
         "the node outlived dev after SIGTERM"
     );
 }

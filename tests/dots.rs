@@ -41,7 +41,7 @@ fn writes_through_a_node_restored_from_a_backup_survive_repair() {
     // More writes through n1: the others see counters the backup never had.
     for k in &keys {
         let ctx = {
-            let r = client.get(nodes[0].key_url(k)).send().expect("GET");
+            let r = get(&nodes[0].key_url(k));
             ctx_of(&r)
         };
         let r = put(
@@ -64,11 +64,7 @@ fn writes_through_a_node_restored_from_a_backup_survive_repair() {
         assert_eq!(r.status(), 204, "{k}");
     }
     for n in &nodes {
-        let r = http()
-            .post(format!("{}/admin/repair", n.url()))
-            .send()
-            .expect("repair");
-        assert!(r.status().is_success());
+        n.client().repair().expect("repair");
     }
     std::thread::sleep(Duration::from_millis(200));
     // Every acknowledged write survives, on every replica.

@@ -8,7 +8,6 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use serde_json::Value;
 
 struct Mount(std::path::PathBuf);
 
@@ -37,36 +36,29 @@ fn health_answers_503_once_the_disk_is_full() {
     node.log = root.path().join("full.log");
     node.start();
     let client = http();
-    assert_eq!(
-        client
-            .get(format!("{}/health", node.url()))
-            .send()
-            .expect("health")
-            .status(),
-        200
-    );
+    node.client().health().expect("healthy");
     // Fill the disk: 256 KiB values until writes fail (bounded).
     let value = vec![b'x'; 256 << 10];
     let mut failed = false;
     for i in 0..400 {
-        let r = client
-            .put(node.key_url(&format!("fill-{i}")))
-            .body(value.clone())
-            .send()
-            .expect("PUT");
-        if !r.status().is_success() {
+        let r = put(
+            &client,
+            &node.key_url(&format!("fill-{i}")),
+            value.clone(),
+            None,
+        );
+        if r.status() != 204 {
             failed = true;
             break;
         }
     }
     assert!(failed, "48 MB took 100 MB of writes");
-    let resp = client
-        .get(format!("{}/health", node.url()))
-        .send()
-        .expect("health");
-    assert_eq!(resp.status(), 503);
-    let body: Value = resp.json().expect("json");
-    assert_eq!(body["error"], "store_unavailable", "{body}");
+    match node.client().health() {
+        Err(dynakv_client::Error::Api { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (503, "store_unavailable"))
+        }
+        other => panic!("expected 503 store_unavailable, got {other:?}"),
+    }
     assert!(node.alive(), "the node died instead of reporting");
     node.kill();
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
+use dynakv_client::{ClientBuilder, Error, Options, Quorum, Sibling};
+use serde_json::{Value, json};
 
 /// A node that joins the cluster seeded by `seed`.
 fn joiner(
@@ -65,14 +66,14 @@ impl Load {
         {
             let (stop, acked, urls) = (stop.clone(), acked.clone(), urls.clone());
             threads.push(std::thread::spawn(move || {
-                let client = http();
+                // Requests rotate over every node (round-robin in the client).
+                let client = ClientBuilder::new(urls).build_blocking().expect("client");
+                let w2 = Options::quorum(Quorum::Exactly(2));
                 let mut i = 0usize;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 200_000 {
                     let key = format!("live-{i}");
-                    let url = format!("{}/kv/{key}?w=2", urls[i % urls.len()]);
-                    if let Ok(r) = client.put(url).body(format!("v{i}")).send()
-                        && r.status() == 204
-                    {
+                    let value = Sibling::new(format!("v{i}"), "application/octet-stream");
+                    if client.put_with(key.as_bytes(), value, None, &w2).is_ok() {
                         acked.lock().expect("acked").push(key);
                     }
                     i += 1;
@@ -89,7 +90,8 @@ impl Load {
                 urls.clone(),
             );
             threads.push(std::thread::spawn(move || {
-                let client = http();
+                let client = ClientBuilder::new(urls).build_blocking().expect("client");
+                let r2 = Options::quorum(Quorum::Exactly(2));
                 let mut i = t;
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 2_000_000 {
                     let key = {
@@ -105,12 +107,16 @@ impl Load {
                         std::thread::sleep(Duration::from_millis(10));
                         continue;
                     };
-                    let url = format!("{}/kv/{key}?r=2", urls[i % urls.len()]);
-                    if let Ok(r) = client.get(url).send() {
-                        reads.fetch_add(1, Ordering::Relaxed);
-                        if r.status() == 404 {
+                    match client.get_with(key.as_bytes(), &r2) {
+                        Ok(_) => {
+                            reads.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Error::NotFound { .. }) => {
+                            reads.fetch_add(1, Ordering::Relaxed);
                             lost.lock().expect("lost").push(key);
                         }
+                        // Unavailable for a moment: not an answer either way.
+                        Err(_) => {}
                     }
                 }
             }));
@@ -150,16 +156,9 @@ fn status_json(node: &TestNode) -> Value {
 
 /// Every key reads back (r=2) through `node`.
 fn assert_all_readable(node: &TestNode, keys: &[String]) {
-    let client = http();
     let missing: Vec<&String> = keys
         .iter()
-        .filter(|k| {
-            client
-                .get(format!("{}?r=2", node.key_url(k)))
-                .send()
-                .map(|r| r.status() != 200)
-                .unwrap_or(true)
-        })
+        .filter(|k| get(&format!("{}?r=2", node.key_url(k))).status() != 200)
         .collect();
     assert!(
         missing.is_empty(),
@@ -250,11 +249,7 @@ fn shrinking_by_leave_and_by_remove_under_load_keeps_every_key_on_every_survivor
     let load = Load::start(urls, initial);
 
     // n5 decommissions itself: it hands everything off, reports left, stops.
-    let resp = http()
-        .post(format!("{}/admin/leave", n5.url()))
-        .send()
-        .expect("leave");
-    assert_eq!(resp.status(), 200, "{}", resp.text().unwrap_or_default());
+    n5.client().leave().expect("leave");
     assert!(
         wait_until(Duration::from_secs(120), || !n5.alive()),
         "n5 did not stop after leaving"
@@ -267,11 +262,7 @@ fn shrinking_by_leave_and_by_remove_under_load_keeps_every_key_on_every_survivor
         wait_until(Duration::from_secs(20), || sees(&nodes[0], "n4", "down")),
         "n4 not seen down"
     );
-    let resp = http()
-        .post(format!("{}/admin/remove/n4", nodes[0].url()))
-        .send()
-        .expect("remove");
-    assert_eq!(resp.status(), 200, "{}", resp.text().unwrap_or_default());
+    nodes[0].client().remove("n4").expect("remove");
     let survivors: Vec<&TestNode> = nodes.iter().collect();
     assert!(
         wait_until(Duration::from_secs(30), || survivors
@@ -294,7 +285,6 @@ fn shrinking_by_leave_and_by_remove_under_load_keeps_every_key_on_every_survivor
     }
 
     // Each survivor alone (the others paused) holds every key: N = 3 of 3.
-    let client = http();
     for i in 0..nodes.len() {
         for (j, other) in nodes.iter_mut().enumerate() {
             if j != i {
@@ -303,13 +293,7 @@ fn shrinking_by_leave_and_by_remove_under_load_keeps_every_key_on_every_survivor
         }
         let missing: Vec<&String> = acked
             .iter()
-            .filter(|k| {
-                client
-                    .get(format!("{}?r=1", nodes[i].key_url(k)))
-                    .send()
-                    .map(|r| r.status() != 200)
-                    .unwrap_or(true)
-            })
+            .filter(|k| get(&format!("{}?r=1", nodes[i].key_url(k))).status() != 200)
             .collect();
         for (j, other) in nodes.iter_mut().enumerate() {
             if j != i {
@@ -350,10 +334,9 @@ fn keys_in(partitions: &[usize], per_partition: usize) -> Vec<String> {
 
 /// Partitions `plan` says a joining `name` gains.
 fn planned_gains(node: &TestNode, name: &str) -> BTreeSet<usize> {
-    let plan: Value = http()
-        .get(format!("{}/admin/plan?join={name}", node.url()))
-        .send()
-        .and_then(|r| r.json())
+    let plan: Value = node
+        .client()
+        .plan(&[("join", name.to_string())])
         .expect("plan");
     plan["moves"]
         .as_array()
@@ -370,11 +353,7 @@ fn planned_gains(node: &TestNode, name: &str) -> BTreeSet<usize> {
 
 /// The partitions `name` replicates, as `node` sees the ring.
 fn replicated_by(node: &TestNode, name: &str) -> BTreeSet<usize> {
-    let ring: Value = http()
-        .get(format!("{}/admin/ring", node.url()))
-        .send()
-        .and_then(|r| r.json())
-        .expect("ring");
+    let ring: Value = node.client().ring().expect("ring");
     ring["ranges"]
         .as_array()
         .expect("ranges")
@@ -511,13 +490,7 @@ fn concurrent_joins_agree_and_a_skewed_clock_moves_exactly_what_plan_predicts() 
     wait_settled(&all, Duration::from_secs(120));
     let rings: Vec<Value> = all
         .iter()
-        .map(|n| {
-            http()
-                .get(format!("{}/admin/ring", n.url()))
-                .send()
-                .and_then(|r| r.json())
-                .expect("ring")
-        })
+        .map(|n| n.client().ring().expect("ring"))
         .collect();
     for (n, r) in all.iter().zip(&rings) {
         assert_eq!(
@@ -536,10 +509,16 @@ fn concurrent_joins_agree_and_a_skewed_clock_moves_exactly_what_plan_predicts() 
     }
 }
 
-fn post_status(url: String) -> (u16, Value) {
-    let resp = http().post(url).send().expect("POST");
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
+/// An admin answer as status and body: the JSON of a success, or
+/// `{"error": code}` of a refusal.
+fn outcome(result: Result<Value, Error>) -> (u16, Value) {
+    match result {
+        Ok(body) => (200, body),
+        Err(Error::NotFound { .. }) => (404, json!({"error": "not_found"})),
+        Err(Error::BadRequest { status, .. }) => (status, json!({"error": "bad_request"})),
+        Err(Error::Api { status, code, .. }) => (status, json!({ "error": code })),
+        Err(e) => panic!("admin request: {e}"),
+    }
 }
 
 #[test]
@@ -548,45 +527,41 @@ fn membership_changes_that_would_lose_data_or_make_no_sense_are_refused() {
     let mut nodes = formed(root.path(), &[]);
     let n1 = nodes[0].url();
     // Leaving would leave 2 members for n = 3.
-    let (code, body) = post_status(format!("{n1}/admin/leave"));
+    let (code, body) = outcome(client_of(&n1).leave());
     assert_eq!(
         (code, body["error"].as_str()),
         (409, Some("too_few_members")),
         "{body}"
     );
     // A member that is up cannot be removed, nor can a node remove itself.
-    let (code, body) = post_status(format!("{n1}/admin/remove/n2"));
+    let (code, body) = outcome(client_of(&n1).remove("n2"));
     assert_eq!(
         (code, body["error"].as_str()),
         (409, Some("member_up")),
         "{body}"
     );
-    let (code, body) = post_status(format!("{n1}/admin/remove/n1"));
+    let (code, body) = outcome(client_of(&n1).remove("n1"));
     assert_eq!(
         (code, body["error"].as_str()),
         (409, Some("member_up")),
         "{body}"
     );
-    let (code, body) = post_status(format!("{n1}/admin/remove/nobody"));
+    let (code, body) = outcome(client_of(&n1).remove("nobody"));
     assert_eq!(
         (code, body["error"].as_str()),
         (404, Some("not_found")),
         "{body}"
     );
     // Plans: one change at a time, of members that exist.
-    let get = |q: &str| {
-        let r = http()
-            .get(format!("{n1}/admin/plan{q}"))
-            .send()
-            .expect("plan");
-        let code = r.status().as_u16();
-        (code, r.json::<Value>().unwrap_or(Value::Null))
+    let plan = |q: &[(&str, &str)]| {
+        let q: Vec<(&str, String)> = q.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        outcome(client_of(&n1).plan(&q))
     };
-    assert_eq!(get("").0, 400);
-    assert_eq!(get("?join=n2").0, 409);
-    assert_eq!(get("?leave=nobody").0, 404);
-    assert_eq!(get("?join=n9&weight=-1").0, 400);
-    let (code, plan) = get("?leave=n3");
+    assert_eq!(plan(&[]).0, 400);
+    assert_eq!(plan(&[("join", "n2")]).0, 409);
+    assert_eq!(plan(&[("leave", "nobody")]).0, 404);
+    assert_eq!(plan(&[("join", "n9"), ("weight", "-1")]).0, 400);
+    let (code, plan) = plan(&[("leave", "n3")]);
     assert_eq!(code, 200, "{plan}");
     assert_eq!(plan["change"], "leave n3");
     // Nothing changed.
@@ -606,7 +581,7 @@ fn membership_changes_that_would_lose_data_or_make_no_sense_are_refused() {
     assert!(wait_until(Duration::from_secs(20), || sees(
         &a, "b", "down"
     )));
-    let (code, body) = post_status(format!("{}/admin/remove/b", a.url()));
+    let (code, body) = outcome(a.client().remove("b"));
     assert_eq!(
         (code, body["error"].as_str()),
         (409, Some("last_copy")),

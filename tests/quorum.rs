@@ -44,7 +44,7 @@ fn every_read_through_another_coordinator_returns_the_latest_write() {
             contexts[k].as_deref(),
         );
         assert_eq!(resp.status(), 204, "write {i} via {}", writer.name);
-        let resp = c.get(reader.key_url(&key)).send().expect("get");
+        let resp = get(&reader.key_url(&key));
         assert_eq!(
             resp.status(),
             200,
@@ -52,12 +52,7 @@ fn every_read_through_another_coordinator_returns_the_latest_write() {
             reader.name
         );
         contexts[k] = Some(ctx_of(&resp));
-        assert_eq!(
-            resp.text().expect("body"),
-            value,
-            "read {i} via {} is stale",
-            reader.name
-        );
+        assert_eq!(resp.text(), value, "read {i} via {} is stale", reader.name);
     }
 }
 
@@ -88,10 +83,7 @@ fn concurrent_writes_through_two_coordinators_are_siblings_on_every_replica() {
         );
     }
     // A write with the merged context resolves them everywhere.
-    let resp = c
-        .get(format!("{}?r=3", nodes[2].key_url("cart")))
-        .send()
-        .expect("get");
+    let resp = get(&format!("{}?r=3", nodes[2].key_url("cart")));
     assert_eq!(resp.status(), 300);
     let merged = ctx_of(&resp);
     assert_eq!(
@@ -121,10 +113,7 @@ fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
             None,
         );
         assert_eq!(resp.status(), 204, "write {i} with n3 down");
-        let resp = c
-            .get(nodes[(i + 1) % 2].key_url(&format!("k{i}")))
-            .send()
-            .expect("get");
+        let resp = get(&nodes[(i + 1) % 2].key_url(&format!("k{i}")));
         assert_eq!(resp.status(), 200, "read {i} with n3 down");
     }
     let held = hints_pending(&nodes[0]) + hints_pending(&nodes[1]);
@@ -148,12 +137,9 @@ fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
     nodes[0].pause();
     nodes[1].pause();
     for i in 0..300 {
-        let resp = c
-            .get(format!("{}?r=1", nodes[2].key_url(&format!("k{i}"))))
-            .send()
-            .expect("get");
+        let resp = get(&format!("{}?r=1", nodes[2].key_url(&format!("k{i}"))));
         assert_eq!(resp.status(), 200, "k{i} missing on the returned node");
-        assert_eq!(resp.text().expect("body"), format!("v{i}"));
+        assert_eq!(resp.text(), format!("v{i}"));
     }
     nodes[0].resume();
     nodes[1].resume();
@@ -180,10 +166,7 @@ fn strict_mode_refuses_without_a_quorum_and_sloppy_mode_accepts_w1() {
     assert_eq!(resp.error(), Some("quorum_unavailable"));
     // Refused before anything was stored.
     assert_eq!(
-        c.get(format!("{}?r=1", nodes[0].key_url("strict")))
-            .send()
-            .expect("get")
-            .status(),
+        get(&format!("{}?r=1", nodes[0].key_url("strict"))).status(),
         404
     );
 
@@ -229,10 +212,7 @@ fn a_replica_that_missed_a_write_holds_it_after_one_r3_read() {
         "n3 got the write anyway"
     );
 
-    let resp = c
-        .get(format!("{}?r=3", nodes[0].key_url("missed")))
-        .send()
-        .expect("get");
+    let resp = get(&format!("{}?r=3", nodes[0].key_url("missed")));
     assert_eq!(resp.status(), 200);
     assert!(
         wait_until(Duration::from_secs(5), || local_values(
@@ -273,10 +253,7 @@ fn writes_on_both_sides_of_a_partition_become_siblings_everywhere_after_it_heals
     }
     for k in &keys {
         for (node, side) in [(&nodes[0], "majority"), (&nodes[2], "minority")] {
-            let read = c
-                .get(format!("{}?r=1", node.key_url(k)))
-                .send()
-                .expect("get");
+            let read = get(&format!("{}?r=1", node.key_url(k)));
             let ctx = ctx_of(&read);
             let resp = put(&c, &format!("{}?w=1", node.key_url(k)), side, Some(&ctx));
             assert_eq!(resp.status(), 204, "{side} write of {k}");

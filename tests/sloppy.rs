@@ -27,11 +27,7 @@ fn a_fallback_node_holds_the_hint_counts_toward_w_and_hands_it_off() {
     }
     wait_formed(&nodes.iter().collect::<Vec<_>>());
 
-    let placement: Value = http()
-        .get(format!("{}/admin/ring?key=sloppy", nodes[0].url()))
-        .send()
-        .and_then(|r| r.json())
-        .expect("ring");
+    let placement: Value = nodes[0].client().placement("sloppy").expect("ring");
     let name = |v: &Value| v.as_str().expect("name").to_string();
     let replicas: Vec<String> = placement["replicas"]
         .as_array()

@@ -273,6 +273,14 @@ impl Drop for TestNode {
     }
 }
 
+/// A `dynakv-client` of the node at `url`.
+pub fn client_of(url: &str) -> dynakv_client::blocking::Client {
+    dynakv_client::ClientBuilder::new([url])
+        .timeout(Duration::from_secs(20))
+        .build_blocking()
+        .expect("client")
+}
+
 /// A key URL (`{node}/kv/{key}?…`) taken apart: a client of its node, the
 /// key, and the request options of its query string.
 fn key_request(
@@ -370,6 +378,87 @@ pub fn put(_http: &Client, url: &str, value: impl Into<Vec<u8>>, ctx: Option<&st
                 context: None,
             }
         }
+    }
+}
+
+/// What a read answered, as the HTTP API gives it: 200 (one value), 300
+/// (siblings), 404, or the error's status; the context; the values, sorted.
+pub struct ReadAnswer {
+    status: u16,
+    context: Option<String>,
+    pub values: Vec<String>,
+}
+
+impl ReadAnswer {
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The one value of a 200 answer.
+    pub fn text(&self) -> &str {
+        assert_eq!(self.status, 200, "not a single value: {:?}", self.values);
+        &self.values[0]
+    }
+}
+
+impl HasContext for ReadAnswer {
+    fn context(&self) -> Option<String> {
+        self.context.clone()
+    }
+}
+
+/// A read through `dynakv-client` (`url` is a key URL with optional `?r=`,
+/// `timeout_ms=`).
+pub fn get(url: &str) -> ReadAnswer {
+    use dynakv_client::Error;
+    let (client, key, opts) = key_request(url);
+    match client.get_with(&key, &opts) {
+        Ok(o) => {
+            let mut values: Vec<String> = o
+                .siblings
+                .iter()
+                .map(|s| String::from_utf8_lossy(&s.value).into_owned())
+                .collect();
+            values.sort();
+            ReadAnswer {
+                status: if values.len() == 1 { 200 } else { 300 },
+                context: Some(o.context.to_string()),
+                values,
+            }
+        }
+        Err(Error::NotFound { context }) => ReadAnswer {
+            status: 404,
+            context: context.map(|c| c.to_string()),
+            values: Vec::new(),
+        },
+        Err(Error::QuorumUnavailable { .. }) => ReadAnswer {
+            status: 503,
+            context: None,
+            values: Vec::new(),
+        },
+        Err(e) => panic!("GET {url}: {e}"),
+    }
+}
+
+/// A delete through `dynakv-client` with an optional context.
+pub fn delete(url: &str, ctx: Option<&str>) -> Written {
+    let (client, key, opts) = key_request(url);
+    let context = ctx.map(dynakv_client::Context::from_token);
+    match client.delete_with(&key, context.as_ref(), &opts) {
+        Ok(()) => Written {
+            status: 204,
+            error: None,
+            context: None,
+        },
+        Err(e) => Written {
+            status: match e {
+                dynakv_client::Error::NotFound { .. } => 404,
+                dynakv_client::Error::QuorumUnavailable { .. } => 503,
+                other => panic!("DELETE {url}: {other}"),
+            },
+            error: None,
+            context: None,
+        },
     }
 }
 

@@ -121,4 +121,14 @@ impl Client {
         self.runtime
             .block_on(self.inner.export_partition(partition))
     }
+
+    /// See [`crate::Client::health`].
+    pub fn health(&self) -> Result<()> {
+        self.runtime.block_on(self.inner.health())
+    }
+
+    /// See [`crate::Client::placement`].
+    pub fn placement(&self, key: &str) -> Result<Value> {
+        self.runtime.block_on(self.inner.placement(key))
+    }
 }

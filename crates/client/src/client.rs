@@ -397,6 +397,16 @@ impl Client {
         self.admin(reqwest::Method::GET, "/admin/ring").await
     }
 
+    /// `GET /admin/ring?key=K` of the first node: the key's partition, token,
+    /// serving replicas, pending replicas and fallbacks.
+    pub async fn placement(&self, key: &str) -> Result<Value> {
+        let path = format!(
+            "/admin/ring?key={}",
+            percent_encode(key.as_bytes(), KEY_SET)
+        );
+        self.admin(reqwest::Method::GET, &path).await
+    }
+
     /// `POST /admin/repair`: one anti-entropy pass on the first node now.
     pub async fn repair(&self) -> Result<Value> {
         self.admin(reqwest::Method::POST, "/admin/repair").await
@@ -475,6 +485,26 @@ impl Client {
         Err(last.unwrap_or_else(|| Error::Unreachable {
             message: format!("partition {partition} has no replica that is up"),
         }))
+    }
+
+    /// `GET /health` of the first node: `Ok` while it serves requests;
+    /// [`Error::Api`] with status 503 and the reason (`shutting_down`,
+    /// `store_unavailable`) otherwise.
+    pub async fn health(&self) -> Result<()> {
+        let base = &self.inner.nodes[0];
+        let resp = self
+            .inner
+            .http
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .map_err(|e| transport(base, &e))?;
+        let (status, context, body) = read_answer(resp).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(Error::from_answer(status, &body, context))
+        }
     }
 
     /// `GET /metrics` of the first node: Prometheus text.
