@@ -22,14 +22,16 @@ pub struct CliError {
     pub message: String,
 }
 
-fn failure(message: impl Into<String>) -> CliError {
+/// An operational failure (exit 1).
+pub(crate) fn failure(message: impl Into<String>) -> CliError {
     CliError {
         code: 1,
         message: message.into(),
     }
 }
 
-fn usage(message: impl Into<String>) -> CliError {
+/// A usage error (exit 2).
+pub(crate) fn usage(message: impl Into<String>) -> CliError {
     CliError {
         code: 2,
         message: message.into(),

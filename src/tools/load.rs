@@ -32,7 +32,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::tools::commands::CliError;
+use crate::tools::commands::{CliError, failure, usage};
 
 /// Input formats.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -93,20 +93,6 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-fn failure(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 1,
-        message: message.into(),
-    }
-}
-
-fn usage(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 2,
-        message: message.into(),
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {

@@ -491,74 +491,55 @@ impl Client {
     /// [`Error::Api`] with status 503 and the reason (`shutting_down`,
     /// `store_unavailable`) otherwise.
     pub async fn health(&self) -> Result<()> {
-        let base = &self.inner.nodes[0];
-        let resp = self
-            .inner
-            .http
-            .get(format!("{base}/health"))
-            .send()
+        self.first_node(reqwest::Method::GET, "/health", None)
             .await
-            .map_err(|e| transport(base, &e))?;
-        let (status, context, body) = read_answer(resp).await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(Error::from_answer(status, &body, context))
-        }
+            .map(|_| ())
     }
 
     /// `GET /metrics` of the first node: Prometheus text.
     pub async fn metrics(&self) -> Result<String> {
-        let base = &self.inner.nodes[0];
-        let resp = self
-            .inner
-            .http
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .map_err(|e| transport(base, &e))?;
-        let (status, context, body) = read_answer(resp).await?;
-        if status.is_success() {
-            Ok(String::from_utf8_lossy(&body).into_owned())
-        } else {
-            Err(Error::from_answer(status, &body, context))
-        }
+        let body = self
+            .first_node(reqwest::Method::GET, "/metrics", None)
+            .await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// `POST /admin/faults` on the first node (only a node started with
     /// `--fault-injection` accepts it; for tests): drops node-to-node
     /// traffic to and from the named members, `{}` heals.
     pub async fn set_faults(&self, spec: &Value) -> Result<()> {
-        let base = &self.inner.nodes[0];
-        let resp = self
-            .inner
-            .http
-            .post(format!("{base}/admin/faults"))
-            .json(spec)
-            .send()
+        self.first_node(reqwest::Method::POST, "/admin/faults", Some(spec))
             .await
-            .map_err(|e| transport(base, &e))?;
-        let (status, context, body) = read_answer(resp).await?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(Error::from_answer(status, &body, context))
-        }
+            .map(|_| ())
     }
 
-    /// An admin request to the first node (admin answers are about that
-    /// node, so there is no failover).
+    /// An admin request to the first node, its JSON answer.
     async fn admin(&self, method: reqwest::Method, path: &str) -> Result<Value> {
+        let body = self.first_node(method, path, None).await?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("{path}: {e}")))
+    }
+
+    /// A request to the first node (operations answers are about that node,
+    /// so there is no failover), with the admin token; the body of a
+    /// success, the typed error otherwise.
+    async fn first_node(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        json: Option<&Value>,
+    ) -> Result<Bytes> {
         let base = &self.inner.nodes[0];
         let mut req = self.inner.http.request(method, format!("{base}{path}"));
         if let Some(token) = &self.inner.admin_token {
             req = req.header(AUTHORIZATION, format!("Bearer {token}"));
         }
+        if let Some(json) = json {
+            req = req.json(json);
+        }
         let resp = req.send().await.map_err(|e| transport(base, &e))?;
         let (status, context, body) = read_answer(resp).await?;
         if status.is_success() {
-            serde_json::from_slice(&body)
-                .map_err(|e| Error::InvalidResponse(format!("{path}: {e}")))
+            Ok(body)
         } else {
             Err(Error::from_answer(status, &body, context))
         }
