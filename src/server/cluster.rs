@@ -1,6 +1,6 @@
-//! The cluster as this node sees it: the gossip state machine of
-//! `dynakv-membership` driven over the RPC layer, and the ring every node
-//! computes from the same membership.
+//! The cluster as this node sees it: the member table of `dynakv-membership`
+//! and the ring every node computes from the same membership. [`crate::server::gossip`]
+//! drives it over RPC and `Core::persist_members` stores it.
 //!
 //! Membership changes (a join, an address change, a leave) and the cluster ring
 //! are persisted in the node's metadata, so a restarted node rejoins with no

@@ -1,8 +1,8 @@
 //! What every part of a node works through: its storage, its view of the
 //! cluster, and its calls to other nodes (with the configuration, identity
 //! and metrics they need). The coordinator, hinted handoff, gossip,
-//! anti-entropy and ownership handoff each hold an `Arc<Core>` and nothing
-//! of one another, except ownership handoff, which runs anti-entropy
+//! anti-entropy and ownership handoff each work through an `Arc<Core>` and
+//! nothing of one another, except ownership handoff, which runs anti-entropy
 //! exchanges; [`crate::server::node::Node`] wires them together.
 
 use std::sync::Arc;
