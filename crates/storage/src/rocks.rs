@@ -74,6 +74,9 @@ impl Cf {
         let mut opts = base.clone();
         if self == Cf::Digests {
             opts.set_write_buffer_size(DIGESTS_WRITE_BUFFER);
+            // Digests are scanned (anti-entropy) and rarely read by key, so
+            // their memtable needs no bloom filter.
+            opts.set_memtable_prefix_bloom_ratio(0.0);
         }
         opts
     }
