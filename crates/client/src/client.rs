@@ -545,20 +545,21 @@ impl Client {
         }
     }
 
-    /// The nodes to try for a request, in order.
-    async fn candidates(&self, key: Option<&[u8]>) -> Vec<String> {
+    /// The nodes to try for a request, in order: the key's replicas first
+    /// when routing, then the given nodes from a rotating start. Borrowed
+    /// from the routing table and the node list (no copies: this runs once
+    /// per request).
+    fn candidates<'a>(&'a self, router: Option<&'a Router>, key: Option<&[u8]>) -> Vec<&'a str> {
         let nodes = &self.inner.nodes;
         let turn = self.inner.turn.fetch_add(1, Ordering::Relaxed);
-        let mut out: Vec<String> = Vec::with_capacity(nodes.len() + 3);
-        if let (true, Some(key)) = (self.inner.route_to_replicas, key)
-            && let Some(router) = self.router().await
-        {
-            out.extend(router.replicas(key, turn).map(str::to_string));
+        let mut out: Vec<&str> = Vec::with_capacity(nodes.len() + 3);
+        if let (Some(router), Some(key)) = (router, key) {
+            out.extend(router.replicas(key, turn));
         }
         for i in 0..nodes.len() {
-            let n = &nodes[(turn + i) % nodes.len()];
-            if !out.contains(n) {
-                out.push(n.clone());
+            let n = nodes[(turn + i) % nodes.len()].as_str();
+            if !out.contains(&n) {
+                out.push(n);
             }
         }
         out
@@ -610,7 +611,11 @@ impl Client {
         idempotent: bool,
         build: impl Fn(&str) -> RequestBuilder,
     ) -> Result<reqwest::Response> {
-        let candidates = self.candidates(key).await;
+        let router = match key {
+            Some(_) => self.router().await,
+            None => None,
+        };
+        let candidates = self.candidates(router.as_deref(), key);
         let mut last = None;
         for (i, base) in candidates.iter().enumerate() {
             let more = i + 1 < candidates.len();
