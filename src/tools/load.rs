@@ -351,16 +351,17 @@ async fn store_with_retries(
     blind: bool,
 ) -> (usize, Result<u64, Error>) {
     let values = record.siblings.len();
-    for attempt in 1u64.. {
+    let mut attempt = 1u64;
+    loop {
         match store(&client, &record, &read, &write, blind).await {
             Ok(new) => return (values, Ok(new)),
             Err(f) if f.safe_to_retry && f.error.is_retryable() && attempt < 3 => {
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                attempt += 1;
             }
             Err(f) => return (values, Err(f.error)),
         }
     }
-    unreachable!("the loop returns by its third attempt")
 }
 
 /// `dynakv load`.
