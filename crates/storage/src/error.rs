@@ -16,6 +16,10 @@ pub enum StorageError {
         /// Why decoding failed.
         reason: String,
     },
+    /// A bulk load was malformed (a key outside its partition) or its files
+    /// could not be written.
+    #[error("ingest: {0}")]
+    Ingest(String),
     /// The data directory belongs to another node.
     #[error("data directory belongs to node {stored:?}, not {requested:?}")]
     WrongNode {

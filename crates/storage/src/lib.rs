@@ -38,7 +38,8 @@ pub use error::StorageError;
 pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
-    Cf, Hint, HintId, Identity, ObjectBatch, Storage, StorageConfig, StorageStats, StoredHint,
+    Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage, StorageConfig, StorageStats,
+    StoredHint,
     db_options,
 };
 pub use store::{Digest, DigestEntry, DigestVisitor, MergeOutcome, ObjectStore, digest_of};

@@ -1,5 +1,6 @@
 //! The RocksDB engine.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -153,6 +154,15 @@ pub struct ObjectBatch {
     pub resume_after: Option<Vec<u8>>,
     /// True if the scan reached the end of the range.
     pub done: bool,
+}
+
+/// How a bulk load was applied on a replica ([`Storage::ingest`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// The range was empty: this many keys were ingested as SST files.
+    Sst(usize),
+    /// The range held data: the items were merged; this many keys changed.
+    Merged(usize),
 }
 
 /// A hint read back from disk: its id, and the hint or why it failed to decode.
@@ -511,6 +521,15 @@ impl Storage {
         stripes.sort_unstable();
         stripes.dedup();
         let _guards: Vec<_> = stripes.iter().map(|&i| self.locks[i].lock()).collect();
+        self.merge_locked(&skeys, items)
+    }
+
+    /// [`Storage::merge_batch`] with the keys' stripes already held.
+    fn merge_locked(
+        &self,
+        skeys: &[Vec<u8>],
+        items: &[(impl AsRef<[u8]>, Object)],
+    ) -> Result<usize, StorageError> {
         // Staged results by storage key (a key may appear twice in one batch),
         // with whether the key existed before the batch.
         let mut staged: std::collections::HashMap<&[u8], (Object, bool)> = Default::default();
@@ -567,6 +586,97 @@ impl Storage {
             self.touch(skey);
         }
         Ok(order.len())
+    }
+
+    /// Bulk-loads `items` (keys of one partition's token `range`) on this
+    /// replica. If the range holds no object yet, the items are written as
+    /// two sorted SST files (objects and digests, the same record codec) and
+    /// ingested whole: no memtable, no write-ahead log. Otherwise they are
+    /// merged (DVVSet sync) like [`Storage::merge_batch`], so a version
+    /// already stored is never lost. Every lock stripe is held from the
+    /// emptiness check to the end: a write landing in between would be
+    /// shadowed by the ingested file (its keys get a newer sequence number).
+    /// Objects are ingested before digests: after a crash in between, this
+    /// replica's anti-entropy tree lacks the keys its peers have, so the next
+    /// exchange repairs them.
+    pub fn ingest(
+        &self,
+        range: TokenRange,
+        items: &[(impl AsRef<[u8]>, Object)],
+    ) -> Result<Ingested, StorageError> {
+        let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
+        if let Some(outside) = skeys.iter().find(|sk| {
+            split_storage_key(sk).is_none_or(|(t, _)| t < range.start || t > range.end)
+        }) {
+            return Err(StorageError::Ingest(format!(
+                "an ingested key lies outside its partition: {:?}",
+                String::from_utf8_lossy(outside)
+            )));
+        }
+        let _guards: Vec<_> = self.locks.iter().map(|l| l.lock()).collect();
+        if self.range_has_objects(range)? {
+            return Ok(Ingested::Merged(self.merge_locked(&skeys, items)?));
+        }
+        let mut by_key: BTreeMap<&[u8], Object> = BTreeMap::new();
+        for (skey, (_, object)) in skeys.iter().zip(items) {
+            by_key
+                .entry(skey.as_slice())
+                .and_modify(|o| o.sync(object))
+                .or_insert_with(|| object.clone());
+        }
+        if by_key.is_empty() {
+            return Ok(Ingested::Sst(0));
+        }
+        let dir = self.db.path().join("ingest");
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::Ingest(e.to_string()))?;
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let objects_path = dir.join(format!("{stamp}-objects.sst"));
+        let digests_path = dir.join(format!("{stamp}-digests.sst"));
+        let result = (|| -> Result<(), StorageError> {
+            let objects_opts = Cf::Objects.options(&self.opts);
+            let digests_opts = Cf::Digests.options(&self.opts);
+            let mut objects = rocksdb::SstFileWriter::create(&objects_opts);
+            let mut digests = rocksdb::SstFileWriter::create(&digests_opts);
+            objects.open(&objects_path)?;
+            digests.open(&digests_path)?;
+            for (skey, object) in &by_key {
+                let record = codec::encode(object);
+                digests.put(skey, DigestEntry::of(object, &record).encode())?;
+                objects.put(skey, record)?;
+            }
+            objects.finish()?;
+            digests.finish()?;
+            self.db
+                .ingest_external_file_cf(self.cf(Cf::Objects), vec![&objects_path])?;
+            self.db
+                .ingest_external_file_cf(self.cf(Cf::Digests), vec![&digests_path])?;
+            Ok(())
+        })();
+        let _ = std::fs::remove_file(&objects_path);
+        let _ = std::fs::remove_file(&digests_path);
+        result?;
+        self.keys.fetch_add(by_key.len() as u64, Ordering::Relaxed);
+        for skey in by_key.keys() {
+            self.touch(skey);
+        }
+        Ok(Ingested::Sst(by_key.len()))
+    }
+
+    /// True if `range` holds at least one object.
+    fn range_has_objects(&self, range: TokenRange) -> Result<bool, StorageError> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
+        if range.end < u64::MAX {
+            ro.set_iterate_upper_bound((range.end + 1).to_be_bytes().to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(Cf::Objects), ro);
+        it.seek(range.start.to_be_bytes());
+        let found = it.valid();
+        it.status()?;
+        Ok(found)
     }
 
     /// Deletes every object and digest of `range` (a partition this node no
