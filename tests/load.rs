@@ -291,3 +291,95 @@ fn records_from_a_slow_producer_are_written_while_it_is_still_producing() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+fn write_jsonl(path: &std::path::Path, records: &[(String, &str)]) {
+    let text: String = records
+        .iter()
+        .map(|(k, v)| {
+            format!("{{\"key\": \"{k}\", \"value\": \"{v}\", \"content_type\": \"text/plain\"}}\n")
+        })
+        .collect();
+    std::fs::write(path, text).expect("write");
+}
+
+#[test]
+fn an_sst_load_into_a_cluster_that_holds_some_keys_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let client = ClientBuilder::new([nodes[0].url()])
+        .build_blocking()
+        .expect("client");
+    client
+        .put(b"held", Sibling::new("old", "text/plain"), None)
+        .expect("put");
+    client
+        .put(b"forked", Sibling::new("left", "text/plain"), None)
+        .expect("put");
+    client
+        .put(b"forked", Sibling::new("right", "text/plain"), None)
+        .expect("sibling");
+    let mut records: Vec<(String, &str)> =
+        (0..300).map(|i| (format!("fresh-{i}"), "new")).collect();
+    records.push(("held".into(), "loaded"));
+    records.push(("forked".into(), "loaded"));
+    let file = dir.path().join("sst.jsonl");
+    write_jsonl(&file, &records);
+    let path = file.to_str().expect("utf8");
+    for _ in 0..2 {
+        let (code, _, err) = run(&["load", path, "--sst", "--node", &urls(&nodes)]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("ingested as SST files"), "{err}");
+    }
+    let text = |v: &str| Sibling::new(v.to_string(), "text/plain");
+    assert_eq!(siblings(&nodes, b"held"), [text("loaded"), text("old")]);
+    assert_eq!(
+        siblings(&nodes, b"forked"),
+        [text("left"), text("loaded"), text("right")]
+    );
+    for i in 0..300 {
+        assert_eq!(
+            siblings(&nodes, format!("fresh-{i}").as_bytes()),
+            [text("new")]
+        );
+    }
+}
+
+#[test]
+fn a_replica_down_during_an_sst_load_gets_its_share_after_it_returns() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &["--hint-window-s", "0"]);
+    nodes[2].kill();
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || sees(
+            &nodes[0], "n3", "down"
+        ) && sees(
+            &nodes[1], "n3", "down"
+        )),
+        "n3 not seen down"
+    );
+    let records: Vec<(String, &str)> = (0..200).map(|i| (format!("late-{i}"), "v")).collect();
+    let file = dir.path().join("late.jsonl");
+    write_jsonl(&file, &records);
+    let live = format!("{},{}", nodes[0].url(), nodes[1].url());
+    let (code, _, err) = run(&[
+        "load",
+        file.to_str().expect("utf8"),
+        "--sst",
+        "--node",
+        &live,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("n3") && err.contains("anti-entropy"), "{err}");
+
+    nodes[2].start();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    nodes[2].client().repair().expect("repair");
+    let others: Vec<&TestNode> = nodes[..2].iter().collect();
+    for i in 0..200 {
+        assert_eq!(
+            local_values(&nodes[2], &others, &format!("late-{i}")),
+            ["v"],
+            "n3 lacks late-{i}"
+        );
+    }
+}

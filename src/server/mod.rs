@@ -17,7 +17,7 @@
 //!    writes, sloppy quorum, read repair: the request path), [`handoff`]
 //!    (hinted handoff), [`antientropy`] (Merkle-tree repair and tombstone
 //!    purge) and [`transfer`] (ownership handoff, which runs anti-entropy
-//!    exchanges after a copy);
+//!    exchanges after a copy), and [`ingest`] (bulk load as SST files);
 //! 8. [`node`] — the parts wired together, and node-to-node requests handed
 //!    to them;
 //! 9. [`http`] — the client-facing API over a [`node::Node`];
@@ -31,6 +31,7 @@ pub mod core;
 pub mod gossip;
 pub mod handoff;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod node;
 pub mod rpc;

@@ -13,11 +13,11 @@ use crate::server::cluster::{Cluster, META_MEMBERS, META_RING, now_ms};
 use crate::server::config::Config;
 use crate::server::coordinator::Coordinator;
 use crate::server::core::Core;
-use crate::server::gossip;
 use crate::server::metrics::Metrics;
 use crate::server::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
 use crate::server::transfer::{self, Transfers};
 use crate::server::worker::Workers;
+use crate::server::{gossip, ingest};
 
 /// A node: its shared services ([`Core`]) and the parts that work through
 /// them, wired together. It answers node-to-node requests by handing each to
@@ -173,6 +173,9 @@ impl Handler for Node {
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => gossip::on_gossip(&self.core, message).await,
+            Request::Ingest { partition, items } => {
+                ingest::on_ingest(&self.core, partition, items).await
+            }
             Request::ReplicaWrite {
                 key,
                 object,

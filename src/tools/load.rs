@@ -19,7 +19,13 @@
 //! memory holds one partition at a time. It is one replica's copy: run
 //! `dynakv repair` first for an export that reflects every replica.
 //!
-//! The SST path (`load --sst`, SPEC §4) is not built yet.
+//! **Load --sst** reads the whole input first (a malformed line stops it
+//! before anything is sent), groups the records by partition, and sends each
+//! partition to one of its replicas (`POST /admin/ingest`), which gives every
+//! key a dot of a freshly minted actor and has every replica ingest the
+//! partition as SST files, or merge it where the partition already holds
+//! data (`crate::server::ingest`). A replica that is down gets its share
+//! from anti-entropy; the summary names it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -73,9 +79,17 @@ pub struct LoadArgs {
     /// Write quorum.
     #[arg(long)]
     pub w: Option<String>,
-    /// Load by writing SST files and ingesting them (not built yet).
+    /// Load by SST ingestion: records are grouped by partition and each
+    /// partition's replicas ingest them as SST files (merging where the
+    /// partition already holds data).
     #[arg(long)]
     pub sst: bool,
+    /// Partitions loaded at once with --sst.
+    #[arg(long, default_value_t = 4)]
+    pub partitions_in_flight: usize,
+    /// Admin bearer token (--sst uses an admin endpoint).
+    #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// `dynakv export`.
@@ -366,12 +380,7 @@ async fn store_with_retries(
 
 /// `dynakv load`.
 pub fn load(args: LoadArgs) -> Result<(), CliError> {
-    if args.sst {
-        return Err(usage(
-            "--sst (SST files ingested on the replicas) is not built yet; load without it",
-        ));
-    }
-    if args.concurrency == 0 {
+    if args.concurrency == 0 || args.partitions_in_flight == 0 {
         return Err(usage("--concurrency must be at least 1"));
     }
     let format = args.format.unwrap_or(
@@ -420,6 +429,9 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
         inner: input,
         bar: bar.clone(),
     };
+    if args.sst {
+        return load_sst(&args, format, counted, bar);
+    }
     let client = ClientBuilder::new(args.node.clone())
         .connections(args.concurrency)
         .timeout(Duration::from_secs(30))
@@ -529,6 +541,130 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
             "{} records failed to load, the first with: {}",
             tally.failed,
             tally.first_failure.unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// `dynakv load --sst`: reads and checks every line first (a malformed one
+/// stops the load before anything is sent), groups the records by partition
+/// in token order, then has each partition ingested by its replicas
+/// (`Client::ingest`), a few partitions at a time.
+fn load_sst(
+    args: &LoadArgs,
+    format: Format,
+    input: CountingReader,
+    bar: ProgressBar,
+) -> Result<(), CliError> {
+    use std::collections::BTreeMap;
+    let started = Instant::now();
+    let mut records = Records::open(Box::new(BufReader::with_capacity(1 << 20, input)), format);
+    let mut partitions: BTreeMap<usize, BTreeMap<Vec<u8>, Vec<Sibling>>> = BTreeMap::new();
+    let (mut line, mut bad, mut values) = (0u64, 0u64, 0u64);
+    while let Some(parsed) = records.next(&mut line) {
+        match parsed {
+            Parsed::Record(r) => {
+                let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(&r.key));
+                let stored = partitions.entry(p).or_default().entry(r.key).or_default();
+                for s in r.siblings {
+                    // The same value twice in the input is loaded once.
+                    if !stored.contains(&s) {
+                        stored.push(s);
+                        values += 1;
+                    }
+                }
+            }
+            Parsed::Nothing => {}
+            Parsed::Bad(reason) if args.skip_bad => {
+                bad += 1;
+                bar.suspend(|| eprintln!("skipping line {line}: {reason}"));
+            }
+            Parsed::Bad(reason) | Parsed::Unreadable(reason) => {
+                bar.finish_and_clear();
+                return Err(usage(format!(
+                    "line {line}: {reason} (nothing was loaded; --skip-bad skips malformed lines)"
+                )));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let keys: usize = partitions.values().map(BTreeMap::len).sum();
+    let client = ClientBuilder::new(args.node.clone())
+        .timeout(Duration::from_secs(300))
+        .route_to_replicas(true)
+        .admin_token(args.admin_token.clone())
+        .build()
+        .map_err(|e| usage(e.to_string()))?;
+    let progress = ProgressBar::new(partitions.len() as u64).with_style(
+        ProgressStyle::with_template("ingest {bar:40} {pos}/{len} partitions {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut sst, mut merged, mut failed) = (0u64, 0u64, 0u64);
+    let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
+    let mut first_failure = None;
+    runtime()?.block_on(async {
+        let mut in_flight = FuturesUnordered::new();
+        let mut queue = partitions.into_iter();
+        loop {
+            while in_flight.len() < args.partitions_in_flight {
+                let Some((p, keyed)) = queue.next() else {
+                    break;
+                };
+                let records: Vec<Record> = keyed
+                    .into_iter()
+                    .map(|(key, siblings)| Record { key, siblings })
+                    .collect();
+                let client = client.clone();
+                in_flight.push(async move { (p, client.ingest(p, &records).await) });
+            }
+            let Some((p, outcome)) = in_flight.next().await else {
+                break;
+            };
+            match outcome {
+                Ok(answer) => {
+                    for r in answer["replicas"].as_array().into_iter().flatten() {
+                        if r["sst"].as_bool() == Some(true) {
+                            sst += 1;
+                        } else {
+                            merged += 1;
+                        }
+                    }
+                    for s in answer["skipped"].as_array().into_iter().flatten() {
+                        let node = s["node"].as_str().unwrap_or("?").to_string();
+                        *skipped.entry(node).or_default() += 1;
+                    }
+                }
+                Err(e) => {
+                    failed += 1;
+                    first_failure.get_or_insert_with(|| format!("partition {p}: {e}"));
+                }
+            }
+            progress.inc(1);
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            progress.set_message(format!("{:.0} records/s", keys as f64 / secs));
+        }
+    });
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "loaded {values} values of {keys} keys from {line} lines ({bad} bad lines skipped) in {secs:.1} s ({:.0} keys/s): \
+         {sst} partition copies ingested as SST files, {merged} merged into existing data",
+        keys as f64 / secs.max(0.001)
+    );
+    if !skipped.is_empty() {
+        let list: Vec<String> = skipped
+            .iter()
+            .map(|(n, c)| format!("{n} ({c} partitions)"))
+            .collect();
+        eprintln!(
+            "replicas that missed their share (down or failing): {}; anti-entropy gives it to them when they are back (`dynakv repair` runs it now)",
+            list.join(", ")
+        );
+    }
+    if failed > 0 {
+        return Err(failure(format!(
+            "{failed} partitions failed to load, the first: {}",
+            first_failure.unwrap_or_default()
         )));
     }
     Ok(())

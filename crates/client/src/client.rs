@@ -487,6 +487,59 @@ impl Client {
         }))
     }
 
+    /// Bulk-loads one partition's records (`POST /admin/ingest`): sent to one
+    /// of its replicas, which has every replica ingest them as SST files
+    /// (or merge them where the partition already holds data). Moves on to
+    /// the next replica only when nothing was sent or the replica refused
+    /// (its ring moved): a load resent after it may have been applied would
+    /// store the values twice. Returns the node's answer.
+    pub async fn ingest(&self, partition: usize, records: &[crate::Record]) -> Result<Value> {
+        let router = match self.router().await {
+            Some(r) => r,
+            None => Arc::new(self.read_router().await.ok_or_else(|| Error::Unreachable {
+                message: "cannot read the ring from any node".into(),
+            })?),
+        };
+        let mut body = String::new();
+        for r in records {
+            body.push_str(&r.to_json());
+            body.push('\n');
+        }
+        let mut last = None;
+        for base in router.partition(partition) {
+            let mut req = self
+                .inner
+                .http
+                .post(format!("{base}/admin/ingest?partition={partition}"))
+                .header(CONTENT_TYPE, "application/x-ndjson")
+                .body(body.clone());
+            if let Some(token) = &self.inner.admin_token {
+                req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if e.is_connect() => {
+                    last = Some(transport(base, &e));
+                    continue;
+                }
+                Err(e) => return Err(transport(base, &e)),
+            };
+            let (status, context, answer) = read_answer(resp).await?;
+            if status.is_success() {
+                return serde_json::from_slice(&answer)
+                    .map_err(|e| Error::InvalidResponse(format!("ingest: {e}")));
+            }
+            let error = Error::from_answer(status, &answer, context);
+            match &error {
+                Error::Api { code, .. } if code == "not_a_replica" => last = Some(error),
+                _ => return Err(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Unreachable {
+            message: format!("partition {partition} has no replica that is up"),
+        }))
+    }
+
     /// `GET /health` of the first node: `Ok` while it serves requests;
     /// [`Error::Api`] with status 503 and the reason (`shutting_down`,
     /// `store_unavailable`) otherwise.

@@ -39,7 +39,6 @@ pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
     Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage, StorageConfig, StorageStats,
-    StoredHint,
-    db_options,
+    StoredHint, db_options,
 };
 pub use store::{Digest, DigestEntry, DigestVisitor, MergeOutcome, ObjectStore, digest_of};

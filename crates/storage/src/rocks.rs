@@ -605,9 +605,10 @@ impl Storage {
         items: &[(impl AsRef<[u8]>, Object)],
     ) -> Result<Ingested, StorageError> {
         let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
-        if let Some(outside) = skeys.iter().find(|sk| {
-            split_storage_key(sk).is_none_or(|(t, _)| t < range.start || t > range.end)
-        }) {
+        if let Some(outside) = skeys
+            .iter()
+            .find(|sk| split_storage_key(sk).is_none_or(|(t, _)| t < range.start || t > range.end))
+        {
             return Err(StorageError::Ingest(format!(
                 "an ingested key lies outside its partition: {:?}",
                 String::from_utf8_lossy(outside)

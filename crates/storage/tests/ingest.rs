@@ -54,7 +54,10 @@ fn an_empty_partition_takes_sst_files_and_a_full_one_merges() {
         .iter()
         .map(|k| (k.clone(), loaded(&format!("v-{}", k.len()), 1 << 40)))
         .collect();
-    assert_eq!(store.ingest(range, &items).expect("ingest"), Ingested::Sst(200));
+    assert_eq!(
+        store.ingest(range, &items).expect("ingest"),
+        Ingested::Sst(200)
+    );
     for k in &keys {
         let o = store.get(k).expect("get").expect("loaded key present");
         assert_eq!(live(&o).len(), 1);
@@ -88,7 +91,10 @@ fn an_empty_partition_takes_sst_files_and_a_full_one_merges() {
     }
     let before = live(&store.get(k).expect("get").expect("present"));
     let again = vec![(k.clone(), loaded("reloaded", 2 << 40))];
-    assert_eq!(store.ingest(range, &again).expect("ingest"), Ingested::Merged(1));
+    assert_eq!(
+        store.ingest(range, &again).expect("ingest"),
+        Ingested::Merged(1)
+    );
     let after = live(&store.get(k).expect("get").expect("present"));
     for v in &before {
         assert!(after.contains(v), "{v} lost: {after:?}");

@@ -571,3 +571,87 @@ pub async fn export(
         .collect();
     Ok(Json(json!({"partition": partition, "records": records})))
 }
+
+/// Largest body of `POST /admin/ingest` (one partition's records).
+pub const INGEST_BODY_LIMIT: usize = 256 << 20;
+
+/// `POST /admin/ingest?partition=P`: bulk-loads one partition (`dynakv load
+/// --sst`). The body is JSON Lines in the export form (`{"key" or
+/// "key_base64", "siblings": [{"value_base64", "content_type"}]}`), every key
+/// in partition P; this node must serve P. Every replica of P ingests the
+/// records as SST files if its copy is empty, and merges them otherwise.
+/// Answers `{"partition", "keys", "replicas": [{"node", "sst", "keys"}],
+/// "skipped": [{"node", "reason"}]}`; a skipped replica gets its share from
+/// anti-entropy.
+pub async fn ingest(
+    State(node): State<Arc<Node>>,
+    headers: HeaderMap,
+    query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
+    body: bytes::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    authorize(&node, &headers)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let partition = query
+        .get("partition")
+        .and_then(|p| p.parse::<usize>().ok())
+        .filter(|&p| p < PARTITIONS)
+        .ok_or_else(|| ApiError::bad_request(format!("partition must be 0..{}", PARTITIONS - 1)))?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("the body is not UTF-8 JSON Lines"))?;
+    let b64 = |v: &Value| -> Option<bytes::Bytes> {
+        STANDARD.decode(v.as_str()?).ok().map(bytes::Bytes::from)
+    };
+    let mut records = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |what: &str| ApiError::bad_request(format!("line {}: {what}", i + 1));
+        let v: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
+        let key = match (&v["key"], &v["key_base64"]) {
+            (Value::String(k), Value::Null) => bytes::Bytes::from(k.clone().into_bytes()),
+            (Value::Null, k) => b64(k).ok_or_else(|| bad("key_base64 is not base64"))?,
+            _ => return Err(bad("give one string key or key_base64")),
+        };
+        if key.is_empty() || key.len() > 1024 {
+            return Err(bad("a key is 1-1024 bytes"));
+        }
+        if Ring::partition_of(dynakv_ring::token(&key)) != partition {
+            return Err(bad(&format!("the key is not in partition {partition}")));
+        }
+        let siblings = v["siblings"]
+            .as_array()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("no siblings"))?
+            .iter()
+            .map(|s| {
+                let value =
+                    b64(&s["value_base64"]).ok_or_else(|| bad("value_base64 is not base64"))?;
+                if value.len() > node.core.config.max_value_bytes {
+                    return Err(bad("a value is over max_value_bytes"));
+                }
+                let content_type = s["content_type"]
+                    .as_str()
+                    .filter(|c| !c.is_empty() && c.len() <= 256)
+                    .unwrap_or("application/octet-stream")
+                    .to_string();
+                Ok((value, content_type))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        records.push((key, siblings));
+    }
+    crate::server::ingest::load_partition(&node.core, partition, records)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            crate::server::ingest::LoadError::NotReplica(m) => conflict("not_a_replica", m),
+            crate::server::ingest::LoadError::NoReplica(message) => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "quorum_unavailable",
+                message,
+            },
+        })
+}

@@ -49,6 +49,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/remove/{name}", post(admin::remove))
         .route("/admin/plan", get(admin::plan))
         .route("/admin/export", get(admin::export))
+        .route(
+            "/admin/ingest",
+            post(admin::ingest).layer(DefaultBodyLimit::max(admin::INGEST_BODY_LIMIT)),
+        )
         .route("/admin/{*rest}", post(admin::unknown_admin))
         .fallback(kv::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)

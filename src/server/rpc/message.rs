@@ -157,6 +157,16 @@ pub enum Request {
         /// Batch size the receiver asks for (the sender caps it).
         max_bytes: u32,
     },
+    /// Bulk load (`dynakv load --sst`): one partition's objects, ingested as
+    /// SST files if the receiver's copy of the partition is empty, merged
+    /// otherwise. Answered with [`Response::Ingested`] or
+    /// [`Response::NotReplica`].
+    Ingest {
+        /// The partition every key belongs to.
+        partition: u16,
+        /// (key, object) pairs.
+        items: Vec<(Bytes, Object)>,
+    },
 }
 
 /// Longest key (SPEC §2).
@@ -221,6 +231,11 @@ impl Request {
             Request::TransferFetch {
                 partition, after, ..
             } => *partition < partitions && after.as_ref().is_none_or(|a| a.len() <= MAX_KEY + 8),
+            Request::Ingest { partition, items } => {
+                *partition < partitions
+                    && items.len() <= MAX_ITEMS
+                    && items.iter().all(|(k, _)| key_ok(k))
+            }
         };
         if ok { Ok(()) } else { Err(self.kind()) }
     }
@@ -240,6 +255,7 @@ impl Request {
             Request::AePush { .. } => "ae_push",
             Request::AePurge { .. } => "ae_purge",
             Request::TransferFetch { .. } => "transfer_fetch",
+            Request::Ingest { .. } => "ingest",
         }
     }
 }
@@ -323,6 +339,14 @@ pub enum Response {
     Busy,
     /// The request failed on the receiver.
     Error(String),
+    /// Answer to `Ingest`: whether the partition took SST files (it was
+    /// empty) or was merged, and how many keys were written or changed.
+    Ingested {
+        /// True for SST files, false for a merge.
+        sst: bool,
+        /// Keys ingested, or keys the merge changed.
+        keys: u64,
+    },
 }
 
 #[cfg(test)]
