@@ -1,66 +1,73 @@
 //! Bulk load through SST ingestion (`dynakv load --sst`, `POST
-//! /admin/ingest`): one partition's records become versioned objects on one
-//! of its replicas, and every replica of the partition takes them as SST
-//! files when its copy is empty, or merges them otherwise
-//! (`dynakv_storage::Storage::ingest`).
+//! /admin/ingest`): records become versioned objects on one replica of their
+//! partitions, and every replica takes them as SST files where its copy of a
+//! partition is empty, or merges them elsewhere
+//! (`dynakv_storage::Storage::ingest`). A batch covers many partitions with
+//! the same replicas, so each replica ingests it with one pair of files.
 //!
 //! A loaded value is an ordinary version: the replica that receives the
 //! records gives each key a dot of an actor it mints for that key (as for any
 //! new key), so siblings, read repair and anti-entropy treat it like a write.
-//! A replica that is down does not get its share now; anti-entropy gives it
-//! later, and the answer lists it.
+//! A value the receiving replica already holds as a live version of its key
+//! is not loaded again. A replica that is down does not get its share now;
+//! anti-entropy gives it later, and the answer lists it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynakv_ring::Ring;
-use dynakv_storage::{Ingested, ObjectStore};
+use dynakv_ring::{Ring, token};
+use dynakv_storage::ObjectStore;
 use dynakv_versioning::{Object, Version, VersionVector};
 use serde_json::{Value, json};
 
 use crate::server::core::Core;
 use crate::server::rpc::{Request, Response};
 
-/// How long a replica may take to ingest one partition.
+/// How long a replica may take to ingest one batch.
 const INGEST_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Why a partition's load was refused.
-#[derive(Debug)]
-pub enum LoadError {
-    /// This node does not serve the partition (its ring moved): nothing was
-    /// stored; send the load to a replica.
-    NotReplica(String),
-    /// No replica took the load.
-    NoReplica(String),
-}
 
 /// A record to load: a key and its values (value, content type).
 pub type LoadRecord = (Bytes, Vec<(Bytes, String)>);
 
-/// Turns records of `partition` into objects (on this node, a serving
-/// replica) and has every replica of the partition ingest them. Returns the
-/// per-replica outcome as JSON, or why the load was refused.
-pub async fn load_partition(
-    core: &Arc<Core>,
-    partition: usize,
-    records: Vec<LoadRecord>,
-) -> Result<Value, LoadError> {
+/// Why a load was refused.
+#[derive(Debug)]
+pub enum LoadError {
+    /// This node does not serve some of the partitions (its ring moved):
+    /// nothing was stored; send the load to a replica.
+    NotReplica(String),
+    /// A replica's storage failed, or no replica took part of the load.
+    Failed(String),
+}
+
+fn partition_of(key: &[u8]) -> usize {
+    Ring::partition_of(token(key))
+}
+
+/// Turns `records` into objects on this node (a serving replica of every
+/// record's partition) and has every replica of those partitions ingest
+/// them. Returns the per-replica outcome as JSON.
+pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, LoadError> {
     let ring = core.cluster.ring();
-    if !ring.replicas(partition).any(|r| r == core.me()) {
+    if let Some((key, _)) = records
+        .iter()
+        .find(|(k, _)| !ring.replicas(partition_of(k)).any(|r| r == core.me()))
+    {
         return Err(LoadError::NotReplica(format!(
-            "{} does not serve partition {partition}",
-            core.me()
+            "{} does not serve partition {} (key {:?})",
+            core.me(),
+            partition_of(key),
+            String::from_utf8_lossy(key)
         )));
     }
     let now = crate::server::cluster::now_ms();
-    // A value this replica already holds as a live version of its key is
-    // not loaded again (as `dynakv load` does on the write path), so loading
-    // a file twice adds nothing.
-    let records = core
+    // Values this replica already holds are dropped, then every key gets a
+    // dot of an actor minted for it.
+    let items = core
         .blocking(
-            move |c| -> Result<Vec<LoadRecord>, dynakv_storage::StorageError> {
-                let mut fresh = Vec::with_capacity(records.len());
+            move |c| -> Result<Vec<(Bytes, Object)>, dynakv_storage::StorageError> {
+                let mut items = Vec::with_capacity(records.len());
                 for (key, mut values) in records {
                     if let Some(stored) = c.storage.get(&key)? {
                         let live = stored.live();
@@ -70,109 +77,117 @@ pub async fn load_partition(
                                 .any(|l| l.data.as_ref() == Some(v) && &l.content_type == ct)
                         });
                     }
-                    if !values.is_empty() {
-                        fresh.push((key, values));
+                    if values.is_empty() {
+                        continue;
                     }
+                    let actor = c.storage.actor_for(&key, &Object::new());
+                    let mut object = Object::new();
+                    for (value, content_type) in values {
+                        object.update(
+                            &VersionVector::new(),
+                            actor,
+                            Version::value(value, content_type, now),
+                        );
+                    }
+                    items.push((key, object));
                 }
-                Ok(fresh)
+                Ok(items)
             },
         )
         .await
-        .map_err(|e| LoadError::NoReplica(format!("reading partition {partition}: {e}")))?;
-    if records.is_empty() {
-        return Ok(json!({"partition": partition, "keys": 0, "replicas": [], "skipped": []}));
-    }
-    let items: Vec<(Bytes, Object)> = records
-        .into_iter()
-        .map(|(key, values)| {
-            let actor = core.storage.actor_for(&key, &Object::new());
-            let mut object = Object::new();
-            for (value, content_type) in values {
-                object.update(
-                    &VersionVector::new(),
-                    actor,
-                    Version::value(value, content_type, now),
-                );
-            }
-            (key, object)
-        })
-        .collect();
+        .map_err(|e| LoadError::Failed(format!("reading the stored values: {e}")))?;
     let keys = items.len();
-    let items = Arc::new(items);
-    let targets: Vec<String> = ring
-        .replicas(partition)
-        .chain(ring.pending(partition))
-        .map(str::to_string)
-        .collect();
-    let mut replicas = Vec::new();
-    let mut skipped = Vec::new();
-    for target in targets {
-        let outcome = if target == core.me() {
-            let items = Arc::clone(&items);
-            let range = Ring::range_of(partition);
-            core.blocking(move |c| c.storage.ingest(range, &items))
-                .await
-                .map(|i| match i {
-                    Ingested::Sst(n) => (true, n as u64),
-                    Ingested::Merged(n) => (false, n as u64),
-                })
-                .map_err(|e| e.to_string())
-        } else if core.is_down(&target) {
-            Err("down".to_string())
-        } else {
-            match core.cluster.rpc_addr(&target) {
-                None => Err("no address".to_string()),
-                Some(addr) => {
-                    let request = Request::Ingest {
-                        partition: partition as u16,
-                        items: items.as_ref().clone(),
-                    };
-                    match core
-                        .rpc
-                        .call(addr, Some(&target), request, INGEST_TIMEOUT)
-                        .await
-                    {
-                        Ok(Response::Ingested { sst, keys }) => Ok((sst, keys)),
-                        Ok(other) => Err(format!("{other:?}")),
-                        Err(e) => Err(e.to_string()),
+    // The items go to every replica of their partition: grouped by replica
+    // set, each group is one request per replica.
+    let mut groups: BTreeMap<Vec<String>, Vec<(Bytes, Object)>> = BTreeMap::new();
+    for (key, object) in items {
+        let p = partition_of(&key);
+        let targets: Vec<String> = ring
+            .replicas(p)
+            .chain(ring.pending(p))
+            .map(str::to_string)
+            .collect();
+        groups.entry(targets).or_default().push((key, object));
+    }
+    let mut replicas: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut skipped: BTreeMap<String, String> = BTreeMap::new();
+    for (targets, items) in groups {
+        let items = Arc::new(items);
+        for target in targets {
+            let outcome = if target == core.me() {
+                let items = Arc::clone(&items);
+                core.blocking(move |c| c.storage.ingest(&items))
+                    .await
+                    .map(|i| (i.sst as u64, i.merged as u64))
+                    .map_err(|e| LoadError::Failed(format!("{}: {e}", core.me())))?
+            } else {
+                match send(core, &target, items.as_ref().clone()).await {
+                    Ok(counts) => counts,
+                    Err(reason) => {
+                        tracing::warn!(replica = %target, %reason, "a replica missed a bulk load; anti-entropy will give it its share");
+                        skipped.insert(target, reason);
+                        continue;
                     }
                 }
-            }
-        };
-        match outcome {
-            Ok((sst, n)) => replicas.push(json!({"node": target, "sst": sst, "keys": n})),
-            Err(reason) => {
-                tracing::warn!(partition, replica = %target, %reason, "a replica missed a bulk load; anti-entropy will give it its share");
-                skipped.push(json!({"node": target, "reason": reason}));
-            }
+            };
+            let entry = replicas.entry(target).or_default();
+            entry.0 += outcome.0;
+            entry.1 += outcome.1;
         }
     }
-    if replicas.is_empty() {
-        return Err(LoadError::NoReplica(format!(
-            "no replica of partition {partition} took the load"
-        )));
+    let replicas: Vec<Value> = replicas
+        .into_iter()
+        .map(|(node, (sst, merged))| json!({"node": node, "sst": sst, "merged": merged}))
+        .collect();
+    let skipped: Vec<Value> = skipped
+        .into_iter()
+        .map(|(node, reason)| json!({"node": node, "reason": reason}))
+        .collect();
+    Ok(json!({"keys": keys, "replicas": replicas, "skipped": skipped}))
+}
+
+/// Has another replica ingest `items`: (keys as SST, keys merged).
+async fn send(
+    core: &Core,
+    target: &str,
+    items: Vec<(Bytes, Object)>,
+) -> Result<(u64, u64), String> {
+    if core.is_down(target) {
+        return Err("down".into());
     }
-    Ok(json!({"partition": partition, "keys": keys, "replicas": replicas, "skipped": skipped}))
+    let addr = core
+        .cluster
+        .rpc_addr(target)
+        .ok_or_else(|| "no address".to_string())?;
+    match core
+        .rpc
+        .call(
+            addr,
+            Some(target),
+            Request::Ingest { items },
+            INGEST_TIMEOUT,
+        )
+        .await
+    {
+        Ok(Response::Ingested { sst, merged }) => Ok((sst, merged)),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Serves `Ingest` from the replica that built the objects.
-pub async fn on_ingest(core: &Arc<Core>, partition: u16, items: Vec<(Bytes, Object)>) -> Response {
-    let p = usize::from(partition);
-    if !core.cluster.ring().holds(core.me(), p) {
+pub async fn on_ingest(core: &Arc<Core>, items: Vec<(Bytes, Object)>) -> Response {
+    let ring = core.cluster.ring();
+    if items
+        .iter()
+        .any(|(k, _)| !ring.holds(core.me(), partition_of(k)))
+    {
         return Response::NotReplica;
     }
-    let range = Ring::range_of(p);
-    match core
-        .blocking(move |c| c.storage.ingest(range, &items))
-        .await
-    {
-        Ok(Ingested::Sst(n)) => Response::Ingested {
-            sst: true,
-            keys: n as u64,
-        },
-        Ok(Ingested::Merged(n)) => Response::Ingested {
-            sst: false,
-            keys: n as u64,
+    match core.blocking(move |c| c.storage.ingest(&items)).await {
+        Ok(i) => Response::Ingested {
+            sst: i.sst as u64,
+            merged: i.merged as u64,
         },
         Err(e) => {
             core.note_storage_error(&e);

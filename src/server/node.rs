@@ -173,9 +173,7 @@ impl Handler for Node {
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => gossip::on_gossip(&self.core, message).await,
-            Request::Ingest { partition, items } => {
-                ingest::on_ingest(&self.core, partition, items).await
-            }
+            Request::Ingest { items } => ingest::on_ingest(&self.core, items).await,
             Request::ReplicaWrite {
                 key,
                 object,

@@ -20,12 +20,13 @@
 //! `dynakv repair` first for an export that reflects every replica.
 //!
 //! **Load --sst** reads the whole input first (a malformed line stops it
-//! before anything is sent), groups the records by partition, and sends each
-//! partition to one of its replicas (`POST /admin/ingest`), which gives every
-//! key a dot of a freshly minted actor and has every replica ingest the
-//! partition as SST files, or merge it where the partition already holds
-//! data (`crate::server::ingest`). A replica that is down gets its share
-//! from anti-entropy; the summary names it.
+//! before anything is sent), groups the records by partition and the
+//! partitions by replica set, and sends each batch to one of its replicas
+//! (`POST /admin/ingest`), which gives every key a dot of a freshly minted
+//! actor, skips values it already holds, and has every replica ingest the
+//! batch as SST files, or merge where a partition already holds data
+//! (`crate::server::ingest`). A replica that is down gets its share from
+//! anti-entropy; the summary names it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -84,9 +85,10 @@ pub struct LoadArgs {
     /// partition already holds data).
     #[arg(long)]
     pub sst: bool,
-    /// Partitions loaded at once with --sst.
-    #[arg(long, default_value_t = 4)]
-    pub partitions_in_flight: usize,
+    /// Batches (of partitions sharing their replicas) loaded at once with
+    /// --sst.
+    #[arg(long, default_value_t = 2)]
+    pub batches_in_flight: usize,
     /// Admin bearer token (--sst uses an admin endpoint).
     #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -380,7 +382,7 @@ async fn store_with_retries(
 
 /// `dynakv load`.
 pub fn load(args: LoadArgs) -> Result<(), CliError> {
-    if args.concurrency == 0 || args.partitions_in_flight == 0 {
+    if args.concurrency == 0 || args.batches_in_flight == 0 {
         return Err(usage("--concurrency must be at least 1"));
     }
     let format = args.format.unwrap_or(
@@ -546,6 +548,10 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Most keys in one `--sst` batch (a node-to-node request carries at most
+/// 65,536 items).
+const BATCH_KEYS: usize = 50_000;
+
 /// `dynakv load --sst`: reads and checks every line first (a malformed one
 /// stops the load before anything is sent), groups the records by partition
 /// in token order, then has each partition ingested by its replicas
@@ -595,39 +601,62 @@ fn load_sst(
         .admin_token(args.admin_token.clone())
         .build()
         .map_err(|e| usage(e.to_string()))?;
-    let progress = ProgressBar::new(partitions.len() as u64).with_style(
-        ProgressStyle::with_template("ingest {bar:40} {pos}/{len} partitions {msg} eta {eta}")
+    // Partitions with the same replicas travel together, in batches of up
+    // to BATCH_KEYS keys: each replica then ingests a whole batch with one
+    // pair of SST files (an ingestion costs a few fsyncs, whatever its size).
+    let rt = runtime()?;
+    let mut groups: BTreeMap<Vec<String>, Vec<Record>> = BTreeMap::new();
+    for (p, keyed) in partitions {
+        let replicas = rt
+            .block_on(client.replica_set(p))
+            .map_err(|e| failure(format!("reading the ring: {e}")))?;
+        groups.entry(replicas).or_default().extend(
+            keyed
+                .into_iter()
+                .map(|(key, siblings)| Record { key, siblings }),
+        );
+    }
+    let batches: Vec<Vec<Record>> = groups
+        .into_values()
+        .flat_map(|records| {
+            let mut chunks = Vec::new();
+            let mut rest = records;
+            while rest.len() > BATCH_KEYS {
+                let tail = rest.split_off(BATCH_KEYS);
+                chunks.push(rest);
+                rest = tail;
+            }
+            chunks.push(rest);
+            chunks
+        })
+        .collect();
+    let progress = ProgressBar::new(keys as u64).with_style(
+        ProgressStyle::with_template("ingest {bar:40} {pos}/{len} keys {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (mut sst, mut merged, mut failed) = (0u64, 0u64, 0u64);
     let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
     let mut first_failure = None;
-    runtime()?.block_on(async {
+    rt.block_on(async {
         let mut in_flight = FuturesUnordered::new();
-        let mut queue = partitions.into_iter();
+        let mut queue = batches.into_iter();
         loop {
-            while in_flight.len() < args.partitions_in_flight {
-                let Some((p, keyed)) = queue.next() else {
-                    break;
-                };
-                let records: Vec<Record> = keyed
-                    .into_iter()
-                    .map(|(key, siblings)| Record { key, siblings })
-                    .collect();
+            while in_flight.len() < args.batches_in_flight {
+                let Some(batch) = queue.next() else { break };
                 let client = client.clone();
-                in_flight.push(async move { (p, client.ingest(p, &records).await) });
+                in_flight.push(async move {
+                    let n = batch.len() as u64;
+                    (n, client.ingest(&batch).await)
+                });
             }
-            let Some((p, outcome)) = in_flight.next().await else {
+            let Some((n, outcome)) = in_flight.next().await else {
                 break;
             };
             match outcome {
                 Ok(answer) => {
                     for r in answer["replicas"].as_array().into_iter().flatten() {
-                        if r["sst"].as_bool() == Some(true) {
-                            sst += 1;
-                        } else {
-                            merged += 1;
-                        }
+                        sst += r["sst"].as_u64().unwrap_or(0);
+                        merged += r["merged"].as_u64().unwrap_or(0);
                     }
                     for s in answer["skipped"].as_array().into_iter().flatten() {
                         let node = s["node"].as_str().unwrap_or("?").to_string();
@@ -635,13 +664,13 @@ fn load_sst(
                     }
                 }
                 Err(e) => {
-                    failed += 1;
-                    first_failure.get_or_insert_with(|| format!("partition {p}: {e}"));
+                    failed += n;
+                    first_failure.get_or_insert_with(|| e.to_string());
                 }
             }
-            progress.inc(1);
+            progress.inc(n);
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            progress.set_message(format!("{:.0} records/s", keys as f64 / secs));
+            progress.set_message(format!("{:.0} keys/s", progress.position() as f64 / secs));
         }
     });
     progress.finish_and_clear();
@@ -663,7 +692,7 @@ fn load_sst(
     }
     if failed > 0 {
         return Err(failure(format!(
-            "{failed} partitions failed to load, the first: {}",
+            "{failed} keys failed to load, the first error: {}",
             first_failure.unwrap_or_default()
         )));
     }

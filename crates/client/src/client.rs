@@ -440,12 +440,7 @@ impl Client {
     /// on one of its replicas (`GET /admin/export`), trying the next replica
     /// when one fails. Reads the ring first if this client has not.
     pub async fn export_partition(&self, partition: usize) -> Result<Vec<crate::Record>> {
-        let router = match self.router().await {
-            Some(r) => r,
-            None => Arc::new(self.read_router().await.ok_or_else(|| Error::Unreachable {
-                message: "cannot read the ring from any node".into(),
-            })?),
-        };
+        let router = self.ring_router().await?;
         let mut last = None;
         for base in router.partition(partition) {
             let url = format!("{base}/admin/export?partition={partition}");
@@ -487,19 +482,36 @@ impl Client {
         }))
     }
 
-    /// Bulk-loads one partition's records (`POST /admin/ingest`): sent to one
-    /// of its replicas, which has every replica ingest them as SST files
-    /// (or merge them where the partition already holds data). Moves on to
-    /// the next replica only when nothing was sent or the replica refused
-    /// (its ring moved): a load resent after it may have been applied would
-    /// store the values twice. Returns the node's answer.
-    pub async fn ingest(&self, partition: usize, records: &[crate::Record]) -> Result<Value> {
-        let router = match self.router().await {
-            Some(r) => r,
-            None => Arc::new(self.read_router().await.ok_or_else(|| Error::Unreachable {
-                message: "cannot read the ring from any node".into(),
-            })?),
+    /// The serving replicas of a partition (base URLs), from the ring.
+    pub async fn replica_set(&self, partition: usize) -> Result<Vec<String>> {
+        let router = self.ring_router().await?;
+        Ok(router.partition(partition).to_vec())
+    }
+
+    async fn ring_router(&self) -> Result<Arc<Router>> {
+        match self.router().await {
+            Some(r) => Ok(r),
+            None => Ok(Arc::new(self.read_router().await.ok_or_else(|| {
+                Error::Unreachable {
+                    message: "cannot read the ring from any node".into(),
+                }
+            })?)),
+        }
+    }
+
+    /// Bulk-loads records (`POST /admin/ingest`) whose partitions share one
+    /// replica set (see [`Client::replica_set`]): sent to one of those
+    /// replicas, which has every replica ingest them as SST files (or merge
+    /// them where a partition already holds data). Moves on to the next
+    /// replica only when nothing was sent or the replica refused (its ring
+    /// moved): a load resent after it may have been applied would store the
+    /// values twice. Returns the node's answer.
+    pub async fn ingest(&self, records: &[crate::Record]) -> Result<Value> {
+        let Some(first) = records.first() else {
+            return Ok(serde_json::json!({"keys": 0, "replicas": [], "skipped": []}));
         };
+        let partition = dynakv_ring::Ring::partition_of(dynakv_ring::token(&first.key));
+        let router = self.ring_router().await?;
         let mut body = String::new();
         for r in records {
             body.push_str(&r.to_json());
@@ -510,7 +522,7 @@ impl Client {
             let mut req = self
                 .inner
                 .http
-                .post(format!("{base}/admin/ingest?partition={partition}"))
+                .post(format!("{base}/admin/ingest"))
                 .header(CONTENT_TYPE, "application/x-ndjson")
                 .body(body.clone());
             if let Some(token) = &self.inner.admin_token {

@@ -157,12 +157,12 @@ pub struct ObjectBatch {
 }
 
 /// How a bulk load was applied on a replica ([`Storage::ingest`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ingested {
-    /// The range was empty: this many keys were ingested as SST files.
-    Sst(usize),
-    /// The range held data: the items were merged; this many keys changed.
-    Merged(usize),
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ingested {
+    /// Keys of empty partitions, ingested as SST files.
+    pub sst: usize,
+    /// Keys of partitions holding data that the merge changed.
+    pub merged: usize,
 }
 
 /// A hint read back from disk: its id, and the hint or why it failed to decode.
@@ -588,46 +588,65 @@ impl Storage {
         Ok(order.len())
     }
 
-    /// Bulk-loads `items` (keys of one partition's token `range`) on this
-    /// replica. If the range holds no object yet, the items are written as
-    /// two sorted SST files (objects and digests, the same record codec) and
-    /// ingested whole: no memtable, no write-ahead log. Otherwise they are
-    /// merged (DVVSet sync) like [`Storage::merge_batch`], so a version
-    /// already stored is never lost. Every lock stripe is held from the
-    /// emptiness check to the end: a write landing in between would be
-    /// shadowed by the ingested file (its keys get a newer sequence number).
-    /// Objects are ingested before digests: after a crash in between, this
-    /// replica's anti-entropy tree lacks the keys its peers have, so the next
-    /// exchange repairs them.
-    pub fn ingest(
-        &self,
-        range: TokenRange,
-        items: &[(impl AsRef<[u8]>, Object)],
-    ) -> Result<Ingested, StorageError> {
+    /// Bulk-loads `items` (keys of any partitions) on this replica. The keys
+    /// of every partition that holds no object yet are written as two sorted
+    /// SST files (objects and digests, the same record codec) and ingested
+    /// whole: no memtable, no write-ahead log, one ingestion for all of them.
+    /// The keys of partitions that hold data are merged (DVVSet sync) like
+    /// [`Storage::merge_batch`], so a version already stored is never lost.
+    /// Every lock stripe is held from the emptiness checks to the end: a
+    /// write landing in between would be shadowed by the ingested file (its
+    /// keys get a newer sequence number). Objects are ingested before digests:
+    /// after a crash in between, this replica's anti-entropy trees lack keys
+    /// its peers have, so the next exchange repairs them.
+    pub fn ingest(&self, items: &[(impl AsRef<[u8]>, Object)]) -> Result<Ingested, StorageError> {
         let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
-        if let Some(outside) = skeys
-            .iter()
-            .find(|sk| split_storage_key(sk).is_none_or(|(t, _)| t < range.start || t > range.end))
-        {
-            return Err(StorageError::Ingest(format!(
-                "an ingested key lies outside its partition: {:?}",
-                String::from_utf8_lossy(outside)
-            )));
-        }
+        let partition_of =
+            |skey: &[u8]| split_storage_key(skey).map_or(0, |(t, _)| Ring::partition_of(t));
         let _guards: Vec<_> = self.locks.iter().map(|l| l.lock()).collect();
-        if self.range_has_objects(range)? {
-            return Ok(Ingested::Merged(self.merge_locked(&skeys, items)?));
+        let mut empty: BTreeMap<usize, bool> = BTreeMap::new();
+        for skey in &skeys {
+            let p = partition_of(skey);
+            if let std::collections::btree_map::Entry::Vacant(slot) = empty.entry(p) {
+                slot.insert(!self.range_has_objects(Ring::range_of(p))?);
+            }
         }
+        let (mut fresh, mut held): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+        for (i, skey) in skeys.iter().enumerate() {
+            if empty[&partition_of(skey)] {
+                fresh.push(i);
+            } else {
+                held.push(i);
+            }
+        }
+        let merged = if held.is_empty() {
+            0
+        } else {
+            let held_keys: Vec<Vec<u8>> = held.iter().map(|&i| skeys[i].clone()).collect();
+            let held_items: Vec<(&[u8], Object)> = held
+                .iter()
+                .map(|&i| (items[i].0.as_ref(), items[i].1.clone()))
+                .collect();
+            self.merge_locked(&held_keys, &held_items)?
+        };
         let mut by_key: BTreeMap<&[u8], Object> = BTreeMap::new();
-        for (skey, (_, object)) in skeys.iter().zip(items) {
+        for &i in &fresh {
             by_key
-                .entry(skey.as_slice())
-                .and_modify(|o| o.sync(object))
-                .or_insert_with(|| object.clone());
+                .entry(skeys[i].as_slice())
+                .and_modify(|o| o.sync(&items[i].1))
+                .or_insert_with(|| items[i].1.clone());
         }
-        if by_key.is_empty() {
-            return Ok(Ingested::Sst(0));
+        if !by_key.is_empty() {
+            self.ingest_sorted(&by_key)?;
         }
+        Ok(Ingested {
+            sst: by_key.len(),
+            merged,
+        })
+    }
+
+    /// Writes `by_key` (storage keys in order) as SST files and ingests them.
+    fn ingest_sorted(&self, by_key: &BTreeMap<&[u8], Object>) -> Result<(), StorageError> {
         let dir = self.db.path().join("ingest");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::Ingest(e.to_string()))?;
         let stamp = SystemTime::now()
@@ -643,7 +662,7 @@ impl Storage {
             let mut digests = rocksdb::SstFileWriter::create(&digests_opts);
             objects.open(&objects_path)?;
             digests.open(&digests_path)?;
-            for (skey, object) in &by_key {
+            for (skey, object) in by_key {
                 let record = codec::encode(object);
                 digests.put(skey, DigestEntry::of(object, &record).encode())?;
                 objects.put(skey, record)?;
@@ -663,7 +682,7 @@ impl Storage {
         for skey in by_key.keys() {
             self.touch(skey);
         }
-        Ok(Ingested::Sst(by_key.len()))
+        Ok(())
     }
 
     /// True if `range` holds at least one object.

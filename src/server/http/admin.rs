@@ -575,29 +575,21 @@ pub async fn export(
 /// Largest body of `POST /admin/ingest` (one partition's records).
 pub const INGEST_BODY_LIMIT: usize = 256 << 20;
 
-/// `POST /admin/ingest?partition=P`: bulk-loads one partition (`dynakv load
-/// --sst`). The body is JSON Lines in the export form (`{"key" or
-/// "key_base64", "siblings": [{"value_base64", "content_type"}]}`), every key
-/// in partition P; this node must serve P. Every replica of P ingests the
-/// records as SST files if its copy is empty, and merges them otherwise.
-/// Answers `{"partition", "keys", "replicas": [{"node", "sst", "keys"}],
-/// "skipped": [{"node", "reason"}]}`; a skipped replica gets its share from
-/// anti-entropy.
+/// `POST /admin/ingest`: bulk-loads records (`dynakv load --sst`). The body
+/// is JSON Lines in the export form (`{"key" or "key_base64", "siblings":
+/// [{"value_base64", "content_type"}]}`); this node must serve every key's
+/// partition. Every replica ingests the records as SST files where its copy
+/// of a partition is empty, and merges them elsewhere. Answers `{"keys",
+/// "replicas": [{"node", "sst", "merged"}], "skipped": [{"node",
+/// "reason"}]}`; a skipped replica gets its share from anti-entropy.
 pub async fn ingest(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
-    query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
     body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     authorize(&node, &headers)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let partition = query
-        .get("partition")
-        .and_then(|p| p.parse::<usize>().ok())
-        .filter(|&p| p < PARTITIONS)
-        .ok_or_else(|| ApiError::bad_request(format!("partition must be 0..{}", PARTITIONS - 1)))?;
     let text = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("the body is not UTF-8 JSON Lines"))?;
     let b64 = |v: &Value| -> Option<bytes::Bytes> {
@@ -618,9 +610,6 @@ pub async fn ingest(
         };
         if key.is_empty() || key.len() > 1024 {
             return Err(bad("a key is 1-1024 bytes"));
-        }
-        if Ring::partition_of(dynakv_ring::token(&key)) != partition {
-            return Err(bad(&format!("the key is not in partition {partition}")));
         }
         let siblings = v["siblings"]
             .as_array()
@@ -643,14 +632,14 @@ pub async fn ingest(
             .collect::<Result<Vec<_>, ApiError>>()?;
         records.push((key, siblings));
     }
-    crate::server::ingest::load_partition(&node.core, partition, records)
+    crate::server::ingest::load(&node.core, records)
         .await
         .map(Json)
         .map_err(|e| match e {
             crate::server::ingest::LoadError::NotReplica(m) => conflict("not_a_replica", m),
-            crate::server::ingest::LoadError::NoReplica(message) => ApiError {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "quorum_unavailable",
+            crate::server::ingest::LoadError::Failed(message) => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "storage_error",
                 message,
             },
         })

@@ -157,13 +157,11 @@ pub enum Request {
         /// Batch size the receiver asks for (the sender caps it).
         max_bytes: u32,
     },
-    /// Bulk load (`dynakv load --sst`): one partition's objects, ingested as
-    /// SST files if the receiver's copy of the partition is empty, merged
-    /// otherwise. Answered with [`Response::Ingested`] or
+    /// Bulk load (`dynakv load --sst`): objects of partitions the receiver
+    /// holds, ingested as SST files where its copy of a partition is empty,
+    /// merged elsewhere. Answered with [`Response::Ingested`] or
     /// [`Response::NotReplica`].
     Ingest {
-        /// The partition every key belongs to.
-        partition: u16,
         /// (key, object) pairs.
         items: Vec<(Bytes, Object)>,
     },
@@ -231,10 +229,8 @@ impl Request {
             Request::TransferFetch {
                 partition, after, ..
             } => *partition < partitions && after.as_ref().is_none_or(|a| a.len() <= MAX_KEY + 8),
-            Request::Ingest { partition, items } => {
-                *partition < partitions
-                    && items.len() <= MAX_ITEMS
-                    && items.iter().all(|(k, _)| key_ok(k))
+            Request::Ingest { items } => {
+                items.len() <= MAX_ITEMS && items.iter().all(|(k, _)| key_ok(k))
             }
         };
         if ok { Ok(()) } else { Err(self.kind()) }
@@ -339,13 +335,13 @@ pub enum Response {
     Busy,
     /// The request failed on the receiver.
     Error(String),
-    /// Answer to `Ingest`: whether the partition took SST files (it was
-    /// empty) or was merged, and how many keys were written or changed.
+    /// Answer to `Ingest`: keys ingested as SST files (their partitions were
+    /// empty) and keys the merge changed (elsewhere).
     Ingested {
-        /// True for SST files, false for a merge.
-        sst: bool,
-        /// Keys ingested, or keys the merge changed.
-        keys: u64,
+        /// Keys ingested as SST files.
+        sst: u64,
+        /// Keys merged that changed.
+        merged: u64,
     },
 }
 
