@@ -240,6 +240,8 @@ impl Storage {
             incarnation: Incarnation::random(),
             _cache: cache,
         };
+        // SST files of a bulk load interrupted by a crash.
+        let _ = std::fs::remove_dir_all(config.path.join("ingest"));
         // Exact counts, from key-only scans of the small families.
         let keys = storage.count(Cf::Digests)?;
         storage.keys.store(keys, Ordering::Relaxed);
@@ -561,6 +563,10 @@ impl Storage {
                     order.push(skey.as_slice());
                 }
                 staged.insert(skey.as_slice(), (merged, existed));
+            } else if existed && !staged.contains_key(skey.as_slice()) && !self.has_digest(skey)? {
+                // An object without its digest: rewritten (see `merge`).
+                order.push(skey.as_slice());
+                staged.insert(skey.as_slice(), (merged, false));
             }
         }
         let mut batch = WriteBatch::default();
@@ -598,7 +604,8 @@ impl Storage {
     /// write landing in between would be shadowed by the ingested file (its
     /// keys get a newer sequence number). Objects are ingested before digests:
     /// after a crash in between, this replica's anti-entropy trees lack keys
-    /// its peers have, so the next exchange repairs them.
+    /// its peers have, so the next exchange sends them, and a merge that finds
+    /// an object without its digest writes both again.
     pub fn ingest(&self, items: &[(impl AsRef<[u8]>, Object)]) -> Result<Ingested, StorageError> {
         let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
         let partition_of =
@@ -683,6 +690,11 @@ impl Storage {
             self.touch(skey);
         }
         Ok(())
+    }
+
+    /// True if the key has a digest entry.
+    fn has_digest(&self, skey: &[u8]) -> Result<bool, StorageError> {
+        Ok(self.db.get_pinned_cf(self.cf(Cf::Digests), skey)?.is_some())
     }
 
     /// True if `range` holds at least one object.
@@ -1046,6 +1058,11 @@ impl ObjectStore for Storage {
         let changed = current.as_ref() != Some(&merged);
         if changed {
             self.write_object(&skey, &merged, existed)?;
+        } else if existed && !self.has_digest(&skey)? {
+            // An object without its digest (a bulk load interrupted between
+            // its two ingestions): written whole again, so anti-entropy, which
+            // sees keys through their digests, and the key count see it.
+            self.write_object(&skey, &merged, false)?;
         }
         Ok(MergeOutcome {
             object: merged,

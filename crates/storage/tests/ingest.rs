@@ -112,3 +112,45 @@ fn an_empty_partition_takes_sst_files_and_a_full_one_merges() {
     assert!(after.contains(&"reloaded".to_string()), "{after:?}");
     assert_eq!(store.stats().keys, 251);
 }
+
+#[test]
+fn an_object_left_without_its_digest_is_repaired_by_the_next_merge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = keys_in(3, 1).remove(0);
+    let object = loaded("v", 1 << 40);
+    {
+        let store = open(dir.path());
+        store
+            .ingest(&[(key.clone(), object.clone())])
+            .expect("ingest");
+    }
+    // A crash between the two ingestions: the object is there, its digest
+    // is not.
+    {
+        let config = StorageConfig {
+            path: dir.path().join("db"),
+            block_cache_mb: 8,
+            sync_writes: false,
+        };
+        let (opts, _cache) = dynakv_storage::db_options(&config);
+        let db = rocksdb::DB::open_cf(&opts, &config.path, ["objects", "digests", "hints", "meta"])
+            .expect("raw open");
+        let digests = db.cf_handle("digests").expect("digests");
+        db.delete_cf(digests, dynakv_storage::storage_key(&key))
+            .expect("delete digest");
+    }
+    let store = open(dir.path());
+    assert_eq!(store.stats().keys, 0, "keys are counted by their digests");
+    // Anti-entropy brings the same object from a peer: the merge changes
+    // nothing in the object, and writes the digest back.
+    store.merge(&key, &object).expect("merge");
+    assert_eq!(store.stats().keys, 1);
+    let mut digests = 0;
+    store
+        .for_each_digest(Ring::range_of(3), &mut |_, _, _| {
+            digests += 1;
+            true
+        })
+        .expect("digests");
+    assert_eq!(digests, 1);
+}
