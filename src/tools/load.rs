@@ -294,8 +294,12 @@ impl Records {
 }
 
 fn csv_record(key: &str, value: &str, content_type: Option<&str>) -> Result<Record, String> {
-    if key.is_empty() {
-        return Err("the key is empty".into());
+    if key.is_empty() || key.len() > dynakv_client::records::MAX_KEY_BYTES {
+        return Err(format!(
+            "a key is 1-{} bytes, not {}",
+            dynakv_client::records::MAX_KEY_BYTES,
+            key.len()
+        ));
     }
     Ok(Record {
         key: key.as_bytes().to_vec(),
@@ -383,7 +387,9 @@ async fn store_with_retries(
 /// `dynakv load`.
 pub fn load(args: LoadArgs) -> Result<(), CliError> {
     if args.concurrency == 0 || args.batches_in_flight == 0 {
-        return Err(usage("--concurrency must be at least 1"));
+        return Err(usage(
+            "--concurrency and --batches-in-flight must be at least 1",
+        ));
     }
     let format = args.format.unwrap_or(
         if args
@@ -552,6 +558,11 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
 /// 65,536 items).
 const BATCH_KEYS: usize = 50_000;
 
+/// Most bytes of keys and values in one `--sst` batch: well inside the
+/// node's 256 MiB body limit once base64-encoded, and its 96 MiB
+/// node-to-node frames.
+const BATCH_BYTES: usize = 32 << 20;
+
 /// `dynakv load --sst`: reads and checks every line first (a malformed one
 /// stops the load before anything is sent), groups the records by partition
 /// in token order, then has each partition ingested by its replicas
@@ -564,10 +575,33 @@ fn load_sst(
 ) -> Result<(), CliError> {
     use std::collections::BTreeMap;
     let started = Instant::now();
+    let client = ClientBuilder::new(args.node.clone())
+        .timeout(Duration::from_secs(300))
+        .route_to_replicas(true)
+        .admin_token(args.admin_token.clone())
+        .build()
+        .map_err(|e| usage(e.to_string()))?;
+    let rt = runtime()?;
+    // The node's value limit, checked line by line (a batch the node refused
+    // for one value would fail many records far from their line).
+    let max_value = rt
+        .block_on(client.status())
+        .map_err(|e| failure(format!("reading the node's settings: {e}")))?["config"]
+        ["max_value_bytes"]
+        .as_u64()
+        .unwrap_or(1 << 20) as usize;
     let mut records = Records::open(Box::new(BufReader::with_capacity(1 << 20, input)), format);
     let mut partitions: BTreeMap<usize, BTreeMap<Vec<u8>, Vec<Sibling>>> = BTreeMap::new();
     let (mut line, mut bad, mut values) = (0u64, 0u64, 0u64);
     while let Some(parsed) = records.next(&mut line) {
+        let parsed = match parsed {
+            Parsed::Record(r) if r.siblings.iter().any(|s| s.value.len() > max_value) => {
+                Parsed::Bad(format!(
+                    "a value is over the node's max_value_bytes ({max_value})"
+                ))
+            }
+            other => other,
+        };
         match parsed {
             Parsed::Record(r) => {
                 let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(&r.key));
@@ -595,16 +629,10 @@ fn load_sst(
     }
     bar.finish_and_clear();
     let keys: usize = partitions.values().map(BTreeMap::len).sum();
-    let client = ClientBuilder::new(args.node.clone())
-        .timeout(Duration::from_secs(300))
-        .route_to_replicas(true)
-        .admin_token(args.admin_token.clone())
-        .build()
-        .map_err(|e| usage(e.to_string()))?;
     // Partitions with the same replicas travel together, in batches of up
-    // to BATCH_KEYS keys: each replica then ingests a whole batch with one
-    // pair of SST files (an ingestion costs a few fsyncs, whatever its size).
-    let rt = runtime()?;
+    // to BATCH_KEYS keys and BATCH_BYTES: each replica then ingests a whole
+    // batch with one pair of SST files (an ingestion costs a few fsyncs,
+    // whatever its size).
     let mut groups: BTreeMap<Vec<String>, Vec<Record>> = BTreeMap::new();
     for (p, keyed) in partitions {
         let replicas = rt
@@ -619,14 +647,21 @@ fn load_sst(
     let batches: Vec<Vec<Record>> = groups
         .into_values()
         .flat_map(|records| {
-            let mut chunks = Vec::new();
-            let mut rest = records;
-            while rest.len() > BATCH_KEYS {
-                let tail = rest.split_off(BATCH_KEYS);
-                chunks.push(rest);
-                rest = tail;
+            let mut chunks = vec![Vec::new()];
+            let mut bytes = 0;
+            for r in records {
+                let size =
+                    r.key.len() + r.siblings.iter().map(|s| s.value.len() + 64).sum::<usize>();
+                let full = chunks.last().is_some_and(|c: &Vec<Record>| {
+                    !c.is_empty() && (c.len() >= BATCH_KEYS || bytes + size > BATCH_BYTES)
+                });
+                if full {
+                    chunks.push(Vec::new());
+                    bytes = 0;
+                }
+                bytes += size;
+                chunks.last_mut().expect("one chunk at least").push(r);
             }
-            chunks.push(rest);
             chunks
         })
         .collect();

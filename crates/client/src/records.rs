@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use crate::Sibling;
 
+/// Longest key the store accepts (SPEC §2).
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// The content type of a loaded value that names none.
 pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
@@ -39,8 +42,11 @@ impl Record {
             (None, None) => return Err("no \"key\"".into()),
             _ => return Err("give one string \"key\" or \"key_base64\"".into()),
         };
-        if key.is_empty() {
-            return Err("the key is empty".into());
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(format!(
+                "a key is 1-{MAX_KEY_BYTES} bytes, not {}",
+                key.len()
+            ));
         }
         let siblings = match obj.get("siblings") {
             Some(Value::Array(items)) => items
@@ -120,5 +126,10 @@ mod tests {
         ] {
             assert!(Record::from_json(bad).is_err(), "{bad}");
         }
+        let long = format!(
+            r#"{{"key": "{}", "value": "v"}}"#,
+            "k".repeat(MAX_KEY_BYTES + 1)
+        );
+        assert!(Record::from_json(&long).is_err(), "a key over 1024 bytes");
     }
 }

@@ -622,11 +622,11 @@ pub async fn ingest(
                 if value.len() > node.core.config.max_value_bytes {
                     return Err(bad("a value is over max_value_bytes"));
                 }
-                let content_type = s["content_type"]
-                    .as_str()
-                    .filter(|c| !c.is_empty() && c.len() <= 256)
-                    .unwrap_or("application/octet-stream")
-                    .to_string();
+                let content_type = match &s["content_type"] {
+                    Value::Null => "application/octet-stream".to_string(),
+                    Value::String(c) if !c.is_empty() && c.len() <= 256 => c.clone(),
+                    _ => return Err(bad("a content_type is 1-256 characters")),
+                };
                 Ok((value, content_type))
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
