@@ -68,8 +68,19 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
         .blocking(
             move |c| -> Result<Vec<(Bytes, Object)>, dynakv_storage::StorageError> {
                 let mut items = Vec::with_capacity(records.len());
+                // Keys of partitions this replica holds nothing of cannot be
+                // stored yet: no read for them.
+                let mut held: BTreeMap<usize, bool> = BTreeMap::new();
+                for (key, _) in &records {
+                    let p = partition_of(key);
+                    if let std::collections::btree_map::Entry::Vacant(slot) = held.entry(p) {
+                        slot.insert(c.storage.range_has_objects(Ring::range_of(p))?);
+                    }
+                }
                 for (key, mut values) in records {
-                    if let Some(stored) = c.storage.get(&key)? {
+                    if held[&partition_of(&key)]
+                        && let Some(stored) = c.storage.get(&key)?
+                    {
                         let live = stored.live();
                         values.retain(|(v, ct)| {
                             !live

@@ -698,7 +698,7 @@ impl Storage {
     }
 
     /// True if `range` holds at least one object.
-    fn range_has_objects(&self, range: TokenRange) -> Result<bool, StorageError> {
+    pub fn range_has_objects(&self, range: TokenRange) -> Result<bool, StorageError> {
         let mut ro = ReadOptions::default();
         ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
         if range.end < u64::MAX {
