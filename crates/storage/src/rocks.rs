@@ -156,6 +156,19 @@ pub struct ObjectBatch {
     pub done: bool,
 }
 
+/// The two SST files of a bulk load, until they are ingested.
+struct SstPair {
+    objects: PathBuf,
+    digests: PathBuf,
+}
+
+impl SstPair {
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.objects);
+        let _ = std::fs::remove_file(&self.digests);
+    }
+}
+
 /// How a bulk load was applied on a replica ([`Storage::ingest`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
@@ -610,6 +623,21 @@ impl Storage {
         let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
         let partition_of =
             |skey: &[u8]| split_storage_key(skey).map_or(0, |(t, _)| Ring::partition_of(t));
+        let sorted = |indexes: &mut dyn Iterator<Item = usize>| {
+            let mut by_key: BTreeMap<&[u8], Object> = BTreeMap::new();
+            for i in indexes {
+                by_key
+                    .entry(skeys[i].as_slice())
+                    .and_modify(|o| o.sync(&items[i].1))
+                    .or_insert_with(|| items[i].1.clone());
+            }
+            by_key
+        };
+        // The files are built before the locks are taken, for the usual case
+        // of a load into empty partitions: writes to this node wait only for
+        // the check and the ingestion itself.
+        let all = sorted(&mut (0..items.len()));
+        let prebuilt = self.write_ssts(&all)?;
         let _guards: Vec<_> = self.locks.iter().map(|l| l.lock()).collect();
         let mut empty: BTreeMap<usize, bool> = BTreeMap::new();
         for skey in &skeys {
@@ -618,6 +646,14 @@ impl Storage {
                 slot.insert(!self.range_has_objects(Ring::range_of(p))?);
             }
         }
+        if empty.values().all(|&e| e) {
+            self.ingest_files(&prebuilt, &all)?;
+            return Ok(Ingested {
+                sst: all.len(),
+                merged: 0,
+            });
+        }
+        prebuilt.remove();
         let (mut fresh, mut held): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
         for (i, skey) in skeys.iter().enumerate() {
             if empty[&partition_of(skey)] {
@@ -636,15 +672,10 @@ impl Storage {
                 .collect();
             self.merge_locked(&held_keys, &held_items)?
         };
-        let mut by_key: BTreeMap<&[u8], Object> = BTreeMap::new();
-        for &i in &fresh {
-            by_key
-                .entry(skeys[i].as_slice())
-                .and_modify(|o| o.sync(&items[i].1))
-                .or_insert_with(|| items[i].1.clone());
-        }
+        let by_key = sorted(&mut fresh.into_iter());
         if !by_key.is_empty() {
-            self.ingest_sorted(&by_key)?;
+            let files = self.write_ssts(&by_key)?;
+            self.ingest_files(&files, &by_key)?;
         }
         Ok(Ingested {
             sst: by_key.len(),
@@ -652,38 +683,62 @@ impl Storage {
         })
     }
 
-    /// Writes `by_key` (storage keys in order) as SST files and ingests them.
-    fn ingest_sorted(&self, by_key: &BTreeMap<&[u8], Object>) -> Result<(), StorageError> {
+    /// Writes `by_key` (storage keys in order) as an objects and a digests
+    /// SST file.
+    fn write_ssts(&self, by_key: &BTreeMap<&[u8], Object>) -> Result<SstPair, StorageError> {
         let dir = self.db.path().join("ingest");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::Ingest(e.to_string()))?;
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let objects_path = dir.join(format!("{stamp}-objects.sst"));
-        let digests_path = dir.join(format!("{stamp}-digests.sst"));
-        let result = (|| -> Result<(), StorageError> {
+        let pair = SstPair {
+            objects: dir.join(format!("{stamp}-objects.sst")),
+            digests: dir.join(format!("{stamp}-digests.sst")),
+        };
+        let written = (|| -> Result<(), StorageError> {
             let objects_opts = Cf::Objects.options(&self.opts);
             let digests_opts = Cf::Digests.options(&self.opts);
             let mut objects = rocksdb::SstFileWriter::create(&objects_opts);
             let mut digests = rocksdb::SstFileWriter::create(&digests_opts);
-            objects.open(&objects_path)?;
-            digests.open(&digests_path)?;
+            objects.open(&pair.objects)?;
+            digests.open(&pair.digests)?;
             for (skey, object) in by_key {
                 let record = codec::encode(object);
                 digests.put(skey, DigestEntry::of(object, &record).encode())?;
                 objects.put(skey, record)?;
             }
-            objects.finish()?;
-            digests.finish()?;
-            self.db
-                .ingest_external_file_cf(self.cf(Cf::Objects), vec![&objects_path])?;
-            self.db
-                .ingest_external_file_cf(self.cf(Cf::Digests), vec![&digests_path])?;
+            if !by_key.is_empty() {
+                objects.finish()?;
+                digests.finish()?;
+            }
             Ok(())
         })();
-        let _ = std::fs::remove_file(&objects_path);
-        let _ = std::fs::remove_file(&digests_path);
+        if let Err(e) = written {
+            pair.remove();
+            return Err(e);
+        }
+        Ok(pair)
+    }
+
+    /// Ingests the files of `by_key` (objects first: see [`Storage::ingest`])
+    /// and removes them.
+    fn ingest_files(
+        &self,
+        files: &SstPair,
+        by_key: &BTreeMap<&[u8], Object>,
+    ) -> Result<(), StorageError> {
+        let result = (|| -> Result<(), StorageError> {
+            if by_key.is_empty() {
+                return Ok(());
+            }
+            self.db
+                .ingest_external_file_cf(self.cf(Cf::Objects), vec![&files.objects])?;
+            self.db
+                .ingest_external_file_cf(self.cf(Cf::Digests), vec![&files.digests])?;
+            Ok(())
+        })();
+        files.remove();
         result?;
         self.keys.fetch_add(by_key.len() as u64, Ordering::Relaxed);
         for skey in by_key.keys() {
