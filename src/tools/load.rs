@@ -712,7 +712,7 @@ fn load_sst(
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "loaded {values} values of {keys} keys from {line} lines ({bad} bad lines skipped) in {secs:.1} s ({:.0} keys/s): \
-         {sst} partition copies ingested as SST files, {merged} merged into existing data",
+         {sst} key copies ingested as SST files, {merged} merged into existing data",
         keys as f64 / secs.max(0.001)
     );
     if !skipped.is_empty() {
