@@ -58,14 +58,9 @@ impl Workload {
 /// `dynakv bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Comma-separated node URLs; requests rotate over them.
-    #[arg(
-        long,
-        env = "DYNAKV_NODE",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub node: Vec<String>,
+    /// The nodes; requests rotate over them.
+    #[command(flatten)]
+    pub nodes: crate::tools::cli::NodeList,
     /// Read/write mix.
     #[arg(long, value_enum, default_value = "balanced")]
     pub workload: Workload,
@@ -156,7 +151,7 @@ fn error_kind(e: &Error) -> String {
 
 /// Runs the benchmark and prints the report.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
-    if args.node.is_empty() || args.clients == 0 || args.keys == 0 || args.duration == 0 {
+    if args.nodes.node.is_empty() || args.clients == 0 || args.keys == 0 || args.duration == 0 {
         return Err(CliError {
             code: 2,
             message: "--node, --clients, --keys and --duration must be non-empty / positive".into(),
@@ -184,7 +179,7 @@ fn options(quorum: &Option<String>) -> Result<Options, CliError> {
 async fn run_async(args: BenchArgs) -> Result<(), CliError> {
     // Round-robin over the nodes, or (--direct) each request to one of its
     // key's replicas: the client library's routing.
-    let client: Client = ClientBuilder::new(args.node.clone())
+    let client: Client = ClientBuilder::new(args.nodes.node.clone())
         .connections(args.clients)
         .timeout(Duration::from_secs(30))
         .route_to_replicas(args.direct)
@@ -365,7 +360,7 @@ fn report(args: &BenchArgs, elapsed: f64, reads: &OpStats, writes: &OpStats) {
     let total: f64 = rows.iter().filter_map(|r| r["ops_per_s"].as_f64()).sum();
     if args.json {
         let out = json!({
-            "nodes": args.node, "routing": routing(args), "workload": format!("{:?}", args.workload), "clients": args.clients,
+            "nodes": args.nodes.node, "routing": routing(args), "workload": format!("{:?}", args.workload), "clients": args.clients,
             "keys": args.keys, "value_size": args.value_size, "seconds": elapsed,
             "total_ops_per_s": total, "ops": rows,
         });
@@ -374,7 +369,7 @@ fn report(args: &BenchArgs, elapsed: f64, reads: &OpStats, writes: &OpStats) {
     }
     println!(
         "{} node(s), {} routing, workload {:?}, {} clients, {} keys, {} B values, {:.1} s",
-        args.node.len(),
+        args.nodes.node.len(),
         routing(args),
         args.workload,
         args.clients,

@@ -263,6 +263,20 @@ impl NodeArgs {
     }
 }
 
+/// The nodes a command that spreads its requests talks to (`bench`, `load`,
+/// `export`).
+#[derive(Args, Debug)]
+pub struct NodeList {
+    /// Comma-separated node URLs.
+    #[arg(
+        long,
+        env = "DYNAKV_NODE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub node: Vec<String>,
+}
+
 /// Which node a client command talks to.
 #[derive(Args, Debug)]
 pub struct NodeUrl {

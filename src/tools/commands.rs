@@ -11,8 +11,6 @@ use serde_json::Value;
 
 use crate::tools::cli::{DeleteArgs, GetArgs, NodeUrl, PlanArgs, PlanChange, PutArgs};
 
-pub use dynakv_client::key_url;
-
 /// A failed client command: its exit code and one line for stderr.
 #[derive(Debug)]
 pub struct CliError {

@@ -58,15 +58,9 @@ pub struct LoadArgs {
     /// Input format (default: from the file name, `.csv` or else JSON Lines).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
-    /// Comma-separated node URLs; each record goes to one of its key's
-    /// replicas.
-    #[arg(
-        long,
-        env = "DYNAKV_NODE",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub node: Vec<String>,
+    /// The nodes; each record goes to one of its key's replicas.
+    #[command(flatten)]
+    pub nodes: crate::tools::cli::NodeList,
     /// Count and skip malformed lines instead of stopping at the first.
     #[arg(long)]
     pub skip_bad: bool,
@@ -97,15 +91,9 @@ pub struct LoadArgs {
 /// `dynakv export`.
 #[derive(Args, Debug)]
 pub struct ExportArgs {
-    /// Comma-separated node URLs (the ring is read from the first that
-    /// answers).
-    #[arg(
-        long,
-        env = "DYNAKV_NODE",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub node: Vec<String>,
+    /// The nodes (the ring is read from the first that answers).
+    #[command(flatten)]
+    pub nodes: crate::tools::cli::NodeList,
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -440,7 +428,7 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
     if args.sst {
         return load_sst(&args, format, counted, bar);
     }
-    let client = ClientBuilder::new(args.node.clone())
+    let client = ClientBuilder::new(args.nodes.node.clone())
         .connections(args.concurrency)
         .timeout(Duration::from_secs(30))
         .route_to_replicas(true)
@@ -575,7 +563,7 @@ fn load_sst(
 ) -> Result<(), CliError> {
     use std::collections::BTreeMap;
     let started = Instant::now();
-    let client = ClientBuilder::new(args.node.clone())
+    let client = ClientBuilder::new(args.nodes.node.clone())
         .timeout(Duration::from_secs(300))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())
@@ -750,7 +738,7 @@ impl Read for CountingReader {
 
 /// `dynakv export`.
 pub fn export(args: ExportArgs) -> Result<(), CliError> {
-    let client = ClientBuilder::new(args.node.clone())
+    let client = ClientBuilder::new(args.nodes.node.clone())
         .timeout(Duration::from_secs(120))
         .route_to_replicas(true)
         .build()
