@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynakv_ring::{Ring, token};
-use dynakv_storage::ObjectStore;
+use dynakv_storage::{IngestItem, ObjectStore};
 use dynakv_versioning::{Object, Version, VersionVector};
 use serde_json::{Value, json};
 
@@ -62,11 +62,29 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
         )));
     }
     let now = crate::server::cluster::now_ms();
+    // A key given twice is one key with the values of both.
+    let records = {
+        let mut at: std::collections::HashMap<Bytes, usize> = Default::default();
+        let mut merged: Vec<LoadRecord> = Vec::with_capacity(records.len());
+        for (key, values) in records {
+            match at.entry(key) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    merged[*e.get()].1.extend(values);
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let key = e.key().clone();
+                    e.insert(merged.len());
+                    merged.push((key, values));
+                }
+            }
+        }
+        merged
+    };
     // Values this replica already holds are dropped, then every key gets a
-    // dot of an actor minted for it.
+    // dot of an actor minted for it, and is encoded once for every replica.
     let items = core
         .blocking(
-            move |c| -> Result<Vec<(Bytes, Object)>, dynakv_storage::StorageError> {
+            move |c| -> Result<Vec<IngestItem>, dynakv_storage::StorageError> {
                 let mut items = Vec::with_capacity(records.len());
                 // Keys of partitions this replica holds nothing of cannot be
                 // stored yet: no read for them.
@@ -78,6 +96,14 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
                     }
                 }
                 for (key, mut values) in records {
+                    let mut seen: Vec<(Bytes, String)> = Vec::with_capacity(values.len());
+                    values.retain(|v| {
+                        let fresh = !seen.contains(v);
+                        if fresh {
+                            seen.push(v.clone());
+                        }
+                        fresh
+                    });
                     if held[&partition_of(&key)]
                         && let Some(stored) = c.storage.get(&key)?
                     {
@@ -100,7 +126,7 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
                             Version::value(value, content_type, now),
                         );
                     }
-                    items.push((key, object));
+                    items.push(IngestItem::new(key, &object));
                 }
                 Ok(items)
             },
@@ -110,15 +136,15 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
     let keys = items.len();
     // The items go to every replica of their partition: grouped by replica
     // set, each group is one request per replica.
-    let mut groups: BTreeMap<Vec<String>, Vec<(Bytes, Object)>> = BTreeMap::new();
-    for (key, object) in items {
-        let p = partition_of(&key);
+    let mut groups: BTreeMap<Vec<String>, Vec<IngestItem>> = BTreeMap::new();
+    for item in items {
+        let p = partition_of(&item.key);
         let targets: Vec<String> = ring
             .replicas(p)
             .chain(ring.pending(p))
             .map(str::to_string)
             .collect();
-        groups.entry(targets).or_default().push((key, object));
+        groups.entry(targets).or_default().push(item);
     }
     let mut replicas: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut skipped: BTreeMap<String, String> = BTreeMap::new();
@@ -160,18 +186,14 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
     Ok(json!({"keys": keys, "replicas": replicas, "skipped": skipped}))
 }
 
-/// Most items, and bytes of keys and values, in one `Ingest` request: inside
-/// the protocol's 65,536 items and 96 MiB frames.
+/// Most items, and bytes of encoded objects, in one `Ingest` request:
+/// inside the protocol's 65,536 items and 96 MiB frames.
 const CHUNK_ITEMS: usize = 50_000;
-const CHUNK_BYTES: usize = 32 << 20;
+const CHUNK_BYTES: usize = 64 << 20;
 
 /// Has another replica ingest `items`, in chunks the protocol carries:
 /// (keys as SST, keys merged).
-async fn send(
-    core: &Core,
-    target: &str,
-    items: Vec<(Bytes, Object)>,
-) -> Result<(u64, u64), String> {
+async fn send(core: &Core, target: &str, items: Vec<IngestItem>) -> Result<(u64, u64), String> {
     if core.is_down(target) {
         return Err("down".into());
     }
@@ -179,15 +201,10 @@ async fn send(
         .cluster
         .rpc_addr(target)
         .ok_or_else(|| "no address".to_string())?;
-    let mut chunks: Vec<Vec<(Bytes, Object)>> = vec![Vec::new()];
+    let mut chunks: Vec<Vec<IngestItem>> = vec![Vec::new()];
     let mut bytes = 0;
-    for (key, object) in items {
-        let size = key.len()
-            + object
-                .live()
-                .iter()
-                .map(|v| v.data.as_ref().map_or(0, |d| d.len()) + 64)
-                .sum::<usize>();
+    for item in items {
+        let size = item.key.len() + item.record.len() + item.digest.len();
         let last = chunks.last().map_or(0, Vec::len);
         if last > 0 && (last >= CHUNK_ITEMS || bytes + size > CHUNK_BYTES) {
             chunks.push(Vec::new());
@@ -195,7 +212,7 @@ async fn send(
         }
         bytes += size;
         if let Some(chunk) = chunks.last_mut() {
-            chunk.push((key, object));
+            chunk.push(item);
         }
     }
     let (mut sst, mut merged) = (0, 0);
@@ -222,11 +239,11 @@ async fn send(
 }
 
 /// Serves `Ingest` from the replica that built the objects.
-pub async fn on_ingest(core: &Arc<Core>, items: Vec<(Bytes, Object)>) -> Response {
+pub async fn on_ingest(core: &Arc<Core>, items: Vec<IngestItem>) -> Response {
     let ring = core.cluster.ring();
     if items
         .iter()
-        .any(|(k, _)| !ring.holds(core.me(), partition_of(k)))
+        .any(|i| !ring.holds(core.me(), partition_of(&i.key)))
     {
         return Response::NotReplica;
     }

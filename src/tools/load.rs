@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
+use dynakv_client::records::IngestBatch;
 use dynakv_client::{Client, ClientBuilder, Error, Options, Quorum, Record, Sibling};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -579,8 +580,10 @@ fn load_sst(
         .as_u64()
         .unwrap_or(1 << 20) as usize;
     let mut records = Records::open(Box::new(BufReader::with_capacity(1 << 20, input)), format);
-    let mut partitions: BTreeMap<usize, BTreeMap<Vec<u8>, Vec<Sibling>>> = BTreeMap::new();
-    let (mut line, mut bad, mut values) = (0u64, 0u64, 0u64);
+    // Each partition's records, encoded as they are read (compact: no
+    // allocation per record is kept), in chunks a batch can carry.
+    let mut partitions: BTreeMap<usize, Vec<IngestBatch>> = BTreeMap::new();
+    let (mut line, mut bad, mut read) = (0u64, 0u64, 0u64);
     while let Some(parsed) = records.next(&mut line) {
         let parsed = match parsed {
             Parsed::Record(r) if r.siblings.iter().any(|s| s.value.len() > max_value) => {
@@ -593,14 +596,15 @@ fn load_sst(
         match parsed {
             Parsed::Record(r) => {
                 let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(&r.key));
-                let stored = partitions.entry(p).or_default().entry(r.key).or_default();
-                for s in r.siblings {
-                    // The same value twice in the input is loaded once.
-                    if !stored.contains(&s) {
-                        stored.push(s);
-                        values += 1;
-                    }
+                let chunks = partitions.entry(p).or_default();
+                if chunks
+                    .last()
+                    .is_none_or(|c| c.len() >= BATCH_KEYS || c.size() >= BATCH_BYTES)
+                {
+                    chunks.push(IngestBatch::new());
                 }
+                chunks.last_mut().expect("one chunk at least").push(&r);
+                read += 1;
             }
             Parsed::Nothing => {}
             Parsed::Bad(reason) if args.skip_bad => {
@@ -616,48 +620,43 @@ fn load_sst(
         }
     }
     bar.finish_and_clear();
-    let keys: usize = partitions.values().map(BTreeMap::len).sum();
     // Partitions with the same replicas travel together, in batches of up
-    // to BATCH_KEYS keys and BATCH_BYTES: each replica then ingests a whole
-    // batch with one pair of SST files (an ingestion costs a few fsyncs,
-    // whatever its size).
-    let mut groups: BTreeMap<Vec<String>, Vec<Record>> = BTreeMap::new();
-    for (p, keyed) in partitions {
+    // to BATCH_KEYS records and BATCH_BYTES: each replica then ingests a
+    // whole batch with one pair of SST files (an ingestion costs a few
+    // fsyncs, whatever its size). A batch ends at a partition's end, so a
+    // fresh partition is filed whole: split, its second part would be merged
+    // key by key into the first.
+    let mut groups: BTreeMap<Vec<String>, Vec<(usize, IngestBatch)>> = BTreeMap::new();
+    for (p, chunks) in partitions {
         let replicas = rt
             .block_on(client.replica_set(p))
             .map_err(|e| failure(format!("reading the ring: {e}")))?;
-        groups.entry(replicas).or_default().extend(
-            keyed
-                .into_iter()
-                .map(|(key, siblings)| Record { key, siblings }),
-        );
+        groups
+            .entry(replicas)
+            .or_default()
+            .extend(chunks.into_iter().map(|c| (p, c)));
     }
-    let batches: Vec<Vec<Record>> = groups
-        .into_values()
-        .flat_map(|records| {
-            let mut chunks = vec![Vec::new()];
-            let mut bytes = 0;
-            for r in records {
-                let size =
-                    r.key.len() + r.siblings.iter().map(|s| s.value.len() + 64).sum::<usize>();
-                let full = chunks.last().is_some_and(|c: &Vec<Record>| {
-                    !c.is_empty() && (c.len() >= BATCH_KEYS || bytes + size > BATCH_BYTES)
-                });
-                if full {
-                    chunks.push(Vec::new());
-                    bytes = 0;
+    let mut batches: Vec<(usize, IngestBatch)> = Vec::new();
+    for chunks in groups.into_values() {
+        let mut open: Option<(usize, IngestBatch)> = None;
+        for (p, chunk) in chunks {
+            match &mut open {
+                Some((_, batch))
+                    if batch.len() + chunk.len() <= BATCH_KEYS
+                        && batch.size() + chunk.size() <= BATCH_BYTES =>
+                {
+                    batch.append(&chunk);
                 }
-                bytes += size;
-                chunks.last_mut().expect("one chunk at least").push(r);
+                _ => batches.extend(open.replace((p, chunk))),
             }
-            chunks
-        })
-        .collect();
-    let progress = ProgressBar::new(keys as u64).with_style(
-        ProgressStyle::with_template("ingest {bar:40} {pos}/{len} keys {msg} eta {eta}")
+        }
+        batches.extend(open);
+    }
+    let progress = ProgressBar::new(read).with_style(
+        ProgressStyle::with_template("ingest {bar:40} {pos}/{len} records {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut sst, mut merged, mut failed) = (0u64, 0u64, 0u64);
+    let (mut stored, mut sst, mut merged, mut failed) = (0u64, 0u64, 0u64, 0u64);
     let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
     let mut first_failure = None;
     rt.block_on(async {
@@ -665,11 +664,13 @@ fn load_sst(
         let mut queue = batches.into_iter();
         loop {
             while in_flight.len() < args.batches_in_flight {
-                let Some(batch) = queue.next() else { break };
+                let Some((partition, batch)) = queue.next() else {
+                    break;
+                };
                 let client = client.clone();
                 in_flight.push(async move {
                     let n = batch.len() as u64;
-                    (n, client.ingest(&batch).await)
+                    (n, client.ingest(partition, batch).await)
                 });
             }
             let Some((n, outcome)) = in_flight.next().await else {
@@ -677,6 +678,7 @@ fn load_sst(
             };
             match outcome {
                 Ok(answer) => {
+                    stored += answer["keys"].as_u64().unwrap_or(0);
                     for r in answer["replicas"].as_array().into_iter().flatten() {
                         sst += r["sst"].as_u64().unwrap_or(0);
                         merged += r["merged"].as_u64().unwrap_or(0);
@@ -693,20 +695,23 @@ fn load_sst(
             }
             progress.inc(n);
             let secs = started.elapsed().as_secs_f64().max(0.001);
-            progress.set_message(format!("{:.0} keys/s", progress.position() as f64 / secs));
+            progress.set_message(format!(
+                "{:.0} records/s",
+                progress.position() as f64 / secs
+            ));
         }
     });
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "loaded {values} values of {keys} keys from {line} lines ({bad} bad lines skipped) in {secs:.1} s ({:.0} keys/s): \
-         {sst} key copies ingested as SST files, {merged} merged into existing data",
-        keys as f64 / secs.max(0.001)
+        "loaded {read} records from {line} lines ({bad} bad lines skipped) in {secs:.1} s ({:.0} records/s): \
+         {stored} keys took new values; {sst} key copies ingested as SST files, {merged} merged into existing data",
+        read as f64 / secs.max(0.001)
     );
     if !skipped.is_empty() {
         let list: Vec<String> = skipped
             .iter()
-            .map(|(n, c)| format!("{n} ({c} partitions)"))
+            .map(|(n, c)| format!("{n} ({c} batches)"))
             .collect();
         eprintln!(
             "replicas that missed their share (down or failing): {}; anti-entropy gives it to them when they are back (`dynakv repair` runs it now)",

@@ -14,6 +14,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
 
 use crate::object::Wire;
+use crate::records::{INGEST_BATCH_TYPE, IngestBatch};
 use crate::routing::Router;
 use crate::{Context, Error, Object, Result, Sibling};
 
@@ -499,31 +500,27 @@ impl Client {
         }
     }
 
-    /// Bulk-loads records (`POST /admin/ingest`) whose partitions share one
-    /// replica set (see [`Client::replica_set`]): sent to one of those
+    /// Bulk-loads a batch of records (`POST /admin/ingest`) whose partitions
+    /// share one replica set (see [`Client::replica_set`]), `partition`
+    /// among them: sent to one of those
     /// replicas, which has every replica ingest them as SST files (or merge
     /// them where a partition already holds data). Moves on to the next
     /// replica only when nothing was sent or the replica refused (its ring
     /// moved): a load resent after it may have been applied would store the
     /// values twice. Returns the node's answer.
-    pub async fn ingest(&self, records: &[crate::Record]) -> Result<Value> {
-        let Some(first) = records.first() else {
+    pub async fn ingest(&self, partition: usize, batch: IngestBatch) -> Result<Value> {
+        if batch.is_empty() {
             return Ok(serde_json::json!({"keys": 0, "replicas": [], "skipped": []}));
-        };
-        let partition = dynakv_ring::Ring::partition_of(dynakv_ring::token(&first.key));
-        let router = self.ring_router().await?;
-        let mut body = String::new();
-        for r in records {
-            body.push_str(&r.to_json());
-            body.push('\n');
         }
+        let router = self.ring_router().await?;
+        let body = Bytes::from(batch.into_bytes());
         let mut last = None;
         for base in router.partition(partition) {
             let mut req = self
                 .inner
                 .http
                 .post(format!("{base}/admin/ingest"))
-                .header(CONTENT_TYPE, "application/x-ndjson")
+                .header(CONTENT_TYPE, INGEST_BATCH_TYPE)
                 .body(body.clone());
             if let Some(token) = &self.inner.admin_token {
                 req = req.header(AUTHORIZATION, format!("Bearer {token}"));

@@ -1,4 +1,5 @@
-//! The record format of `dynakv load` and `dynakv export`: JSON Lines.
+//! The record format of `dynakv load` and `dynakv export`: JSON Lines, and
+//! the binary batches `load --sst` sends ([`IngestBatch`]).
 //!
 //! A line is one key with its values. `load` accepts
 //! `{"key": "...", "value": "..."}` (text), `"value_base64"` instead of
@@ -95,9 +96,179 @@ fn sibling(obj: &serde_json::Map<String, Value>) -> Result<Sibling, String> {
     Ok(Sibling::new(value, content_type))
 }
 
+/// The content type of an [`IngestBatch`] body.
+pub const INGEST_BATCH_TYPE: &str = "application/x-dynakv-records";
+
+/// Records in the compact binary form `POST /admin/ingest` takes (`dynakv
+/// load --sst`): JSON and base64 cost more than the ingestion itself. Each
+/// record is its key (`u32` length, little endian, then the bytes), its
+/// value count (`u32`), then each value (`u32` length and bytes) with its
+/// content type (`u16` length and UTF-8 bytes).
+#[derive(Clone, Debug, Default)]
+pub struct IngestBatch {
+    bytes: Vec<u8>,
+    records: usize,
+}
+
+impl IngestBatch {
+    /// An empty batch.
+    pub fn new() -> IngestBatch {
+        IngestBatch::default()
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, record: &Record) {
+        let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+        self.bytes.extend_from_slice(&len32(record.key.len()));
+        self.bytes.extend_from_slice(&record.key);
+        self.bytes.extend_from_slice(&len32(record.siblings.len()));
+        for s in &record.siblings {
+            self.bytes.extend_from_slice(&len32(s.value.len()));
+            self.bytes.extend_from_slice(&s.value);
+            let ct = s.content_type.as_bytes();
+            let ct = &ct[..ct.len().min(usize::from(u16::MAX))];
+            self.bytes
+                .extend_from_slice(&(ct.len() as u16).to_le_bytes());
+            self.bytes.extend_from_slice(ct);
+        }
+        self.records += 1;
+    }
+
+    /// Appends every record of `other`.
+    pub fn append(&mut self, other: &IngestBatch) {
+        self.bytes.extend_from_slice(&other.bytes);
+        self.records += other.records;
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    /// True if the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// The encoded size.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The encoded records.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The encoded records, consuming the batch.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// One record of an encoded [`IngestBatch`], borrowing its bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// Each value and its content type.
+    pub values: Vec<(&'a [u8], &'a str)>,
+}
+
+/// Decodes an [`IngestBatch`]'s bytes; the error says where they stop
+/// making sense. Never panics, whatever the bytes.
+pub fn decode_ingest_batch(mut bytes: &[u8]) -> Result<Vec<RawRecord<'_>>, String> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
+        if bytes.len() < n {
+            return Err(format!("truncated in {what}"));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    fn len32(bytes: &mut &[u8], what: &str) -> Result<usize, String> {
+        let b = take(bytes, 4, what)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    let mut records = Vec::new();
+    while !bytes.is_empty() {
+        let n = records.len() + 1;
+        let key_len = len32(&mut bytes, "a key length")?;
+        let key = take(&mut bytes, key_len, "a key")?;
+        let count = len32(&mut bytes, "a value count")?;
+        // Each value takes six bytes at least: a count beyond that is a lie.
+        if count > bytes.len() / 6 {
+            return Err(format!("record {n}: {count} values cannot fit"));
+        }
+        let mut values = Vec::with_capacity(count);
+        for _ in 0..count {
+            let value_len = len32(&mut bytes, "a value length")?;
+            let value = take(&mut bytes, value_len, "a value")?;
+            let ct = take(&mut bytes, 2, "a content type length")?;
+            let ct_len = usize::from(u16::from_le_bytes([ct[0], ct[1]]));
+            let ct = std::str::from_utf8(take(&mut bytes, ct_len, "a content type")?)
+                .map_err(|_| format!("record {n}: a content type is not UTF-8"))?;
+            values.push((value, ct));
+        }
+        records.push(RawRecord { key, values });
+    }
+    Ok(records)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ingest_batch_round_trips_and_rejects_broken_bytes() {
+        let records = [
+            Record {
+                key: b"k".to_vec(),
+                siblings: vec![Sibling::new("v", "text/plain")],
+            },
+            Record {
+                key: vec![0xff, 0],
+                siblings: vec![
+                    Sibling::new(vec![0u8, 1, 2], DEFAULT_CONTENT_TYPE),
+                    Sibling::new(Vec::<u8>::new(), "a/b"),
+                ],
+            },
+        ];
+        let mut batch = IngestBatch::new();
+        for r in &records {
+            batch.push(r);
+        }
+        let mut both = IngestBatch::new();
+        both.append(&batch);
+        assert_eq!(both.len(), 2);
+        let decoded = decode_ingest_batch(both.as_bytes()).expect("decodes");
+        assert_eq!(decoded.len(), 2);
+        for (raw, r) in decoded.iter().zip(&records) {
+            assert_eq!(raw.key, r.key.as_slice());
+            let values: Vec<(&[u8], &str)> = r
+                .siblings
+                .iter()
+                .map(|s| (s.value.as_ref(), s.content_type.as_str()))
+                .collect();
+            assert_eq!(raw.values, values);
+        }
+        let bytes = both.as_bytes();
+        let mut first = IngestBatch::new();
+        first.push(&records[0]);
+        for cut in 1..bytes.len() {
+            let decoded = decode_ingest_batch(&bytes[..cut]);
+            if cut == first.size() {
+                assert_eq!(decoded.expect("one whole record").len(), 1);
+            } else {
+                assert!(decoded.is_err(), "cut at {cut}");
+            }
+        }
+        let mut lying = 1u32.to_le_bytes().to_vec();
+        lying.extend_from_slice(b"k");
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_ingest_batch(&lying).is_err());
+        assert!(decode_ingest_batch(&[]).expect("empty").is_empty());
+    }
 
     #[test]
     fn the_load_forms_parse_and_the_export_form_round_trips() {

@@ -41,4 +41,6 @@ pub use rocks::{
     Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage, StorageConfig, StorageStats,
     StoredHint, db_options,
 };
-pub use store::{Digest, DigestEntry, DigestVisitor, MergeOutcome, ObjectStore, digest_of};
+pub use store::{
+    Digest, DigestEntry, DigestVisitor, IngestItem, MergeOutcome, ObjectStore, digest_of,
+};

@@ -1,6 +1,6 @@
 //! The RocksDB engine.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +14,7 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::store::{DigestEntry, DigestVisitor};
+use crate::store::{DigestEntry, DigestVisitor, IngestItem};
 use crate::{MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key};
 
 /// The RocksDB options the engine runs with: LZ4 on upper levels and ZSTD on the
@@ -619,73 +619,77 @@ impl Storage {
     /// after a crash in between, this replica's anti-entropy trees lack keys
     /// its peers have, so the next exchange sends them, and a merge that finds
     /// an object without its digest writes both again.
-    pub fn ingest(&self, items: &[(impl AsRef<[u8]>, Object)]) -> Result<Ingested, StorageError> {
-        let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
+    pub fn ingest(&self, items: &[IngestItem]) -> Result<Ingested, StorageError> {
+        let skeys: Vec<Vec<u8>> = items.iter().map(|i| storage_key(&i.key)).collect();
         let partition_of =
             |skey: &[u8]| split_storage_key(skey).map_or(0, |(t, _)| Ring::partition_of(t));
-        let sorted = |indexes: &mut dyn Iterator<Item = usize>| {
-            let mut by_key: BTreeMap<&[u8], Object> = BTreeMap::new();
-            for i in indexes {
-                by_key
-                    .entry(skeys[i].as_slice())
-                    .and_modify(|o| o.sync(&items[i].1))
-                    .or_insert_with(|| items[i].1.clone());
-            }
-            by_key
-        };
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_unstable_by(|&a, &b| skeys[a].cmp(&skeys[b]));
+        // A key given twice cannot go into a file twice: its partition is
+        // merged instead, which syncs both objects.
+        let twice: BTreeSet<usize> = order
+            .windows(2)
+            .filter(|w| skeys[w[0]] == skeys[w[1]])
+            .map(|w| partition_of(&skeys[w[0]]))
+            .collect();
         // The files are built before the locks are taken, for the usual case
         // of a load into empty partitions: writes to this node wait only for
         // the check and the ingestion itself.
-        let all = sorted(&mut (0..items.len()));
-        let prebuilt = self.write_ssts(&all)?;
+        let fileable = |i: &usize| !twice.contains(&partition_of(&skeys[*i]));
+        let first: Vec<usize> = order.iter().copied().filter(fileable).collect();
+        let prebuilt = self.write_ssts(&first, &skeys, items)?;
         let _guards: Vec<_> = self.locks.iter().map(|l| l.lock()).collect();
         let mut empty: BTreeMap<usize, bool> = BTreeMap::new();
         for skey in &skeys {
             let p = partition_of(skey);
             if let std::collections::btree_map::Entry::Vacant(slot) = empty.entry(p) {
-                slot.insert(!self.range_has_objects(Ring::range_of(p))?);
+                slot.insert(!twice.contains(&p) && !self.range_has_objects(Ring::range_of(p))?);
             }
         }
         if empty.values().all(|&e| e) {
-            self.ingest_files(&prebuilt, &all)?;
+            self.ingest_files(&prebuilt, &first, &skeys)?;
             return Ok(Ingested {
-                sst: all.len(),
+                sst: first.len(),
                 merged: 0,
             });
         }
         prebuilt.remove();
-        let (mut fresh, mut held): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
-        for (i, skey) in skeys.iter().enumerate() {
-            if empty[&partition_of(skey)] {
-                fresh.push(i);
-            } else {
-                held.push(i);
-            }
-        }
+        let (fresh, held): (Vec<usize>, Vec<usize>) = order
+            .into_iter()
+            .partition(|&i| empty[&partition_of(&skeys[i])]);
         let merged = if held.is_empty() {
             0
         } else {
             let held_keys: Vec<Vec<u8>> = held.iter().map(|&i| skeys[i].clone()).collect();
-            let held_items: Vec<(&[u8], Object)> = held
+            let held_items = held
                 .iter()
-                .map(|&i| (items[i].0.as_ref(), items[i].1.clone()))
-                .collect();
+                .map(|&i| {
+                    let item = &items[i];
+                    codec::decode::<Object>(&item.record)
+                        .map(|o| (item.key.as_ref(), o))
+                        .map_err(|e| StorageError::Ingest(format!("an undecodable object: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             self.merge_locked(&held_keys, &held_items)?
         };
-        let by_key = sorted(&mut fresh.into_iter());
-        if !by_key.is_empty() {
-            let files = self.write_ssts(&by_key)?;
-            self.ingest_files(&files, &by_key)?;
+        if !fresh.is_empty() {
+            let files = self.write_ssts(&fresh, &skeys, items)?;
+            self.ingest_files(&files, &fresh, &skeys)?;
         }
         Ok(Ingested {
-            sst: by_key.len(),
+            sst: fresh.len(),
             merged,
         })
     }
 
-    /// Writes `by_key` (storage keys in order) as an objects and a digests
-    /// SST file.
-    fn write_ssts(&self, by_key: &BTreeMap<&[u8], Object>) -> Result<SstPair, StorageError> {
+    /// Writes `items[i]` for each `i` of `order` (distinct storage keys, in
+    /// order) as an objects and a digests SST file.
+    fn write_ssts(
+        &self,
+        order: &[usize],
+        skeys: &[Vec<u8>],
+        items: &[IngestItem],
+    ) -> Result<SstPair, StorageError> {
         let dir = self.db.path().join("ingest");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::Ingest(e.to_string()))?;
         let stamp = SystemTime::now()
@@ -711,12 +715,11 @@ impl Storage {
             let mut digests = rocksdb::SstFileWriter::create(&digests_opts);
             objects.open(&pair.objects)?;
             digests.open(&pair.digests)?;
-            for (skey, object) in by_key {
-                let record = codec::encode(object);
-                digests.put(skey, DigestEntry::of(object, &record).encode())?;
-                objects.put(skey, record)?;
+            for &i in order {
+                digests.put(&skeys[i], &items[i].digest)?;
+                objects.put(&skeys[i], &items[i].record)?;
             }
-            if !by_key.is_empty() {
+            if !order.is_empty() {
                 objects.finish()?;
                 digests.finish()?;
             }
@@ -729,15 +732,16 @@ impl Storage {
         Ok(pair)
     }
 
-    /// Ingests the files of `by_key` (objects first: see [`Storage::ingest`])
-    /// and removes them.
+    /// Ingests the files holding `order`'s keys (objects first: see
+    /// [`Storage::ingest`]) and removes them.
     fn ingest_files(
         &self,
         files: &SstPair,
-        by_key: &BTreeMap<&[u8], Object>,
+        order: &[usize],
+        skeys: &[Vec<u8>],
     ) -> Result<(), StorageError> {
         let result = (|| -> Result<(), StorageError> {
-            if by_key.is_empty() {
+            if order.is_empty() {
                 return Ok(());
             }
             self.db
@@ -748,9 +752,9 @@ impl Storage {
         })();
         files.remove();
         result?;
-        self.keys.fetch_add(by_key.len() as u64, Ordering::Relaxed);
-        for skey in by_key.keys() {
-            self.touch(skey);
+        self.keys.fetch_add(order.len() as u64, Ordering::Relaxed);
+        for &i in order {
+            self.touch(&skeys[i]);
         }
         Ok(())
     }

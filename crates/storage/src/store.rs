@@ -1,7 +1,9 @@
 //! The object-store interface shared by the RocksDB engine and the in-memory one.
 
+use bytes::Bytes;
 use dynakv_ring::{Token, TokenRange};
 use dynakv_versioning::Object;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::StorageError;
@@ -60,6 +62,32 @@ impl DigestEntry {
                 tombstone_since: Some(word(&bytes[8..])?),
             }),
             _ => None,
+        }
+    }
+}
+
+/// An object encoded for bulk ingestion ([`crate::Storage::ingest`]): the
+/// replica that receives a load encodes each object and its digest once, and
+/// every replica stores those bytes as they are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestItem {
+    /// The user's key.
+    pub key: Bytes,
+    /// The object, encoded by [`crate::codec`].
+    pub record: Bytes,
+    /// Its [`DigestEntry`], encoded.
+    pub digest: Bytes,
+}
+
+impl IngestItem {
+    /// Encodes `object`, stored under `key`.
+    pub fn new(key: Bytes, object: &Object) -> IngestItem {
+        let record = crate::codec::encode(object);
+        let digest = DigestEntry::of(object, &record).encode();
+        IngestItem {
+            key,
+            record: record.into(),
+            digest: digest.into(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! a partition that holds data merges, so no stored version is lost.
 
 use dynakv_ring::{Ring, token};
-use dynakv_storage::{Ingested, ObjectStore, Storage, StorageConfig};
+use dynakv_storage::{IngestItem, Ingested, ObjectStore, Storage, StorageConfig};
 use dynakv_versioning::{ActorId, Object, Version, VersionVector};
 
 fn open(dir: &std::path::Path) -> Storage {
@@ -43,6 +43,31 @@ fn live(o: &Object) -> Vec<String> {
     v
 }
 
+fn item(key: &[u8], object: &Object) -> IngestItem {
+    IngestItem::new(bytes::Bytes::copy_from_slice(key), object)
+}
+
+#[test]
+fn a_key_given_twice_in_one_ingestion_keeps_both_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let keys = keys_in(5, 3);
+    let (a, b) = (loaded("first", 1 << 40), loaded("second", 2 << 40));
+    let outcome = store
+        .ingest(&[
+            item(&keys[0], &a),
+            item(&keys[1], &a),
+            item(&keys[0], &b),
+            item(&keys_in(6, 1)[0], &a),
+        ])
+        .expect("ingest");
+    // Partition 5 (a key twice) was merged; partition 6 took a file.
+    assert_eq!(outcome, Ingested { sst: 1, merged: 2 });
+    let both = live(&store.get(&keys[0]).expect("get").expect("present"));
+    assert_eq!(both, ["first", "second"]);
+    assert_eq!(store.stats().keys, 3);
+}
+
 #[test]
 fn an_empty_partition_takes_sst_files_and_a_full_one_merges() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -51,10 +76,10 @@ fn an_empty_partition_takes_sst_files_and_a_full_one_merges() {
     let keys = keys_in(7, 200);
     let elsewhere = keys_in(9, 50);
 
-    let items: Vec<(Vec<u8>, Object)> = keys
+    let items: Vec<IngestItem> = keys
         .iter()
         .chain(&elsewhere)
-        .map(|k| (k.clone(), loaded(&format!("v-{}", k.len()), 1 << 40)))
+        .map(|k| item(k, &loaded(&format!("v-{}", k.len()), 1 << 40)))
         .collect();
     // Two empty partitions in one ingestion.
     assert_eq!(
@@ -98,8 +123,8 @@ fn an_empty_partition_takes_sst_files_and_a_full_one_merges() {
     let before = live(&store.get(k).expect("get").expect("present"));
     // Partition 7 holds data (merged); partition 11 is empty (SST).
     let again = vec![
-        (k.clone(), loaded("reloaded", 2 << 40)),
-        (keys_in(11, 1).remove(0), loaded("new", 2 << 40)),
+        item(k, &loaded("reloaded", 2 << 40)),
+        item(&keys_in(11, 1).remove(0), &loaded("new", 2 << 40)),
     ];
     assert_eq!(
         store.ingest(&again).expect("ingest"),
@@ -120,9 +145,7 @@ fn an_object_left_without_its_digest_is_repaired_by_the_next_merge() {
     let object = loaded("v", 1 << 40);
     {
         let store = open(dir.path());
-        store
-            .ingest(&[(key.clone(), object.clone())])
-            .expect("ingest");
+        store.ingest(&[item(&key, &object)]).expect("ingest");
     }
     // A crash between the two ingestions: the object is there, its digest
     // is not.

@@ -576,8 +576,8 @@ pub async fn export(
 pub const INGEST_BODY_LIMIT: usize = 256 << 20;
 
 /// `POST /admin/ingest`: bulk-loads records (`dynakv load --sst`). The body
-/// is JSON Lines in the export form (`{"key" or "key_base64", "siblings":
-/// [{"value_base64", "content_type"}]}`); this node must serve every key's
+/// is a binary batch (`dynakv_client::records::IngestBatch`, content type
+/// `application/x-dynakv-records`); this node must serve every key's
 /// partition. Every replica ingests the records as SST files where its copy
 /// of a partition is empty, and merges them elsewhere. Answers `{"keys",
 /// "replicas": [{"node", "sst", "merged"}], "skipped": [{"node",
@@ -587,50 +587,41 @@ pub async fn ingest(
     headers: HeaderMap,
     body: bytes::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
+    use dynakv_client::records::{INGEST_BATCH_TYPE, MAX_KEY_BYTES, decode_ingest_batch};
     authorize(&node, &headers)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("the body is not UTF-8 JSON Lines"))?;
-    let b64 = |v: &Value| -> Option<bytes::Bytes> {
-        STANDARD.decode(v.as_str()?).ok().map(bytes::Bytes::from)
-    };
-    let mut records = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = |what: &str| ApiError::bad_request(format!("line {}: {what}", i + 1));
-        let v: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let key = match (&v["key"], &v["key_base64"]) {
-            (Value::String(k), Value::Null) => bytes::Bytes::from(k.clone().into_bytes()),
-            (Value::Null, k) => b64(k).ok_or_else(|| bad("key_base64 is not base64"))?,
-            _ => return Err(bad("give one string key or key_base64")),
-        };
-        if key.is_empty() || key.len() > 1024 {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type != INGEST_BATCH_TYPE {
+        return Err(ApiError::bad_request(format!(
+            "the body is a batch of records of type {INGEST_BATCH_TYPE} (dynakv load --sst sends it)"
+        )));
+    }
+    let raw = decode_ingest_batch(&body).map_err(ApiError::bad_request)?;
+    let mut records = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let bad = |what: &str| ApiError::bad_request(format!("record {}: {what}", i + 1));
+        if r.key.is_empty() || r.key.len() > MAX_KEY_BYTES {
             return Err(bad("a key is 1-1024 bytes"));
         }
-        let siblings = v["siblings"]
-            .as_array()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("no siblings"))?
-            .iter()
-            .map(|s| {
-                let value =
-                    b64(&s["value_base64"]).ok_or_else(|| bad("value_base64 is not base64"))?;
+        if r.values.is_empty() {
+            return Err(bad("no values"));
+        }
+        let values = r
+            .values
+            .into_iter()
+            .map(|(value, content_type)| {
                 if value.len() > node.core.config.max_value_bytes {
                     return Err(bad("a value is over max_value_bytes"));
                 }
-                let content_type = match &s["content_type"] {
-                    Value::Null => "application/octet-stream".to_string(),
-                    Value::String(c) if !c.is_empty() && c.len() <= 256 => c.clone(),
-                    _ => return Err(bad("a content_type is 1-256 characters")),
-                };
-                Ok((value, content_type))
+                if content_type.is_empty() || content_type.len() > 256 {
+                    return Err(bad("a content_type is 1-256 characters"));
+                }
+                Ok((body.slice_ref(value), content_type.to_string()))
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        records.push((key, siblings));
+        records.push((body.slice_ref(r.key), values));
     }
     crate::server::ingest::load(&node.core, records)
         .await

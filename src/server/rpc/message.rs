@@ -5,6 +5,7 @@
 use bytes::Bytes;
 use dynakv_antientropy::{Hash, NodeId, NodeView};
 use dynakv_membership::GossipMessage;
+use dynakv_storage::IngestItem;
 use dynakv_versioning::{Object, Version, VersionVector};
 use serde::{Deserialize, Serialize};
 
@@ -162,8 +163,8 @@ pub enum Request {
     /// merged elsewhere. Answered with [`Response::Ingested`] or
     /// [`Response::NotReplica`].
     Ingest {
-        /// (key, object) pairs.
-        items: Vec<(Bytes, Object)>,
+        /// The objects, encoded once by the replica that received the load.
+        items: Vec<IngestItem>,
     },
 }
 
@@ -230,7 +231,7 @@ impl Request {
                 partition, after, ..
             } => *partition < partitions && after.as_ref().is_none_or(|a| a.len() <= MAX_KEY + 8),
             Request::Ingest { items } => {
-                items.len() <= MAX_ITEMS && items.iter().all(|(k, _)| key_ok(k))
+                items.len() <= MAX_ITEMS && items.iter().all(|i| key_ok(&i.key))
             }
         };
         if ok { Ok(()) } else { Err(self.kind()) }
