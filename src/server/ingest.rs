@@ -139,11 +139,15 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
     let mut groups: BTreeMap<Vec<String>, Vec<IngestItem>> = BTreeMap::new();
     for item in items {
         let p = partition_of(&item.key);
-        let targets: Vec<String> = ring
+        let mut targets: Vec<String> = ring
             .replicas(p)
             .chain(ring.pending(p))
             .map(str::to_string)
             .collect();
+        // The set, not the preference order: partitions with the same
+        // replicas in another order would otherwise make interleaved groups,
+        // whose files overlap and must be compacted.
+        targets.sort();
         groups.entry(targets).or_default().push(item);
     }
     let mut replicas: BTreeMap<String, (u64, u64)> = BTreeMap::new();

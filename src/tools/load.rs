@@ -628,9 +628,13 @@ fn load_sst(
     // key by key into the first.
     let mut groups: BTreeMap<Vec<String>, Vec<(usize, IngestBatch)>> = BTreeMap::new();
     for (p, chunks) in partitions {
-        let replicas = rt
+        let mut replicas = rt
             .block_on(client.replica_set(p))
             .map_err(|e| failure(format!("reading the ring: {e}")))?;
+        // The set, not the preference order: in a 3-node cluster every
+        // partition then falls in one group, and each batch is one run of
+        // the ring that overlaps no other batch's files.
+        replicas.sort();
         groups
             .entry(replicas)
             .or_default()

@@ -157,15 +157,16 @@ pub struct ObjectBatch {
 }
 
 /// The two SST files of a bulk load, until they are ingested.
-struct SstPair {
-    objects: PathBuf,
-    digests: PathBuf,
+struct SstFiles {
+    objects: Vec<PathBuf>,
+    digests: Vec<PathBuf>,
 }
 
-impl SstPair {
+impl SstFiles {
     fn remove(&self) {
-        let _ = std::fs::remove_file(&self.objects);
-        let _ = std::fs::remove_file(&self.digests);
+        for f in self.objects.iter().chain(&self.digests) {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
@@ -683,60 +684,79 @@ impl Storage {
     }
 
     /// Writes `items[i]` for each `i` of `order` (distinct storage keys, in
-    /// order) as an objects and a digests SST file.
+    /// order) as SST files: a pair (objects, digests) for each run of
+    /// consecutive partitions. A file spanning a gap could overlap the
+    /// files of another load, into the partitions in between, and then be
+    /// ingested above them and compacted; each run's files overlap nothing
+    /// and go straight to the last level.
     fn write_ssts(
         &self,
         order: &[usize],
         skeys: &[Vec<u8>],
         items: &[IngestItem],
-    ) -> Result<SstPair, StorageError> {
+    ) -> Result<SstFiles, StorageError> {
         let dir = self.db.path().join("ingest");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::Ingest(e.to_string()))?;
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let pair = SstPair {
-            objects: dir.join(format!("{stamp}-objects.sst")),
-            digests: dir.join(format!("{stamp}-digests.sst")),
+        let partition_of =
+            |skey: &[u8]| split_storage_key(skey).map_or(0, |(t, _)| Ring::partition_of(t));
+        let mut files = SstFiles {
+            objects: Vec::new(),
+            digests: Vec::new(),
         };
+        // LZ4 for the ingested files: they are written while a load waits,
+        // and ZSTD (the last level's compression) took a tenth of a load's
+        // CPU in the profile. Compaction recompresses them.
+        let fast = |cf: Cf| {
+            let mut o = cf.options(&self.opts);
+            o.set_compression_type(DBCompressionType::Lz4);
+            o.set_bottommost_compression_type(DBCompressionType::Lz4);
+            o
+        };
+        let (objects_opts, digests_opts) = (fast(Cf::Objects), fast(Cf::Digests));
         let written = (|| -> Result<(), StorageError> {
-            // LZ4 for the ingested files: they are written while a load
-            // waits, and ZSTD (the last level's compression) took a tenth of
-            // a load's CPU in the profile. Compaction recompresses them.
-            let fast = |cf: Cf| {
-                let mut o = cf.options(&self.opts);
-                o.set_compression_type(DBCompressionType::Lz4);
-                o.set_bottommost_compression_type(DBCompressionType::Lz4);
-                o
-            };
-            let (objects_opts, digests_opts) = (fast(Cf::Objects), fast(Cf::Digests));
-            let mut objects = rocksdb::SstFileWriter::create(&objects_opts);
-            let mut digests = rocksdb::SstFileWriter::create(&digests_opts);
-            objects.open(&pair.objects)?;
-            digests.open(&pair.digests)?;
-            for &i in order {
-                digests.put(&skeys[i], &items[i].digest)?;
-                objects.put(&skeys[i], &items[i].record)?;
-            }
-            if !order.is_empty() {
+            let mut start = 0;
+            while start < order.len() {
+                let mut end = start + 1;
+                while end < order.len()
+                    && partition_of(&skeys[order[end]]) <= partition_of(&skeys[order[end - 1]]) + 1
+                {
+                    end += 1;
+                }
+                let n = files.objects.len();
+                let objects_path = dir.join(format!("{stamp}-{n}-objects.sst"));
+                let digests_path = dir.join(format!("{stamp}-{n}-digests.sst"));
+                files.objects.push(objects_path.clone());
+                files.digests.push(digests_path.clone());
+                let mut objects = rocksdb::SstFileWriter::create(&objects_opts);
+                let mut digests = rocksdb::SstFileWriter::create(&digests_opts);
+                objects.open(&objects_path)?;
+                digests.open(&digests_path)?;
+                for &i in &order[start..end] {
+                    digests.put(&skeys[i], &items[i].digest)?;
+                    objects.put(&skeys[i], &items[i].record)?;
+                }
                 objects.finish()?;
                 digests.finish()?;
+                start = end;
             }
             Ok(())
         })();
         if let Err(e) = written {
-            pair.remove();
+            files.remove();
             return Err(e);
         }
-        Ok(pair)
+        Ok(files)
     }
 
     /// Ingests the files holding `order`'s keys (objects first: see
     /// [`Storage::ingest`]) and removes them.
     fn ingest_files(
         &self,
-        files: &SstPair,
+        files: &SstFiles,
         order: &[usize],
         skeys: &[Vec<u8>],
     ) -> Result<(), StorageError> {
@@ -745,9 +765,9 @@ impl Storage {
                 return Ok(());
             }
             self.db
-                .ingest_external_file_cf(self.cf(Cf::Objects), vec![&files.objects])?;
+                .ingest_external_file_cf(self.cf(Cf::Objects), files.objects.iter().collect())?;
             self.db
-                .ingest_external_file_cf(self.cf(Cf::Digests), vec![&files.digests])?;
+                .ingest_external_file_cf(self.cf(Cf::Digests), files.digests.iter().collect())?;
             Ok(())
         })();
         files.remove();
