@@ -552,6 +552,44 @@ const BATCH_KEYS: usize = 50_000;
 /// node-to-node frames.
 const BATCH_BYTES: usize = 32 << 20;
 
+/// The size of the blocks `--sst` keeps each partition's records in.
+const BLOCK_BYTES: usize = 64 << 10;
+
+/// A batch being formed: whole partitions' blocks, concatenated only when
+/// the batch is sent (so only the batches in flight take memory twice).
+#[derive(Default)]
+struct Pending {
+    /// Its first partition (the batch goes to one of its replicas).
+    partition: usize,
+    blocks: Vec<IngestBatch>,
+    records: usize,
+    size: usize,
+}
+
+impl Pending {
+    fn fits(&self, records: usize, size: usize) -> bool {
+        self.records == 0
+            || (self.records + records <= BATCH_KEYS && self.size + size <= BATCH_BYTES)
+    }
+
+    fn add(&mut self, partition: usize, block: IngestBatch) {
+        if self.records == 0 {
+            self.partition = partition;
+        }
+        self.records += block.len();
+        self.size += block.size();
+        self.blocks.push(block);
+    }
+
+    fn into_batch(self) -> (usize, IngestBatch) {
+        let mut batch = IngestBatch::with_capacity(self.size);
+        for block in &self.blocks {
+            batch.append(block);
+        }
+        (self.partition, batch)
+    }
+}
+
 /// `dynakv load --sst`: reads and checks every line first (a malformed one
 /// stops the load before anything is sent), groups the records by partition
 /// in token order, then has each partition ingested by its replicas
@@ -581,7 +619,9 @@ fn load_sst(
         .unwrap_or(1 << 20) as usize;
     let mut records = Records::open(Box::new(BufReader::with_capacity(1 << 20, input)), format);
     // Each partition's records, encoded as they are read (compact: no
-    // allocation per record is kept), in chunks a batch can carry.
+    // allocation per record is kept), in blocks of BLOCK_BYTES: blocks
+    // never move once written, where one growing buffer per partition would
+    // copy (and the kernel zero) its bytes several times over.
     let mut partitions: BTreeMap<usize, Vec<IngestBatch>> = BTreeMap::new();
     let (mut line, mut bad, mut read) = (0u64, 0u64, 0u64);
     while let Some(parsed) = records.next(&mut line) {
@@ -596,14 +636,11 @@ fn load_sst(
         match parsed {
             Parsed::Record(r) => {
                 let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(&r.key));
-                let chunks = partitions.entry(p).or_default();
-                if chunks
-                    .last()
-                    .is_none_or(|c| c.len() >= BATCH_KEYS || c.size() >= BATCH_BYTES)
-                {
-                    chunks.push(IngestBatch::new());
+                let blocks = partitions.entry(p).or_default();
+                if blocks.last().is_none_or(|b| b.size() >= BLOCK_BYTES) {
+                    blocks.push(IngestBatch::with_capacity(BLOCK_BYTES + 1024));
                 }
-                chunks.last_mut().expect("one chunk at least").push(&r);
+                blocks.last_mut().expect("one block at least").push(&r);
                 read += 1;
             }
             Parsed::Nothing => {}
@@ -626,8 +663,8 @@ fn load_sst(
     // fsyncs, whatever its size). A batch ends at a partition's end, so a
     // fresh partition is filed whole: split, its second part would be merged
     // key by key into the first.
-    let mut groups: BTreeMap<Vec<String>, Vec<(usize, IngestBatch)>> = BTreeMap::new();
-    for (p, chunks) in partitions {
+    let mut groups: BTreeMap<Vec<String>, Vec<(usize, Vec<IngestBatch>)>> = BTreeMap::new();
+    for (p, blocks) in partitions {
         let mut replicas = rt
             .block_on(client.replica_set(p))
             .map_err(|e| failure(format!("reading the ring: {e}")))?;
@@ -635,27 +672,28 @@ fn load_sst(
         // partition then falls in one group, and each batch is one run of
         // the ring that overlaps no other batch's files.
         replicas.sort();
-        groups
-            .entry(replicas)
-            .or_default()
-            .extend(chunks.into_iter().map(|c| (p, c)));
+        groups.entry(replicas).or_default().push((p, blocks));
     }
-    let mut batches: Vec<(usize, IngestBatch)> = Vec::new();
-    for chunks in groups.into_values() {
-        let mut open: Option<(usize, IngestBatch)> = None;
-        for (p, chunk) in chunks {
-            match &mut open {
-                Some((_, batch))
-                    if batch.len() + chunk.len() <= BATCH_KEYS
-                        && batch.size() + chunk.size() <= BATCH_BYTES =>
-                {
-                    batch.append(&chunk);
+    let mut batches: Vec<Pending> = Vec::new();
+    for parts in groups.into_values() {
+        let mut open = Pending::default();
+        for (p, blocks) in parts {
+            let records: usize = blocks.iter().map(IngestBatch::len).sum();
+            let size: usize = blocks.iter().map(IngestBatch::size).sum();
+            if !open.fits(records, size) {
+                batches.push(std::mem::take(&mut open));
+            }
+            for block in blocks {
+                // Only a partition over the limits by itself is split.
+                if !open.fits(block.len(), block.size()) {
+                    batches.push(std::mem::take(&mut open));
                 }
-                _ => batches.extend(open.replace((p, chunk))),
+                open.add(p, block);
             }
         }
-        batches.extend(open);
+        batches.push(open);
     }
+    batches.retain(|b| b.records > 0);
     let progress = ProgressBar::new(read).with_style(
         ProgressStyle::with_template("ingest {bar:40} {pos}/{len} records {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -668,12 +706,13 @@ fn load_sst(
         let mut queue = batches.into_iter();
         loop {
             while in_flight.len() < args.batches_in_flight {
-                let Some((partition, batch)) = queue.next() else {
+                let Some(pending) = queue.next() else {
                     break;
                 };
                 let client = client.clone();
                 in_flight.push(async move {
-                    let n = batch.len() as u64;
+                    let n = pending.records as u64;
+                    let (partition, batch) = pending.into_batch();
                     (n, client.ingest(partition, batch).await)
                 });
             }

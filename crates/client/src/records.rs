@@ -116,6 +116,14 @@ impl IngestBatch {
         IngestBatch::default()
     }
 
+    /// An empty batch with room for `bytes` of encoded records.
+    pub fn with_capacity(bytes: usize) -> IngestBatch {
+        IngestBatch {
+            bytes: Vec::with_capacity(bytes),
+            records: 0,
+        }
+    }
+
     /// Appends one record.
     pub fn push(&mut self, record: &Record) {
         let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
