@@ -553,12 +553,12 @@ const BATCH_KEYS: usize = 50_000;
 const BATCH_BYTES: usize = 32 << 20;
 
 /// The size of the blocks `--sst` keeps each partition's records in.
-const BLOCK_BYTES: usize = 64 << 10;
+pub(crate) const BLOCK_BYTES: usize = 64 << 10;
 
 /// A batch being formed: whole partitions' blocks, concatenated only when
 /// the batch is sent (so only the batches in flight take memory twice).
 #[derive(Default)]
-struct Pending {
+pub(crate) struct Pending {
     /// Its first partition (the batch goes to one of its replicas).
     partition: usize,
     blocks: Vec<IngestBatch>,
@@ -588,6 +588,148 @@ impl Pending {
         }
         (self.partition, batch)
     }
+}
+
+/// Groups partitions by their replica set (sorted: the set, not the
+/// preference order). Partitions with the same replicas travel together, so
+/// in a 3-node cluster every partition falls in one group, and each batch is
+/// one run of the ring that overlaps no other batch's files.
+pub(crate) async fn by_replica_set<T>(
+    client: &Client,
+    partitions: impl IntoIterator<Item = (usize, T)>,
+) -> Result<std::collections::BTreeMap<Vec<String>, Vec<(usize, T)>>, CliError> {
+    let mut groups: std::collections::BTreeMap<Vec<String>, Vec<(usize, T)>> = Default::default();
+    for (p, item) in partitions {
+        let mut replicas = client
+            .replica_set(p)
+            .await
+            .map_err(|e| failure(format!("reading the ring: {e}")))?;
+        replicas.sort();
+        groups.entry(replicas).or_default().push((p, item));
+    }
+    Ok(groups)
+}
+
+/// Packs one replica set's partitions, in ring order, into batches of up to
+/// BATCH_KEYS records and BATCH_BYTES: each replica then ingests a whole
+/// batch with one pair of SST files (an ingestion costs a few fsyncs,
+/// whatever its size). A batch ends at a partition's end, so a fresh
+/// partition is filed whole: split, its second part would be merged key by
+/// key into the first. Lazy: a partition's blocks are asked for only when
+/// the batches before them were taken.
+pub(crate) struct Packer<I> {
+    parts: I,
+    open: Pending,
+    ready: std::collections::VecDeque<Pending>,
+}
+
+impl<I: Iterator<Item = (usize, Vec<IngestBatch>)>> Packer<I> {
+    pub(crate) fn pack(parts: I) -> Packer<I> {
+        Packer {
+            parts,
+            open: Pending::default(),
+            ready: Default::default(),
+        }
+    }
+}
+
+impl<I: Iterator<Item = (usize, Vec<IngestBatch>)>> Iterator for Packer<I> {
+    type Item = Pending;
+
+    fn next(&mut self) -> Option<Pending> {
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                return Some(batch);
+            }
+            let Some((p, blocks)) = self.parts.next() else {
+                let last = std::mem::take(&mut self.open);
+                return (last.records > 0).then_some(last);
+            };
+            let records: usize = blocks.iter().map(IngestBatch::len).sum();
+            let size: usize = blocks.iter().map(IngestBatch::size).sum();
+            if !self.open.fits(records, size) {
+                self.ready.push_back(std::mem::take(&mut self.open));
+            }
+            for block in blocks {
+                // Only a partition over the limits by itself is split.
+                if !self.open.fits(block.len(), block.size()) {
+                    self.ready.push_back(std::mem::take(&mut self.open));
+                }
+                self.open.add(p, block);
+            }
+        }
+    }
+}
+
+/// What the replicas said about a bulk load.
+#[derive(Default)]
+pub(crate) struct IngestTally {
+    /// Keys that took new values.
+    pub stored: u64,
+    /// Key copies ingested as SST files.
+    pub sst: u64,
+    /// Key copies merged into existing data.
+    pub merged: u64,
+    /// Records whose batch failed.
+    pub failed: u64,
+    /// Replicas that missed their share, and in how many batches.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// The first failure.
+    pub first_failure: Option<String>,
+}
+
+/// Sends `batches` with `in_flight` of them at a time (`Client::ingest`),
+/// advancing `progress` by records.
+pub(crate) async fn send_batches(
+    client: &Client,
+    batches: impl Iterator<Item = Pending>,
+    in_flight: usize,
+    progress: &ProgressBar,
+) -> IngestTally {
+    let started = Instant::now();
+    let mut tally = IngestTally::default();
+    let mut running = FuturesUnordered::new();
+    let mut queue = batches;
+    loop {
+        while running.len() < in_flight.max(1) {
+            let Some(pending) = queue.next() else {
+                break;
+            };
+            let client = client.clone();
+            running.push(async move {
+                let n = pending.records as u64;
+                let (partition, batch) = pending.into_batch();
+                (n, client.ingest(partition, batch).await)
+            });
+        }
+        let Some((n, outcome)) = running.next().await else {
+            break;
+        };
+        match outcome {
+            Ok(answer) => {
+                tally.stored += answer["keys"].as_u64().unwrap_or(0);
+                for r in answer["replicas"].as_array().into_iter().flatten() {
+                    tally.sst += r["sst"].as_u64().unwrap_or(0);
+                    tally.merged += r["merged"].as_u64().unwrap_or(0);
+                }
+                for s in answer["skipped"].as_array().into_iter().flatten() {
+                    let node = s["node"].as_str().unwrap_or("?").to_string();
+                    *tally.skipped.entry(node).or_default() += 1;
+                }
+            }
+            Err(e) => {
+                tally.failed += n;
+                tally.first_failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+        progress.inc(n);
+        let secs = started.elapsed().as_secs_f64().max(0.001);
+        progress.set_message(format!(
+            "{:.0} records/s",
+            progress.position() as f64 / secs
+        ));
+    }
+    tally
 }
 
 /// `dynakv load --sst`: reads and checks every line first (a malformed one
@@ -657,93 +799,27 @@ fn load_sst(
         }
     }
     bar.finish_and_clear();
-    // Partitions with the same replicas travel together, in batches of up
-    // to BATCH_KEYS records and BATCH_BYTES: each replica then ingests a
-    // whole batch with one pair of SST files (an ingestion costs a few
-    // fsyncs, whatever its size). A batch ends at a partition's end, so a
-    // fresh partition is filed whole: split, its second part would be merged
-    // key by key into the first.
-    let mut groups: BTreeMap<Vec<String>, Vec<(usize, Vec<IngestBatch>)>> = BTreeMap::new();
-    for (p, blocks) in partitions {
-        let mut replicas = rt
-            .block_on(client.replica_set(p))
-            .map_err(|e| failure(format!("reading the ring: {e}")))?;
-        // The set, not the preference order: in a 3-node cluster every
-        // partition then falls in one group, and each batch is one run of
-        // the ring that overlaps no other batch's files.
-        replicas.sort();
-        groups.entry(replicas).or_default().push((p, blocks));
-    }
-    let mut batches: Vec<Pending> = Vec::new();
-    for parts in groups.into_values() {
-        let mut open = Pending::default();
-        for (p, blocks) in parts {
-            let records: usize = blocks.iter().map(IngestBatch::len).sum();
-            let size: usize = blocks.iter().map(IngestBatch::size).sum();
-            if !open.fits(records, size) {
-                batches.push(std::mem::take(&mut open));
-            }
-            for block in blocks {
-                // Only a partition over the limits by itself is split.
-                if !open.fits(block.len(), block.size()) {
-                    batches.push(std::mem::take(&mut open));
-                }
-                open.add(p, block);
-            }
-        }
-        batches.push(open);
-    }
-    batches.retain(|b| b.records > 0);
+    let groups = rt.block_on(by_replica_set(&client, partitions))?;
+    let batches = groups
+        .into_values()
+        .flat_map(|parts| Packer::pack(parts.into_iter()));
     let progress = ProgressBar::new(read).with_style(
         ProgressStyle::with_template("ingest {bar:40} {pos}/{len} records {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut stored, mut sst, mut merged, mut failed) = (0u64, 0u64, 0u64, 0u64);
-    let mut skipped: BTreeMap<String, u64> = BTreeMap::new();
-    let mut first_failure = None;
-    rt.block_on(async {
-        let mut in_flight = FuturesUnordered::new();
-        let mut queue = batches.into_iter();
-        loop {
-            while in_flight.len() < args.batches_in_flight {
-                let Some(pending) = queue.next() else {
-                    break;
-                };
-                let client = client.clone();
-                in_flight.push(async move {
-                    let n = pending.records as u64;
-                    let (partition, batch) = pending.into_batch();
-                    (n, client.ingest(partition, batch).await)
-                });
-            }
-            let Some((n, outcome)) = in_flight.next().await else {
-                break;
-            };
-            match outcome {
-                Ok(answer) => {
-                    stored += answer["keys"].as_u64().unwrap_or(0);
-                    for r in answer["replicas"].as_array().into_iter().flatten() {
-                        sst += r["sst"].as_u64().unwrap_or(0);
-                        merged += r["merged"].as_u64().unwrap_or(0);
-                    }
-                    for s in answer["skipped"].as_array().into_iter().flatten() {
-                        let node = s["node"].as_str().unwrap_or("?").to_string();
-                        *skipped.entry(node).or_default() += 1;
-                    }
-                }
-                Err(e) => {
-                    failed += n;
-                    first_failure.get_or_insert_with(|| e.to_string());
-                }
-            }
-            progress.inc(n);
-            let secs = started.elapsed().as_secs_f64().max(0.001);
-            progress.set_message(format!(
-                "{:.0} records/s",
-                progress.position() as f64 / secs
-            ));
-        }
-    });
+    let IngestTally {
+        stored,
+        sst,
+        merged,
+        failed,
+        skipped,
+        first_failure,
+    } = rt.block_on(send_batches(
+        &client,
+        batches,
+        args.batches_in_flight,
+        &progress,
+    ));
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

@@ -1,0 +1,876 @@
+//! `dynakv bench`: a load generator for a running cluster, reporting like
+//! the tools operators know (YCSB's workloads, cassandra-stress's progress
+//! lines, HdrHistogram logs).
+//!
+//! 1. **Load.** `--records` records of `--value-size` random bytes are
+//!    bulk-loaded first, through the SST path (`POST /admin/ingest`, as `dynakv
+//!    load --sst`), with a progress bar. `--load auto` (the default) skips it
+//!    when the first and last records are already there.
+//! 2. **Run.** `--clients` clients issue the workload's operations
+//!    ([`workload`]) for `--duration` seconds or `--operations` in all. A
+//!    client's operations come from a seeded generator (`--seed`), so a run
+//!    can be repeated. Updates carry the causal context the run last saw for
+//!    the key, as a careful client does, so they replace values instead of
+//!    piling up siblings; read-modify-writes read and write back with the
+//!    read's context.
+//! 3. **Report.** Per operation: count, throughput, p50 / p95 / p99 / p99.9 /
+//!    max latency and errors by kind; a progress line every `--interval`
+//!    seconds while running; `--json` for scripts; `--hdr FILE` writes an
+//!    HdrHistogram interval log, one histogram per operation per interval.
+//!
+//! **Open and closed loop.** Without `--rate` each client sends its next
+//! request when the last one is answered (a closed loop): a slow answer
+//! delays the requests behind it, and their latency never shows that wait
+//! (coordinated omission). With `--rate OPS` requests leave on a fixed
+//! schedule, and each latency is measured from when its request was meant
+//! to leave, as wrk2 does: a stall shows up in every request it held back.
+//!
+//! **Routing.** Requests rotate over `--node` (one node: a fixed
+//! coordinator), or with `--direct` each goes to one of its key's replicas
+//! (Dynamo §6.4, client-driven coordination), from `/admin/ring`.
+
+pub mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::{Args, ValueEnum};
+use dynakv_client::records::IngestBatch;
+use dynakv_client::{Client, ClientBuilder, Context, Error, Options, Quorum, Record, Sibling};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+use rand::RngCore;
+use serde_json::{Value, json};
+
+use crate::tools::commands::CliError;
+use workload::{Distribution, Generator, Keyspace, Op, Workload};
+
+/// Whether to load the records first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LoadMode {
+    /// Load unless the first and last records are already there.
+    Auto,
+    /// Always load.
+    Always,
+    /// Never load (the records are there, or the run inserts them).
+    Never,
+}
+
+/// `dynakv bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The nodes; requests rotate over them (one node: a fixed coordinator).
+    #[command(flatten)]
+    pub nodes: crate::tools::cli::NodeList,
+    /// Operation mix: YCSB's core workloads a, b, c, d, f, or a plain mix.
+    #[arg(long, value_enum, default_value = "balanced")]
+    pub workload: Workload,
+    /// Key distribution (default: the workload's, as YCSB defines it; the
+    /// plain mixes are uniform).
+    #[arg(long, value_enum)]
+    pub distribution: Option<Distribution>,
+    /// Records loaded first, over which the workload runs.
+    #[arg(long, visible_alias = "keys", default_value_t = 10_000)]
+    pub records: u64,
+    /// Load the records first: auto (unless already loaded), always, never.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub load: LoadMode,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Seconds to run (default 10 unless --operations is given).
+    #[arg(long, conflicts_with = "operations")]
+    pub duration: Option<u64>,
+    /// Operations to run, over all clients.
+    #[arg(long)]
+    pub operations: Option<u64>,
+    /// Open loop: send this many operations per second in all, on a fixed
+    /// schedule, and measure latency from each one's scheduled start.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub value_size: usize,
+    /// Seed of the operation generators.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Read quorum (default: the node's).
+    #[arg(long)]
+    pub r: Option<String>,
+    /// Write quorum (default: the node's).
+    #[arg(long)]
+    pub w: Option<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an HdrHistogram interval log (one histogram per operation per
+    /// interval, values in microseconds) to this file.
+    #[arg(long)]
+    pub hdr: Option<PathBuf>,
+    /// Seconds between progress lines (0: none).
+    #[arg(long, default_value_t = 5)]
+    pub interval: u64,
+    /// Send each request straight to one of the key's replicas (read from
+    /// the first node's `/admin/ring`) instead of rotating over `--node`.
+    #[arg(long)]
+    pub direct: bool,
+    /// Admin bearer token (loading uses an admin endpoint).
+    #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+fn failure(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+fn usage(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+/// The key of record `i`.
+pub fn key_name(i: u64) -> String {
+    format!("bench-{i:08}")
+}
+
+/// A failed request's kind, as the report counts them.
+fn error_kind(e: &Error) -> String {
+    match e {
+        Error::NotFound { .. } => "not_found".into(),
+        Error::QuorumUnavailable { .. } => "quorum_unavailable".into(),
+        Error::TooManySiblings { .. } => "too_many_siblings".into(),
+        Error::BadRequest { status, .. } => format!("bad_request ({status})"),
+        Error::Unreachable { .. } => "unreachable".into(),
+        Error::Timeout { .. } => "timeout".into(),
+        Error::Conflict { .. } => "conflict".into(),
+        Error::Api { status, code, .. } => format!("{code} ({status})"),
+        Error::InvalidResponse(_) => "invalid_response".into(),
+    }
+}
+
+/// Runs the benchmark and prints the report.
+pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    if args.nodes.node.is_empty() || args.clients == 0 || args.records == 0 {
+        return Err(usage(
+            "--node, --clients and --records must be non-empty / positive",
+        ));
+    }
+    if args.duration == Some(0) || args.operations == Some(0) {
+        return Err(usage("--duration and --operations must be positive"));
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(usage(
+            "--rate must be a positive number of operations per second",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    runtime.block_on(run_async(args))
+}
+
+fn options(quorum: &Option<String>) -> Result<Options, CliError> {
+    let quorum = quorum
+        .as_deref()
+        .map(str::parse::<Quorum>)
+        .transpose()
+        .map_err(usage)?;
+    Ok(Options {
+        quorum,
+        ..Options::default()
+    })
+}
+
+async fn run_async(args: BenchArgs) -> Result<(), CliError> {
+    let client: Client = ClientBuilder::new(args.nodes.node.clone())
+        .connections(args.clients)
+        .timeout(Duration::from_secs(30))
+        .route_to_replicas(args.direct)
+        .admin_token(args.admin_token.clone())
+        .build()
+        .map_err(|e| failure(e.to_string()))?;
+    if args.direct {
+        let ring = client.ring().await.map_err(|e| failure(e.to_string()))?;
+        let status = client.status().await.map_err(|e| failure(e.to_string()))?;
+        dynakv_client::Router::from_answers(&ring, &status)
+            .map_err(|e| failure(format!("--direct cannot route: {e}")))?;
+    }
+    let loaded = load(&args, &client).await?;
+    let run = Run {
+        client,
+        workload: args.workload,
+        distribution: args
+            .distribution
+            .unwrap_or_else(|| args.workload.distribution()),
+        keys: Keyspace::new(args.records),
+        value: Sibling::new(vec![b'x'; args.value_size], "application/octet-stream"),
+        contexts: Mutex::new(HashMap::new()),
+        read: options(&args.r)?,
+        write: options(&args.w)?,
+    };
+    let plan = Plan {
+        clients: args.clients,
+        seed: args.seed,
+        stop: match (args.operations, args.duration) {
+            (Some(n), _) => Stop::Operations(n),
+            (None, d) => Stop::After(Duration::from_secs(d.unwrap_or(10))),
+        },
+        rate: args.rate,
+        interval: Duration::from_secs(args.interval),
+    };
+    let recorder = Arc::new(Recorder::new());
+    let log = match &args.hdr {
+        Some(path) => Some(HdrLog::create(path)?),
+        None => None,
+    };
+    let run = Arc::new(run);
+    let elapsed = drive(&plan, Arc::clone(&recorder), log, {
+        let run = Arc::clone(&run);
+        move |generator_seed, client_index| {
+            let run = Arc::clone(&run);
+            let generator = Generator::new(
+                run.workload,
+                run.distribution,
+                Arc::clone(&run.keys),
+                generator_seed,
+                client_index,
+            );
+            (generator, move |op| {
+                let run = Arc::clone(&run);
+                async move { run.execute(op).await }
+            })
+        }
+    })
+    .await?;
+    report(&args, &plan, loaded, elapsed, &recorder.totals());
+    Ok(())
+}
+
+/// What a run's clients share.
+struct Run {
+    client: Client,
+    workload: Workload,
+    distribution: Distribution,
+    keys: Arc<Keyspace>,
+    value: Sibling,
+    /// The context last seen per record, so an update replaces the value it
+    /// read or wrote last instead of adding a sibling.
+    contexts: Mutex<HashMap<u64, Context>>,
+    read: Options,
+    write: Options,
+}
+
+impl Run {
+    /// Performs one operation; a read of a record nobody wrote is an answer,
+    /// not an error.
+    async fn execute(&self, op: Op) -> Result<(), String> {
+        let record = op.record();
+        let key = key_name(record);
+        let outcome = match op {
+            Op::Read(_) => match self.client.get_with(key.as_bytes(), &self.read).await {
+                Ok(o) => Ok(Some(o.context)),
+                Err(Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+            Op::Update(_) => {
+                let ctx = self.contexts.lock().get(&record).cloned();
+                self.client
+                    .put_with(
+                        key.as_bytes(),
+                        self.value.clone(),
+                        ctx.as_ref(),
+                        &self.write,
+                    )
+                    .await
+                    .map(Some)
+            }
+            Op::Insert(_) => {
+                let r = self
+                    .client
+                    .put_with(key.as_bytes(), self.value.clone(), None, &self.write)
+                    .await
+                    .map(Some);
+                if r.is_ok() {
+                    self.keys.inserted();
+                }
+                r
+            }
+            Op::ReadModifyWrite(_) => {
+                let ctx = match self.client.get_with(key.as_bytes(), &self.read).await {
+                    Ok(o) => Some(o.context),
+                    Err(Error::NotFound { context, .. }) => context,
+                    Err(e) => return Err(error_kind(&e)),
+                };
+                self.client
+                    .put_with(
+                        key.as_bytes(),
+                        self.value.clone(),
+                        ctx.as_ref(),
+                        &self.write,
+                    )
+                    .await
+                    .map(Some)
+            }
+        };
+        match outcome {
+            Ok(Some(ctx)) => {
+                self.contexts.lock().insert(record, ctx);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(error_kind(&e)),
+        }
+    }
+}
+
+/// Loads the records (see the module docs); returns how many were loaded
+/// now (0 when skipped).
+async fn load(args: &BenchArgs, client: &Client) -> Result<u64, CliError> {
+    let present = |i: u64| async move {
+        client
+            .get(key_name(i).as_bytes())
+            .await
+            .is_ok_and(|o| o.siblings.iter().any(|s| s.value.len() == args.value_size))
+    };
+    match args.load {
+        LoadMode::Never => return Ok(0),
+        LoadMode::Auto if present(0).await && present(args.records - 1).await => {
+            eprintln!(
+                "records 0..{} are already loaded; not loading (--load always reloads)",
+                args.records
+            );
+            return Ok(0);
+        }
+        _ => {}
+    }
+    // Each partition's record numbers; the records themselves are made
+    // when their batch is about to be sent, so memory holds two batches,
+    // not the data set.
+    let mut partitions: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for i in 0..args.records {
+        let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(key_name(i).as_bytes()));
+        partitions.entry(p).or_default().push(i);
+    }
+    let groups = crate::tools::load::by_replica_set(client, partitions).await?;
+    let value_size = args.value_size;
+    let batches = groups.into_values().flat_map(move |parts| {
+        let blocks = parts.into_iter().map(move |(p, records)| {
+            let mut rng = rand::rng();
+            let mut blocks = vec![IngestBatch::new()];
+            for i in records {
+                if blocks
+                    .last()
+                    .is_some_and(|b| b.size() >= crate::tools::load::BLOCK_BYTES)
+                {
+                    blocks.push(IngestBatch::new());
+                }
+                // Random bytes: a value RocksDB cannot compress away, so
+                // the data set takes its full size on disk.
+                let mut value = vec![0u8; value_size];
+                rng.fill_bytes(&mut value);
+                if let Some(b) = blocks.last_mut() {
+                    b.push(&Record {
+                        key: key_name(i).into_bytes(),
+                        siblings: vec![Sibling::new(value, "application/octet-stream")],
+                    });
+                }
+            }
+            (p, blocks)
+        });
+        crate::tools::load::Packer::pack(blocks)
+    });
+    let bar = ProgressBar::new(args.records).with_style(
+        ProgressStyle::with_template("load {bar:40} {pos}/{len} records {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let tally = crate::tools::load::send_batches(client, batches, 2, &bar).await;
+    bar.finish_and_clear();
+    if tally.failed > 0 {
+        return Err(failure(format!(
+            "loading the records failed for {} of them: {}",
+            tally.failed,
+            tally.first_failure.unwrap_or_default()
+        )));
+    }
+    eprintln!(
+        "loaded {} records of {} B in {:.1} s",
+        args.records,
+        args.value_size,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(args.records)
+}
+
+/// When a run stops.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// After this long.
+    After(Duration),
+    /// After this many operations in all.
+    Operations(u64),
+}
+
+/// How a run is driven.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Seed of the generators.
+    pub seed: u64,
+    /// When to stop.
+    pub stop: Stop,
+    /// Open loop at this many operations per second in all; `None`: closed
+    /// loop.
+    pub rate: Option<f64>,
+    /// Between progress lines (zero: none).
+    pub interval: Duration,
+}
+
+/// One operation's measurements.
+#[derive(Clone)]
+pub struct OpStats {
+    /// Latencies of the successful ones, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl OpStats {
+    fn new() -> OpStats {
+        OpStats {
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, other: &OpStats) {
+        let _ = self.latency.add(&other.latency);
+        for (k, v) in &other.errors {
+            *self.errors.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// Measurements, per operation name: the whole run, and the current
+/// interval (for progress lines and the HDR log).
+pub struct Recorder {
+    inner: Mutex<(
+        BTreeMap<&'static str, OpStats>,
+        BTreeMap<&'static str, OpStats>,
+    )>,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        Recorder {
+            inner: Mutex::new((BTreeMap::new(), BTreeMap::new())),
+        }
+    }
+
+    fn record(&self, op: &'static str, micros: u64, outcome: Result<(), String>) {
+        let mut inner = self.inner.lock();
+        let stats = inner.1.entry(op).or_insert_with(OpStats::new);
+        match outcome {
+            Ok(()) => {
+                let _ = stats.latency.record(micros.max(1));
+            }
+            Err(kind) => *stats.errors.entry(kind).or_default() += 1,
+        }
+    }
+
+    /// Ends the current interval: returns its measurements and folds them
+    /// into the run's.
+    fn take_interval(&self) -> BTreeMap<&'static str, OpStats> {
+        let mut inner = self.inner.lock();
+        let interval = std::mem::take(&mut inner.1);
+        for (op, s) in &interval {
+            inner.0.entry(op).or_insert_with(OpStats::new).add(s);
+        }
+        interval
+    }
+
+    /// The whole run's measurements.
+    pub fn totals(&self) -> BTreeMap<&'static str, OpStats> {
+        self.take_interval();
+        self.inner.lock().0.clone()
+    }
+}
+
+/// An HdrHistogram interval log (the format HistogramLogProcessor and the
+/// HdrHistogram plotter read).
+pub struct HdrLog {
+    file: std::io::BufWriter<std::fs::File>,
+    serializer: hdrhistogram::serialization::V2DeflateSerializer,
+    started: bool,
+    path: PathBuf,
+}
+
+impl HdrLog {
+    fn create(path: &std::path::Path) -> Result<HdrLog, CliError> {
+        let file = std::fs::File::create(path)
+            .map_err(|e| usage(format!("--hdr {}: {e}", path.display())))?;
+        Ok(HdrLog {
+            file: std::io::BufWriter::new(file),
+            serializer: hdrhistogram::serialization::V2DeflateSerializer::new(),
+            started: false,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn write(
+        &mut self,
+        base: SystemTime,
+        since_base: Duration,
+        length: Duration,
+        interval: &BTreeMap<&'static str, OpStats>,
+    ) -> Result<(), CliError> {
+        use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+        let failed = |e: String| failure(format!("writing {}: {e}", self.path.display()));
+        let mut builder = IntervalLogWriterBuilder::new();
+        if !self.started {
+            builder
+                .add_comment("dynakv bench: latencies in microseconds, tagged by operation")
+                .with_start_time(base)
+                .with_base_time(base)
+                .with_max_value_divisor(1000.0);
+        }
+        let mut writer = builder
+            .begin_log_with(&mut self.file, &mut self.serializer)
+            .map_err(|e| failed(e.to_string()))?;
+        self.started = true;
+        for (op, s) in interval {
+            if s.latency.is_empty() {
+                continue;
+            }
+            writer
+                .write_histogram(&s.latency, since_base, length, Tag::new(op))
+                .map_err(|e| failed(format!("{e:?}")))?;
+        }
+        drop(writer);
+        std::io::Write::flush(&mut self.file).map_err(|e| failed(e.to_string()))
+    }
+}
+
+/// Runs `plan`: each client gets a generator and an operation from
+/// `make(seed, client)`, and its operations' latencies go to `recorder`.
+/// Returns the run's length.
+pub async fn drive<G, F, Fut>(
+    plan: &Plan,
+    recorder: Arc<Recorder>,
+    mut log: Option<HdrLog>,
+    make: impl Fn(u64, u64) -> (G, F),
+) -> Result<Duration, CliError>
+where
+    G: OpSource + Send + 'static,
+    F: Fn(Op) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let started = Instant::now();
+    let wall = SystemTime::now();
+    let issued = Arc::new(AtomicU64::new(0));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let deadline = match plan.stop {
+        Stop::After(d) => Some(started + d),
+        Stop::Operations(_) => None,
+    };
+    let limit = match plan.stop {
+        Stop::Operations(n) => n,
+        Stop::After(_) => u64::MAX,
+    };
+    let mut tasks = Vec::new();
+    for c in 0..plan.clients {
+        let (mut generator, op) = make(plan.seed, c as u64);
+        let (recorder, issued, stopping) = (
+            Arc::clone(&recorder),
+            Arc::clone(&issued),
+            Arc::clone(&stopping),
+        );
+        // Open loop: client c sends at start + (k * clients + c) / rate, so
+        // the clients together keep the rate on an even schedule.
+        let schedule = plan.rate.map(|rate| {
+            let gap = Duration::from_secs_f64(plan.clients as f64 / rate);
+            let offset = Duration::from_secs_f64(c as f64 / rate);
+            (gap, offset)
+        });
+        tasks.push(tokio::spawn(async move {
+            let mut k: u32 = 0;
+            loop {
+                let intended = match schedule {
+                    Some((gap, offset)) => {
+                        let at = started + offset + gap * k;
+                        if deadline.is_some_and(|d| at >= d) {
+                            break;
+                        }
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                    None => Instant::now(),
+                };
+                if stopping.load(Ordering::Relaxed)
+                    || deadline.is_some_and(|d| Instant::now() >= d)
+                    || issued.fetch_add(1, Ordering::Relaxed) >= limit
+                {
+                    break;
+                }
+                let next = generator.next_op();
+                let outcome = op(next).await;
+                // From the scheduled start in an open loop: the wait of a
+                // request held back by a slow one counts.
+                let micros = intended.elapsed().as_micros() as u64;
+                recorder.record(next.name(), micros, outcome);
+                k = k.saturating_add(1);
+            }
+        }));
+    }
+    // Progress lines (and HDR intervals) until every client is done.
+    let all = futures::future::join_all(tasks);
+    tokio::pin!(all);
+    let mut last = Instant::now();
+    let tick = if plan.interval.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        plan.interval
+    };
+    let done = loop {
+        tokio::select! {
+            joined = &mut all => break joined,
+            _ = tokio::time::sleep_until((last + tick).into()) => {
+                let now = Instant::now();
+                let interval = recorder.take_interval();
+                if let Some(log) = &mut log {
+                    log.write(wall, last - started, now - last, &interval)?;
+                }
+                if !plan.interval.is_zero() {
+                    eprintln!("{}", progress_line(now - started, now - last, &interval, &issued));
+                }
+                last = now;
+            }
+        }
+    };
+    stopping.store(true, Ordering::Relaxed);
+    for joined in done {
+        joined.map_err(|e| failure(format!("a client failed: {e}")))?;
+    }
+    let elapsed = started.elapsed();
+    let interval = recorder.take_interval();
+    if let Some(log) = &mut log {
+        log.write(wall, last - started, Instant::now() - last, &interval)?;
+    }
+    Ok(elapsed)
+}
+
+/// Where a client's operations come from.
+pub trait OpSource {
+    /// The next operation.
+    fn next_op(&mut self) -> Op;
+}
+
+impl OpSource for Generator {
+    fn next_op(&mut self) -> Op {
+        Generator::next_op(self)
+    }
+}
+
+/// One cassandra-stress style line: time, operations so far, the
+/// interval's rate, latencies and errors.
+fn progress_line(
+    at: Duration,
+    length: Duration,
+    interval: &BTreeMap<&'static str, OpStats>,
+    issued: &AtomicU64,
+) -> String {
+    let mut all = OpStats::new();
+    for s in interval.values() {
+        all.add(s);
+    }
+    let errors: u64 = all.errors.values().sum();
+    let ms = |q: f64| all.latency.value_at_quantile(q) as f64 / 1000.0;
+    format!(
+        "{:>7.1}s {:>10} ops {:>9.0} ops/s  p50 {:>7.2}  p99 {:>7.2}  p99.9 {:>7.2}  max {:>8.2} ms  errors {}",
+        at.as_secs_f64(),
+        issued.load(Ordering::Relaxed),
+        (all.latency.len() + errors) as f64 / length.as_secs_f64().max(0.001),
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        all.latency.max() as f64 / 1000.0,
+        errors
+    )
+}
+
+/// One operation's summary.
+fn summary(name: &str, s: &OpStats, elapsed: f64) -> Value {
+    let errors: u64 = s.errors.values().sum();
+    let h = &s.latency;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    json!({
+        "op": name,
+        "count": h.len(),
+        "ops_per_s": h.len() as f64 / elapsed,
+        "p50_ms": ms(0.50),
+        "p95_ms": ms(0.95),
+        "p99_ms": ms(0.99),
+        "p999_ms": ms(0.999),
+        "max_ms": h.max() as f64 / 1000.0,
+        "errors": errors,
+        "error_kinds": s.errors,
+    })
+}
+
+fn routing(args: &BenchArgs) -> &'static str {
+    if args.direct {
+        "direct (to a replica)"
+    } else if args.nodes.node.len() == 1 {
+        "fixed coordinator"
+    } else {
+        "round-robin"
+    }
+}
+
+fn report(
+    args: &BenchArgs,
+    plan: &Plan,
+    loaded: u64,
+    elapsed: Duration,
+    totals: &BTreeMap<&'static str, OpStats>,
+) {
+    let elapsed = elapsed.as_secs_f64().max(0.001);
+    let rows: Vec<Value> = totals
+        .iter()
+        .map(|(op, s)| summary(op, s, elapsed))
+        .collect();
+    let total: f64 = rows.iter().filter_map(|r| r["ops_per_s"].as_f64()).sum();
+    let distribution = plan_distribution(args);
+    let loop_kind = match plan.rate {
+        Some(r) => format!("open loop at {r} ops/s, latency from each request's scheduled start"),
+        None => "closed loop (latency excludes queueing; --rate measures it)".to_string(),
+    };
+    if args.json {
+        let out = json!({
+            "nodes": args.nodes.node, "routing": routing(args),
+            "workload": format!("{:?}", args.workload).to_lowercase(),
+            "distribution": format!("{distribution:?}").to_lowercase(),
+            "records": args.records, "loaded": loaded, "clients": args.clients,
+            "value_size": args.value_size, "seed": args.seed,
+            "rate": args.rate, "loop": if plan.rate.is_some() { "open" } else { "closed" },
+            "seconds": elapsed, "total_ops_per_s": total, "ops": rows,
+        });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "workload {:?} ({:?} keys), {} records of {} B, {} clients, {} node(s), {} routing, seed {}, {:.1} s",
+        args.workload,
+        distribution,
+        args.records,
+        args.value_size,
+        args.clients,
+        args.nodes.node.len(),
+        routing(args),
+        args.seed,
+        elapsed
+    );
+    println!("{loop_kind}");
+    println!(
+        "{:<7} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "op", "count", "ops/s", "p50 ms", "p95 ms", "p99 ms", "p99.9", "max ms", "errors"
+    );
+    for r in &rows {
+        let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "{:<7} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            r["op"].as_str().unwrap_or(""),
+            r["count"],
+            r["ops_per_s"]
+                .as_f64()
+                .map_or("-".to_string(), |v| format!("{v:.0}")),
+            f("p50_ms"),
+            f("p95_ms"),
+            f("p99_ms"),
+            f("p999_ms"),
+            f("max_ms"),
+            r["errors"]
+        );
+        if let Some(kinds) = r["error_kinds"].as_object()
+            && !kinds.is_empty()
+        {
+            println!("        errors: {}", Value::Object(kinds.clone()));
+        }
+    }
+    println!("total {total:.0} ops/s");
+}
+
+fn plan_distribution(args: &BenchArgs) -> Distribution {
+    args.distribution
+        .unwrap_or_else(|| args.workload.distribution())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Operations that each take `service`, in an open loop of one client at
+    /// `rate`: the latency of each is measured from its scheduled start.
+    async fn open_loop(service: Duration, rate: f64, seconds: u64) -> (Duration, OpStats) {
+        struct Reads;
+        impl OpSource for Reads {
+            fn next_op(&mut self) -> Op {
+                Op::Read(0)
+            }
+        }
+        let plan = Plan {
+            clients: 1,
+            seed: 1,
+            stop: Stop::After(Duration::from_secs(seconds)),
+            rate: Some(rate),
+            interval: Duration::ZERO,
+        };
+        let recorder = Arc::new(Recorder::new());
+        let elapsed = drive(&plan, Arc::clone(&recorder), None, |_, _| {
+            (Reads, move |_op| async move {
+                tokio::time::sleep(service).await;
+                Ok(())
+            })
+        })
+        .await
+        .expect("run");
+        let stats = recorder.totals().remove("read").expect("reads");
+        (elapsed, stats)
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_keeps_its_rate_when_the_service_keeps_up() {
+        let (elapsed, stats) = open_loop(Duration::from_millis(1), 200.0, 2).await;
+        let rate = stats.latency.len() as f64 / elapsed.as_secs_f64();
+        assert!((rate - 200.0).abs() < 200.0 * 0.05, "{rate} ops/s");
+        // Each took about its service time.
+        assert!(
+            stats.latency.value_at_quantile(0.5) < 20_000,
+            "{}",
+            stats.latency.value_at_quantile(0.5)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_open_loop_counts_the_wait_of_requests_held_back() {
+        // 20 ms per request, 100 scheduled per second: the client falls
+        // behind by 10 ms per request. A closed loop would report 20 ms;
+        // measured from the schedule, the last requests waited ~1 s.
+        let (_, stats) = open_loop(Duration::from_millis(20), 100.0, 2).await;
+        let p50 = stats.latency.value_at_quantile(0.5);
+        let max = stats.latency.max();
+        assert!(p50 > 200_000, "p50 {p50} µs does not include the wait");
+        assert!(max > 700_000, "max {max} µs does not include the wait");
+    }
+}
