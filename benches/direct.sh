@@ -53,7 +53,7 @@ for workload in write-only read-only; do
     flag=()
     [ "$mode" = direct ] && flag=(--direct)
     before=$(forwarded)
-    out=$("$BIN" bench --node "$NODES" "${flag[@]}" --workload "$workload" --keys 100000 --clients 64 --duration "$SECS" --preload false --json)
+    out=$("$BIN" bench --node "$NODES" "${flag[@]}" --workload "$workload" --keys 100000 --clients 64 --duration "$SECS" --load never --json)
     after=$(forwarded)
     echo "$workload $mode $((after - before)) $out" >> "$ROWS"
     echo "  $workload $mode done" >&2

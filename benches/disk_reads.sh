@@ -25,8 +25,8 @@ for cache in 8 1024; do
   "$BIN" node --data-dir "$WORK/data" --listen 127.0.0.1:7500 --http 127.0.0.1:8500 --block-cache-mb "$cache" >"$WORK/node-$cache.log" 2>&1 &
   wait_healthy http://127.0.0.1:8500
   # Warm the large cache so the baseline really is in memory.
-  [ "$cache" = 1024 ] && "$BIN" bench --node http://127.0.0.1:8500 --workload read-only --keys "$KEYS" --duration 5 --preload false >/dev/null
-  "$BIN" bench --node http://127.0.0.1:8500 --workload read-only --keys "$KEYS" --value-size 1024 --duration "$SECS" --preload false --json > "$WORK/cache-$cache.json"
+  [ "$cache" = 1024 ] && "$BIN" bench --node http://127.0.0.1:8500 --workload read-only --keys "$KEYS" --duration 5 --load never >/dev/null
+  "$BIN" bench --node http://127.0.0.1:8500 --workload read-only --keys "$KEYS" --value-size 1024 --duration "$SECS" --load never --json > "$WORK/cache-$cache.json"
   curl -s http://127.0.0.1:8500/metrics | grep -E '^dynakv_rocksdb_block_cache_(hits|misses) ' | sed "s/^/  cache ${cache} MiB: /"
   kill %1; wait %1 || true
 done
@@ -36,7 +36,7 @@ import json, sys
 w = sys.argv[1]
 r = {c: json.load(open(f"{w}/cache-{c}.json")) for c in (8, 1024)}
 for c, label in ((8, "8 MiB cache (disk-backed)"), (1024, "1 GiB cache (in memory)")):
-    g = next(o for o in r[c]["ops"] if o["op"] == "get")
+    g = next(o for o in r[c]["ops"] if o["op"] == "read")
     print(f"{label}: {g['ops_per_s']:.0f} reads/s, p50 {g['p50_ms']:.2f} p95 {g['p95_ms']:.2f} p99 {g['p99_ms']:.2f} p99.9 {g['p999_ms']:.2f} ms, errors {g['errors']}")
 print(f"disk-backed / in-memory read throughput = {r[8]['total_ops_per_s'] / r[1024]['total_ops_per_s']:.2f}")
 PY

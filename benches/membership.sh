@@ -64,10 +64,10 @@ rm -rf "$WORK/scan-copy"
 # fixed, so the bytes streamed can be compared with the predicted share; writes
 # during a handoff are covered by tests/membership.rs.
 echo "client load before the change (15 s)..."
-"$BIN" bench --node "$NODES" --workload read-only --keys "$KEYS" --preload false --clients 16 --duration 15 --json > "$WORK/before.json"
+"$BIN" bench --node "$NODES" --workload read-only --keys "$KEYS" --load never --clients 16 --duration 15 --json > "$WORK/before.json"
 
 echo "adding n4 under client load..."
-"$BIN" bench --node "$NODES" --workload read-only --keys "$KEYS" --preload false --clients 16 --duration 30 --json > "$WORK/during.json" &
+"$BIN" bench --node "$NODES" --workload read-only --keys "$KEYS" --load never --clients 16 --duration 30 --json > "$WORK/during.json" &
 BENCH=$!
 T0=$(date +%s.%N)
 start 4 --seeds 127.0.0.1:7620
@@ -101,7 +101,7 @@ for label in ("before", "during"):
     r = json.load(open(f"{w}/{label}.json"))
     for o in r["ops"]:
         if o["count"]:
-            print(f"client {label:<6} {o['op']:<4} {o['ops_per_s']:>8.0f}/s  p50 {o['p50_ms']:.2f} ms  p99 {o['p99_ms']:.2f} ms  errors {o['errors']}")
+            print(f"client {label:<6} {o['op']:<6} {o['ops_per_s']:>8.0f}/s  p50 {o['p50_ms']:.2f} ms  p99 {o['p99_ms']:.2f} ms  errors {o['errors']}")
 b = {o["op"]: o for o in json.load(open(f"{w}/before.json"))["ops"]}
 d = {o["op"]: o for o in json.load(open(f"{w}/during.json"))["ops"]}
 for op in b:

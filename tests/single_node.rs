@@ -552,39 +552,160 @@ fn the_cli_reads_writes_and_deletes_with_clear_exit_codes() {
     assert!(out.contains("solo") && out.contains("up"), "{out}");
 }
 
-#[test]
-fn the_bench_command_reports_throughput_and_percentiles() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let node = started(dir.path(), &[]);
-    let out = Command::new(BIN)
-        .args([
-            "bench",
-            "--node",
-            &node.url(),
-            "--duration",
-            "1",
-            "--keys",
-            "200",
-            "--clients",
-            "4",
-            "--json",
-        ])
+fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("bench")
+        .args(args)
         .output()
-        .expect("run bench");
+        .expect("run bench")
+}
+
+fn bench_json(args: &[&str]) -> Value {
+    let out = bench(args);
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("json report");
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
+#[test]
+fn the_bench_command_loads_runs_a_ycsb_workload_and_reports_percentiles() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+    let url = node.url();
+    // Workload F loads the records, and its read-modify-writes go through
+    // the causal context: one client's leave no siblings behind (concurrent
+    // clients' may, as concurrent writes do).
+    let report = bench_json(&[
+        "--node",
+        &url,
+        "--workload",
+        "f",
+        "--records",
+        "300",
+        "--operations",
+        "300",
+        "--clients",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(report["loaded"], 300);
     for op in report["ops"].as_array().expect("ops") {
+        assert_eq!(op["errors"], 0, "{op}");
+    }
+    let client = node.client();
+    for i in 0..300 {
+        let key = format!("bench-{i:08}");
+        let object = client.get(key.as_bytes()).expect("record");
+        assert_eq!(object.siblings.len(), 1, "{key} has siblings");
+    }
+
+    let hdr = dir.path().join("run.hdr");
+    let report = bench_json(&[
+        "--node",
+        &url,
+        "--workload",
+        "a",
+        "--records",
+        "300",
+        "--operations",
+        "400",
+        "--clients",
+        "4",
+        "--interval",
+        "1",
+        "--hdr",
+        hdr.to_str().expect("utf8"),
+        "--json",
+    ]);
+    assert_eq!(report["workload"], "a");
+    assert_eq!(report["distribution"], "zipfian");
+    assert_eq!(report["loop"], "closed");
+    assert_eq!(report["routing"], "fixed coordinator");
+    // The records are there: nothing is loaded again.
+    assert_eq!(report["loaded"], 0);
+    assert_eq!(node.status()["keys"], 300);
+    let ops = report["ops"].as_array().expect("ops");
+    let names: Vec<&str> = ops.iter().filter_map(|o| o["op"].as_str()).collect();
+    assert_eq!(names, ["read", "update"]);
+    let mut total = 0;
+    for op in ops {
         assert!(op["count"].as_u64().expect("count") > 0, "{op}");
         assert_eq!(op["errors"], 0, "{op}");
-        assert!(op["p99_ms"].as_f64().expect("p99") >= op["p50_ms"].as_f64().expect("p50"));
+        for (lo, hi) in [
+            ("p50_ms", "p95_ms"),
+            ("p95_ms", "p99_ms"),
+            ("p99_ms", "p999_ms"),
+            ("p999_ms", "max_ms"),
+        ] {
+            assert!(
+                op[lo].as_f64().expect(lo) <= op[hi].as_f64().expect(hi),
+                "{op}"
+            );
+        }
+        total += op["count"].as_u64().unwrap_or(0);
     }
-    // The preload wrote every key.
-    assert_eq!(node.status()["keys"], 200);
+    assert_eq!(total, 400, "--operations counts every operation");
+    // An HdrHistogram interval log, tagged by operation.
+    let log = std::fs::read_to_string(&hdr).expect("hdr log");
+    assert!(log.contains("#[StartTime:"), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("Tag=read,")), "{log}");
+    assert!(log.lines().any(|l| l.starts_with("Tag=update,")), "{log}");
+
+    // The human report says how latency was measured, with progress lines
+    // on stderr while it runs.
+    let out = bench(&[
+        "--node",
+        &url,
+        "--workload",
+        "d",
+        "--records",
+        "300",
+        "--duration",
+        "2",
+        "--clients",
+        "2",
+        "--interval",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("closed loop"), "{text}");
+    assert!(text.contains("insert"), "{text}");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        progress
+            .lines()
+            .any(|l| l.contains("ops/s") && l.contains("p99")),
+        "{progress}"
+    );
+}
+
+#[test]
+fn bench_with_a_rate_holds_it_on_an_idle_node() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = started(dir.path(), &[]);
+    let report = bench_json(&[
+        "--node",
+        &node.url(),
+        "--workload",
+        "c",
+        "--records",
+        "100",
+        "--rate",
+        "300",
+        "--duration",
+        "2",
+        "--clients",
+        "4",
+        "--json",
+    ]);
+    assert_eq!(report["loop"], "open");
+    let rate = report["total_ops_per_s"].as_f64().expect("rate");
+    assert!((rate - 300.0).abs() < 300.0 * 0.05, "{rate} ops/s, not 300");
 }
 
 #[test]

@@ -462,13 +462,13 @@ impl OpStats {
     }
 }
 
+/// Measurements by operation name.
+pub type ByOp = BTreeMap<&'static str, OpStats>;
+
 /// Measurements, per operation name: the whole run, and the current
 /// interval (for progress lines and the HDR log).
 pub struct Recorder {
-    inner: Mutex<(
-        BTreeMap<&'static str, OpStats>,
-        BTreeMap<&'static str, OpStats>,
-    )>,
+    inner: Mutex<(ByOp, ByOp)>,
 }
 
 impl Recorder {
@@ -491,7 +491,7 @@ impl Recorder {
 
     /// Ends the current interval: returns its measurements and folds them
     /// into the run's.
-    fn take_interval(&self) -> BTreeMap<&'static str, OpStats> {
+    fn take_interval(&self) -> ByOp {
         let mut inner = self.inner.lock();
         let interval = std::mem::take(&mut inner.1);
         for (op, s) in &interval {
@@ -501,7 +501,7 @@ impl Recorder {
     }
 
     /// The whole run's measurements.
-    pub fn totals(&self) -> BTreeMap<&'static str, OpStats> {
+    pub fn totals(&self) -> ByOp {
         self.take_interval();
         self.inner.lock().0.clone()
     }
@@ -533,7 +533,7 @@ impl HdrLog {
         base: SystemTime,
         since_base: Duration,
         length: Duration,
-        interval: &BTreeMap<&'static str, OpStats>,
+        interval: &ByOp,
     ) -> Result<(), CliError> {
         use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
         let failed = |e: String| failure(format!("writing {}: {e}", self.path.display()));
@@ -684,12 +684,7 @@ impl OpSource for Generator {
 
 /// One cassandra-stress style line: time, operations so far, the
 /// interval's rate, latencies and errors.
-fn progress_line(
-    at: Duration,
-    length: Duration,
-    interval: &BTreeMap<&'static str, OpStats>,
-    issued: &AtomicU64,
-) -> String {
+fn progress_line(at: Duration, length: Duration, interval: &ByOp, issued: &AtomicU64) -> String {
     let mut all = OpStats::new();
     for s in interval.values() {
         all.add(s);
@@ -738,13 +733,7 @@ fn routing(args: &BenchArgs) -> &'static str {
     }
 }
 
-fn report(
-    args: &BenchArgs,
-    plan: &Plan,
-    loaded: u64,
-    elapsed: Duration,
-    totals: &BTreeMap<&'static str, OpStats>,
-) {
+fn report(args: &BenchArgs, plan: &Plan, loaded: u64, elapsed: Duration, totals: &ByOp) {
     let elapsed = elapsed.as_secs_f64().max(0.001);
     let rows: Vec<Value> = totals
         .iter()
