@@ -576,6 +576,10 @@ where
     F: Fn(Op) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
 {
+    // Every client's generator is made before the clock starts.
+    let clients: Vec<(G, F)> = (0..plan.clients)
+        .map(|c| make(plan.seed, c as u64))
+        .collect();
     let started = Instant::now();
     let wall = SystemTime::now();
     let issued = Arc::new(AtomicU64::new(0));
@@ -589,8 +593,7 @@ where
         Stop::After(_) => u64::MAX,
     };
     let mut tasks = Vec::new();
-    for c in 0..plan.clients {
-        let (mut generator, op) = make(plan.seed, c as u64);
+    for (c, (mut generator, op)) in clients.into_iter().enumerate() {
         let (recorder, issued, stopping) = (
             Arc::clone(&recorder),
             Arc::clone(&issued),

@@ -219,6 +219,9 @@ pub struct Keyspace {
     loaded: u64,
     claimed: AtomicU64,
     written: AtomicU64,
+    /// Zipfian ranks over the loaded records, computed once (a sum over
+    /// every record) and copied into each client's generator.
+    zipfian: Zipfian,
 }
 
 impl Keyspace {
@@ -229,6 +232,7 @@ impl Keyspace {
             loaded,
             claimed: AtomicU64::new(loaded),
             written: AtomicU64::new(0),
+            zipfian: Zipfian::new(loaded),
         })
     }
 
@@ -272,7 +276,7 @@ impl Generator {
         Generator {
             mix: workload.mix(),
             distribution,
-            zipfian: Zipfian::new(keys.loaded),
+            zipfian: keys.zipfian.clone(),
             // One stream per client, the same for the same seed.
             rng: ChaCha8Rng::seed_from_u64(seed ^ fnv1a(client)),
             keys,
