@@ -17,8 +17,14 @@
 //! SECONDS SEED` runs [`long_run`] for as long as asked. A failure prints
 //! the seed and the nemesis schedule, so the run can be repeated.
 //!
-//! Partitions use `/admin/faults` (each side drops the other's node-to-node
-//! traffic); the nodes' own TCP stacks are not involved.
+//! Partitions come two ways. Through `/admin/faults`, each side drops the
+//! other's node-to-node messages. And when the test runs as root with
+//! `iptables` installed, it moves itself (and so every node it starts) into
+//! a network namespace of its own, and a partition is a set of iptables
+//! rules dropping the packets between the nodes' 127.0.0.x addresses: the
+//! real TCP stack loses them, connections stall and retransmit. Clients
+//! connect from 127.0.0.1 and still reach both sides, as clients do in a
+//! real partition.
 
 mod common;
 
@@ -368,8 +374,66 @@ fn the_checker_counts_stale_register_reads_and_those_away_from_faults() {
 enum Fault {
     Kill,
     Pause,
+    /// Through `/admin/faults`.
     Partition,
+    /// With iptables, when the run has its own network namespace.
+    NetPartition,
     Wipe,
+}
+
+/// The test's own network namespace, where iptables rules cut packets
+/// between node addresses. Only as root, with `iptables` installed.
+struct Net;
+
+impl Net {
+    /// Moves this thread (and every thread and process it starts later)
+    /// into a new network namespace with loopback up, and makes the chain
+    /// partitions go in. `None` when that is not possible here.
+    fn isolate() -> Option<Net> {
+        if !nix::unistd::Uid::effective().is_root() {
+            return None;
+        }
+        let run = |cmd: &str, args: &[&str]| {
+            std::process::Command::new(cmd)
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !run("iptables", &["--version"]) {
+            return None;
+        }
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).ok()?;
+        let ready = run("ip", &["link", "set", "lo", "up"])
+            && run("iptables", &["-N", "CHAOS"])
+            && run("iptables", &["-A", "INPUT", "-j", "CHAOS"]);
+        assert!(ready, "cannot set up the test's network namespace");
+        Some(Net)
+    }
+
+    fn iptables(args: &[&str]) {
+        let out = std::process::Command::new("iptables")
+            .args(args)
+            .output()
+            .expect("iptables");
+        assert!(
+            out.status.success(),
+            "iptables {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Drops every packet between `node` and `others`, both ways.
+    fn cut(&self, node: std::net::Ipv4Addr, others: &[std::net::Ipv4Addr]) {
+        for o in others {
+            let (a, b) = (node.to_string(), o.to_string());
+            Net::iptables(&["-A", "CHAOS", "-s", &a, "-d", &b, "-j", "DROP"]);
+            Net::iptables(&["-A", "CHAOS", "-s", &b, "-d", &a, "-j", "DROP"]);
+        }
+    }
+
+    fn heal(&self) {
+        Net::iptables(&["-F", "CHAOS"]);
+    }
 }
 
 /// One step of the schedule: at `at`, a fault on the `pick`-th eligible
@@ -398,10 +462,11 @@ fn schedule(seed: u64, seconds: u64) -> Vec<(Duration, Step)> {
     }
     let mut at = Duration::from_secs(2);
     while at + Duration::from_secs(3) < total {
-        let fault = match rng.random_range(0..10) {
+        let fault = match rng.random_range(0..12) {
             0..=2 => Fault::Kill,
             3..=5 => Fault::Pause,
-            6..=8 => Fault::Partition,
+            6..=7 => Fault::Partition,
+            8..=10 => Fault::NetPartition,
             _ => Fault::Wipe,
         };
         steps.push((
@@ -422,6 +487,7 @@ fn schedule(seed: u64, seconds: u64) -> Vec<(Duration, Step)> {
 /// n2 leaves and n3 is removed.
 struct Cluster {
     nodes: Vec<TestNode>,
+    net: Option<Net>,
     /// Indexes of the members a fault may hit (up, not leaving or removed).
     eligible: Vec<usize>,
     log: Vec<String>,
@@ -430,7 +496,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(root: &std::path::Path) -> Cluster {
+    fn start(root: &std::path::Path, net: Option<Net>) -> Cluster {
         let mut nodes: Vec<TestNode> = (0..5)
             .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
             .collect();
@@ -450,6 +516,7 @@ impl Cluster {
         wait_formed(&nodes.iter().take(4).collect::<Vec<_>>());
         Cluster {
             nodes,
+            net,
             eligible: vec![0, 1, 2, 3],
             log: Vec::new(),
             started: Instant::now(),
@@ -508,7 +575,22 @@ impl Cluster {
                         std::thread::sleep(hold);
                         self.nodes[i].resume();
                     }
-                    Fault::Partition => {
+                    Fault::NetPartition if self.net.is_some() => {
+                        let others: Vec<std::net::Ipv4Addr> = self
+                            .nodes
+                            .iter()
+                            .filter(|n| n.name != name)
+                            .map(|n| n.ip)
+                            .collect();
+                        let net = self.net.as_ref().expect("net");
+                        net.cut(self.nodes[i].ip, &others);
+                        std::thread::sleep(hold);
+                        net.heal();
+                    }
+                    Fault::Partition | Fault::NetPartition => {
+                        if let Fault::NetPartition = fault {
+                            self.note("(no network namespace here: through /admin/faults)".into());
+                        }
                         self.partition(i, true);
                         std::thread::sleep(hold);
                         self.partition(i, false);
@@ -563,7 +645,10 @@ impl Cluster {
                 self.nodes[observer].client().remove("n3").expect("remove");
             }
         }
-        self.faults.push((from, Instant::now()));
+        // A fault's reach lasts until the cluster has seen the node back:
+        // a failure detector's timeout and a few gossip rounds.
+        let noticed = Duration::from_millis(FAILURE_MS + 5 * GOSSIP_MS) + SLACK;
+        self.faults.push((from, Instant::now() + noticed));
     }
 }
 
@@ -754,11 +839,14 @@ fn replica_copies(
 fn chaos(seed: u64, seconds: u64) {
     let root = tempfile::tempdir().expect("tempdir");
     let steps = schedule(seed, seconds);
-    let mut cluster = Cluster::start(root.path());
+    // Before any thread or process is started: they inherit the namespace.
+    let net = Net::isolate();
     eprintln!(
-        "chaos: seed {seed}, {seconds} s, {} scheduled steps",
-        steps.len()
+        "chaos: seed {seed}, {seconds} s, {} scheduled steps, partitions by iptables: {}",
+        steps.len(),
+        net.is_some()
     );
+    let mut cluster = Cluster::start(root.path(), net);
     let clients = Clients::start(cluster.urls(), seed);
     cluster.started = Instant::now();
     let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -779,6 +867,9 @@ fn chaos(seed: u64, seconds: u64) {
     // Heal: every member up, no fault, the ring settled, then anti-entropy
     // on every member until the replicas agree (bounded).
     cluster.note("heal".into());
+    if let Some(net) = &cluster.net {
+        net.heal();
+    }
     for &i in &cluster.eligible.clone() {
         if !cluster.nodes[i].is_running() {
             cluster.nodes[i].start();
