@@ -602,11 +602,38 @@ impl Cluster {
                         self.nodes[i].start();
                         // The wiped node is refilled before anything else
                         // happens: a second loss before that is more than
-                        // N = 3, W = 2 promises to survive.
-                        let repaired = self.nodes[i].client().repair();
+                        // N = 3, W = 2 promises to survive. Refilled means a
+                        // pass that compared ranges with every peer, once
+                        // the node is back in the cluster (a pass before it
+                        // knows the ring compares nothing).
+                        let node = &self.nodes[i];
+                        let peers: Vec<String> = self
+                            .eligible
+                            .iter()
+                            .map(|&j| self.nodes[j].name.clone())
+                            .filter(|m| *m != name)
+                            .collect();
+                        let mut passes = Vec::new();
+                        let refilled = wait_until(Duration::from_secs(60), || {
+                            if !peers.iter().all(|m| sees(node, m, "up")) {
+                                return false;
+                            }
+                            let Ok(pass) = node.client().repair() else {
+                                return false;
+                            };
+                            let done = pass["ranges_compared"].as_u64().unwrap_or(0) > 0
+                                && pass["peers_skipped"].as_array().is_some_and(Vec::is_empty);
+                            passes.push(pass);
+                            done
+                        });
+                        assert!(
+                            refilled,
+                            "{name} was not refilled after its wipe: {passes:?}"
+                        );
+                        let last = passes.last().cloned().unwrap_or_default();
                         self.note(format!(
-                            "{name} back with an empty disk, repaired: {}",
-                            repaired.is_ok()
+                            "{name} back with an empty disk, refilled: {} ranges compared, {} keys repaired",
+                            last["ranges_compared"], last["keys_repaired"]
                         ));
                     }
                 }
