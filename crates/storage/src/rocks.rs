@@ -608,12 +608,15 @@ impl Storage {
         Ok(order.len())
     }
 
-    /// Bulk-loads `items` (keys of any partitions) on this replica. The keys
-    /// of every partition that holds no object yet are written as two sorted
-    /// SST files (objects and digests, the same record codec) and ingested
-    /// whole: no memtable, no write-ahead log, one ingestion for all of them.
-    /// The keys of partitions that hold data are merged (DVVSet sync) like
-    /// [`Storage::merge_batch`], so a version already stored is never lost.
+    /// Bulk-loads `items` (objects already encoded, keys of any partitions)
+    /// on this replica. The keys of every partition that holds no object yet
+    /// are written as sorted SST files (objects and digests, the bytes as
+    /// given; a pair per run of consecutive partitions, so no file overlaps
+    /// another load's) and ingested whole: no memtable, no write-ahead log,
+    /// no compaction, one ingestion for all of them. The keys of partitions
+    /// that hold data, or that a batch names twice, are decoded and merged
+    /// (DVVSet sync) like [`Storage::merge_batch`], so a version already
+    /// stored is never lost.
     /// Every lock stripe is held from the emptiness checks to the end: a
     /// write landing in between would be shadowed by the ingested file (its
     /// keys get a newer sequence number). Objects are ingested before digests:
