@@ -3,7 +3,8 @@
 //! partitions, and every replica takes them as SST files where its copy of a
 //! partition is empty, or merges them elsewhere
 //! (`dynakv_storage::Storage::ingest`). A batch covers many partitions with
-//! the same replicas, so each replica ingests it with one pair of files.
+//! the same replicas, so each replica ingests it at once (a pair of files per
+//! run of consecutive partitions).
 //!
 //! A loaded value is an ordinary version: the replica that receives the
 //! records gives each key a dot of an actor it mints for that key (as for any
@@ -39,6 +40,8 @@ pub enum LoadError {
     NotReplica(String),
     /// A replica's storage failed, or no replica took part of the load.
     Failed(String),
+    /// The records break a limit: nothing was stored.
+    Invalid(String),
 }
 
 fn partition_of(key: &[u8]) -> usize {
@@ -78,8 +81,23 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
                 }
             }
         }
+        // The same value twice is loaded once.
+        for (_, values) in &mut merged {
+            let mut seen = std::collections::HashSet::with_capacity(values.len());
+            values.retain(|v| seen.insert(v.clone()));
+        }
         merged
     };
+    // One object carries every value of its key: more than a key may hold
+    // would be refused by any write, and could outgrow a node-to-node frame.
+    let limit = core.config.max_siblings;
+    if let Some((key, values)) = records.iter().find(|(_, v)| v.len() > limit) {
+        return Err(LoadError::Invalid(format!(
+            "key {:?} has {} values, over max_siblings ({limit})",
+            String::from_utf8_lossy(key),
+            values.len()
+        )));
+    }
     // Values this replica already holds are dropped, then every key gets a
     // dot of an actor minted for it, and is encoded once for every replica.
     let items = core
@@ -96,14 +114,6 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
                     }
                 }
                 for (key, mut values) in records {
-                    let mut seen: Vec<(Bytes, String)> = Vec::with_capacity(values.len());
-                    values.retain(|v| {
-                        let fresh = !seen.contains(v);
-                        if fresh {
-                            seen.push(v.clone());
-                        }
-                        fresh
-                    });
                     if held[&partition_of(&key)]
                         && let Some(stored) = c.storage.get(&key)?
                     {
@@ -243,7 +253,22 @@ async fn send(core: &Core, target: &str, items: Vec<IngestItem>) -> Result<(u64,
 }
 
 /// Serves `Ingest` from the replica that built the objects.
+///
+/// The records are stored as the sender encoded them: it proved the cluster
+/// secret, the frame's checksum held, and it stored the same bytes itself.
+/// What is checked here is their shape (a digest entry that parses, a record
+/// that is not empty); decoding and re-hashing every object on every replica
+/// would cost a load a fifth of its speed.
 pub async fn on_ingest(core: &Arc<Core>, items: Vec<IngestItem>) -> Response {
+    if let Some(bad) = items
+        .iter()
+        .find(|i| i.record.is_empty() || dynakv_storage::DigestEntry::decode(&i.digest).is_none())
+    {
+        return Response::Error(format!(
+            "a malformed ingest item for key {:?}",
+            String::from_utf8_lossy(&bad.key)
+        ));
+    }
     let ring = core.cluster.ring();
     if items
         .iter()

@@ -561,6 +561,12 @@ pub(crate) const BLOCK_BYTES: usize = 64 << 10;
 pub(crate) struct Pending {
     /// Its first partition (the batch goes to one of its replicas).
     partition: usize,
+    /// Its last partition.
+    last: usize,
+    /// It carries the rest of a partition the batch before it began (one
+    /// over the limits by itself): it is sent only after that one is done,
+    /// so the receiving replica sees what the first part stored.
+    continues: bool,
     blocks: Vec<IngestBatch>,
     records: usize,
     size: usize,
@@ -576,6 +582,7 @@ impl Pending {
         if self.records == 0 {
             self.partition = partition;
         }
+        self.last = partition;
         self.records += block.len();
         self.size += block.size();
         self.blocks.push(block);
@@ -612,7 +619,7 @@ pub(crate) async fn by_replica_set<T>(
 
 /// Packs one replica set's partitions, in ring order, into batches of up to
 /// BATCH_KEYS records and BATCH_BYTES: each replica then ingests a whole
-/// batch with one pair of SST files (an ingestion costs a few fsyncs,
+/// batch at once, a pair of SST files per run of partitions (an ingestion costs a few fsyncs,
 /// whatever its size). A batch ends at a partition's end, so a fresh
 /// partition is filed whole: split, its second part would be merged key by
 /// key into the first. Lazy: a partition's blocks are asked for only when
@@ -653,7 +660,9 @@ impl<I: Iterator<Item = (usize, Vec<IngestBatch>)>> Iterator for Packer<I> {
             for block in blocks {
                 // Only a partition over the limits by itself is split.
                 if !self.open.fits(block.len(), block.size()) {
-                    self.ready.push_back(std::mem::take(&mut self.open));
+                    let full = std::mem::take(&mut self.open);
+                    self.open.continues = full.records > 0 && full.last == p;
+                    self.ready.push_back(full);
                 }
                 self.open.add(p, block);
             }
@@ -690,11 +699,16 @@ pub(crate) async fn send_batches(
     let mut tally = IngestTally::default();
     let mut running = FuturesUnordered::new();
     let mut queue = batches;
+    let mut waiting: Option<Pending> = None;
     loop {
         while running.len() < in_flight.max(1) {
-            let Some(pending) = queue.next() else {
+            let Some(pending) = waiting.take().or_else(|| queue.next()) else {
                 break;
             };
+            if pending.continues && !running.is_empty() {
+                waiting = Some(pending);
+                break;
+            }
             let client = client.clone();
             running.push(async move {
                 let n = pending.records as u64;
@@ -839,7 +853,7 @@ fn load_sst(
     }
     if failed > 0 {
         return Err(failure(format!(
-            "{failed} keys failed to load, the first error: {}",
+            "{failed} records failed to load, the first error: {}",
             first_failure.unwrap_or_default()
         )));
     }

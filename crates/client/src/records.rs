@@ -183,9 +183,13 @@ pub struct RawRecord<'a> {
     pub values: Vec<(&'a [u8], &'a str)>,
 }
 
-/// Decodes an [`IngestBatch`]'s bytes; the error says where they stop
-/// making sense. Never panics, whatever the bytes.
-pub fn decode_ingest_batch(mut bytes: &[u8]) -> Result<Vec<RawRecord<'_>>, String> {
+/// Decodes an [`IngestBatch`]'s bytes, at most `max_records` records; the
+/// error says where they stop making sense. Never panics, and allocates in
+/// proportion to what the bytes really hold, whatever they claim.
+pub fn decode_ingest_batch(
+    mut bytes: &[u8],
+    max_records: usize,
+) -> Result<Vec<RawRecord<'_>>, String> {
     fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
         if bytes.len() < n {
             return Err(format!("truncated in {what}"));
@@ -201,6 +205,9 @@ pub fn decode_ingest_batch(mut bytes: &[u8]) -> Result<Vec<RawRecord<'_>>, Strin
     let mut records = Vec::new();
     while !bytes.is_empty() {
         let n = records.len() + 1;
+        if n > max_records {
+            return Err(format!("more than {max_records} records"));
+        }
         let key_len = len32(&mut bytes, "a key length")?;
         let key = take(&mut bytes, key_len, "a key")?;
         let count = len32(&mut bytes, "a value count")?;
@@ -208,7 +215,7 @@ pub fn decode_ingest_batch(mut bytes: &[u8]) -> Result<Vec<RawRecord<'_>>, Strin
         if count > bytes.len() / 6 {
             return Err(format!("record {n}: {count} values cannot fit"));
         }
-        let mut values = Vec::with_capacity(count);
+        let mut values = Vec::with_capacity(count.min(16));
         for _ in 0..count {
             let value_len = len32(&mut bytes, "a value length")?;
             let value = take(&mut bytes, value_len, "a value")?;
@@ -249,7 +256,7 @@ mod tests {
         let mut both = IngestBatch::new();
         both.append(&batch);
         assert_eq!(both.len(), 2);
-        let decoded = decode_ingest_batch(both.as_bytes()).expect("decodes");
+        let decoded = decode_ingest_batch(both.as_bytes(), 10).expect("decodes");
         assert_eq!(decoded.len(), 2);
         for (raw, r) in decoded.iter().zip(&records) {
             assert_eq!(raw.key, r.key.as_slice());
@@ -264,7 +271,7 @@ mod tests {
         let mut first = IngestBatch::new();
         first.push(&records[0]);
         for cut in 1..bytes.len() {
-            let decoded = decode_ingest_batch(&bytes[..cut]);
+            let decoded = decode_ingest_batch(&bytes[..cut], 10);
             if cut == first.size() {
                 assert_eq!(decoded.expect("one whole record").len(), 1);
             } else {
@@ -274,8 +281,12 @@ mod tests {
         let mut lying = 1u32.to_le_bytes().to_vec();
         lying.extend_from_slice(b"k");
         lying.extend_from_slice(&u32::MAX.to_le_bytes());
-        assert!(decode_ingest_batch(&lying).is_err());
-        assert!(decode_ingest_batch(&[]).expect("empty").is_empty());
+        assert!(decode_ingest_batch(&lying, 10).is_err());
+        assert!(decode_ingest_batch(&[], 10).expect("empty").is_empty());
+        assert!(
+            decode_ingest_batch(both.as_bytes(), 1).is_err(),
+            "over the record limit"
+        );
     }
 
     #[test]

@@ -700,10 +700,17 @@ impl Storage {
     ) -> Result<SstFiles, StorageError> {
         let dir = self.db.path().join("ingest");
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::Ingest(e.to_string()))?;
-        let stamp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        // Concurrent ingestions (a load's local share and a peer's) write
+        // their files side by side: the sequence keeps the names apart.
+        static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+        let stamp = format!(
+            "{}-{}",
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+            SEQUENCE.fetch_add(1, Ordering::Relaxed)
+        );
         let partition_of =
             |skey: &[u8]| split_storage_key(skey).map_or(0, |(t, _)| Ring::partition_of(t));
         let mut files = SstFiles {

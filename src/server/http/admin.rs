@@ -572,8 +572,12 @@ pub async fn export(
     Ok(Json(json!({"partition": partition, "records": records})))
 }
 
-/// Largest body of `POST /admin/ingest` (one partition's records).
+/// Largest body of `POST /admin/ingest` (a batch of partitions' records;
+/// `dynakv load --sst` sends at most 32 MiB).
 pub const INGEST_BODY_LIMIT: usize = 256 << 20;
+/// Most records in one `POST /admin/ingest` (`dynakv load --sst` sends at
+/// most 50,000).
+const INGEST_MAX_RECORDS: usize = 65_536;
 
 /// `POST /admin/ingest`: bulk-loads records (`dynakv load --sst`). The body
 /// is a binary batch (`dynakv_client::records::IngestBatch`, content type
@@ -598,12 +602,12 @@ pub async fn ingest(
             "the body is a batch of records of type {INGEST_BATCH_TYPE} (dynakv load --sst sends it)"
         )));
     }
-    let raw = decode_ingest_batch(&body).map_err(ApiError::bad_request)?;
+    let raw = decode_ingest_batch(&body, INGEST_MAX_RECORDS).map_err(ApiError::bad_request)?;
     let mut records = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let bad = |what: &str| ApiError::bad_request(format!("record {}: {what}", i + 1));
         if r.key.is_empty() || r.key.len() > MAX_KEY_BYTES {
-            return Err(bad("a key is 1-1024 bytes"));
+            return Err(bad(&format!("a key is 1-{MAX_KEY_BYTES} bytes")));
         }
         if r.values.is_empty() {
             return Err(bad("no values"));
@@ -628,6 +632,7 @@ pub async fn ingest(
         .map(Json)
         .map_err(|e| match e {
             crate::server::ingest::LoadError::NotReplica(m) => conflict("not_a_replica", m),
+            crate::server::ingest::LoadError::Invalid(m) => ApiError::bad_request(m),
             crate::server::ingest::LoadError::Failed(message) => ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: "storage_error",

@@ -234,7 +234,7 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
         None => None,
     };
     let run = Arc::new(run);
-    let elapsed = drive(&plan, Arc::clone(&recorder), log, {
+    let driven = drive(&plan, Arc::clone(&recorder), log, {
         let run = Arc::clone(&run);
         move |generator_seed, client_index| {
             let run = Arc::clone(&run);
@@ -252,7 +252,7 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
         }
     })
     .await?;
-    report(&args, &plan, loaded, elapsed, &recorder.totals());
+    report(&args, &plan, loaded, driven, &recorder.totals());
     Ok(())
 }
 
@@ -271,17 +271,18 @@ struct Run {
 }
 
 impl Run {
-    /// Performs one operation; a read of a record nobody wrote is an answer,
-    /// not an error.
+    /// Performs one operation.
     async fn execute(&self, op: Op) -> Result<(), String> {
         let record = op.record();
         let key = key_name(record);
         let outcome = match op {
-            Op::Read(_) => match self.client.get_with(key.as_bytes(), &self.read).await {
-                Ok(o) => Ok(Some(o.context)),
-                Err(Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
-            },
+            // A record the run loaded or inserted that reads as missing is
+            // an error (`not_found`).
+            Op::Read(_) => self
+                .client
+                .get_with(key.as_bytes(), &self.read)
+                .await
+                .map(|o| Some(o.context)),
             Op::Update(_) => {
                 let ctx = self.contexts.lock().get(&record).cloned();
                 self.client
@@ -300,9 +301,9 @@ impl Run {
                     .put_with(key.as_bytes(), self.value.clone(), None, &self.write)
                     .await
                     .map(Some);
-                if r.is_ok() {
-                    self.keys.inserted();
-                }
+                // Done either way, as in YCSB: a failed insert leaves a hole
+                // that later reads report as not_found.
+                self.keys.inserted(record);
                 r
             }
             Op::ReadModifyWrite(_) => {
@@ -483,7 +484,7 @@ impl Recorder {
         let stats = inner.1.entry(op).or_insert_with(OpStats::new);
         match outcome {
             Ok(()) => {
-                let _ = stats.latency.record(micros.max(1));
+                stats.latency.saturating_record(micros.max(1));
             }
             Err(kind) => *stats.errors.entry(kind).or_default() += 1,
         }
@@ -570,7 +571,7 @@ pub async fn drive<G, F, Fut>(
     recorder: Arc<Recorder>,
     mut log: Option<HdrLog>,
     make: impl Fn(u64, u64) -> (G, F),
-) -> Result<Duration, CliError>
+) -> Result<Driven, CliError>
 where
     G: OpSource + Send + 'static,
     F: Fn(Op) -> Fut + Send + 'static,
@@ -583,6 +584,7 @@ where
     let started = Instant::now();
     let wall = SystemTime::now();
     let issued = Arc::new(AtomicU64::new(0));
+    let missed = Arc::new(AtomicU64::new(0));
     let stopping = Arc::new(AtomicBool::new(false));
     let deadline = match plan.stop {
         Stop::After(d) => Some(started + d),
@@ -606,33 +608,55 @@ where
             let offset = Duration::from_secs_f64(c as f64 / rate);
             (gap, offset)
         });
+        let missed = Arc::clone(&missed);
         tasks.push(tokio::spawn(async move {
-            let mut k: u32 = 0;
+            let mut k: u64 = 0;
             loop {
+                // Nothing left to send: no sleeping to the next slot.
+                if stopping.load(Ordering::Relaxed) || issued.load(Ordering::Relaxed) >= limit {
+                    break;
+                }
                 let intended = match schedule {
                     Some((gap, offset)) => {
-                        let at = started + offset + gap * k;
-                        if deadline.is_some_and(|d| at >= d) {
+                        let at = started + offset + gap.mul_f64(k as f64);
+                        if let Some(d) = deadline
+                            && at >= d
+                        {
                             break;
                         }
-                        tokio::time::sleep_until(at.into()).await;
-                        at
+                        if Instant::now() < at {
+                            tokio::time::sleep_until(at.into()).await;
+                            // On schedule: latency counts from the send (a
+                            // late timer is the generator's, not the
+                            // cluster's).
+                            Instant::now()
+                        } else {
+                            // Behind: the wait counts (coordinated omission).
+                            at
+                        }
                     }
                     None => Instant::now(),
                 };
-                if stopping.load(Ordering::Relaxed)
-                    || deadline.is_some_and(|d| Instant::now() >= d)
-                    || issued.fetch_add(1, Ordering::Relaxed) >= limit
+                if let Some(d) = deadline
+                    && Instant::now() >= d
                 {
+                    // The slots this client had left before the end were
+                    // never sent: the cluster fell behind the rate.
+                    if let Some((gap, offset)) = schedule {
+                        let due = ((d - (started + offset)).as_secs_f64() / gap.as_secs_f64())
+                            .ceil() as u64;
+                        missed.fetch_add(due.saturating_sub(k), Ordering::Relaxed);
+                    }
+                    break;
+                }
+                if issued.fetch_add(1, Ordering::Relaxed) >= limit {
                     break;
                 }
                 let next = generator.next_op();
                 let outcome = op(next).await;
-                // From the scheduled start in an open loop: the wait of a
-                // request held back by a slow one counts.
                 let micros = intended.elapsed().as_micros() as u64;
                 recorder.record(next.name(), micros, outcome);
-                k = k.saturating_add(1);
+                k += 1;
             }
         }));
     }
@@ -640,10 +664,12 @@ where
     let all = futures::future::join_all(tasks);
     tokio::pin!(all);
     let mut last = Instant::now();
-    let tick = if plan.interval.is_zero() {
-        Duration::from_secs(3600)
-    } else {
+    let tick = if !plan.interval.is_zero() {
         plan.interval
+    } else if log.is_some() {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(3600)
     };
     let done = loop {
         tokio::select! {
@@ -670,7 +696,20 @@ where
     if let Some(log) = &mut log {
         log.write(wall, last - started, Instant::now() - last, &interval)?;
     }
-    Ok(elapsed)
+    Ok(Driven {
+        elapsed,
+        missed: missed.load(Ordering::Relaxed),
+    })
+}
+
+/// How a run went.
+#[derive(Clone, Copy, Debug)]
+pub struct Driven {
+    /// From the first request to the last answer.
+    pub elapsed: Duration,
+    /// Open loop: scheduled requests never sent because the clients were
+    /// still waiting for answers when the run ended.
+    pub missed: u64,
 }
 
 /// Where a client's operations come from.
@@ -736,8 +775,8 @@ fn routing(args: &BenchArgs) -> &'static str {
     }
 }
 
-fn report(args: &BenchArgs, plan: &Plan, loaded: u64, elapsed: Duration, totals: &ByOp) {
-    let elapsed = elapsed.as_secs_f64().max(0.001);
+fn report(args: &BenchArgs, plan: &Plan, loaded: u64, driven: Driven, totals: &ByOp) {
+    let elapsed = driven.elapsed.as_secs_f64().max(0.001);
     let rows: Vec<Value> = totals
         .iter()
         .map(|(op, s)| summary(op, s, elapsed))
@@ -745,7 +784,10 @@ fn report(args: &BenchArgs, plan: &Plan, loaded: u64, elapsed: Duration, totals:
     let total: f64 = rows.iter().filter_map(|r| r["ops_per_s"].as_f64()).sum();
     let distribution = plan_distribution(args);
     let loop_kind = match plan.rate {
-        Some(r) => format!("open loop at {r} ops/s, latency from each request's scheduled start"),
+        Some(r) => format!(
+            "open loop at {r} ops/s, latency from each request's scheduled start; {} scheduled requests not sent before the end",
+            driven.missed
+        ),
         None => "closed loop (latency excludes queueing; --rate measures it)".to_string(),
     };
     if args.json {
@@ -756,6 +798,7 @@ fn report(args: &BenchArgs, plan: &Plan, loaded: u64, elapsed: Duration, totals:
             "records": args.records, "loaded": loaded, "clients": args.clients,
             "value_size": args.value_size, "seed": args.seed,
             "rate": args.rate, "loop": if plan.rate.is_some() { "open" } else { "closed" },
+            "missed": driven.missed,
             "seconds": elapsed, "total_ops_per_s": total, "ops": rows,
         });
         println!("{out}");
@@ -829,7 +872,7 @@ mod tests {
             interval: Duration::ZERO,
         };
         let recorder = Arc::new(Recorder::new());
-        let elapsed = drive(&plan, Arc::clone(&recorder), None, |_, _| {
+        let driven = drive(&plan, Arc::clone(&recorder), None, |_, _| {
             (Reads, move |_op| async move {
                 tokio::time::sleep(service).await;
                 Ok(())
@@ -838,7 +881,7 @@ mod tests {
         .await
         .expect("run");
         let stats = recorder.totals().remove("read").expect("reads");
-        (elapsed, stats)
+        (driven.elapsed, stats)
     }
 
     #[tokio::test]

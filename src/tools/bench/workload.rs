@@ -10,7 +10,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::collections::BTreeSet;
+
 use clap::ValueEnum;
+use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -127,6 +130,13 @@ impl Op {
 /// YCSB's zipfian constant.
 pub const ZIPFIAN_CONSTANT: f64 = 0.99;
 
+/// YCSB's scrambled zipfian draws ranks over this many items, whatever the
+/// record count, then hashes each rank onto the records.
+pub const SCRAMBLED_ITEMS: u64 = 10_000_000_000;
+
+/// zeta(SCRAMBLED_ITEMS, 0.99), as YCSB precomputes it.
+pub const SCRAMBLED_ZETAN: f64 = 26.469_028_201_783_02;
+
 /// Zipfian ranks over `0..n` (Gray et al., "Quickly generating
 /// billion-record synthetic databases", as YCSB implements it): rank 0 is
 /// the most popular. `n` may grow (workload D's inserts); the normalising
@@ -161,6 +171,22 @@ impl Zipfian {
 
     fn eta_for(&self) -> f64 {
         (1.0 - (2.0 / self.n as f64).powf(1.0 - self.theta)) / (1.0 - self.zeta2 / self.zetan)
+    }
+
+    /// Ranks over `0..n` whose normalising sum `zetan` is already known
+    /// (YCSB's scrambled zipfian: 10^10 items, too many to sum).
+    pub fn with_zetan(n: u64, zetan: f64) -> Zipfian {
+        let theta = ZIPFIAN_CONSTANT;
+        let mut z = Zipfian {
+            n: n.max(2),
+            theta,
+            alpha: 1.0 / (1.0 - theta),
+            zeta2: zeta(0, 2, theta),
+            zetan,
+            eta: 0.0,
+        };
+        z.eta = z.eta_for();
+        z
     }
 
     /// Extends the ranks to `0..n` (never shrinks).
@@ -218,8 +244,12 @@ pub fn fnv1a(x: u64) -> u64 {
 pub struct Keyspace {
     loaded: u64,
     claimed: AtomicU64,
-    written: AtomicU64,
-    /// Zipfian ranks over the loaded records, computed once (a sum over
+    /// Records `0..readable` exist: the loaded ones and every insert up to
+    /// the first still in flight (YCSB's acknowledged counter), with the
+    /// inserts done beyond it.
+    done: Mutex<(u64, BTreeSet<u64>)>,
+    readable: AtomicU64,
+    /// The plain zipfian over the loaded records, computed once (a sum over
     /// every record) and copied into each client's generator.
     zipfian: Zipfian,
 }
@@ -231,7 +261,8 @@ impl Keyspace {
         Arc::new(Keyspace {
             loaded,
             claimed: AtomicU64::new(loaded),
-            written: AtomicU64::new(0),
+            done: Mutex::new((loaded, BTreeSet::new())),
+            readable: AtomicU64::new(loaded),
             zipfian: Zipfian::new(loaded),
         })
     }
@@ -241,16 +272,20 @@ impl Keyspace {
         self.claimed.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// An insert completed.
-    pub fn inserted(&self) {
-        self.written.fetch_add(1, Ordering::Relaxed);
+    /// The insert of `record` is done (stored or failed, as YCSB counts it).
+    pub fn inserted(&self, record: u64) {
+        let mut done = self.done.lock();
+        let (prefix, beyond) = &mut *done;
+        beyond.insert(record);
+        while beyond.remove(prefix) {
+            *prefix += 1;
+        }
+        self.readable.store(*prefix, Ordering::Relaxed);
     }
 
-    /// Records that can be read: the loaded ones and as many inserted ones
-    /// as completed (YCSB's acknowledged counter, simplified: inserts
-    /// complete in about the order they were claimed).
+    /// Records that can be read: none is still being inserted.
     fn existing(&self) -> u64 {
-        self.loaded + self.written.load(Ordering::Relaxed)
+        self.readable.load(Ordering::Relaxed)
     }
 }
 
@@ -259,6 +294,7 @@ pub struct Generator {
     mix: Mix,
     distribution: Distribution,
     zipfian: Zipfian,
+    scrambled: Zipfian,
     rng: ChaCha8Rng,
     keys: Arc<Keyspace>,
 }
@@ -277,6 +313,7 @@ impl Generator {
             mix: workload.mix(),
             distribution,
             zipfian: keys.zipfian.clone(),
+            scrambled: Zipfian::with_zetan(SCRAMBLED_ITEMS, SCRAMBLED_ZETAN),
             // One stream per client, the same for the same seed.
             rng: ChaCha8Rng::seed_from_u64(seed ^ fnv1a(client)),
             keys,
@@ -304,8 +341,12 @@ impl Generator {
     fn choose(&mut self) -> u64 {
         match self.distribution {
             Distribution::Uniform => self.rng.random_range(0..self.keys.existing()),
-            // Over the loaded records, scrambled, as YCSB does.
-            Distribution::Zipfian => fnv1a(self.zipfian.sample(&mut self.rng)) % self.keys.loaded,
+            // YCSB's ScrambledZipfianGenerator: a rank among 10^10 items,
+            // hashed onto the loaded records (`Math.abs(fnv) % n`).
+            Distribution::Zipfian => {
+                (fnv1a(self.scrambled.sample(&mut self.rng)) as i64).unsigned_abs()
+                    % self.keys.loaded
+            }
             Distribution::Latest => {
                 let existing = self.keys.existing();
                 self.zipfian.grow_to(existing);
@@ -327,8 +368,8 @@ mod tests {
         (0..n)
             .map(|_| {
                 let op = g.next_op();
-                if let Op::Insert(_) = op {
-                    keys.inserted();
+                if let Op::Insert(r) = op {
+                    keys.inserted(r);
                 }
                 op
             })
@@ -343,34 +384,34 @@ mod tests {
             (
                 Workload::A,
                 [
-                    Update(437),
-                    Update(996),
-                    Read(288),
-                    Update(769),
-                    Update(996),
-                    Read(405),
+                    Update(220),
+                    Update(899),
+                    Read(396),
+                    Update(30),
+                    Update(113),
+                    Read(620),
                 ],
             ),
             (
                 Workload::B,
                 [
-                    Read(437),
-                    Read(996),
-                    Read(288),
-                    Read(769),
-                    Read(996),
-                    Read(405),
+                    Read(220),
+                    Read(899),
+                    Read(396),
+                    Read(30),
+                    Read(113),
+                    Read(620),
                 ],
             ),
             (
                 Workload::C,
                 [
-                    Read(437),
-                    Read(996),
-                    Read(288),
-                    Read(769),
-                    Read(996),
-                    Read(405),
+                    Read(220),
+                    Read(899),
+                    Read(396),
+                    Read(30),
+                    Read(113),
+                    Read(620),
                 ],
             ),
             (
@@ -387,12 +428,12 @@ mod tests {
             (
                 Workload::F,
                 [
-                    ReadModifyWrite(437),
-                    ReadModifyWrite(996),
-                    Read(288),
-                    ReadModifyWrite(769),
-                    ReadModifyWrite(996),
-                    Read(405),
+                    ReadModifyWrite(220),
+                    ReadModifyWrite(899),
+                    Read(396),
+                    ReadModifyWrite(30),
+                    ReadModifyWrite(113),
+                    Read(620),
                 ],
             ),
         ];
@@ -498,11 +539,11 @@ mod tests {
         }
         let mut by_count: Vec<(u64, u64)> = counts.into_iter().collect();
         by_count.sort_by_key(|&(r, c)| (std::cmp::Reverse(c), r));
-        // The most popular record takes ~11% (1 / zeta(10,000)), and it is
-        // not record 0: the ranks are scrambled.
+        // The most popular record takes ~3.8% (1 / zeta(10^10, 0.99), as in
+        // YCSB), and it is not record 0: the ranks are scrambled.
         let (hottest, count) = by_count[0];
         assert!(
-            (0.08..0.14).contains(&(count as f64 / 100_000.0)),
+            (0.03..0.05).contains(&(count as f64 / 100_000.0)),
             "{count}"
         );
         assert_ne!(hottest, 0);
@@ -510,6 +551,17 @@ mod tests {
         let spread = by_count[..10].iter().map(|&(r, _)| r).max().unwrap_or(0)
             - by_count[..10].iter().map(|&(r, _)| r).min().unwrap_or(0);
         assert!(spread > 1_000, "{:?}", &by_count[..10]);
+    }
+
+    #[test]
+    fn reads_wait_for_every_insert_before_them() {
+        let keys = Keyspace::new(10);
+        let (a, b) = (keys.claim(), keys.claim());
+        assert_eq!((a, b), (10, 11));
+        keys.inserted(b);
+        assert_eq!(keys.existing(), 10, "11 is done but 10 is still in flight");
+        keys.inserted(a);
+        assert_eq!(keys.existing(), 12);
     }
 
     #[test]
@@ -521,7 +573,7 @@ mod tests {
         for _ in 0..20_000 {
             match g.next_op() {
                 Op::Insert(r) => {
-                    keys.inserted();
+                    keys.inserted(r);
                     inserts.push(r)
                 }
                 Op::Read(r) => {
