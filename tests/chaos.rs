@@ -829,6 +829,14 @@ fn elements(siblings: &[Sibling]) -> BTreeSet<String> {
         .collect()
 }
 
+/// A register's value: the largest among its siblings.
+fn register_value(siblings: &[Sibling]) -> Option<u64> {
+    siblings
+        .iter()
+        .filter_map(|s| String::from_utf8_lossy(&s.value).parse::<u64>().ok())
+        .max()
+}
+
 impl Clients {
     fn start(urls: Vec<String>, seed: u64, begun: Instant) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
@@ -918,11 +926,7 @@ impl Clients {
                     let key = REG_KEYS[rng.random_range(0..REG_KEYS.len())];
                     let start = Instant::now();
                     let max = match client.get(key.as_bytes()) {
-                        Ok(o) => o
-                            .siblings
-                            .iter()
-                            .filter_map(|s| String::from_utf8_lossy(&s.value).parse::<u64>().ok())
-                            .max(),
+                        Ok(o) => register_value(&o.siblings),
                         Err(Error::NotFound { .. }) => None,
                         Err(_) => continue,
                     };
@@ -1082,11 +1086,7 @@ fn chaos(seed: u64, seconds: u64) {
         .iter()
         .map(|k| {
             let last = match reader.get(k.as_bytes()) {
-                Ok(o) => o
-                    .siblings
-                    .iter()
-                    .filter_map(|s| String::from_utf8_lossy(&s.value).parse::<u64>().ok())
-                    .max(),
+                Ok(o) => register_value(&o.siblings),
                 Err(Error::NotFound { .. }) => None,
                 Err(e) => panic!("final read of {k} failed (seed {seed}): {e}\n{schedule_text}"),
             };

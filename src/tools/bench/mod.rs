@@ -271,6 +271,19 @@ struct Run {
 }
 
 impl Run {
+    /// Writes the run's value under `key` with `ctx`; the new context.
+    async fn write(&self, key: &str, ctx: Option<Context>) -> Result<Option<Context>, Error> {
+        self.client
+            .put_with(
+                key.as_bytes(),
+                self.value.clone(),
+                ctx.as_ref(),
+                &self.write,
+            )
+            .await
+            .map(Some)
+    }
+
     /// Performs one operation.
     async fn execute(&self, op: Op) -> Result<(), String> {
         let record = op.record();
@@ -285,22 +298,10 @@ impl Run {
                 .map(|o| Some(o.context)),
             Op::Update(_) => {
                 let ctx = self.contexts.lock().get(&record).cloned();
-                self.client
-                    .put_with(
-                        key.as_bytes(),
-                        self.value.clone(),
-                        ctx.as_ref(),
-                        &self.write,
-                    )
-                    .await
-                    .map(Some)
+                self.write(&key, ctx).await
             }
             Op::Insert(_) => {
-                let r = self
-                    .client
-                    .put_with(key.as_bytes(), self.value.clone(), None, &self.write)
-                    .await
-                    .map(Some);
+                let r = self.write(&key, None).await;
                 // Done either way, as in YCSB: a failed insert leaves a hole
                 // that later reads report as not_found.
                 self.keys.inserted(record);
@@ -312,15 +313,7 @@ impl Run {
                     Err(Error::NotFound { context, .. }) => context,
                     Err(e) => return Err(error_kind(&e)),
                 };
-                self.client
-                    .put_with(
-                        key.as_bytes(),
-                        self.value.clone(),
-                        ctx.as_ref(),
-                        &self.write,
-                    )
-                    .await
-                    .map(Some)
+                self.write(&key, ctx).await
             }
         };
         match outcome {
