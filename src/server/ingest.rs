@@ -82,7 +82,7 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
             }
         }
         // The same value twice is loaded once.
-        for (_, values) in &mut merged {
+        for (_, values) in merged.iter_mut().filter(|(_, v)| v.len() > 1) {
             let mut seen = std::collections::HashSet::with_capacity(values.len());
             values.retain(|v| seen.insert(v.clone()));
         }
