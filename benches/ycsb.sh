@@ -23,26 +23,7 @@ SECS=${2:-30}
 VALUE=${3:-1024}
 CLIENTS=${4:-64}
 CACHE_MB=64
-cargo build --quiet
-BIN=target/debug/dynakv
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-wait_http() { for _ in $(seq 1 300); do curl -sf -o /dev/null "$1/health" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
-settled() { # http ports...
-  python3 - "$@" <<'PY'
-import json, sys, urllib.request
-s = [json.load(urllib.request.urlopen(f"http://127.0.0.1:{p}/admin/status")) for p in sys.argv[1:]]
-ok = all(x["partitions_moving"] == 0 and x["transfers_pending"] == 0 and x["ring_epoch"] == s[0]["ring_epoch"] and len(x["ownership"]) == len(s) for x in s)
-sys.exit(0 if ok else 1)
-PY
-}
+. benches/common.sh
 cache_counts() { # http ports... -> "hits misses" summed over the nodes
   python3 - "$@" <<'PY'
 import sys, urllib.request
@@ -82,7 +63,7 @@ run_config() { # config nodes-csv ports
 "$BIN" node --name solo --data-dir "$WORK/single" --listen 127.0.0.1:7600 --http 127.0.0.1:8600 \
   --block-cache-mb "$CACHE_MB" >"$WORK/single.log" 2>&1 &
 PIDS+=($!)
-wait_http http://127.0.0.1:8600
+wait_http http://127.0.0.1:8600/health
 run_config single http://127.0.0.1:8600 "8600"
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 
@@ -92,7 +73,7 @@ for i in 1 2 3; do
   "$BIN" node --name "n$i" --data-dir "$WORK/n$i" --listen "127.0.0.1:760$i" --http "127.0.0.1:860$i" \
     --block-cache-mb "$CACHE_MB" "${seeds[@]}" >"$WORK/n$i.log" 2>&1 &
   PIDS+=($!)
-  wait_http "http://127.0.0.1:860$i"
+  wait_http "http://127.0.0.1:860$i/health"
 done
 for _ in $(seq 1 600); do settled 8601 8602 8603 && break; sleep 0.2; done
 run_config cluster http://127.0.0.1:8601,http://127.0.0.1:8602,http://127.0.0.1:8603 "8601 8602 8603"

@@ -816,19 +816,6 @@ struct Clients {
 const SET_KEYS: [&str; 4] = ["set-0", "set-1", "set-2", "set-3"];
 const REG_KEYS: [&str; 2] = ["reg-0", "reg-1"];
 
-fn elements(siblings: &[Sibling]) -> BTreeSet<String> {
-    siblings
-        .iter()
-        .flat_map(|s| {
-            String::from_utf8_lossy(&s.value)
-                .split(',')
-                .filter(|e| !e.is_empty())
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// A register's value: the largest among its siblings.
 fn register_value(siblings: &[Sibling]) -> Option<u64> {
     siblings
@@ -860,7 +847,7 @@ impl Clients {
                     std::thread::sleep(pace);
                     let key = SET_KEYS[rng.random_range(0..SET_KEYS.len())];
                     let (mut set, ctx) = match client.get(key.as_bytes()) {
-                        Ok(o) => (elements(&o.siblings), Some(o.context)),
+                        Ok(o) => (set_elements(&o.siblings), Some(o.context)),
                         Err(Error::NotFound { context }) => (BTreeSet::new(), context),
                         Err(_) => continue,
                     };
@@ -1075,7 +1062,7 @@ fn chaos(seed: u64, seconds: u64) {
         .iter()
         .map(|k| {
             let present = match reader.get(k.as_bytes()) {
-                Ok(o) => elements(&o.siblings),
+                Ok(o) => set_elements(&o.siblings),
                 Err(Error::NotFound { .. }) => BTreeSet::new(),
                 Err(e) => panic!("final read of {k} failed (seed {seed}): {e}\n{schedule_text}"),
             };

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
 use common::*;
@@ -20,24 +19,10 @@ fn text(s: &str) -> Sibling {
     Sibling::new(s.to_string(), "text/plain")
 }
 
-/// The union of comma-separated sets kept in the siblings.
-fn elements(siblings: &[Sibling]) -> BTreeSet<String> {
-    siblings
-        .iter()
-        .flat_map(|s| {
-            String::from_utf8_lossy(&s.value)
-                .split(',')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 /// The merge function of a set: the union of the siblings, plus `element`.
 fn add(element: &str) -> impl FnMut(&[Sibling]) -> Sibling + '_ {
     move |siblings| {
-        let mut items = elements(siblings);
+        let mut items = set_elements(siblings);
         items.insert(element.to_string());
         text(&items.into_iter().collect::<Vec<_>>().join(","))
     }
@@ -123,7 +108,7 @@ fn concurrent_modifies_lose_no_element() {
     }
     let client = ClientBuilder::new([url]).build_blocking().expect("client");
     let object = client.get(b"shared").expect("get");
-    let items = elements(&object.siblings);
+    let items = set_elements(&object.siblings);
     for t in 0..4 {
         for i in 0..10 {
             assert!(

@@ -336,34 +336,24 @@ fn restarted_peers_are_reachable_as_soon_as_gossip_shows_them_back() {
 
 /// Runs `dynakv bench` for a second of writes; returns its JSON report.
 fn bench_writes(nodes: &[String], direct: bool) -> Value {
+    let nodes = nodes.join(",");
     let mut args = vec![
-        "bench".to_string(),
-        "--node".into(),
-        nodes.join(","),
-        "--workload".into(),
-        "write-only".into(),
-        "--duration".into(),
-        "1".into(),
-        "--keys".into(),
-        "300".into(),
-        "--clients".into(),
-        "4".into(),
-        "--json".into(),
+        "--node",
+        &nodes,
+        "--workload",
+        "write-only",
+        "--duration",
+        "1",
+        "--keys",
+        "300",
+        "--clients",
+        "4",
+        "--json",
     ];
     if direct {
-        args.push("--direct".into());
+        args.push("--direct");
     }
-    let out = std::process::Command::new(BIN)
-        .args(&args)
-        .output()
-        .expect("run bench");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json report")
+    bench_json(&args)
 }
 
 fn forwarded(nodes: &[TestNode]) -> f64 {

@@ -552,25 +552,6 @@ fn the_cli_reads_writes_and_deletes_with_clear_exit_codes() {
     assert!(out.contains("solo") && out.contains("up"), "{out}");
 }
 
-fn bench(args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("bench")
-        .args(args)
-        .output()
-        .expect("run bench")
-}
-
-fn bench_json(args: &[&str]) -> Value {
-    let out = bench(args);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json report")
-}
-
 #[test]
 fn the_bench_command_loads_runs_a_ycsb_workload_and_reports_percentiles() {
     let dir = tempfile::tempdir().expect("tempdir");

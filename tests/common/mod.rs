@@ -628,3 +628,39 @@ pub fn metric(node: &TestNode, name: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Runs `dynakv bench` with `args`.
+pub fn bench(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .output()
+        .expect("run bench")
+}
+
+/// Runs `dynakv bench --json`-style `args`, which must succeed; its report.
+pub fn bench_json(args: &[&str]) -> Value {
+    let out = bench(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json report")
+}
+
+/// The union of the comma-separated sets kept in `siblings` (the set
+/// workloads of the client and chaos tests).
+pub fn set_elements(siblings: &[dynakv_client::Sibling]) -> std::collections::BTreeSet<String> {
+    siblings
+        .iter()
+        .flat_map(|s| {
+            String::from_utf8_lossy(&s.value)
+                .split(',')
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}

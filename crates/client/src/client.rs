@@ -489,15 +489,14 @@ impl Client {
         Ok(router.partition(partition).to_vec())
     }
 
+    /// The ring, for calls that need it whatever the routing (bulk loads,
+    /// exports, replica sets): the same cached copy routing uses.
     async fn ring_router(&self) -> Result<Arc<Router>> {
-        match self.router().await {
-            Some(r) => Ok(r),
-            None => Ok(Arc::new(self.read_router().await.ok_or_else(|| {
-                Error::Unreachable {
-                    message: "cannot read the ring from any node".into(),
-                }
-            })?)),
-        }
+        self.cached_router()
+            .await
+            .ok_or_else(|| Error::Unreachable {
+                message: "cannot read the ring from any node".into(),
+            })
     }
 
     /// Bulk-loads a batch of records (`POST /admin/ingest`) whose partitions
@@ -632,6 +631,11 @@ impl Client {
         if !self.inner.route_to_replicas {
             return None;
         }
+        self.cached_router().await
+    }
+
+    /// The ring read at most every ROUTER_TTL.
+    async fn cached_router(&self) -> Option<Arc<Router>> {
         if let Some((r, at)) = self.inner.router.lock().as_ref()
             && at.elapsed() < ROUTER_TTL
         {

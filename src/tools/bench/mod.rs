@@ -46,7 +46,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use serde_json::{Value, json};
 
-use crate::tools::commands::CliError;
+use crate::tools::commands::{CliError, failure, usage};
 use workload::{Distribution, Generator, Keyspace, Op, Workload};
 
 /// Whether to load the records first.
@@ -123,20 +123,6 @@ pub struct BenchArgs {
     pub admin_token: Option<String>,
 }
 
-fn failure(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 1,
-        message: message.into(),
-    }
-}
-
-fn usage(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 2,
-        message: message.into(),
-    }
-}
-
 /// The key of record `i`.
 pub fn key_name(i: u64) -> String {
     format!("bench-{i:08}")
@@ -209,9 +195,7 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
     let run = Run {
         client,
         workload: args.workload,
-        distribution: args
-            .distribution
-            .unwrap_or_else(|| args.workload.distribution()),
+        distribution: plan_distribution(&args),
         keys: Keyspace::new(args.records),
         value: Sibling::new(vec![b'x'; args.value_size], "application/octet-stream"),
         contexts: Mutex::new(HashMap::new()),

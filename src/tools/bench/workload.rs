@@ -198,16 +198,6 @@ impl Zipfian {
         }
     }
 
-    /// The number of ranks.
-    pub fn len(&self) -> u64 {
-        self.n
-    }
-
-    /// Always false: there is one rank at least.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
     /// The next rank.
     pub fn sample(&self, rng: &mut impl Rng) -> u64 {
         let u: f64 = rng.random();
