@@ -97,6 +97,57 @@ fn concurrent_writes_through_two_coordinators_are_siblings_on_every_replica() {
     }
 }
 
+/// Concurrent blind writes of the same keys through one coordinator: the
+/// replicas receive them in runs, often naming one key several times, and
+/// merge each run in one storage write. Every acknowledged value ends up a
+/// sibling on every replica.
+#[test]
+fn concurrent_blind_writes_of_the_same_keys_keep_every_value_on_every_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let url = |key: &str| nodes[0].key_url(key);
+    std::thread::scope(|s| {
+        for t in 0..16 {
+            let url = &url;
+            s.spawn(move || {
+                let c = http();
+                for j in 0..8 {
+                    let resp = put(
+                        &c,
+                        &url(&format!("hot-{}", j % 4)),
+                        format!("{t}-{j}"),
+                        None,
+                    );
+                    assert_eq!(resp.status(), 204, "write {t}-{j}");
+                }
+            });
+        }
+    });
+    for k in 0..4 {
+        let mut expected: Vec<String> = (0..16)
+            .flat_map(|t| {
+                (0..8)
+                    .filter(move |j| j % 4 == k)
+                    .map(move |j| format!("{t}-{j}"))
+            })
+            .collect();
+        expected.sort();
+        for (i, node) in nodes.iter().enumerate() {
+            let held = || {
+                let mut v = local_values(node, &others(&nodes, i), &format!("hot-{k}"));
+                v.sort();
+                v
+            };
+            assert!(
+                wait_until(Duration::from_secs(10), || held() == expected),
+                "{} holds {:?} of hot-{k}",
+                node.name,
+                held()
+            );
+        }
+    }
+}
+
 #[test]
 fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
     let dir = tempfile::tempdir().expect("tempdir");

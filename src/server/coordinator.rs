@@ -945,6 +945,50 @@ impl Coordinator {
         }
     }
 
+    /// Serves replica writes that arrived together from one peer (none a
+    /// hint): merged in one storage write, so the run costs one write-ahead
+    /// log append instead of one per write. Answers in order; a write for a
+    /// partition this node does not hold is refused, as in
+    /// [`Coordinator::on_replica_write`].
+    pub async fn on_replica_writes(
+        self: &Arc<Self>,
+        writes: Vec<(Bytes, Object)>,
+    ) -> Vec<Response> {
+        if writes.len() == 1 {
+            let (key, object) = writes.into_iter().next().expect("one write");
+            return vec![self.on_replica_write(key, object, None).await];
+        }
+        let held: Vec<bool> = writes.iter().map(|(key, _)| self.holds_key(key)).collect();
+        let items: Vec<(Bytes, Object)> = writes
+            .into_iter()
+            .zip(&held)
+            .filter_map(|(w, &h)| h.then_some(w))
+            .collect();
+        let result = if items.is_empty() {
+            Ok(0)
+        } else {
+            self.core
+                .write_now(move |node| node.storage.merge_batch(&items))
+                .await
+        };
+        let stored = match result {
+            Ok(_) => Response::Ack,
+            Err(e) => {
+                self.core.note_storage_error(&e);
+                Response::Error(e.to_string())
+            }
+        };
+        held.into_iter()
+            .map(|h| {
+                if h {
+                    stored.clone()
+                } else {
+                    Response::NotReplica
+                }
+            })
+            .collect()
+    }
+
     /// Serves a replica read from a peer (with the hints it holds, as a fallback).
     pub async fn on_replica_read(self: &Arc<Self>, key: Bytes, hints_for: Vec<String>) -> Response {
         if hints_for.is_empty() && !self.holds_key(&key) {

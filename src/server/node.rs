@@ -160,6 +160,39 @@ impl Handler for Node {
         }
     }
 
+    /// Replica writes of the run (valid, not hints) are merged together, one
+    /// storage write for all of them; the other requests are answered one by
+    /// one.
+    async fn handle_quick_run(
+        self: Arc<Self>,
+        peer: String,
+        requests: Vec<Request>,
+    ) -> Vec<Response> {
+        let mut answers: Vec<Option<Response>> = Vec::with_capacity(requests.len());
+        let mut writes = Vec::new();
+        for request in requests {
+            let mergeable = matches!(request, Request::ReplicaWrite { hint_for: None, .. })
+                && request.validate().is_ok();
+            match request {
+                Request::ReplicaWrite { key, object, .. } if mergeable => {
+                    writes.push((answers.len(), key, object));
+                    answers.push(None);
+                }
+                other => answers.push(Some(Arc::clone(&self).handle(peer.clone(), other).await)),
+            }
+        }
+        let (slots, items): (Vec<usize>, Vec<(bytes::Bytes, dynakv_versioning::Object)>) =
+            writes.into_iter().map(|(i, k, o)| (i, (k, o))).unzip();
+        let written = self.coordinator.on_replica_writes(items).await;
+        for (slot, answer) in slots.into_iter().zip(written) {
+            answers[slot] = Some(answer);
+        }
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Response::Error("replica write not answered".into())))
+            .collect()
+    }
+
     async fn handle(self: Arc<Self>, peer: String, request: Request) -> Response {
         if let Err(kind) = request.validate() {
             self.core

@@ -24,6 +24,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const IN_FLIGHT_PER_CONNECTION: usize = 512;
 /// Node-to-node connections accepted at once.
 const MAX_CONNECTIONS: usize = 1024;
+/// Quick requests answered together at most (see [`Handler::handle_quick_run`]).
+const MAX_QUICK_RUN: usize = 64;
 
 /// What both sides of the protocol share: this node's name, the cluster
 /// secret, fault injection and metrics.
@@ -56,6 +58,26 @@ pub trait Handler: Send + Sync + 'static {
     /// connection.
     fn is_quick(&self, _request: &Request) -> bool {
         false
+    }
+
+    /// Answers a run of quick requests that arrived together (decoded from
+    /// the same reads), one answer per request, in order. The default answers
+    /// them one by one; a handler may serve some together, as [`crate::server::node::Node`]
+    /// does with replica writes (one storage write for the run). Requests of
+    /// one run were all sent before any was answered, so they are concurrent
+    /// and any order of applying them is one the caller could have seen.
+    fn handle_quick_run(
+        self: Arc<Self>,
+        peer: String,
+        requests: Vec<Request>,
+    ) -> impl Future<Output = Vec<Response>> + Send {
+        async move {
+            let mut answers = Vec::with_capacity(requests.len());
+            for request in requests {
+                answers.push(Arc::clone(&self).handle(peer.clone(), request).await);
+            }
+            answers
+        }
     }
 }
 
@@ -177,8 +199,14 @@ async fn connection<H: Handler>(
     let mut writer = tokio::spawn(write_batched(sink, rx));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     let mut writer_done = false;
+    // A frame read while gathering a run of quick requests that does not
+    // belong to the run: handled on the next turn.
+    let mut carried = None;
     let result = loop {
-        let next = tokio::select! {
+        let next = if let Some(next) = carried.take() {
+            next
+        } else {
+            tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             w = &mut writer => {
                 // The writer stopped: an answer too large to send, or a broken
@@ -193,6 +221,7 @@ async fn connection<H: Handler>(
                 break Err(e.into());
             }
             n = frames.next() => n,
+            }
         };
         let frame = match next {
             None => break Ok(()),
@@ -214,9 +243,32 @@ async fn connection<H: Handler>(
             continue;
         }
         if handler.is_quick(&body) {
-            let body = answer(Arc::clone(&handler), peer.clone(), body, &shared.metrics).await;
-            // If the writer is gone, its error ends the loop on the next turn.
-            let _ = tx.send(Frame::Response { id, body }).await;
+            // The frames already read join this one: a peer's writer sends
+            // many per write system call, and answered together a run of
+            // replica writes is one storage write instead of one each.
+            let mut ids = vec![id];
+            let mut bodies = vec![body];
+            while ids.len() < MAX_QUICK_RUN {
+                match frames.next().now_or_never() {
+                    None => break,
+                    Some(Some(Ok(Frame::Request { id, body }))) if handler.is_quick(&body) => {
+                        if !shared.faults.drops_from(&peer) {
+                            ids.push(id);
+                            bodies.push(body);
+                        }
+                    }
+                    Some(other) => {
+                        carried = Some(other);
+                        break;
+                    }
+                }
+            }
+            let answers =
+                answer_run(Arc::clone(&handler), peer.clone(), bodies, &shared.metrics).await;
+            for (id, body) in ids.into_iter().zip(answers) {
+                // If the writer is gone, its error ends the loop on the next turn.
+                let _ = tx.send(Frame::Response { id, body }).await;
+            }
             continue;
         }
         let permit = Arc::clone(&in_flight)
@@ -240,6 +292,48 @@ async fn connection<H: Handler>(
     result
 }
 
+/// Runs the handler on a run of quick requests: one answer per request, in
+/// order, whatever the handler does (a panic answers every request with an
+/// error, as [`answer`] does for one).
+async fn answer_run<H: Handler>(
+    handler: Arc<H>,
+    peer: String,
+    bodies: Vec<Request>,
+    metrics: &Metrics,
+) -> Vec<Response> {
+    if bodies.len() == 1 {
+        let body = bodies.into_iter().next().expect("one request");
+        return vec![answer(handler, peer, body, metrics).await];
+    }
+    let n = bodies.len();
+    let kinds: Vec<&'static str> = bodies.iter().map(Request::kind).collect();
+    match AssertUnwindSafe(handler.handle_quick_run(peer, bodies))
+        .catch_unwind()
+        .await
+    {
+        Ok(answers) if answers.len() == n => answers,
+        Ok(answers) => {
+            tracing::error!(
+                asked = n,
+                answered = answers.len(),
+                "a node-to-node handler answered a run with the wrong number of answers"
+            );
+            kinds
+                .iter()
+                .map(|kind| Response::Error(format!("{kind} failed on a bug in the node")))
+                .collect()
+        }
+        Err(_) => {
+            metrics.handler_panics.inc();
+            tracing::error!(requests = n, "a node-to-node request handler panicked");
+            kinds
+                .iter()
+                .map(|kind| Response::Error(format!("{kind} failed on a bug in the node")))
+                .collect()
+        }
+    }
+}
+
 /// Runs the handler on one request. A panicking handler (a bug) answers an
 /// error instead of leaving the caller to time out; it is logged and counted.
 async fn answer<H: Handler>(
@@ -259,5 +353,162 @@ async fn answer<H: Handler>(
             tracing::error!(kind, "a node-to-node request handler panicked");
             Response::Error(format!("{kind} failed on a bug in the node"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use parking_lot::Mutex;
+
+    use super::*;
+    use crate::server::rpc::RpcClient;
+
+    /// Answers a replica read with its key (as an error text, so the answer
+    /// names its request) and records the runs it was given. A read of key
+    /// "panic" panics, alone or in a run; pings are not quick.
+    #[derive(Default)]
+    struct Echo {
+        runs: Mutex<Vec<usize>>,
+    }
+
+    fn key_of(request: &Request) -> String {
+        match request {
+            Request::ReplicaRead { key, .. } => String::from_utf8_lossy(key).into_owned(),
+            _ => "ping".into(),
+        }
+    }
+
+    impl Handler for Echo {
+        async fn handle(self: Arc<Self>, _peer: String, request: Request) -> Response {
+            match request {
+                Request::Ping => Response::Pong,
+                r => {
+                    assert!(key_of(&r) != "panic", "asked to");
+                    Response::Error(key_of(&r))
+                }
+            }
+        }
+
+        fn is_quick(&self, request: &Request) -> bool {
+            matches!(request, Request::ReplicaRead { .. })
+        }
+
+        async fn handle_quick_run(
+            self: Arc<Self>,
+            _peer: String,
+            requests: Vec<Request>,
+        ) -> Vec<Response> {
+            self.runs.lock().push(requests.len());
+            assert!(!requests.iter().any(|r| key_of(r) == "panic"), "asked to");
+            requests
+                .iter()
+                .map(|r| Response::Error(key_of(r)))
+                .collect()
+        }
+    }
+
+    async fn pair(handler: Arc<Echo>) -> (RpcClient, SocketAddr, CancellationToken) {
+        let shared = |name: &str| {
+            Arc::new(RpcShared {
+                name: name.into(),
+                secret: Some("test".into()),
+                faults: Faults::default(),
+                metrics: Arc::new(Metrics::new()),
+            })
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, shared("server"), handler, stop.clone()));
+        let client = RpcClient::new(shared("client"), "127.0.0.1".parse().expect("ip"));
+        (client, addr, stop)
+    }
+
+    fn read(key: &str) -> Request {
+        Request::ReplicaRead {
+            key: Bytes::from(key.to_owned()),
+            hints_for: Vec::new(),
+        }
+    }
+
+    /// Many quick requests sent at once are answered in runs, and every
+    /// caller gets its own request's answer, with a slow request (not quick)
+    /// among them.
+    #[tokio::test]
+    async fn requests_answered_in_runs_each_get_their_own_answer() {
+        let handler = Arc::new(Echo::default());
+        let (client, addr, stop) = pair(Arc::clone(&handler)).await;
+        let timeout = Duration::from_secs(10);
+        assert!(matches!(
+            client.call(addr, None, Request::Ping, timeout).await,
+            Ok(Response::Pong)
+        ));
+        let calls = (0..300).map(|i| {
+            let request = if i % 50 == 25 {
+                Request::Ping
+            } else {
+                read(&format!("k{i}"))
+            };
+            let client = &client;
+            async move { (i, client.call(addr, None, request, timeout).await) }
+        });
+        for (i, answer) in futures::future::join_all(calls).await {
+            match answer.expect("answered") {
+                Response::Pong => assert_eq!(i % 50, 25),
+                Response::Error(key) => assert_eq!(key, format!("k{i}")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let runs = handler.runs.lock().clone();
+        assert_eq!(runs.iter().sum::<usize>(), 294, "runs: {runs:?}");
+        assert!(
+            runs.iter().any(|&n| n > 1),
+            "no request joined a run: {runs:?}"
+        );
+        assert!(runs.iter().all(|&n| n <= MAX_QUICK_RUN));
+        stop.cancel();
+    }
+
+    /// A handler that panics on a run answers each of its requests with an
+    /// error, and the connection goes on serving.
+    #[tokio::test]
+    async fn a_run_that_panics_answers_every_request_with_an_error() {
+        let handler = Arc::new(Echo::default());
+        let (client, addr, stop) = pair(Arc::clone(&handler)).await;
+        let timeout = Duration::from_secs(10);
+        let calls = (0..64).map(|i| {
+            let key = if i == 10 {
+                "panic".into()
+            } else {
+                format!("k{i}")
+            };
+            let client = &client;
+            async move {
+                (
+                    key.clone(),
+                    client.call(addr, None, read(&key), timeout).await,
+                )
+            }
+        });
+        let mut errors = 0;
+        for (key, answer) in futures::future::join_all(calls).await {
+            match answer.expect("answered") {
+                Response::Error(text) if text == key => {}
+                Response::Error(text) => {
+                    assert!(text.contains("bug in the node"), "{text}");
+                    errors += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(errors >= 1, "the panicking request was answered normally");
+        assert!(matches!(
+            client.call(addr, None, read("after"), timeout).await,
+            Ok(Response::Error(k)) if k == "after"
+        ));
+        stop.cancel();
     }
 }
