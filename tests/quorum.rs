@@ -148,6 +148,76 @@ fn concurrent_blind_writes_of_the_same_keys_keep_every_value_on_every_replica() 
     }
 }
 
+/// A run of replica writes sent to one node together, as a coordinator's
+/// connection sends them: versions of one key from eight coordinators that
+/// never saw each other, and writes of other keys. Every write is
+/// acknowledged, the node holds every version, and the writes were stored as
+/// runs (one storage write each).
+#[test]
+fn a_run_of_replica_writes_is_acknowledged_and_stored_whole() {
+    use std::sync::Arc;
+
+    use dynakv::server::metrics::Metrics;
+    use dynakv::server::rpc::{Faults, Request, Response, RpcClient, RpcShared};
+    use dynakv_versioning::{ActorId, Object, Version, VersionVector};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let object = |actor: u64, value: String| {
+        let mut o = Object::new();
+        o.update(
+            &VersionVector::new(),
+            ActorId(actor),
+            Version::value(value.into_bytes(), "text/plain", 1),
+        );
+        o
+    };
+    let mut writes: Vec<(String, Object)> = (1..=8)
+        .map(|a| ("merged".to_string(), object(1000 + a, format!("v{a}"))))
+        .collect();
+    writes.extend((0..24).map(|i| (format!("other-{i}"), object(2000 + i, format!("o{i}")))));
+    let addr: std::net::SocketAddr = nodes[0].rpc_addr().parse().expect("addr");
+    let answers = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(async {
+            let client = RpcClient::new(
+                Arc::new(RpcShared {
+                    name: "tester".into(),
+                    secret: Some(format!("test-{}", dir.path().display())),
+                    faults: Faults::default(),
+                    metrics: Arc::new(Metrics::new()),
+                }),
+                "127.0.0.1".parse().expect("ip"),
+            );
+            let timeout = Duration::from_secs(10);
+            let pong = client.call(addr, None, Request::Ping, timeout).await;
+            assert!(matches!(pong, Ok(Response::Pong)), "{pong:?}");
+            let calls = writes.iter().map(|(key, object)| {
+                let request = Request::ReplicaWrite {
+                    key: key.clone().into(),
+                    object: object.clone(),
+                    hint_for: None,
+                };
+                client.call(addr, None, request, timeout)
+            });
+            futures::future::join_all(calls).await
+        });
+    for ((key, _), answer) in writes.iter().zip(&answers) {
+        assert!(matches!(answer, Ok(Response::Ack)), "{key}: {answer:?}");
+    }
+    let others = others(&nodes, 0);
+    let mut merged = local_values(&nodes[0], &others, "merged");
+    merged.sort();
+    assert_eq!(merged, (1..=8).map(|a| format!("v{a}")).collect::<Vec<_>>());
+    for i in 0..24 {
+        assert_eq!(
+            local_values(&nodes[0], &others, &format!("other-{i}")),
+            [format!("o{i}")]
+        );
+    }
+    assert!(metric(&nodes[0], "dynakv_replica_writes_merged_total") > 0.0);
+}
+
 #[test]
 fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
     let dir = tempfile::tempdir().expect("tempdir");

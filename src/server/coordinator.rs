@@ -949,44 +949,57 @@ impl Coordinator {
     /// hint): merged in one storage write, so the run costs one write-ahead
     /// log append instead of one per write. Answers in order; a write for a
     /// partition this node does not hold is refused, as in
-    /// [`Coordinator::on_replica_write`].
+    /// [`Coordinator::on_replica_write`]. When a key's lock stripe is busy (a
+    /// transfer or bulk load holds it) or the batch fails, the writes are
+    /// served one by one instead: a run never waits holding other stripes,
+    /// and one bad key does not fail the others.
     pub async fn on_replica_writes(
         self: &Arc<Self>,
         writes: Vec<(Bytes, Object)>,
     ) -> Vec<Response> {
-        if writes.len() == 1 {
-            let (key, object) = writes.into_iter().next().expect("one write");
-            return vec![self.on_replica_write(key, object, None).await];
-        }
-        let held: Vec<bool> = writes.iter().map(|(key, _)| self.holds_key(key)).collect();
-        let items: Vec<(Bytes, Object)> = writes
-            .into_iter()
-            .zip(&held)
-            .filter_map(|(w, &h)| h.then_some(w))
-            .collect();
-        let result = if items.is_empty() {
-            Ok(0)
-        } else {
-            self.core
-                .write_now(move |node| node.storage.merge_batch(&items))
-                .await
-        };
-        let stored = match result {
-            Ok(_) => Response::Ack,
-            Err(e) => {
-                self.core.note_storage_error(&e);
-                Response::Error(e.to_string())
-            }
-        };
-        held.into_iter()
-            .map(|h| {
-                if h {
-                    stored.clone()
-                } else {
-                    Response::NotReplica
+        if writes.len() > 1 {
+            let held: Vec<bool> = writes.iter().map(|(key, _)| self.holds_key(key)).collect();
+            let items: Vec<&(Bytes, Object)> = writes
+                .iter()
+                .zip(&held)
+                .filter_map(|(w, &h)| h.then_some(w))
+                .collect();
+            let merged = if items.is_empty() {
+                Some(Ok(0))
+            } else {
+                let items: Vec<(Bytes, Object)> = items.into_iter().cloned().collect();
+                self.core
+                    .write_now(move |node| node.storage.try_merge_batch(&items))
+                    .await
+            };
+            match merged {
+                Some(Ok(_)) => {
+                    self.core
+                        .metrics
+                        .replica_writes_merged
+                        .inc_by(writes.len() as u64);
+                    return held
+                        .into_iter()
+                        .map(|h| {
+                            if h {
+                                Response::Ack
+                            } else {
+                                Response::NotReplica
+                            }
+                        })
+                        .collect();
                 }
-            })
-            .collect()
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, writes = writes.len(), "a run of replica writes failed; serving them one by one");
+                }
+                None => {}
+            }
+        }
+        let mut answers = Vec::with_capacity(writes.len());
+        for (key, object) in writes {
+            answers.push(self.on_replica_write(key, object, None).await);
+        }
+        answers
     }
 
     /// Serves a replica read from a peer (with the hints it holds, as a fallback).

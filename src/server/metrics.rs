@@ -82,6 +82,8 @@ pub struct Metrics {
     /// Writes this node received without being a replica of the key, and
     /// forwarded to one.
     pub forwarded_writes: Counter,
+    /// Replica writes stored as part of a run merged in one storage write.
+    pub replica_writes_merged: Counter,
     /// Records that failed to decode on disk.
     pub corrupt_records: Counter,
     /// Hints stored (on this node, for other replicas).
@@ -178,6 +180,7 @@ impl Metrics {
             read_repairs: Counter::default(),
             speculative_reads: Counter::default(),
             forwarded_writes: Counter::default(),
+            replica_writes_merged: Counter::default(),
             corrupt_records: Counter::default(),
             hints_stored: Counter::default(),
             hints_delivered: Counter::default(),
@@ -250,6 +253,11 @@ impl Metrics {
             "forwarded_writes",
             "Writes received by a node that is not a replica of the key, forwarded to one",
             m.forwarded_writes.clone(),
+        );
+        registry.register(
+            "replica_writes_merged",
+            "Replica writes that arrived together and were stored in one storage write",
+            m.replica_writes_merged.clone(),
         );
         registry.register(
             "corrupt_records",

@@ -161,35 +161,40 @@ impl Handler for Node {
     }
 
     /// Replica writes of the run (valid, not hints) are merged together, one
-    /// storage write for all of them; the other requests are answered one by
-    /// one.
+    /// storage write for all of them, before the other requests are answered
+    /// one by one: a read in the run sees every write that came with it.
     async fn handle_quick_run(
         self: Arc<Self>,
         peer: String,
         requests: Vec<Request>,
     ) -> Vec<Response> {
-        let mut answers: Vec<Option<Response>> = Vec::with_capacity(requests.len());
+        let mut answers: Vec<Option<Response>> = vec![None; requests.len()];
         let mut writes = Vec::new();
-        for request in requests {
+        let mut slots = Vec::new();
+        let mut rest = Vec::new();
+        for (slot, request) in requests.into_iter().enumerate() {
             let mergeable = matches!(request, Request::ReplicaWrite { hint_for: None, .. })
                 && request.validate().is_ok();
             match request {
                 Request::ReplicaWrite { key, object, .. } if mergeable => {
-                    writes.push((answers.len(), key, object));
-                    answers.push(None);
+                    slots.push(slot);
+                    writes.push((key, object));
                 }
-                other => answers.push(Some(Arc::clone(&self).handle(peer.clone(), other).await)),
+                other => rest.push((slot, other)),
             }
         }
-        let (slots, items): (Vec<usize>, Vec<(bytes::Bytes, dynakv_versioning::Object)>) =
-            writes.into_iter().map(|(i, k, o)| (i, (k, o))).unzip();
-        let written = self.coordinator.on_replica_writes(items).await;
-        for (slot, answer) in slots.into_iter().zip(written) {
-            answers[slot] = Some(answer);
+        if !writes.is_empty() {
+            let written = self.coordinator.on_replica_writes(writes).await;
+            for (slot, answer) in slots.into_iter().zip(written) {
+                answers[slot] = Some(answer);
+            }
+        }
+        for (slot, request) in rest {
+            answers[slot] = Some(Arc::clone(&self).handle(peer.clone(), request).await);
         }
         answers
             .into_iter()
-            .map(|a| a.unwrap_or_else(|| Response::Error("replica write not answered".into())))
+            .map(|a| a.unwrap_or_else(|| Response::Error("request not answered".into())))
             .collect()
     }
 

@@ -527,17 +527,27 @@ impl Storage {
     /// changed.
     pub fn merge_batch(&self, items: &[(impl AsRef<[u8]>, Object)]) -> Result<usize, StorageError> {
         let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
-        let mut stripes: Vec<usize> = skeys
-            .iter()
-            .map(|sk| {
-                let t = split_storage_key(sk).map(|(t, _)| t).unwrap_or(0);
-                (t % LOCK_STRIPES as u64) as usize
-            })
+        let _guards: Vec<_> = stripes_of(&skeys)
+            .into_iter()
+            .map(|i| self.locks[i].lock())
             .collect();
-        stripes.sort_unstable();
-        stripes.dedup();
-        let _guards: Vec<_> = stripes.iter().map(|&i| self.locks[i].lock()).collect();
         self.merge_locked(&skeys, items)
+    }
+
+    /// [`Storage::merge_batch`] if none of the keys' lock stripes is held
+    /// right now; `None` (nothing done) otherwise. For callers on an async
+    /// worker: waiting for one busy stripe (a transfer batch, a bulk load)
+    /// while holding the others would stall every writer of those too.
+    pub fn try_merge_batch(
+        &self,
+        items: &[(impl AsRef<[u8]>, Object)],
+    ) -> Option<Result<usize, StorageError>> {
+        let skeys: Vec<Vec<u8>> = items.iter().map(|(k, _)| storage_key(k.as_ref())).collect();
+        let mut guards = Vec::new();
+        for i in stripes_of(&skeys) {
+            guards.push(self.locks[i].try_lock()?);
+        }
+        Some(self.merge_locked(&skeys, items))
     }
 
     /// [`Storage::merge_batch`] with the keys' stripes already held.
@@ -559,7 +569,8 @@ impl Storage {
                         (c, existed)
                     }
                     // A replica's copy replaces a corrupt record, as in `merge`.
-                    Err(StorageError::Corrupt { .. }) => {
+                    Err(StorageError::Corrupt { reason, .. }) => {
+                        tracing::warn!(key = ?String::from_utf8_lossy(skey.get(8..).unwrap_or_default()), %reason, "replacing corrupt record with a replica's copy");
                         if let Some((t, _)) = split_storage_key(skey) {
                             self.incarnation.retire_scope(Ring::partition_of(t) as u32);
                         }
@@ -1078,6 +1089,21 @@ fn hint_prefix(target: &str) -> Vec<u8> {
     p
 }
 
+/// The lock stripes of storage keys, ascending and without repeats: the one
+/// order in which every multi-key writer takes them, so none deadlocks.
+fn stripes_of(skeys: &[Vec<u8>]) -> Vec<usize> {
+    let mut stripes: Vec<usize> = skeys
+        .iter()
+        .map(|sk| {
+            let t = split_storage_key(sk).map(|(t, _)| t).unwrap_or(0);
+            (t % LOCK_STRIPES as u64) as usize
+        })
+        .collect();
+    stripes.sort_unstable();
+    stripes.dedup();
+    stripes
+}
+
 /// A hint's key: the target's length-prefixed name, then the object's storage
 /// key, so one target's hints are contiguous and in ring order.
 fn hint_key(target: &str, key: &[u8]) -> Vec<u8> {
@@ -1364,6 +1390,33 @@ mod tests {
         );
         assert_eq!(many.key_count(), 100);
         assert_eq!(many.merge_batch(&items).expect("again"), 0, "idempotent");
+    }
+
+    #[test]
+    fn a_batch_merge_that_would_wait_for_a_busy_stripe_does_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(dir.path());
+        let mut o = Object::new();
+        o.update(
+            &VersionVector::new(),
+            ActorId(7),
+            Version::value(b"v".to_vec(), "", 1),
+        );
+        let items = vec![(b"a".to_vec(), o.clone()), (b"b".to_vec(), o.clone())];
+        {
+            let _busy = store.lock(&storage_key(b"b"));
+            assert!(store.try_merge_batch(&items).is_none());
+            assert_eq!(store.get(b"a").expect("get"), None, "nothing written");
+        }
+        assert_eq!(
+            store
+                .try_merge_batch(&items)
+                .expect("free")
+                .expect("merged"),
+            2
+        );
+        assert_eq!(store.get(b"a").expect("get"), Some(o.clone()));
+        assert_eq!(store.get(b"b").expect("get"), Some(o));
     }
 
     #[test]

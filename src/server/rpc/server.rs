@@ -367,7 +367,8 @@ mod tests {
     use crate::server::rpc::RpcClient;
 
     /// Answers a replica read with its key (as an error text, so the answer
-    /// names its request) and records the runs it was given. A read of key
+    /// names its request) and records the runs it was given (a read answered
+    /// alone is a run of one). A read of key
     /// "panic" panics, alone or in a run; pings are not quick.
     #[derive(Default)]
     struct Echo {
@@ -387,6 +388,7 @@ mod tests {
                 Request::Ping => Response::Pong,
                 r => {
                     assert!(key_of(&r) != "panic", "asked to");
+                    self.runs.lock().push(1);
                     Response::Error(key_of(&r))
                 }
             }
@@ -479,6 +481,10 @@ mod tests {
         let handler = Arc::new(Echo::default());
         let (client, addr, stop) = pair(Arc::clone(&handler)).await;
         let timeout = Duration::from_secs(10);
+        assert!(matches!(
+            client.call(addr, None, Request::Ping, timeout).await,
+            Ok(Response::Pong)
+        ));
         let calls = (0..64).map(|i| {
             let key = if i == 10 {
                 "panic".into()
@@ -505,6 +511,10 @@ mod tests {
             }
         }
         assert!(errors >= 1, "the panicking request was answered normally");
+        assert!(
+            handler.runs.lock().iter().any(|&n| n > 1),
+            "no run: the panic was only tested alone"
+        );
         assert!(matches!(
             client.call(addr, None, read("after"), timeout).await,
             Ok(Response::Error(k)) if k == "after"
