@@ -156,9 +156,7 @@ fn a_malformed_line_stops_the_load_at_its_number_unless_skipped() {
 fn loading_twice_adds_nothing_and_never_removes_a_stored_version() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes = formed(dir.path(), &[]);
-    let client = ClientBuilder::new([nodes[0].url()])
-        .build_blocking()
-        .expect("client");
+    let client = nodes[0].client();
     client
         .put(b"k1", Sibling::new("already here", "text/plain"), None)
         .expect("put");
@@ -306,9 +304,7 @@ fn write_jsonl(path: &std::path::Path, records: &[(String, &str)]) {
 fn an_sst_load_into_a_cluster_that_holds_some_keys_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let nodes = formed(dir.path(), &[]);
-    let client = ClientBuilder::new([nodes[0].url()])
-        .build_blocking()
-        .expect("client");
+    let client = nodes[0].client();
     client
         .put(b"held", Sibling::new("old", "text/plain"), None)
         .expect("put");

@@ -957,47 +957,50 @@ impl Coordinator {
         self: &Arc<Self>,
         writes: Vec<(Bytes, Object)>,
     ) -> Vec<Response> {
-        if writes.len() > 1 {
-            let held: Vec<bool> = writes.iter().map(|(key, _)| self.holds_key(key)).collect();
-            let items: Vec<&(Bytes, Object)> = writes
-                .iter()
-                .zip(&held)
-                .filter_map(|(w, &h)| h.then_some(w))
-                .collect();
-            let merged = if items.is_empty() {
-                Some(Ok(0))
-            } else {
-                let items: Vec<(Bytes, Object)> = items.into_iter().cloned().collect();
+        let held: Vec<bool> = writes.iter().map(|(key, _)| self.holds_key(key)).collect();
+        // The writes this node holds, moved (not copied) into the storage
+        // call and handed back for the one-by-one path.
+        let items: Vec<(Bytes, Object)> = writes
+            .into_iter()
+            .zip(&held)
+            .filter_map(|(w, &h)| h.then_some(w))
+            .collect();
+        let (merged, items) = if items.len() > 1 {
+            self.core
+                .write_now(move |node| (node.storage.try_merge_batch(&items), items))
+                .await
+        } else {
+            (None, items)
+        };
+        match merged {
+            Some(Ok(_)) => {
                 self.core
-                    .write_now(move |node| node.storage.try_merge_batch(&items))
-                    .await
-            };
-            match merged {
-                Some(Ok(_)) => {
-                    self.core
-                        .metrics
-                        .replica_writes_merged
-                        .inc_by(writes.len() as u64);
-                    return held
-                        .into_iter()
-                        .map(|h| {
-                            if h {
-                                Response::Ack
-                            } else {
-                                Response::NotReplica
-                            }
-                        })
-                        .collect();
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, writes = writes.len(), "a run of replica writes failed; serving them one by one");
-                }
-                None => {}
+                    .metrics
+                    .replica_writes_merged
+                    .inc_by(items.len() as u64);
+                return held
+                    .into_iter()
+                    .map(|h| {
+                        if h {
+                            Response::Ack
+                        } else {
+                            Response::NotReplica
+                        }
+                    })
+                    .collect();
             }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, writes = items.len(), "a run of replica writes failed; serving them one by one");
+            }
+            None => {}
         }
-        let mut answers = Vec::with_capacity(writes.len());
-        for (key, object) in writes {
-            answers.push(self.on_replica_write(key, object, None).await);
+        let mut items = items.into_iter();
+        let mut answers = Vec::with_capacity(held.len());
+        for h in held {
+            answers.push(match h.then(|| items.next()).flatten() {
+                Some((key, object)) => self.on_replica_write(key, object, None).await,
+                None => Response::NotReplica,
+            });
         }
         answers
     }

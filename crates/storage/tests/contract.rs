@@ -1,5 +1,8 @@
 //! The `ObjectStore` contract, run against every implementation.
 
+mod common;
+
+use common::live;
 use dynakv_ring::{TokenRange, token};
 use dynakv_storage::{MemStore, ObjectStore, Storage, StorageConfig};
 use dynakv_versioning::{ActorId, Object, Version, VersionVector};
@@ -18,16 +21,6 @@ fn write(store: &impl ObjectStore, key: &[u8], actor: u64, value: &str) -> Objec
         .expect("storage")
         .expect("update");
     object
-}
-
-fn live(o: &Object) -> Vec<String> {
-    let mut v: Vec<String> = o
-        .live()
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.data.as_deref().unwrap_or_default()).into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn reads_see_writes(store: &impl ObjectStore) {

@@ -1,6 +1,9 @@
 //! Bulk loads (`Storage::ingest`): an empty partition takes SST files whole;
 //! a partition that holds data merges, so no stored version is lost.
 
+mod common;
+
+use common::live;
 use dynakv_ring::{Ring, token};
 use dynakv_storage::{IngestItem, Ingested, ObjectStore, Storage, StorageConfig};
 use dynakv_versioning::{ActorId, Object, Version, VersionVector};
@@ -31,16 +34,6 @@ fn loaded(value: &str, actor: u64) -> Object {
         Version::value(value.to_string(), "text/plain", 1),
     );
     o
-}
-
-fn live(o: &Object) -> Vec<String> {
-    let mut v: Vec<String> = o
-        .live()
-        .iter()
-        .map(|v| String::from_utf8_lossy(v.data.as_deref().unwrap_or_default()).into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 fn item(key: &[u8], object: &Object) -> IngestItem {
