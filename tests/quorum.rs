@@ -97,10 +97,10 @@ fn concurrent_writes_through_two_coordinators_are_siblings_on_every_replica() {
     }
 }
 
-/// Concurrent blind writes of the same keys through one coordinator: the
-/// replicas receive them in runs, often naming one key several times, and
-/// merge each run in one storage write. Every acknowledged value ends up a
-/// sibling on every replica.
+/// Concurrent blind writes of the same keys through one coordinator: it
+/// applies them locally in shared batches (group commit), the replicas
+/// receive them in runs, both often naming one key several times. Every
+/// acknowledged value ends up a sibling on every replica.
 #[test]
 fn concurrent_blind_writes_of_the_same_keys_keep_every_value_on_every_replica() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -146,6 +146,12 @@ fn concurrent_blind_writes_of_the_same_keys_keep_every_value_on_every_replica() 
             );
         }
     }
+    // The 128 local updates went through the coordinator's group commit.
+    let batches = metric(&nodes[0], "dynakv_local_write_batches_total");
+    assert!(
+        (1.0..=128.0).contains(&batches),
+        "{batches} local write batches"
+    );
 }
 
 /// A run of replica writes sent to one node together, as a coordinator's

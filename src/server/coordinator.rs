@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynakv_ring::{Ring, token};
-use dynakv_storage::{ObjectStore, StorageError};
+use dynakv_storage::{BatchUpdate, ObjectStore, StorageError, UpdateOutcome};
 use dynakv_versioning::{Object, TooManySiblings, Version, VersionVector};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -53,6 +53,7 @@ use parking_lot::Mutex;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
+use crate::server::commit::GroupCommit;
 use crate::server::config::QuorumMode;
 use crate::server::core::Core;
 use crate::server::metrics::{Op, OpLabels};
@@ -249,15 +250,50 @@ pub struct Coordinator {
     pub core: Arc<Core>,
     /// When a read asks one more replica (speculative retry).
     pub hedge: ReadHedge,
+    /// Shares storage writes between the local updates of concurrent
+    /// coordinated writes.
+    local_writes: GroupCommit<Refused>,
 }
 
 impl Coordinator {
     /// A coordinator over `core`.
     pub fn new(core: Arc<Core>) -> Coordinator {
+        let batches = core.metrics.local_write_batches.clone();
         Coordinator {
             core,
             hedge: ReadHedge::default(),
+            local_writes: GroupCommit::new(batches),
         }
+    }
+
+    /// Applies a coordinated write's update to the local copy of its key,
+    /// as [`ObjectStore::update`]. Unsynced writes share their storage write
+    /// with concurrent ones ([`GroupCommit`]); with `sync_writes` each runs
+    /// on the blocking pool, where RocksDB's write group shares the fsync.
+    async fn update_local(
+        self: &Arc<Self>,
+        update: BatchUpdate<Refused>,
+    ) -> UpdateOutcome<Refused> {
+        if self.core.config.sync_writes {
+            return self
+                .core
+                .blocking(move |core| {
+                    core.storage
+                        .update(&update.key, update.apply)
+                        .map(|r| r.map(|((), object)| object))
+                })
+                .await;
+        }
+        let this = Arc::clone(self);
+        self.local_writes
+            .update(&self.core.storage, update, move || {
+                tokio::spawn(async move {
+                    while this.local_writes.write_queued(&this.core.storage) {
+                        tokio::task::yield_now().await;
+                    }
+                });
+            })
+            .await
     }
 }
 
@@ -506,11 +542,12 @@ impl Coordinator {
             }
         }
         let write_key = key.clone();
-        let (_dot, object) = self
-            .core
-            .write_now(move |node| {
-                let max = node.config.max_siblings;
-                node.storage.update(&write_key, |o| {
+        let max = self.core.config.max_siblings;
+        let core = Arc::clone(&self.core);
+        let object = self
+            .update_local(BatchUpdate {
+                key: key.clone(),
+                apply: Box::new(move |o| {
                     // A context naming actors the key never saw grows its
                     // clock: refused past the cap. Ordinary writes (which only
                     // ever add this node's own actor) are never refused here.
@@ -523,10 +560,11 @@ impl Coordinator {
                     // An actor of this process, continued only while the local
                     // copy holds its newest dot (SPEC §2; see
                     // `dynakv_versioning::Incarnation`).
-                    let actor = node.storage.actor_for(&write_key, o);
+                    let actor = core.storage.actor_for(&write_key, o);
                     o.write_capped(&context, actor, version, max)
+                        .map(|_dot| ())
                         .map_err(Refused::Siblings)
-                })
+                }),
             })
             .await
             .inspect_err(|e| self.core.note_storage_error(e))?

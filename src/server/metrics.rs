@@ -84,6 +84,9 @@ pub struct Metrics {
     pub forwarded_writes: Counter,
     /// Replica writes stored as part of a run merged in one storage write.
     pub replica_writes_merged: Counter,
+    /// Storage writes of the coordinator's group commit: each holds the
+    /// local updates of one or more coordinated writes.
+    pub local_write_batches: Counter,
     /// Records that failed to decode on disk.
     pub corrupt_records: Counter,
     /// Hints stored (on this node, for other replicas).
@@ -181,6 +184,7 @@ impl Metrics {
             speculative_reads: Counter::default(),
             forwarded_writes: Counter::default(),
             replica_writes_merged: Counter::default(),
+            local_write_batches: Counter::default(),
             corrupt_records: Counter::default(),
             hints_stored: Counter::default(),
             hints_delivered: Counter::default(),
@@ -258,6 +262,11 @@ impl Metrics {
             "replica_writes_merged",
             "Replica writes that arrived together and were stored in one storage write",
             m.replica_writes_merged.clone(),
+        );
+        registry.register(
+            "local_write_batches",
+            "Storage writes holding the local updates of one or more coordinated writes (group commit)",
+            m.local_write_batches.clone(),
         );
         registry.register(
             "corrupt_records",

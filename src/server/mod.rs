@@ -11,7 +11,8 @@
 //!    the cluster's agreed change log;
 //! 5. [`worker`] — background loops as named, supervised workers;
 //! 6. [`core`] — what every part works through: storage, the cluster view
-//!    and RPC (with configuration, identity and metrics);
+//!    and RPC (with configuration, identity and metrics); [`commit`], the
+//!    group commit that shares log appends between concurrent writes;
 //! 7. the parts, each over a [`core::Core`] and nothing of one another:
 //!    [`gossip`] (membership and liveness), [`coordinator`] (quorum reads and
 //!    writes, sloppy quorum, read repair: the request path), [`handoff`]
@@ -25,6 +26,7 @@
 
 pub mod antientropy;
 pub mod cluster;
+pub mod commit;
 pub mod config;
 pub mod coordinator;
 pub mod core;

@@ -1,7 +1,7 @@
 //! Storage errors.
 
 /// What can go wrong in the storage engine.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StorageError {
     /// RocksDB failed (I/O error, corruption it detected, …). Retrying may help if
     /// the cause was transient (disk full, busy).

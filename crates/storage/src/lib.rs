@@ -38,8 +38,8 @@ pub use error::StorageError;
 pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
-    Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage, StorageConfig, StorageStats,
-    StoredHint, db_options,
+    ApplyUpdate, BatchUpdate, Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage,
+    StorageConfig, StorageStats, StoredHint, UpdateOutcome, db_options,
 };
 pub use store::{
     Digest, DigestEntry, DigestVisitor, IngestItem, MergeOutcome, ObjectStore, digest_of,
