@@ -5,45 +5,63 @@
 //! append. Done by each request on its async worker, two concurrent writes
 //! meet in RocksDB's write group, where one thread appends for both while the
 //! other spins and calls `sched_yield` until it is done: the profile of a
-//! single-node PUT run showed 1.4 `sched_yield` per PUT, and a worker doing
-//! nothing while it waits.
+//! single-node PUT run showed 1.1 to 2.3 `sched_yield` per PUT, and a worker
+//! doing nothing while it waits.
 //!
 //! [`GroupCommit`] combines them instead (flat combining): a write queues its
-//! update and, if nobody is writing, becomes the writer. The writer takes
-//! everything queued, applies it as one [`Storage::try_update_batch`] (one
-//! log append for the lot), answers every owner and looks again. A write that
-//! finds the writer busy leaves its update queued and awaits its answer, so
-//! its worker goes on serving other connections meanwhile.
+//! update and, if nobody is writing, becomes the writer. The writer takes what
+//! is queued, applies it as one [`Storage::try_update_batch`] (one log append
+//! for the lot), answers every owner and looks again. A write that finds the
+//! writer busy leaves its update queued and awaits its answer, so its worker
+//! goes on serving other connections meanwhile.
 //!
 //! Nothing is acknowledged before its batch is in the log (the answer is sent
 //! after the write returns), and nothing queued is left behind: every caller
 //! that queues tries to become the writer, and a writer that leaves looks at
-//! the queue once more after giving up the role.
+//! the queue once more after giving up the role. With `sync_writes` the
+//! coordinator does not come here (see `Coordinator::update_local`).
 
-use dynakv_storage::{BatchUpdate, ObjectStore, Storage, UpdateOutcome};
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
+use dynakv_storage::{BatchUpdate, ObjectStore, Storage, UpdateOutcome, Updated};
 use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
-/// How many batches one writer writes before handing the role on: its own
-/// request was answered in the first, so it does not serve others forever.
-const MAX_ROUNDS: usize = 8;
+/// At most this many updates per storage write: a bigger batch holds more
+/// lock stripes for longer, and keeps its writer from its own request.
+const MAX_BATCH: usize = 64;
+
+/// How many batches one writer writes before handing the role on. The writer
+/// is some request's task: its own request waits while it writes for others.
+const MAX_ROUNDS: usize = 4;
+
+/// Why a queued update did not apply: its closure refused, or panicked (the
+/// panic goes back to its owner's task, as if the owner had applied it).
+enum Refusal<E> {
+    Refused(E),
+    Panicked(Box<dyn Any + Send>),
+}
 
 /// An update waiting for the writer, and where its outcome goes.
 struct Queued<E> {
-    update: BatchUpdate<E>,
+    update: BatchUpdate<Refusal<E>>,
     answer: oneshot::Sender<Answer<E>>,
 }
 
 /// What the writer tells an update's owner.
 enum Answer<E> {
     /// Applied (or refused, or failed) as part of a batch.
-    Done(UpdateOutcome<E>),
-    /// Not applied: a key of the batch was locked by a bulk operation (a
-    /// transfer, a load). The owner applies its update alone, waiting for
-    /// the lock as a single write always did, so the writer never waits
-    /// while others queue behind it.
-    Alone(BatchUpdate<E>),
+    Done(UpdateOutcome<Refusal<E>>),
+    /// Not applied: its key's lock stripe was held by another writer (a
+    /// replica write, a transfer, a load). The owner applies it alone,
+    /// waiting for the lock as a single write always did, so the writer never
+    /// waits while others queue behind it.
+    Alone(BatchUpdate<Refusal<E>>),
+    /// The storage call panicked outside any closure: nothing is known of the
+    /// batch.
+    Lost,
 }
 
 /// Combines concurrent single-key updates into shared storage writes.
@@ -51,8 +69,11 @@ pub struct GroupCommit<E> {
     queue: Mutex<Vec<Queued<E>>>,
     /// Held by the caller writing the queue.
     writer: Mutex<()>,
-    /// Counts the batches written.
+    /// Counts the storage writes made.
     batches: Counter,
+    /// Runs once, the next time a writer is about to give up the role.
+    #[cfg(test)]
+    before_release: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl<E: Send + 'static> GroupCommit<E> {
@@ -62,33 +83,51 @@ impl<E: Send + 'static> GroupCommit<E> {
             queue: Mutex::new(Vec::new()),
             writer: Mutex::new(()),
             batches,
+            #[cfg(test)]
+            before_release: Mutex::new(None),
         }
     }
 
     /// Applies `update` as [`ObjectStore::update`] would, sharing the storage
-    /// write with concurrent callers. If this caller wrote batches for others
-    /// and stopped with updates still queued, it calls `hand_off`, which must
-    /// arrange for [`GroupCommit::write_queued`] to run again soon (spawn a
-    /// task): their owners are waiting for a writer.
+    /// write with concurrent callers. If this caller wrote its share of
+    /// batches for others and stopped with updates still queued, it calls
+    /// `hand_off`, which must have [`GroupCommit::write_queued`] run again
+    /// soon (spawn a task): their owners are waiting for a writer.
     pub async fn update(
         &self,
         storage: &Storage,
         update: BatchUpdate<E>,
         hand_off: impl FnOnce(),
     ) -> UpdateOutcome<E> {
+        let apply = update.apply;
+        let update = BatchUpdate {
+            key: update.key,
+            apply: Box::new(move |object: &mut dynakv_versioning::Object| {
+                match catch_unwind(AssertUnwindSafe(|| apply(object))) {
+                    Ok(applied) => applied.map_err(Refusal::Refused),
+                    Err(panic) => Err(Refusal::Panicked(panic)),
+                }
+            }),
+        };
         let (answer, outcome) = oneshot::channel();
         self.queue.lock().push(Queued { update, answer });
         if self.write_queued(storage) {
             hand_off();
         }
-        match outcome.await {
+        let outcome = match outcome.await {
             Ok(Answer::Done(outcome)) => outcome,
             Ok(Answer::Alone(update)) => storage
                 .update(&update.key, update.apply)
                 .map(|r| r.map(|((), object)| object)),
-            // The writer dropped the batch unanswered: it panicked applying
-            // it, before anything of it was written.
-            Err(_) => panic!("the group-commit writer panicked while applying a batch"),
+            Ok(Answer::Lost) | Err(_) => {
+                panic!("the group-commit writer panicked while writing this update's batch")
+            }
+        };
+        match outcome {
+            Ok(Ok(object)) => Ok(Ok(object)),
+            Ok(Err(Refusal::Refused(e))) => Ok(Err(e)),
+            Ok(Err(Refusal::Panicked(panic))) => resume_unwind(panic),
+            Err(e) => Err(e),
         }
     }
 
@@ -104,12 +143,20 @@ impl<E: Send + 'static> GroupCommit<E> {
                 return false;
             };
             while rounds < MAX_ROUNDS {
-                let queued = std::mem::take(&mut *self.queue.lock());
+                let queued: Vec<Queued<E>> = {
+                    let mut queue = self.queue.lock();
+                    let n = queue.len().min(MAX_BATCH);
+                    queue.drain(..n).collect()
+                };
                 if queued.is_empty() {
                     break;
                 }
                 self.write(storage, queued);
                 rounds += 1;
+            }
+            #[cfg(test)]
+            if let Some(hook) = self.before_release.lock().take() {
+                hook();
             }
             drop(writer);
             // Updates queued after the last look by callers that found the
@@ -124,25 +171,33 @@ impl<E: Send + 'static> GroupCommit<E> {
         }
     }
 
-    /// Applies one batch and answers its owners.
+    /// Applies one batch and answers its owners. Never unwinds: a panic in
+    /// a closure is that update's outcome, and one in storage loses the
+    /// batch (its owners fail) but not the queue.
     fn write(&self, storage: &Storage, queued: Vec<Queued<E>>) {
         let (updates, answers): (Vec<_>, Vec<_>) =
             queued.into_iter().map(|q| (q.update, q.answer)).unzip();
-        match storage.try_update_batch(updates) {
-            Ok(outcomes) => {
-                self.batches.inc();
-                for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                    // An owner that went away (its client disconnected) no
-                    // longer needs the answer; the write stands, as it would
-                    // had it been applied alone.
-                    let _ = answer.send(Answer::Done(outcome));
-                }
+        let Ok(updated) = catch_unwind(AssertUnwindSafe(|| storage.try_update_batch(updates)))
+        else {
+            for answer in answers {
+                let _ = answer.send(Answer::Lost);
             }
-            Err(updates) => {
-                for (answer, update) in answers.into_iter().zip(updates) {
-                    let _ = answer.send(Answer::Alone(update));
-                }
-            }
+            return;
+        };
+        if updated
+            .iter()
+            .any(|u| matches!(u, Updated::Done(Ok(Ok(_)))))
+        {
+            self.batches.inc();
+        }
+        for (answer, updated) in answers.into_iter().zip(updated) {
+            // An owner that went away (its client disconnected) no longer
+            // needs the answer; the write stands, as it would had it been
+            // applied alone.
+            let _ = answer.send(match updated {
+                Updated::Done(outcome) => Answer::Done(outcome),
+                Updated::Busy(update) => Answer::Alone(update),
+            });
         }
     }
 }
@@ -194,6 +249,23 @@ mod tests {
         v
     }
 
+    fn stored(storage: &Storage, key: &str) -> Vec<u8> {
+        storage
+            .get(key.as_bytes())
+            .expect("get")
+            .map(|o| values(&o))
+            .unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `done`, on the calling thread.
+    fn wait_for(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn updates_queued_while_another_caller_writes_share_one_batch_and_each_gets_its_answer() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -214,20 +286,14 @@ mod tests {
                 })
             })
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while commit.queue.lock().len() < 10 {
-            assert!(Instant::now() < deadline, "updates were not queued");
-            // The test's own thread, not a worker: the tasks run meanwhile.
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for("ten queued updates", || commit.queue.lock().len() == 10);
         assert_eq!(
             storage.key_count(),
             0,
             "nothing written while the role is held"
         );
         drop(role);
-        // The writer leaving looks at the queue again (here: the caller that
-        // next tries the role).
+        // The caller that next tries the role writes what was queued.
         assert!(!commit.write_queued(&storage));
         for task in tasks {
             let (i, outcome) = task.await.expect("task");
@@ -239,9 +305,8 @@ mod tests {
         }
         assert_eq!(batches.get(), 1, "one storage write for the ten");
         for k in 0..3u8 {
-            let stored = storage.get(format!("k{k}").as_bytes()).expect("get");
             let expected: Vec<u8> = (0..10).filter(|i| i % 3 == k).collect();
-            assert_eq!(values(&stored.expect("stored")), expected);
+            assert_eq!(stored(&storage, &format!("k{k}")), expected);
         }
     }
 
@@ -250,26 +315,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = open(dir.path());
         let commit = Arc::new(GroupCommit::<()>::new(Counter::default()));
-        let answers = Arc::new(Mutex::new(Vec::new()));
+        type Answers = Arc<Mutex<Vec<oneshot::Receiver<Answer<()>>>>>;
+        let answers: Answers = Arc::default();
         // Each update, when applied, queues the next: a stream of writes
         // arriving while the writer writes, longer than its share.
         fn chained(
             i: usize,
             last: usize,
             commit: Arc<GroupCommit<()>>,
-            answers: Arc<Mutex<Vec<oneshot::Receiver<Answer<()>>>>>,
+            answers: Answers,
         ) -> Queued<()> {
             let (answer, outcome) = oneshot::channel();
             answers.lock().push(outcome);
-            let mut update = write(&format!("k{i}"), i as u8);
-            let apply = update.apply;
-            update.apply = Box::new(move |o| {
-                if i < last {
-                    let next = chained(i + 1, last, Arc::clone(&commit), Arc::clone(&answers));
-                    commit.queue.lock().push(next);
-                }
-                apply(o)
-            });
+            let apply = write(&format!("k{i}"), i as u8).apply;
+            let update = BatchUpdate {
+                key: Bytes::from(format!("k{i}")),
+                apply: Box::new(move |o| {
+                    if i < last {
+                        let next = chained(i + 1, last, Arc::clone(&commit), Arc::clone(&answers));
+                        commit.queue.lock().push(next);
+                    }
+                    apply(o).map_err(Refusal::Refused)
+                }),
+            };
             Queued { update, answer }
         }
         let last = MAX_ROUNDS + 2;
@@ -283,10 +351,209 @@ mod tests {
         assert!(!commit.write_queued(&storage), "the next writer finishes");
         assert_eq!(storage.key_count(), last as u64 + 1);
         for mut outcome in answers.lock().drain(..) {
-            match outcome.try_recv() {
-                Ok(Answer::Done(Ok(Ok(_)))) => {}
-                _ => panic!("an update was not answered as applied"),
+            assert!(
+                matches!(outcome.try_recv(), Ok(Answer::Done(Ok(Ok(_))))),
+                "an update was not answered as applied"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_update_of_a_key_another_writer_holds_is_applied_alone_without_stalling_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        let commit = Arc::new(GroupCommit::<()>::new(Counter::default()));
+        // A replica write holds `busy`'s lock stripe until told to finish.
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (holding, held) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let storage = Arc::clone(&storage);
+            std::thread::spawn(move || {
+                storage
+                    .update(b"busy", |o| -> Result<(), ()> {
+                        holding.send(()).expect("test waits");
+                        released.recv().expect("test releases");
+                        (write("busy", 1).apply)(o)
+                    })
+                    .expect("storage")
+                    .expect("applied");
+            })
+        };
+        held.recv().expect("holder started");
+        let alone = {
+            let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
+            tokio::spawn(async move { commit.update(&storage, write("busy", 2), || {}).await })
+        };
+        // Meanwhile other keys are written: nobody waits for the busy stripe
+        // holding the writer role.
+        for i in 0..5u8 {
+            let key = format!("free{i}");
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(10),
+                commit.update(&storage, write(&key, i), || {}),
+            )
+            .await
+            .expect("a free key is written while another is busy");
+            assert!(outcome.expect("storage").is_ok());
+            assert_eq!(stored(&storage, &key), [i]);
+        }
+        assert!(
+            !alone.is_finished(),
+            "the busy key's update waits for its lock"
+        );
+        release.send(()).expect("holder waits");
+        holder.join().expect("holder");
+        let object = alone
+            .await
+            .expect("task")
+            .expect("storage")
+            .expect("applied");
+        assert_eq!(
+            values(&object),
+            [1, 2],
+            "applied after the holder, not over it"
+        );
+        assert_eq!(stored(&storage, "busy"), [1, 2]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_update_fails_its_own_request_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        let commit = Arc::new(GroupCommit::<()>::new(Counter::default()));
+        let role = commit.writer.lock();
+        let spawn = |update: BatchUpdate<()>| {
+            let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
+            tokio::spawn(async move { commit.update(&storage, update, || {}).await })
+        };
+        let before = spawn(write("k", 1));
+        let panics = spawn(BatchUpdate {
+            key: Bytes::from_static(b"k"),
+            apply: Box::new(|o: &mut Object| {
+                (write("k", 9).apply)(o)?;
+                panic!("a bug in an update")
+            }),
+        });
+        let after = spawn(write("k", 3));
+        wait_for("three queued updates", || commit.queue.lock().len() == 3);
+        drop(role);
+        assert!(!commit.write_queued(&storage));
+        let panic = panics.await.expect_err("the panic reaches its owner");
+        assert!(panic.is_panic());
+        assert_eq!(
+            values(
+                &before
+                    .await
+                    .expect("task")
+                    .expect("storage")
+                    .expect("applied")
+            ),
+            [1]
+        );
+        assert_eq!(
+            values(
+                &after
+                    .await
+                    .expect("task")
+                    .expect("storage")
+                    .expect("applied")
+            ),
+            [1, 3]
+        );
+        assert_eq!(
+            stored(&storage, "k"),
+            [1, 3],
+            "nothing of the panicking update"
+        );
+    }
+
+    #[test]
+    fn an_update_queued_as_the_writer_leaves_is_written_by_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        let commit = Arc::new(GroupCommit::<()>::new(Counter::default()));
+        let (answer, mut outcome) = oneshot::channel();
+        // The narrowest race: a caller queues after the writer's last look at
+        // the queue but before it gives up the role, so its own try finds
+        // the role taken.
+        *commit.before_release.lock() = Some(Box::new({
+            let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
+            move || {
+                let apply = write("late", 2).apply;
+                commit.queue.lock().push(Queued {
+                    update: BatchUpdate {
+                        key: Bytes::from_static(b"late"),
+                        apply: Box::new(move |o| apply(o).map_err(Refusal::Refused)),
+                    },
+                    answer,
+                });
+                assert!(!commit.write_queued(&storage), "the role is taken");
+            }
+        }));
+        let first = write("first", 1).apply;
+        let (first_answer, _first) = oneshot::channel();
+        commit.queue.lock().push(Queued {
+            update: BatchUpdate {
+                key: Bytes::from_static(b"first"),
+                apply: Box::new(move |o| first(o).map_err(Refusal::Refused)),
+            },
+            answer: first_answer,
+        });
+        assert!(!commit.write_queued(&storage));
+        assert!(
+            matches!(outcome.try_recv(), Ok(Answer::Done(Ok(Ok(_))))),
+            "the late update was written and answered"
+        );
+        assert_eq!(stored(&storage, "late"), [2]);
+    }
+
+    /// Many writers at once, each waiting for its update before sending the
+    /// next: every update is written and answered (an update left queued
+    /// with nobody to write it would hang its writer, bounded here by a
+    /// timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn under_contention_every_update_is_written_and_answered() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        let batches = Counter::default();
+        let commit = Arc::new(GroupCommit::<()>::new(batches.clone()));
+        let writers: Vec<_> = (0..8u8)
+            .map(|w| {
+                let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
+                tokio::spawn(async move {
+                    for i in 0..200u32 {
+                        let key = format!("w{w}-{}", i % 50);
+                        let hand_off = {
+                            let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
+                            move || {
+                                tokio::spawn(async move {
+                                    while commit.write_queued(&storage) {
+                                        tokio::task::yield_now().await;
+                                    }
+                                });
+                            }
+                        };
+                        tokio::time::timeout(
+                            Duration::from_secs(10),
+                            commit.update(&storage, write(&key, (i / 50) as u8), hand_off),
+                        )
+                        .await
+                        .unwrap_or_else(|_| panic!("update {w}/{i} never answered"))
+                        .expect("storage")
+                        .expect("applied");
+                    }
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer.await.expect("writer");
+        }
+        assert_eq!(storage.key_count(), 8 * 50);
+        for w in 0..8 {
+            for k in 0..50 {
+                assert_eq!(stored(&storage, &format!("w{w}-{k}")), [0, 1, 2, 3]);
             }
         }
+        assert!(batches.get() <= 1600);
     }
 }

@@ -39,7 +39,7 @@ pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
     ApplyUpdate, BatchUpdate, Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage,
-    StorageConfig, StorageStats, StoredHint, UpdateOutcome, db_options,
+    StorageConfig, StorageStats, StoredHint, UpdateOutcome, Updated, db_options,
 };
 pub use store::{
     Digest, DigestEntry, DigestVisitor, IngestItem, MergeOutcome, ObjectStore, digest_of,

@@ -35,6 +35,14 @@ pub type ApplyUpdate<E> = Box<dyn FnOnce(&mut Object) -> Result<(), E> + Send>;
 /// [`ObjectStore::update`] returns, the object stored after it.
 pub type UpdateOutcome<E> = Result<Result<Object, E>, StorageError>;
 
+/// The answer for one update of [`Storage::try_update_batch`].
+pub enum Updated<E> {
+    /// Applied (or refused, or failed) in the batch.
+    Done(UpdateOutcome<E>),
+    /// Not applied: its key's lock stripe was held by another writer.
+    Busy(BatchUpdate<E>),
+}
+
 /// The RocksDB options the engine runs with: LZ4 on upper levels and ZSTD on the
 /// last, bloom filters for point reads, index and filter blocks in the block
 /// cache. Public so benchmarks can measure bare RocksDB with identical tuning.
@@ -289,8 +297,7 @@ impl Storage {
     }
 
     fn lock(&self, skey: &[u8]) -> parking_lot::MutexGuard<'_, ()> {
-        let t = split_storage_key(skey).map(|(t, _)| t).unwrap_or(0);
-        self.locks[(t % LOCK_STRIPES as u64) as usize].lock()
+        self.locks[stripe_of(skey)].lock()
     }
 
     fn touch(&self, skey: &[u8]) {
@@ -569,31 +576,50 @@ impl Storage {
     }
 
     /// Applies many read-modify-writes (each as [`ObjectStore::update`]) in
-    /// one atomic `WriteBatch`, if none of the keys' lock stripes is held right
-    /// now; gives the updates back untouched otherwise (for the same reason as
-    /// [`Storage::try_merge_batch`]). This is the storage half of the
-    /// coordinator's group commit: concurrent single-key writes cost one
-    /// write-ahead-log append between them instead of one each.
+    /// one atomic `WriteBatch`: the storage half of the coordinator's group
+    /// commit, where concurrent single-key writes share one write-ahead-log
+    /// append. An update whose key's lock stripe is held right now (another
+    /// writer of a key of that stripe) is given back untouched, for its
+    /// caller to apply alone: waiting for it while holding the other stripes
+    /// would stall their writers too (as in [`Storage::try_merge_batch`]).
     ///
     /// Updates of the same key apply in order, each to the object the one
-    /// before left. The outcomes come back in the order of `updates`, one
-    /// each, as `update` would have returned them: an update whose closure
-    /// refuses writes nothing (the key keeps what the updates before it left);
-    /// a key whose record cannot be read fails its own updates only; a failed
-    /// write fails every update that would have written.
-    pub fn try_update_batch<E>(
-        &self,
-        updates: Vec<BatchUpdate<E>>,
-    ) -> Result<Vec<UpdateOutcome<E>>, Vec<BatchUpdate<E>>> {
+    /// before left. The answers come back in the order of `updates`, one
+    /// each, the outcome as `update` would have returned it: an update whose
+    /// closure refuses writes nothing (the key keeps what the updates before
+    /// it left); a key whose record cannot be read fails its own updates
+    /// only; a failed write fails every update that would have written.
+    ///
+    /// The closures run with the batch's stripes held: one that calls a
+    /// locking method of this storage (`update`, `merge`, `put_hint`…)
+    /// deadlocks.
+    pub fn try_update_batch<E>(&self, updates: Vec<BatchUpdate<E>>) -> Vec<Updated<E>> {
         let skeys: Vec<Vec<u8>> = updates.iter().map(|u| storage_key(&u.key)).collect();
-        let mut guards = Vec::new();
+        let mut guards: BTreeMap<usize, Option<parking_lot::MutexGuard<'_, ()>>> = BTreeMap::new();
         for i in stripes_of(&skeys) {
-            match self.locks[i].try_lock() {
-                Some(guard) => guards.push(guard),
-                None => return Err(updates),
+            guards.insert(i, self.locks[i].try_lock());
+        }
+        let free = |skey: &[u8]| guards[&stripe_of(skey)].is_some();
+        let mut answers: Vec<Option<Updated<E>>> = Vec::with_capacity(updates.len());
+        let (mut held_skeys, mut held) = (Vec::new(), Vec::new());
+        for (skey, update) in skeys.into_iter().zip(updates) {
+            if free(&skey) {
+                held_skeys.push(skey);
+                held.push(update);
+                answers.push(None);
+            } else {
+                answers.push(Some(Updated::Busy(update)));
             }
         }
-        Ok(self.update_locked(&skeys, updates))
+        let mut outcomes = self.update_locked(&held_skeys, held).into_iter();
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or_else(|| {
+                    Updated::Done(outcomes.next().expect("one outcome per update applied"))
+                })
+            })
+            .collect()
     }
 
     /// [`Storage::try_update_batch`] with the keys' stripes held.
@@ -604,27 +630,17 @@ impl Storage {
     ) -> Vec<UpdateOutcome<E>> {
         use std::collections::HashMap;
         use std::collections::hash_map::Entry;
-        /// A key's object as the batch's updates leave it.
+        /// A key's object as the batch's updates so far leave it.
         struct Staged {
             object: Object,
             existed: bool,
             changed: bool,
         }
-        // Where each key's last update sits. If nothing before it changed the
-        // key, that update may work on the staged object itself: a refusal
-        // then leaves the key unwritten, whatever the closure did to it. Any
-        // other update works on a copy, so a refusal undoes nothing earlier.
-        let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(skeys.len());
-        for (i, skey) in skeys.iter().enumerate() {
-            last.insert(skey.as_slice(), i);
-        }
         let mut staged: HashMap<&[u8], Result<Staged, StorageError>> =
             HashMap::with_capacity(skeys.len());
         let mut order: Vec<&[u8]> = Vec::new();
-        // `None` marks a key's last successful update in place: its object is
-        // the key's final one, moved in once the batch is written.
-        let mut outcomes: Vec<Option<UpdateOutcome<E>>> = Vec::with_capacity(updates.len());
-        for (i, (skey, update)) in skeys.iter().zip(updates).enumerate() {
+        let mut outcomes: Vec<UpdateOutcome<E>> = Vec::with_capacity(updates.len());
+        for (skey, update) in skeys.iter().zip(updates) {
             let state = match staged.entry(skey.as_slice()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
@@ -640,28 +656,20 @@ impl Storage {
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
-                    outcomes.push(Some(Err(e.clone())));
+                    outcomes.push(Err(e.clone()));
                     continue;
                 }
             };
-            if last[skey.as_slice()] == i && !state.changed {
-                match (update.apply)(&mut state.object) {
-                    Ok(()) => {
-                        state.changed = true;
-                        outcomes.push(None);
-                    }
-                    Err(refused) => outcomes.push(Some(Ok(Err(refused)))),
+            // Each update works on a copy: one that refuses halfway through
+            // leaves nothing of itself behind.
+            let mut object = state.object.clone();
+            match (update.apply)(&mut object) {
+                Ok(()) => {
+                    state.object = object.clone();
+                    state.changed = true;
+                    outcomes.push(Ok(Ok(object)));
                 }
-            } else {
-                let mut object = state.object.clone();
-                match (update.apply)(&mut object) {
-                    Ok(()) => {
-                        outcomes.push(Some(Ok(Ok(object.clone()))));
-                        state.object = object;
-                        state.changed = true;
-                    }
-                    Err(refused) => outcomes.push(Some(Ok(Err(refused)))),
-                }
+                Err(refused) => outcomes.push(Ok(Err(refused))),
             }
         }
 
@@ -683,12 +691,10 @@ impl Storage {
                 written.push(skey);
             }
         }
-        let write = if written.is_empty() {
-            Ok(())
-        } else {
-            self.db.write_opt(batch, &self.write_opts)
-        };
-        match write {
+        if written.is_empty() {
+            return outcomes;
+        }
+        match self.db.write_opt(batch, &self.write_opts) {
             Ok(()) => {
                 self.keys.fetch_add(fresh, Ordering::Relaxed);
                 for skey in &written {
@@ -699,22 +705,13 @@ impl Storage {
                 // Nothing of the batch is stored: every update that succeeded
                 // fails with the write.
                 for outcome in &mut outcomes {
-                    if matches!(outcome, None | Some(Ok(Ok(_)))) {
-                        *outcome = Some(Err(StorageError::Rocks(e.clone())));
+                    if matches!(outcome, Ok(Ok(_))) {
+                        *outcome = Err(StorageError::Rocks(e.clone()));
                     }
                 }
             }
         }
         outcomes
-            .into_iter()
-            .zip(skeys)
-            .map(|(outcome, skey)| {
-                outcome.unwrap_or_else(|| match staged.remove(skey.as_slice()) {
-                    Some(Ok(state)) => Ok(Ok(state.object)),
-                    _ => unreachable!("a key's last successful update has its staged object"),
-                })
-            })
-            .collect()
     }
 
     /// [`Storage::merge_batch`] with the keys' stripes already held.
@@ -1259,16 +1256,17 @@ fn hint_prefix(target: &str) -> Vec<u8> {
 /// The lock stripes of storage keys, ascending and without repeats: the one
 /// order in which every multi-key writer takes them, so none deadlocks.
 fn stripes_of(skeys: &[Vec<u8>]) -> Vec<usize> {
-    let mut stripes: Vec<usize> = skeys
-        .iter()
-        .map(|sk| {
-            let t = split_storage_key(sk).map(|(t, _)| t).unwrap_or(0);
-            (t % LOCK_STRIPES as u64) as usize
-        })
-        .collect();
+    let mut stripes: Vec<usize> = skeys.iter().map(|sk| stripe_of(sk)).collect();
     stripes.sort_unstable();
     stripes.dedup();
     stripes
+}
+
+/// The lock stripe of a storage key (by its token: a partition's keys spread
+/// over every stripe).
+fn stripe_of(skey: &[u8]) -> usize {
+    let t = split_storage_key(skey).map(|(t, _)| t).unwrap_or(0);
+    (t % LOCK_STRIPES as u64) as usize
 }
 
 /// A hint's key: the target's length-prefixed name, then the object's storage
@@ -1603,7 +1601,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_of_updates_is_written_whole_and_refusals_and_corrupt_keys_stay_apart() {
+    fn a_batch_of_updates_is_written_whole_and_busy_keys_refusals_and_corrupt_keys_stay_apart() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(dir.path());
         store.put_raw(Cf::Objects, &storage_key(b"bad"), b"\x01garbage");
@@ -1615,43 +1613,59 @@ mod tests {
             batch_update(b"c", 5, true),
             batch_update(b"d", 6, true),
         ];
-        {
-            let _busy = store.lock(&storage_key(b"c"));
-            let Err(back) = store.try_update_batch(updates) else {
-                panic!("a stripe is busy: the updates come back")
-            };
-            assert_eq!(back.len(), 6, "every update is handed back");
-            assert_eq!(store.get(b"a").expect("get"), None, "nothing written");
-            let updates = back;
-            drop(_busy);
-            let Ok(outcomes) = store.try_update_batch(updates) else {
+        assert!(
+            ["a", "bad", "d"]
+                .iter()
+                .all(|k| stripe_of(&storage_key(k.as_bytes())) != stripe_of(&storage_key(b"c"))),
+            "the test needs `c` alone on its stripe"
+        );
+        let busy = store.lock(&storage_key(b"c"));
+        let answers = store.try_update_batch(updates);
+        drop(busy);
+        // The updates of the busy key come back untouched; the others are
+        // applied without waiting for it.
+        let mut outcomes = Vec::new();
+        let mut back = Vec::new();
+        for (i, answer) in answers.into_iter().enumerate() {
+            match answer {
+                Updated::Done(outcome) => outcomes.push((i, outcome)),
+                Updated::Busy(update) => back.push((i, update)),
+            }
+        }
+        assert_eq!(back.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [3, 4]);
+        let (indices, updates): (Vec<usize>, Vec<_>) = back.into_iter().unzip();
+        for (i, answer) in indices.into_iter().zip(store.try_update_batch(updates)) {
+            let Updated::Done(outcome) = answer else {
                 panic!("no stripe is busy now")
             };
-            let values = |o: &Object| -> Vec<Vec<u8>> {
-                o.live()
-                    .iter()
-                    .map(|v| v.data.as_deref().unwrap_or_default().to_vec())
-                    .collect()
-            };
-            let ok = |i: usize| match &outcomes[i] {
-                Ok(Ok(o)) => values(o),
-                other => panic!("update {i}: {other:?}"),
-            };
-            assert_eq!(ok(0), vec![vec![1]]);
-            assert!(matches!(outcomes[1], Err(StorageError::Corrupt { .. })));
-            // The second update of `a` builds on the first (a blind write:
-            // siblings), as two `update` calls would.
-            assert_eq!(ok(2), vec![vec![1], vec![3]]);
-            assert_eq!(ok(3), vec![vec![4]]);
-            assert!(matches!(outcomes[4], Ok(Err(5))));
-            assert!(matches!(outcomes[5], Ok(Err(6))));
-            let stored = |k: &[u8]| store.get(k).expect("get").map(|o| values(&o));
-            assert_eq!(stored(b"a"), Some(vec![vec![1], vec![3]]));
-            // A refusal after scribbling keeps what came before it.
-            assert_eq!(stored(b"c"), Some(vec![vec![4]]));
-            assert_eq!(stored(b"d"), None);
-            assert_eq!(store.key_count(), 2);
+            outcomes.push((i, outcome));
         }
+        outcomes.sort_by_key(|(i, _)| *i);
+        let outcomes: Vec<_> = outcomes.into_iter().map(|(_, o)| o).collect();
+        let values = |o: &Object| -> Vec<Vec<u8>> {
+            o.live()
+                .iter()
+                .map(|v| v.data.as_deref().unwrap_or_default().to_vec())
+                .collect()
+        };
+        let ok = |i: usize| match &outcomes[i] {
+            Ok(Ok(o)) => values(o),
+            other => panic!("update {i}: {other:?}"),
+        };
+        assert_eq!(ok(0), vec![vec![1]]);
+        assert!(matches!(outcomes[1], Err(StorageError::Corrupt { .. })));
+        // The second update of `a` builds on the first (a blind write:
+        // siblings), as two `update` calls would.
+        assert_eq!(ok(2), vec![vec![1], vec![3]]);
+        assert_eq!(ok(3), vec![vec![4]]);
+        assert!(matches!(outcomes[4], Ok(Err(5))));
+        assert!(matches!(outcomes[5], Ok(Err(6))));
+        let stored = |k: &[u8]| store.get(k).expect("get").map(|o| values(&o));
+        assert_eq!(stored(b"a"), Some(vec![vec![1], vec![3]]));
+        // A refusal after scribbling keeps what came before it.
+        assert_eq!(stored(b"c"), Some(vec![vec![4]]));
+        assert_eq!(stored(b"d"), None);
+        assert_eq!(store.key_count(), 2);
         let mut digests = 0;
         store
             .for_each_digest(TokenRange::FULL, &mut |_, _, _| {
@@ -1687,9 +1701,14 @@ mod tests {
                 .enumerate()
                 .map(|(i, &(k, refuse))| batch_update(keys[k as usize], i as u8, refuse))
                 .collect();
-            let Ok(outcomes) = batched.try_update_batch(updates) else {
-                panic!("no stripe is busy")
-            };
+            let outcomes: Vec<_> = batched
+                .try_update_batch(updates)
+                .into_iter()
+                .map(|answer| match answer {
+                    Updated::Done(outcome) => outcome,
+                    Updated::Busy(_) => panic!("no stripe is busy"),
+                })
+                .collect();
             for (i, &(k, refuse)) in ops.iter().enumerate() {
                 let one = batch_update(keys[k as usize], i as u8, refuse);
                 let expected = single
@@ -1702,6 +1721,16 @@ mod tests {
                 proptest::prop_assert_eq!(batched.get(k).expect("get"), single.get(k).expect("get"));
             }
             proptest::prop_assert_eq!(batched.key_count(), single.key_count());
+            let digests = |s: &Storage| {
+                let mut all = Vec::new();
+                s.for_each_digest(TokenRange::FULL, &mut |t, k, e| {
+                    all.push((t, k.to_vec(), e));
+                    true
+                })
+                .expect("digests");
+                all
+            };
+            proptest::prop_assert_eq!(digests(&batched), digests(&single));
         }
     }
 
