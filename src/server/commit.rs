@@ -29,9 +29,12 @@ use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::oneshot;
 
-/// At most this many updates per storage write: a bigger batch holds more
-/// lock stripes for longer, and keeps its writer from its own request.
+/// At most this many updates per storage write, and no more once their
+/// values add up to [`MAX_BATCH_BYTES`]: a bigger batch holds more lock
+/// stripes for longer, and keeps its writer from its own request.
 const MAX_BATCH: usize = 64;
+/// See [`MAX_BATCH`].
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// How many batches one writer writes before handing the role on. The writer
 /// is some request's task: its own request waits while it writes for others.
@@ -47,6 +50,8 @@ enum Refusal<E> {
 /// An update waiting for the writer, and where its outcome goes.
 struct Queued<E> {
     update: BatchUpdate<Refusal<E>>,
+    /// The bytes of the key and value it writes.
+    bytes: usize,
     answer: oneshot::Sender<Answer<E>>,
 }
 
@@ -89,7 +94,8 @@ impl<E: Send + 'static> GroupCommit<E> {
     }
 
     /// Applies `update` as [`ObjectStore::update`] would, sharing the storage
-    /// write with concurrent callers. If this caller wrote its share of
+    /// write with concurrent callers; `bytes` is about what it writes (key and
+    /// value), to bound batches. If this caller wrote its share of
     /// batches for others and stopped with updates still queued, it calls
     /// `hand_off`, which must have [`GroupCommit::write_queued`] run again
     /// soon (spawn a task): their owners are waiting for a writer.
@@ -97,6 +103,7 @@ impl<E: Send + 'static> GroupCommit<E> {
         &self,
         storage: &Storage,
         update: BatchUpdate<E>,
+        bytes: usize,
         hand_off: impl FnOnce(),
     ) -> UpdateOutcome<E> {
         let apply = update.apply;
@@ -110,7 +117,11 @@ impl<E: Send + 'static> GroupCommit<E> {
             }),
         };
         let (answer, outcome) = oneshot::channel();
-        self.queue.lock().push(Queued { update, answer });
+        self.queue.lock().push(Queued {
+            update,
+            bytes,
+            answer,
+        });
         if self.write_queued(storage) {
             hand_off();
         }
@@ -145,7 +156,17 @@ impl<E: Send + 'static> GroupCommit<E> {
             while rounds < MAX_ROUNDS {
                 let queued: Vec<Queued<E>> = {
                     let mut queue = self.queue.lock();
-                    let n = queue.len().min(MAX_BATCH);
+                    let mut bytes = 0;
+                    let n = queue
+                        .iter()
+                        .take(MAX_BATCH)
+                        .take_while(|q| {
+                            // The first always goes, however large.
+                            let fits = bytes == 0 || bytes + q.bytes <= MAX_BATCH_BYTES;
+                            bytes += q.bytes.max(1);
+                            fits
+                        })
+                        .count();
                     queue.drain(..n).collect()
                 };
                 if queued.is_empty() {
@@ -280,7 +301,7 @@ mod tests {
                 tokio::spawn(async move {
                     let key = format!("k{}", i % 3);
                     let outcome = commit
-                        .update(&storage, write(&key, i), || panic!("no hand-off"))
+                        .update(&storage, write(&key, i), 1, || panic!("no hand-off"))
                         .await;
                     (i, outcome)
                 })
@@ -308,6 +329,46 @@ mod tests {
             let expected: Vec<u8> = (0..10).filter(|i| i % 3 == k).collect();
             assert_eq!(stored(&storage, &format!("k{k}")), expected);
         }
+    }
+
+    /// An update for the queue, without an owner task: its answer arrives on
+    /// the receiver.
+    fn queued(key: &str, value: u8, bytes: usize) -> (Queued<()>, oneshot::Receiver<Answer<()>>) {
+        let (answer, outcome) = oneshot::channel();
+        let apply = write(key, value).apply;
+        let update = BatchUpdate {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+            apply: Box::new(move |o| apply(o).map_err(Refusal::Refused)),
+        };
+        (
+            Queued {
+                update,
+                bytes,
+                answer,
+            },
+            outcome,
+        )
+    }
+
+    #[test]
+    fn large_updates_do_not_share_a_batch_past_its_byte_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = open(dir.path());
+        let batches = Counter::default();
+        let commit = GroupCommit::new(batches.clone());
+        // Sizes as announced, queued in this order.
+        let sizes = [3 << 20, 3 << 20, 2 << 20, 1 << 10, 1 << 10];
+        let mut outcomes = Vec::new();
+        for (i, bytes) in sizes.into_iter().enumerate() {
+            let (q, outcome) = queued(&format!("k{i}"), i as u8, bytes);
+            commit.queue.lock().push(q);
+            outcomes.push(outcome);
+        }
+        assert!(!commit.write_queued(&storage));
+        for mut outcome in outcomes {
+            assert!(matches!(outcome.try_recv(), Ok(Answer::Done(Ok(Ok(_))))));
+        }
+        assert_eq!(batches.get(), 3, "[3 MiB], [3 MiB], [2 MiB, 1 KiB, 1 KiB]");
     }
 
     #[test]
@@ -338,7 +399,11 @@ mod tests {
                     apply(o).map_err(Refusal::Refused)
                 }),
             };
-            Queued { update, answer }
+            Queued {
+                update,
+                bytes: 1,
+                answer,
+            }
         }
         let last = MAX_ROUNDS + 2;
         let first = chained(0, last, Arc::clone(&commit), Arc::clone(&answers));
@@ -382,7 +447,7 @@ mod tests {
         held.recv().expect("holder started");
         let alone = {
             let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
-            tokio::spawn(async move { commit.update(&storage, write("busy", 2), || {}).await })
+            tokio::spawn(async move { commit.update(&storage, write("busy", 2), 1, || {}).await })
         };
         // Meanwhile other keys are written: nobody waits for the busy stripe
         // holding the writer role.
@@ -390,7 +455,7 @@ mod tests {
             let key = format!("free{i}");
             let outcome = tokio::time::timeout(
                 Duration::from_secs(10),
-                commit.update(&storage, write(&key, i), || {}),
+                commit.update(&storage, write(&key, i), 1, || {}),
             )
             .await
             .expect("a free key is written while another is busy");
@@ -424,7 +489,7 @@ mod tests {
         let role = commit.writer.lock();
         let spawn = |update: BatchUpdate<()>| {
             let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
-            tokio::spawn(async move { commit.update(&storage, update, || {}).await })
+            tokio::spawn(async move { commit.update(&storage, update, 1, || {}).await })
         };
         let before = spawn(write("k", 1));
         let panics = spawn(BatchUpdate {
@@ -485,6 +550,7 @@ mod tests {
                         key: Bytes::from_static(b"late"),
                         apply: Box::new(move |o| apply(o).map_err(Refusal::Refused)),
                     },
+                    bytes: 1,
                     answer,
                 });
                 assert!(!commit.write_queued(&storage), "the role is taken");
@@ -497,6 +563,7 @@ mod tests {
                 key: Bytes::from_static(b"first"),
                 apply: Box::new(move |o| first(o).map_err(Refusal::Refused)),
             },
+            bytes: 1,
             answer: first_answer,
         });
         assert!(!commit.write_queued(&storage));
@@ -535,7 +602,7 @@ mod tests {
                         };
                         tokio::time::timeout(
                             Duration::from_secs(10),
-                            commit.update(&storage, write(&key, (i / 50) as u8), hand_off),
+                            commit.update(&storage, write(&key, (i / 50) as u8), 1, hand_off),
                         )
                         .await
                         .unwrap_or_else(|_| panic!("update {w}/{i} never answered"))

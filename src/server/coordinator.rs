@@ -270,9 +270,11 @@ impl Coordinator {
     /// as [`ObjectStore::update`]. Unsynced writes share their storage write
     /// with concurrent ones ([`GroupCommit`]); with `sync_writes` each runs
     /// on the blocking pool, where RocksDB's write group shares the fsync.
+    /// `bytes` is about what the update writes (key and value).
     async fn update_local(
         self: &Arc<Self>,
         update: BatchUpdate<Refused>,
+        bytes: usize,
     ) -> UpdateOutcome<Refused> {
         if self.core.config.sync_writes {
             return self
@@ -286,7 +288,7 @@ impl Coordinator {
         }
         let this = Arc::clone(self);
         self.local_writes
-            .update(&self.core.storage, update, move || {
+            .update(&self.core.storage, update, bytes, move || {
                 tokio::spawn(async move {
                     while this.local_writes.write_queued(&this.core.storage) {
                         tokio::task::yield_now().await;
@@ -544,28 +546,32 @@ impl Coordinator {
         let write_key = key.clone();
         let max = self.core.config.max_siblings;
         let core = Arc::clone(&self.core);
+        let bytes = key.len() + version.data.as_ref().map_or(0, |d| d.len());
         let object = self
-            .update_local(BatchUpdate {
-                key: key.clone(),
-                apply: Box::new(move |o| {
-                    // A context naming actors the key never saw grows its
-                    // clock: refused past the cap. Ordinary writes (which only
-                    // ever add this node's own actor) are never refused here.
-                    let known = o.context();
-                    let unknown = context.iter().filter(|&(a, _)| known.get(a) == 0).count();
-                    let actors = known.len() + unknown + 1;
-                    if unknown > 0 && actors > MAX_CLOCK_ACTORS {
-                        return Err(Refused::Clock(actors));
-                    }
-                    // An actor of this process, continued only while the local
-                    // copy holds its newest dot (SPEC §2; see
-                    // `dynakv_versioning::Incarnation`).
-                    let actor = core.storage.actor_for(&write_key, o);
-                    o.write_capped(&context, actor, version, max)
-                        .map(|_dot| ())
-                        .map_err(Refused::Siblings)
-                }),
-            })
+            .update_local(
+                BatchUpdate {
+                    key: key.clone(),
+                    apply: Box::new(move |o| {
+                        // A context naming actors the key never saw grows its
+                        // clock: refused past the cap. Ordinary writes (which only
+                        // ever add this node's own actor) are never refused here.
+                        let known = o.context();
+                        let unknown = context.iter().filter(|&(a, _)| known.get(a) == 0).count();
+                        let actors = known.len() + unknown + 1;
+                        if unknown > 0 && actors > MAX_CLOCK_ACTORS {
+                            return Err(Refused::Clock(actors));
+                        }
+                        // An actor of this process, continued only while the local
+                        // copy holds its newest dot (SPEC §2; see
+                        // `dynakv_versioning::Incarnation`).
+                        let actor = core.storage.actor_for(&write_key, o);
+                        o.write_capped(&context, actor, version, max)
+                            .map(|_dot| ())
+                            .map_err(Refused::Siblings)
+                    }),
+                },
+                bytes,
+            )
             .await
             .inspect_err(|e| self.core.note_storage_error(e))?
             .map_err(|r| match r {

@@ -187,6 +187,22 @@ fn runs_ok(runs: &[(u16, u16)]) -> bool {
 }
 
 impl Request {
+    /// The bytes of user data the request carries (keys and values): what
+    /// applying it will copy into a storage write.
+    pub fn value_bytes(&self) -> usize {
+        match self {
+            Request::ReplicaWrite { key, object, .. } => {
+                key.len()
+                    + object
+                        .values()
+                        .map(|v| v.data.as_ref().map_or(0, |d| d.len()))
+                        .sum::<usize>()
+            }
+            Request::ReplicaRead { key, .. } => key.len(),
+            _ => 0,
+        }
+    }
+
     /// Checks every number and length a peer sent, before the request is
     /// handled: a peer may be buggy or compromised, and no message may panic a
     /// node or make it do unbounded work. Returns what is wrong.

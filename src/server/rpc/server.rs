@@ -26,6 +26,10 @@ const IN_FLIGHT_PER_CONNECTION: usize = 512;
 const MAX_CONNECTIONS: usize = 1024;
 /// Quick requests answered together at most (see [`Handler::handle_quick_run`]).
 const MAX_QUICK_RUN: usize = 64;
+/// A run stops growing once its values add up to this: its replica writes
+/// become one storage write, holding their keys' lock stripes until it is in
+/// the log.
+const MAX_QUICK_RUN_BYTES: usize = 4 << 20;
 
 /// What both sides of the protocol share: this node's name, the cluster
 /// secret, fault injection and metrics.
@@ -246,13 +250,15 @@ async fn connection<H: Handler>(
             // The frames already read join this one: a peer's writer sends
             // many per write system call, and answered together a run of
             // replica writes is one storage write instead of one each.
+            let mut bytes = body.value_bytes();
             let mut ids = vec![id];
             let mut bodies = vec![body];
-            while ids.len() < MAX_QUICK_RUN {
+            while ids.len() < MAX_QUICK_RUN && bytes < MAX_QUICK_RUN_BYTES {
                 match frames.next().now_or_never() {
                     None => break,
                     Some(Some(Ok(Frame::Request { id, body }))) if handler.is_quick(&body) => {
                         if !shared.faults.drops_from(&peer) {
+                            bytes += body.value_bytes();
                             ids.push(id);
                             bodies.push(body);
                         }
@@ -370,14 +376,19 @@ mod tests {
     /// names its request) and records the runs it was given (a read answered
     /// alone is a run of one). A read of key
     /// "panic" panics, alone or in a run; pings are not quick.
+    /// Replica writes are quick too, answered with their key; the bytes of
+    /// each run are recorded.
     #[derive(Default)]
     struct Echo {
         runs: Mutex<Vec<usize>>,
+        run_bytes: Mutex<Vec<usize>>,
     }
 
     fn key_of(request: &Request) -> String {
         match request {
-            Request::ReplicaRead { key, .. } => String::from_utf8_lossy(key).into_owned(),
+            Request::ReplicaRead { key, .. } | Request::ReplicaWrite { key, .. } => {
+                String::from_utf8_lossy(key).into_owned()
+            }
             _ => "ping".into(),
         }
     }
@@ -395,7 +406,10 @@ mod tests {
         }
 
         fn is_quick(&self, request: &Request) -> bool {
-            matches!(request, Request::ReplicaRead { .. })
+            matches!(
+                request,
+                Request::ReplicaRead { .. } | Request::ReplicaWrite { .. }
+            )
         }
 
         async fn handle_quick_run(
@@ -404,6 +418,8 @@ mod tests {
             requests: Vec<Request>,
         ) -> Vec<Response> {
             self.runs.lock().push(requests.len());
+            let bytes = requests.iter().map(Request::value_bytes).sum();
+            self.run_bytes.lock().push(bytes);
             assert!(!requests.iter().any(|r| key_of(r) == "panic"), "asked to");
             requests
                 .iter()
@@ -473,6 +489,53 @@ mod tests {
             "no request joined a run: {runs:?}"
         );
         assert!(runs.iter().all(|&n| n <= MAX_QUICK_RUN));
+        stop.cancel();
+    }
+
+    /// Large replica writes sent at once: runs stop growing at
+    /// [`MAX_QUICK_RUN_BYTES`] (one storage write holds a run's lock stripes
+    /// until it is in the log), and every write is answered.
+    #[tokio::test]
+    async fn runs_of_large_writes_stop_at_their_byte_limit() {
+        use dynakv_versioning::{ActorId, Object, Version, VersionVector};
+
+        let handler = Arc::new(Echo::default());
+        let (client, addr, stop) = pair(Arc::clone(&handler)).await;
+        const VALUE: usize = 512 << 10;
+        let mut object = Object::new();
+        object.update(
+            &VersionVector::new(),
+            ActorId(1),
+            Version::value(vec![b'v'; VALUE], "", 0),
+        );
+        let calls = (0..32).map(|i| {
+            let request = Request::ReplicaWrite {
+                key: Bytes::from(format!("k{i}")),
+                object: object.clone(),
+                hint_for: None,
+            };
+            let client = &client;
+            async move {
+                let answer = client
+                    .call(addr, None, request, Duration::from_secs(30))
+                    .await;
+                (i, answer)
+            }
+        });
+        for (i, answer) in futures::future::join_all(calls).await {
+            match answer.expect("answered") {
+                Response::Error(key) => assert_eq!(key, format!("k{i}")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let bytes = handler.run_bytes.lock().clone();
+        assert_eq!(handler.runs.lock().iter().sum::<usize>(), 32);
+        // The request that crosses the limit still joins its run.
+        let largest = MAX_QUICK_RUN_BYTES + VALUE + 8;
+        assert!(
+            bytes.iter().all(|&b| b <= largest),
+            "runs of {bytes:?} bytes, limit {MAX_QUICK_RUN_BYTES}"
+        );
         stop.cancel();
     }
 
