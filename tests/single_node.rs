@@ -223,6 +223,58 @@ fn acknowledged_writes_survive_sigkill_and_the_node_keeps_its_identity() {
     }
 }
 
+/// SIGKILL while 8 clients write as fast as they can: concurrent writes
+/// share storage writes (group commit), and every one that was acknowledged
+/// before the kill is there after the restart.
+#[test]
+fn writes_acknowledged_while_the_node_is_killed_mid_stream_survive() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = started(dir.path(), &[]);
+    let url = node.key_url("");
+    let acked = Mutex::new(Vec::new());
+    let count = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (url, acked, count) = (&url, &acked, &count);
+            s.spawn(move || {
+                let c = http();
+                // Until the node is gone (bounded in count either way).
+                for i in 0..20_000 {
+                    let key = format!("t{t}-{i}");
+                    let sent = c.put(format!("{url}{key}")).body(format!("v-{key}")).send();
+                    match sent {
+                        Ok(r) if r.status() == 204 => {
+                            acked.lock().expect("acked").push(key);
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => break,
+                    }
+                }
+            });
+        }
+        assert!(
+            wait_until(Duration::from_secs(30), || count.load(Ordering::Relaxed)
+                >= 2000),
+            "the clients did not get going"
+        );
+        assert!(metric(&node, "dynakv_local_write_batches_total") >= 1.0);
+        node.kill();
+    });
+    node.start();
+    let acked = acked.into_inner().expect("acked");
+    assert!(acked.len() >= 2000);
+    let c = http();
+    for key in &acked {
+        let resp = c.get(node.key_url(key)).send().expect("get");
+        assert_eq!(resp.status(), 200, "{key} acknowledged, lost after SIGKILL");
+        assert_eq!(resp.text().expect("text"), format!("v-{key}"));
+    }
+}
+
 fn assert_error(resp: reqwest::blocking::Response, status: u16, code: &str) {
     assert_eq!(resp.status(), status);
     let body: Value = resp.json().expect("JSON error body");
