@@ -9,12 +9,19 @@
 #     gateway, the same keys and values.
 # Prints one table with req/s, p99 and the ratios the targets are stated in.
 #
-#   benches/peers.sh [seconds per row]        (default 10)
+#   benches/peers.sh [seconds per row] [rounds]        (default 10, 3)
+#
+# Each phase runs its rows `rounds` times, alternating them, and the table
+# gives medians: this machine's speed drifts by 10-20% within minutes, and a
+# single pass compares rows measured minutes apart. nginx stays up beside the
+# single node, so each round measures the ceiling right before the node's
+# rows, and the single-node ratios are the median of those paired ratios.
 #
 # Needs nginx, etcd and wrk: apt-get install -y nginx-light etcd-server wrk
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
+ROUNDS=${2:-3}
 missing=()
 for tool in nginx etcd wrk python3 curl; do
   command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
@@ -114,21 +121,23 @@ http {
 CONF
 mkdir -p "$WORK/tmp"
 "$NGINX" -c "$WORK/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 wait_http http://127.0.0.1:8901/index.html
-echo "nginx (static file)"
-run nginx http://127.0.0.1:8901/index.html
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 
-# --- a single dynakv node ----------------------------------------------------
+# --- a single dynakv node, beside nginx ----------------------------------------
 "$BIN" node --name single --data-dir "$WORK/single" --listen 127.0.0.1:7910 --http 127.0.0.1:8910 >"$WORK/single.log" 2>&1 &
 PIDS+=($!)
 wait_http http://127.0.0.1:8910/health
 "$BIN" bench --node http://127.0.0.1:8910 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
-echo "dynakv, single node"
-run single_put http://127.0.0.1:8910 "$WORK/kv_put.lua"
-run single_get http://127.0.0.1:8910 "$WORK/kv_get.lua"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round: nginx (static file), then a single dynakv node"
+  run nginx http://127.0.0.1:8901/index.html
+  run single_put http://127.0.0.1:8910 "$WORK/kv_put.lua"
+  run single_get http://127.0.0.1:8910 "$WORK/kv_get.lua"
+done
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
 
 # --- a 3-node dynakv cluster -------------------------------------------------
 "$BIN" dev --nodes 3 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
@@ -136,9 +145,11 @@ PIDS+=($!)
 for p in 8001 8002 8003; do wait_http "http://127.0.0.1:$p/health"; done
 for _ in $(seq 1 300); do settled 8001 8002 8003 && break; sleep 0.2; done
 "$BIN" bench --node http://127.0.0.1:8001 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
-echo "dynakv, 3 nodes (N=3, W=2, R=2), load on one node"
-run cluster_put http://127.0.0.1:8001 "$WORK/kv_put.lua"
-run cluster_get http://127.0.0.1:8001 "$WORK/kv_get.lua"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round: dynakv, 3 nodes (N=3, W=2, R=2), load on one node"
+  run cluster_put http://127.0.0.1:8001 "$WORK/kv_put.lua"
+  run cluster_get http://127.0.0.1:8001 "$WORK/kv_get.lua"
+done
 kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 
 # --- a 3-member etcd cluster -------------------------------------------------
@@ -166,30 +177,44 @@ ts = [threading.Thread(target=load, args=(s,)) for s in range(16)]
 [t.start() for t in ts]
 [t.join() for t in ts]
 PY
-echo "etcd 3.4, 3 members, load on one member"
-run etcd_put http://127.0.0.1:23791 "$WORK/etcd_put.lua"
-run etcd_get http://127.0.0.1:23791 "$WORK/etcd_get.lua"
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round: etcd 3.4, 3 members, load on one member"
+  run etcd_put http://127.0.0.1:23791 "$WORK/etcd_put.lua"
+  run etcd_get http://127.0.0.1:23791 "$WORK/etcd_get.lua"
+done
 
 # --- the table ---------------------------------------------------------------
 python3 - "$ROWS" <<'PY'
 import sys
+from statistics import median
 rows = {}
 for line in open(sys.argv[1]):
     label, rps, p99, errors = line.split()
-    rows[label] = (float(rps), float(p99), int(errors))
-ceiling = rows["nginx"][0]
+    rows.setdefault(label, []).append((float(rps), float(p99), int(errors)))
+def med(label, i):
+    return median(r[i] for r in rows[label])
+def errors(label):
+    return sum(r[2] for r in rows[label])
+rounds = len(rows["nginx"])
 print()
-print(f"| row | req/s | p99 ms | errors | ratio | target |")
-print(f"|---|---:|---:|---:|---:|---|")
-def line(label, ratio_to, what, target):
-    rps, p99, err = rows[label]
-    ratio = rps / rows[ratio_to][0] if rows[ratio_to][0] else 0
-    print(f"| {label} | {rps:,.0f} | {p99:.2f} | {err} | {ratio:.2f} x {what} | {target} |")
-print(f"| nginx | {ceiling:,.0f} | {rows['nginx'][1]:.2f} | {rows['nginx'][2]} | 1.00 | ceiling |")
-line("single_put", "nginx", "nginx", ">= 0.50")
-line("single_get", "nginx", "nginx", ">= 0.50")
-line("cluster_put", "etcd_put", "etcd put", ">= 3, lower p99")
-line("cluster_get", "etcd_get", "etcd get", ">= 3, lower p99")
-print(f"| etcd_put | {rows['etcd_put'][0]:,.0f} | {rows['etcd_put'][1]:.2f} | {rows['etcd_put'][2]} | | |")
-print(f"| etcd_get | {rows['etcd_get'][0]:,.0f} | {rows['etcd_get'][1]:.2f} | {rows['etcd_get'][2]} | | |")
+print(f"Medians of {rounds} round(s); ratio ranges are over the rounds.")
+print()
+print("| row | req/s | p99 ms | errors | ratio | ratio range | target |")
+print("|---|---:|---:|---:|---:|---:|---|")
+def line(label, ratio_to, what, target, paired):
+    if paired:
+        # Each round's row against the ceiling measured just before it.
+        ratios = [r[0] / c[0] if c[0] else 0 for r, c in zip(rows[label], rows[ratio_to])]
+    else:
+        ratios = [r[0] / med(ratio_to, 0) if med(ratio_to, 0) else 0 for r in rows[label]]
+    ratio = median(ratios)
+    print(f"| {label} | {med(label, 0):,.0f} | {med(label, 1):.2f} | {errors(label)} "
+          f"| {ratio:.2f} x {what} | {min(ratios):.2f}-{max(ratios):.2f} | {target} |")
+print(f"| nginx | {med('nginx', 0):,.0f} | {med('nginx', 1):.2f} | {errors('nginx')} | 1.00 | | ceiling |")
+line("single_put", "nginx", "nginx", ">= 0.50", True)
+line("single_get", "nginx", "nginx", ">= 0.50", True)
+line("cluster_put", "etcd_put", "etcd put", ">= 3, lower p99", False)
+line("cluster_get", "etcd_get", "etcd get", ">= 3, lower p99", False)
+for label in ("etcd_put", "etcd_get"):
+    print(f"| {label} | {med(label, 0):,.0f} | {med(label, 1):.2f} | {errors(label)} | | | |")
 PY
