@@ -11,11 +11,10 @@
 #
 #   benches/peers.sh [seconds per row] [rounds]        (default 10, 3)
 #
-# Each phase runs its rows `rounds` times, alternating them, and the table
-# gives medians: this machine's speed drifts by 10-20% within minutes, and a
-# single pass compares rows measured minutes apart. nginx stays up beside the
-# single node, so each round measures the ceiling right before the node's
-# rows, and the single-node ratios are the median of those paired ratios.
+# Every row runs once per round, each round from fresh stores, and the table
+# gives medians: this machine's speed drifts by 10-20% within minutes. Each
+# ratio is taken within a round (dynakv against the nginx or etcd measured
+# moments before or after it), and the table gives their median and range.
 #
 # Needs nginx, etcd and wrk: apt-get install -y nginx-light etcd-server wrk
 set -euo pipefail
@@ -125,45 +124,49 @@ NGINX_PID=$!
 PIDS+=($NGINX_PID)
 wait_http http://127.0.0.1:8901/index.html
 
-# --- a single dynakv node, beside nginx ----------------------------------------
-"$BIN" node --name single --data-dir "$WORK/single" --listen 127.0.0.1:7910 --http 127.0.0.1:8910 >"$WORK/single.log" 2>&1 &
-PIDS+=($!)
-wait_http http://127.0.0.1:8910/health
-"$BIN" bench --node http://127.0.0.1:8910 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
-for round in $(seq 1 "$ROUNDS"); do
-  echo "round $round: nginx (static file), then a single dynakv node"
-  run nginx http://127.0.0.1:8901/index.html
+# --- dynakv and etcd: each round starts from fresh stores ---------------------
+# A PUT row measured on a store that earlier rows grew by millions of keys
+# pays for their compactions: every round starts the same way instead.
+stop_last() { # stops the most recent pid in PIDS
+  kill "${PIDS[-1]}" 2>/dev/null || true; wait "${PIDS[-1]}" 2>/dev/null || true
+  unset 'PIDS[-1]'
+}
+single_node() { # round
+  rm -rf "$WORK/single"
+  "$BIN" node --name single --data-dir "$WORK/single" --listen 127.0.0.1:7910 --http 127.0.0.1:8910 >"$WORK/single.log" 2>&1 &
+  PIDS+=($!)
+  wait_http http://127.0.0.1:8910/health
+  "$BIN" bench --node http://127.0.0.1:8910 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
+  echo "round $1: a single dynakv node"
   run single_put http://127.0.0.1:8910 "$WORK/kv_put.lua"
   run single_get http://127.0.0.1:8910 "$WORK/kv_get.lua"
-done
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
-
-# --- a 3-node dynakv cluster -------------------------------------------------
-"$BIN" dev --nodes 3 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
-PIDS+=($!)
-for p in 8001 8002 8003; do wait_http "http://127.0.0.1:$p/health"; done
-for _ in $(seq 1 300); do settled 8001 8002 8003 && break; sleep 0.2; done
-"$BIN" bench --node http://127.0.0.1:8001 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
-for round in $(seq 1 "$ROUNDS"); do
-  echo "round $round: dynakv, 3 nodes (N=3, W=2, R=2), load on one node"
+  stop_last
+}
+dynakv_cluster() { # round
+  rm -rf "$WORK/cluster"
+  "$BIN" dev --nodes 3 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
+  PIDS+=($!)
+  for p in 8001 8002 8003; do wait_http "http://127.0.0.1:$p/health"; done
+  for _ in $(seq 1 300); do settled 8001 8002 8003 && break; sleep 0.2; done
+  "$BIN" bench --node http://127.0.0.1:8001 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
+  echo "round $1: dynakv, 3 nodes (N=3, W=2, R=2), load on one node"
   run cluster_put http://127.0.0.1:8001 "$WORK/kv_put.lua"
   run cluster_get http://127.0.0.1:8001 "$WORK/kv_get.lua"
-done
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
-
-# --- a 3-member etcd cluster -------------------------------------------------
-CLUSTER="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
-for i in 1 2 3; do
-  etcd --name "e$i" --data-dir "$WORK/etcd$i" \
-    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
-    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
-    --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token peers-bench \
-    --log-level error >"$WORK/etcd$i.log" 2>&1 &
-  PIDS+=($!)
-done
-for i in 1 2 3; do wait_http "http://127.0.0.1:2379$i/health"; done
-python3 - <<'PY'
+  stop_last
+}
+etcd_cluster() { # round
+  local cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
+  for i in 1 2 3; do
+    rm -rf "$WORK/etcd$i"
+    etcd --name "e$i" --data-dir "$WORK/etcd$i" \
+      --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+      --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token "peers-bench-$1" \
+      --log-level error >"$WORK/etcd$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for i in 1 2 3; do wait_http "http://127.0.0.1:2379$i/health"; done
+  python3 - <<'PY'
 # Preload the same 100,000 keys, 16 connections at a time.
 import base64, http.client, json, threading
 def load(start):
@@ -177,11 +180,20 @@ ts = [threading.Thread(target=load, args=(s,)) for s in range(16)]
 [t.start() for t in ts]
 [t.join() for t in ts]
 PY
-for round in $(seq 1 "$ROUNDS"); do
-  echo "round $round: etcd 3.4, 3 members, load on one member"
+  echo "round $1: etcd 3.4, 3 members, load on one member"
   run etcd_put http://127.0.0.1:23791 "$WORK/etcd_put.lua"
   run etcd_get http://127.0.0.1:23791 "$WORK/etcd_get.lua"
+  stop_last; stop_last; stop_last
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+  echo "round $round: nginx (static file)"
+  run nginx http://127.0.0.1:8901/index.html
+  single_node "$round"
+  dynakv_cluster "$round"
+  etcd_cluster "$round"
 done
+kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
 
 # --- the table ---------------------------------------------------------------
 python3 - "$ROWS" <<'PY'
@@ -201,20 +213,17 @@ print(f"Medians of {rounds} round(s); ratio ranges are over the rounds.")
 print()
 print("| row | req/s | p99 ms | errors | ratio | ratio range | target |")
 print("|---|---:|---:|---:|---:|---:|---|")
-def line(label, ratio_to, what, target, paired):
-    if paired:
-        # Each round's row against the ceiling measured just before it.
-        ratios = [r[0] / c[0] if c[0] else 0 for r, c in zip(rows[label], rows[ratio_to])]
-    else:
-        ratios = [r[0] / med(ratio_to, 0) if med(ratio_to, 0) else 0 for r in rows[label]]
+def line(label, ratio_to, what, target):
+    # Within each round: the row against its peer measured in that round.
+    ratios = [r[0] / c[0] if c[0] else 0 for r, c in zip(rows[label], rows[ratio_to])]
     ratio = median(ratios)
     print(f"| {label} | {med(label, 0):,.0f} | {med(label, 1):.2f} | {errors(label)} "
           f"| {ratio:.2f} x {what} | {min(ratios):.2f}-{max(ratios):.2f} | {target} |")
 print(f"| nginx | {med('nginx', 0):,.0f} | {med('nginx', 1):.2f} | {errors('nginx')} | 1.00 | | ceiling |")
-line("single_put", "nginx", "nginx", ">= 0.50", True)
-line("single_get", "nginx", "nginx", ">= 0.50", True)
-line("cluster_put", "etcd_put", "etcd put", ">= 3, lower p99", False)
-line("cluster_get", "etcd_get", "etcd get", ">= 3, lower p99", False)
+line("single_put", "nginx", "nginx", ">= 0.50")
+line("single_get", "nginx", "nginx", ">= 0.50")
+line("cluster_put", "etcd_put", "etcd put", ">= 3, lower p99")
+line("cluster_get", "etcd_get", "etcd get", ">= 3, lower p99")
 for label in ("etcd_put", "etcd_get"):
     print(f"| {label} | {med(label, 0):,.0f} | {med(label, 1):.2f} | {errors(label)} | | | |")
 PY
