@@ -2,7 +2,8 @@
 # `cd` to the repository root. Builds dynakv, makes a work directory, and
 # stops every pid in PIDS and removes the directory on exit.
 cargo build --quiet
-BIN=target/debug/dynakv
+# DYNAKV_BIN: another build to measure (an older commit, for a before/after).
+BIN=${DYNAKV_BIN:-target/debug/dynakv}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
