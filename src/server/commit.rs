@@ -143,7 +143,7 @@ impl<E: Send + 'static> GroupCommit<E> {
     }
 
     /// Writes what is queued unless another caller is writing (who then
-    /// writes it). Returns true if it stopped after [`MAX_ROUNDS`] batches
+    /// writes it). Returns true if it stopped after its share of batches
     /// with updates still queued and nobody writing them.
     pub fn write_queued(&self, storage: &Storage) -> bool {
         let mut rounds = 0;
