@@ -131,16 +131,19 @@ stop_last() { # stops the most recent pid in PIDS
   kill "${PIDS[-1]}" 2>/dev/null || true; wait "${PIDS[-1]}" 2>/dev/null || true
   unset 'PIDS[-1]'
 }
+dynakv_rows() { # row-prefix url title: preload, the PUT and GET rows, stop
+  "$BIN" bench --node "$2" --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
+  echo "$3"
+  run "$1_put" "$2" "$WORK/kv_put.lua"
+  run "$1_get" "$2" "$WORK/kv_get.lua"
+  stop_last
+}
 single_node() { # round
   rm -rf "$WORK/single"
   "$BIN" node --name single --data-dir "$WORK/single" --listen 127.0.0.1:7910 --http 127.0.0.1:8910 >"$WORK/single.log" 2>&1 &
   PIDS+=($!)
   wait_http http://127.0.0.1:8910/health
-  "$BIN" bench --node http://127.0.0.1:8910 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
-  echo "round $1: a single dynakv node"
-  run single_put http://127.0.0.1:8910 "$WORK/kv_put.lua"
-  run single_get http://127.0.0.1:8910 "$WORK/kv_get.lua"
-  stop_last
+  dynakv_rows single http://127.0.0.1:8910 "round $1: a single dynakv node"
 }
 dynakv_cluster() { # round
   rm -rf "$WORK/cluster"
@@ -148,11 +151,7 @@ dynakv_cluster() { # round
   PIDS+=($!)
   for p in 8001 8002 8003; do wait_http "http://127.0.0.1:$p/health"; done
   for _ in $(seq 1 300); do settled 8001 8002 8003 && break; sleep 0.2; done
-  "$BIN" bench --node http://127.0.0.1:8001 --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
-  echo "round $1: dynakv, 3 nodes (N=3, W=2, R=2), load on one node"
-  run cluster_put http://127.0.0.1:8001 "$WORK/kv_put.lua"
-  run cluster_get http://127.0.0.1:8001 "$WORK/kv_get.lua"
-  stop_last
+  dynakv_rows cluster http://127.0.0.1:8001 "round $1: dynakv, 3 nodes (N=3, W=2, R=2), load on one node"
 }
 etcd_cluster() { # round
   local cluster="e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803"
