@@ -537,35 +537,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = open(dir.path());
         let commit = Arc::new(GroupCommit::<()>::new(Counter::default()));
-        let (answer, mut outcome) = oneshot::channel();
+        let (late, mut outcome) = queued("late", 2, 1);
         // The narrowest race: a caller queues after the writer's last look at
         // the queue but before it gives up the role, so its own try finds
         // the role taken.
         *commit.before_release.lock() = Some(Box::new({
             let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
             move || {
-                let apply = write("late", 2).apply;
-                commit.queue.lock().push(Queued {
-                    update: BatchUpdate {
-                        key: Bytes::from_static(b"late"),
-                        apply: Box::new(move |o| apply(o).map_err(Refusal::Refused)),
-                    },
-                    bytes: 1,
-                    answer,
-                });
+                commit.queue.lock().push(late);
                 assert!(!commit.write_queued(&storage), "the role is taken");
             }
         }));
-        let first = write("first", 1).apply;
-        let (first_answer, _first) = oneshot::channel();
-        commit.queue.lock().push(Queued {
-            update: BatchUpdate {
-                key: Bytes::from_static(b"first"),
-                apply: Box::new(move |o| first(o).map_err(Refusal::Refused)),
-            },
-            bytes: 1,
-            answer: first_answer,
-        });
+        let (first, _first) = queued("first", 1, 1);
+        commit.queue.lock().push(first);
         assert!(!commit.write_queued(&storage));
         assert!(
             matches!(outcome.try_recv(), Ok(Answer::Done(Ok(Ok(_))))),
