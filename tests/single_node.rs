@@ -228,6 +228,21 @@ fn acknowledged_writes_survive_sigkill_and_the_node_keeps_its_identity() {
 /// before the kill is there after the restart.
 #[test]
 fn writes_acknowledged_while_the_node_is_killed_mid_stream_survive() {
+    writes_acknowledged_mid_stream_survive(|node| node.kill());
+}
+
+/// The same with SIGTERM: the node stops cleanly with writes in flight
+/// (queued updates are answered, not abandoned), and loses none it
+/// acknowledged.
+#[test]
+fn writes_acknowledged_while_the_node_stops_mid_stream_survive() {
+    writes_acknowledged_mid_stream_survive(|node| {
+        let status = node.stop();
+        assert!(status.success(), "exit status {status}");
+    });
+}
+
+fn writes_acknowledged_mid_stream_survive(stop: impl FnOnce(&mut TestNode)) {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -262,7 +277,7 @@ fn writes_acknowledged_while_the_node_is_killed_mid_stream_survive() {
             "the clients did not get going"
         );
         assert!(metric(&node, "dynakv_local_write_batches_total") >= 1.0);
-        node.kill();
+        stop(&mut node);
     });
     node.start();
     let acked = acked.into_inner().expect("acked");
@@ -270,7 +285,11 @@ fn writes_acknowledged_while_the_node_is_killed_mid_stream_survive() {
     let c = http();
     for key in &acked {
         let resp = c.get(node.key_url(key)).send().expect("get");
-        assert_eq!(resp.status(), 200, "{key} acknowledged, lost after SIGKILL");
+        assert_eq!(
+            resp.status(),
+            200,
+            "{key} acknowledged, lost after the stop"
+        );
         assert_eq!(resp.text().expect("text"), format!("v-{key}"));
     }
 }
