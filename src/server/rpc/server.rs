@@ -250,25 +250,13 @@ async fn connection<H: Handler>(
             // The frames already read join this one: a peer's writer sends
             // many per write system call, and answered together a run of
             // replica writes is one storage write instead of one each.
-            let mut bytes = body.value_bytes();
-            let mut ids = vec![id];
-            let mut bodies = vec![body];
-            while ids.len() < MAX_QUICK_RUN && bytes < MAX_QUICK_RUN_BYTES {
-                match frames.next().now_or_never() {
-                    None => break,
-                    Some(Some(Ok(Frame::Request { id, body }))) if handler.is_quick(&body) => {
-                        if !shared.faults.drops_from(&peer) {
-                            bytes += body.value_bytes();
-                            ids.push(id);
-                            bodies.push(body);
-                        }
-                    }
-                    Some(other) => {
-                        carried = Some(other);
-                        break;
-                    }
-                }
-            }
+            let (ids, bodies, next) = gather_run(
+                (id, body),
+                &mut frames,
+                |r| handler.is_quick(r),
+                || shared.faults.drops_from(&peer),
+            );
+            carried = next;
             let answers =
                 answer_run(Arc::clone(&handler), peer.clone(), bodies, &shared.metrics).await;
             for (id, body) in ids.into_iter().zip(answers) {
@@ -362,6 +350,45 @@ async fn answer<H: Handler>(
     }
 }
 
+/// What reading a connection's next frame gives: a frame, an error, or the
+/// end of the stream (`None`).
+type Read<E> = Option<Result<Frame, E>>;
+
+/// A run of quick requests: `first`, then the quick requests among the frames
+/// already decoded (ready without waiting), until the run holds
+/// [`MAX_QUICK_RUN`] requests or [`MAX_QUICK_RUN_BYTES`] of values. Requests
+/// `dropped` (fault injection) are left out. Returns the run's ids and bodies,
+/// and what ended it if that still needs handling (a frame that is not a quick
+/// request, an error, the end of the stream): the connection's next turn.
+fn gather_run<S, E>(
+    first: (u64, Request),
+    frames: &mut S,
+    is_quick: impl Fn(&Request) -> bool,
+    dropped: impl Fn() -> bool,
+) -> (Vec<u64>, Vec<Request>, Option<Read<E>>)
+where
+    S: futures::Stream<Item = Result<Frame, E>> + Unpin,
+{
+    let (id, body) = first;
+    let mut bytes = body.value_bytes();
+    let mut ids = vec![id];
+    let mut bodies = vec![body];
+    while ids.len() < MAX_QUICK_RUN && bytes < MAX_QUICK_RUN_BYTES {
+        match frames.next().now_or_never() {
+            None => break,
+            Some(Some(Ok(Frame::Request { id, body }))) if is_quick(&body) => {
+                if !dropped() {
+                    bytes += body.value_bytes();
+                    ids.push(id);
+                    bodies.push(body);
+                }
+            }
+            Some(other) => return (ids, bodies, Some(other)),
+        }
+    }
+    (ids, bodies, None)
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
@@ -376,19 +403,14 @@ mod tests {
     /// names its request) and records the runs it was given (a read answered
     /// alone is a run of one). A read of key
     /// "panic" panics, alone or in a run; pings are not quick.
-    /// Replica writes are quick too, answered with their key; the bytes of
-    /// each run are recorded.
     #[derive(Default)]
     struct Echo {
         runs: Mutex<Vec<usize>>,
-        run_bytes: Mutex<Vec<usize>>,
     }
 
     fn key_of(request: &Request) -> String {
         match request {
-            Request::ReplicaRead { key, .. } | Request::ReplicaWrite { key, .. } => {
-                String::from_utf8_lossy(key).into_owned()
-            }
+            Request::ReplicaRead { key, .. } => String::from_utf8_lossy(key).into_owned(),
             _ => "ping".into(),
         }
     }
@@ -406,10 +428,7 @@ mod tests {
         }
 
         fn is_quick(&self, request: &Request) -> bool {
-            matches!(
-                request,
-                Request::ReplicaRead { .. } | Request::ReplicaWrite { .. }
-            )
+            matches!(request, Request::ReplicaRead { .. })
         }
 
         async fn handle_quick_run(
@@ -418,8 +437,6 @@ mod tests {
             requests: Vec<Request>,
         ) -> Vec<Response> {
             self.runs.lock().push(requests.len());
-            let bytes = requests.iter().map(Request::value_bytes).sum();
-            self.run_bytes.lock().push(bytes);
             assert!(!requests.iter().any(|r| key_of(r) == "panic"), "asked to");
             requests
                 .iter()
@@ -492,15 +509,29 @@ mod tests {
         stop.cancel();
     }
 
-    /// Large replica writes sent at once: runs stop growing at
-    /// [`MAX_QUICK_RUN_BYTES`] (one storage write holds a run's lock stripes
-    /// until it is in the log), and every write is answered.
-    #[tokio::test]
-    async fn runs_of_large_writes_stop_at_their_byte_limit() {
+    /// A run takes the quick requests already decoded, up to its request and
+    /// byte limits, and hands back the frame that ended it.
+    #[test]
+    fn a_run_gathers_ready_quick_requests_up_to_its_limits() {
         use dynakv_versioning::{ActorId, Object, Version, VersionVector};
 
-        let handler = Arc::new(Echo::default());
-        let (client, addr, stop) = pair(Arc::clone(&handler)).await;
+        let quick = |r: &Request| {
+            matches!(
+                r,
+                Request::ReplicaRead { .. } | Request::ReplicaWrite { .. }
+            )
+        };
+        let frame = |id: u64, body: Request| Ok::<_, FrameError>(Frame::Request { id, body });
+        let ids = |ids: &[u64]| ids.to_vec();
+
+        // At most MAX_QUICK_RUN requests; the rest wait for the next turn.
+        let mut frames = futures::stream::iter((1..100).map(|i| frame(i, read("k"))));
+        let (run, bodies, ended) = gather_run((0, read("k")), &mut frames, quick, || false);
+        assert_eq!(run, (0..MAX_QUICK_RUN as u64).collect::<Vec<_>>());
+        assert_eq!(bodies.len(), MAX_QUICK_RUN);
+        assert!(ended.is_none());
+
+        // Large writes: the run stops once its values reach the byte limit.
         const VALUE: usize = 512 << 10;
         let mut object = Object::new();
         object.update(
@@ -508,35 +539,40 @@ mod tests {
             ActorId(1),
             Version::value(vec![b'v'; VALUE], "", 0),
         );
-        let calls = (0..32).map(|i| {
-            let request = Request::ReplicaWrite {
-                key: Bytes::from(format!("k{i}")),
-                object: object.clone(),
-                hint_for: None,
-            };
-            let client = &client;
-            async move {
-                let answer = client
-                    .call(addr, None, request, Duration::from_secs(30))
-                    .await;
-                (i, answer)
-            }
-        });
-        for (i, answer) in futures::future::join_all(calls).await {
-            match answer.expect("answered") {
-                Response::Error(key) => assert_eq!(key, format!("k{i}")),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        let bytes = handler.run_bytes.lock().clone();
-        assert_eq!(handler.runs.lock().iter().sum::<usize>(), 32);
-        // The request that crosses the limit still joins its run.
-        let largest = MAX_QUICK_RUN_BYTES + VALUE + 8;
-        assert!(
-            bytes.iter().all(|&b| b <= largest),
-            "runs of {bytes:?} bytes, limit {MAX_QUICK_RUN_BYTES}"
+        let write = |i: u64| Request::ReplicaWrite {
+            key: Bytes::from(format!("k{i}")),
+            object: object.clone(),
+            hint_for: None,
+        };
+        let mut frames = futures::stream::iter((1..20).map(|i| frame(i, write(i))));
+        let (run, bodies, _) = gather_run((0, write(0)), &mut frames, quick, || false);
+        let bytes: usize = bodies.iter().map(Request::value_bytes).sum();
+        assert_eq!(
+            run.len(),
+            MAX_QUICK_RUN_BYTES.div_ceil(VALUE),
+            "{bytes} bytes"
         );
-        stop.cancel();
+        assert!((MAX_QUICK_RUN_BYTES..MAX_QUICK_RUN_BYTES + VALUE + 8).contains(&bytes));
+
+        // A request that is not quick ends the run and is handed back, as is
+        // the end of the stream; dropped requests are left out.
+        let mut frames = futures::stream::iter(vec![
+            frame(1, read("a")),
+            frame(2, Request::Ping),
+            frame(3, read("b")),
+        ]);
+        let (run, _, ended) = gather_run((0, read("k")), &mut frames, quick, || false);
+        assert_eq!(run, ids(&[0, 1]));
+        assert!(matches!(
+            ended,
+            Some(Some(Ok(Frame::Request { id: 2, .. })))
+        ));
+        let (run, _, ended) = gather_run((9, read("c")), &mut frames, quick, || false);
+        assert_eq!(run, ids(&[9, 3]));
+        assert!(matches!(ended, Some(None)), "the end of the stream");
+        let mut frames = futures::stream::iter(vec![frame(1, read("a"))]);
+        let (run, _, _) = gather_run((0, read("k")), &mut frames, quick, || true);
+        assert_eq!(run, ids(&[0]), "the first is the caller's to drop");
     }
 
     /// A handler that panics on a run answers each of its requests with an
