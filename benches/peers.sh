@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The yardstick of the request path (SPEC §7, issue 10): one load generator
-# (wrk, 2 threads, 64 connections), one machine, one run, side by side:
+# (wrk, 2 threads, 64 connections), one machine, side by side:
 #   - nginx serving a small static file: the machine's HTTP ceiling;
 #   - a single dynakv node: PUT of fresh keys and GET of 100,000 preloaded
 #     keys, 100-byte values;
@@ -120,8 +120,7 @@ http {
 CONF
 mkdir -p "$WORK/tmp"
 "$NGINX" -c "$WORK/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-PIDS+=($NGINX_PID)
+PIDS+=($!)
 wait_http http://127.0.0.1:8901/index.html
 
 # --- dynakv and etcd: each round starts from fresh stores ---------------------
@@ -192,7 +191,7 @@ for round in $(seq 1 "$ROUNDS"); do
   dynakv_cluster "$round"
   etcd_cluster "$round"
 done
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
+stop_last # nginx
 
 # --- the table ---------------------------------------------------------------
 python3 - "$ROWS" <<'PY'
@@ -208,7 +207,7 @@ def errors(label):
     return sum(r[2] for r in rows[label])
 rounds = len(rows["nginx"])
 print()
-print(f"Medians of {rounds} round(s); ratio ranges are over the rounds.")
+print(f"Medians of {rounds} round(s); ratio ranges are over the rounds; errors are summed.")
 print()
 print("| row | req/s | p99 ms | errors | ratio | ratio range | target |")
 print("|---|---:|---:|---:|---:|---:|---|")

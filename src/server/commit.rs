@@ -356,8 +356,9 @@ mod tests {
         let storage = open(dir.path());
         let batches = Counter::default();
         let commit = GroupCommit::new(batches.clone());
-        // Sizes as announced, queued in this order.
-        let sizes = [3 << 20, 3 << 20, 2 << 20, 1 << 10, 1 << 10];
+        // Sizes as announced, queued in this order; one is over the limit
+        // alone, and still goes (alone).
+        let sizes = [5 << 20, 3 << 20, 3 << 20, 2 << 20, 1 << 10, 1 << 10];
         let mut outcomes = Vec::new();
         for (i, bytes) in sizes.into_iter().enumerate() {
             let (q, outcome) = queued(&format!("k{i}"), i as u8, bytes);
@@ -368,7 +369,11 @@ mod tests {
         for mut outcome in outcomes {
             assert!(matches!(outcome.try_recv(), Ok(Answer::Done(Ok(Ok(_))))));
         }
-        assert_eq!(batches.get(), 3, "[3 MiB], [3 MiB], [2 MiB, 1 KiB, 1 KiB]");
+        assert_eq!(
+            batches.get(),
+            4,
+            "[5 MiB], [3 MiB], [3 MiB], [2 MiB, 1 KiB, 1 KiB]"
+        );
     }
 
     #[test]
