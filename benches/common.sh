@@ -13,6 +13,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# stop_last: stops the most recently started pid in PIDS and forgets it.
+stop_last() {
+  kill "${PIDS[-1]}" 2>/dev/null || true; wait "${PIDS[-1]}" 2>/dev/null || true
+  unset 'PIDS[-1]'
+}
+
 # wait_http URL: until it answers 2xx (bounded), or exit.
 wait_http() { for _ in $(seq 1 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 

@@ -9,20 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
-cargo build --quiet
-BIN=target/debug/dynakv
-WORK=$(mktemp -d)
-DEV=
-cleanup() {
-  [ -n "$DEV" ] && kill "$DEV" 2>/dev/null && wait "$DEV" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. benches/common.sh
 "$BIN" dev --nodes 5 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
-DEV=$!
-for p in 8001 8002 8003 8004 8005; do
-  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$p/health" && break; sleep 0.1; done
-done
+PIDS+=($!)
+for p in 8001 8002 8003 8004 8005; do wait_http "http://127.0.0.1:$p/health"; done
 NODES=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003,http://127.0.0.1:8004,http://127.0.0.1:8005
 forwarded() {
   local t=0
@@ -32,16 +22,9 @@ forwarded() {
   done
   echo $t
 }
-settled() { # every node serves the same ring, all five members, nothing moving
-  python3 - <<'PY'
-import json, sys, urllib.request
-s = [json.load(urllib.request.urlopen(f"http://127.0.0.1:{p}/admin/status")) for p in range(8001, 8006)]
-ok = all(x["partitions_moving"] == 0 and x["transfers_pending"] == 0 and x["ring_epoch"] == s[0]["ring_epoch"] and len(x["ownership"]) == 5 for x in s)
-sys.exit(0 if ok else 1)
-PY
-}
-for _ in $(seq 1 600); do settled 2>/dev/null && break; sleep 0.2; done
-settled || { echo "the cluster did not settle; see $WORK/dev.log" >&2; exit 1; }
+PORTS=(8001 8002 8003 8004 8005)
+for _ in $(seq 1 600); do settled "${PORTS[@]}" 2>/dev/null && break; sleep 0.2; done
+settled "${PORTS[@]}" || { echo "the cluster did not settle; see $WORK/dev.log" >&2; exit 1; }
 # Preload once; the measured runs reuse the keys.
 "$BIN" bench --node "$NODES" --direct --workload read-only --keys 100000 --clients 64 --duration 1 --json >/dev/null
 # Each mode runs twice in A-B-B-A order (later runs pay earlier runs'

@@ -11,15 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RECORDS=${1:-1000000}
-cargo build --quiet
-BIN=target/debug/dynakv
-WORK=$(mktemp -d)
-DEV=
-cleanup() {
-  [ -n "$DEV" ] && kill "$DEV" 2>/dev/null && wait "$DEV" 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. benches/common.sh
 python3 - "$RECORDS" "$WORK" <<'PY'
 import json, sys
 n, work = int(sys.argv[1]), sys.argv[2]
@@ -31,7 +23,7 @@ with open(f"{work}/a.jsonl", "w") as a, open(f"{work}/b.jsonl", "w") as b:
 PY
 start_cluster() { # data dir
   "$BIN" dev --nodes 3 --data-dir "$1" >"$WORK/dev.log" 2>&1 &
-  DEV=$!
+  PIDS+=($!)
   for _ in $(seq 1 600); do grep -q "Ctrl-C stops" "$WORK/dev.log" && break; sleep 0.1; done
 }
 start_cluster "$WORK/cluster"
@@ -43,7 +35,7 @@ t_blind=$(timed "$BIN" load "$WORK/b.jsonl" --node "$NODES" --blind)
 t_again=$(timed "$BIN" load "$WORK/a.jsonl" --node "$NODES")
 t_export=$(timed "$BIN" export --node http://127.0.0.1:8001 --out "$WORK/export.jsonl")
 exported=$(wc -l < "$WORK/export.jsonl")
-kill "$DEV"; wait "$DEV" 2>/dev/null || true
+stop_last
 start_cluster "$WORK/cluster2"
 t_sst=$(timed "$BIN" load "$WORK/a.jsonl" --node "$NODES" --sst)
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.1f}')" "$@"; }

@@ -126,10 +126,6 @@ wait_http http://127.0.0.1:8901/index.html
 # --- dynakv and etcd: each round starts from fresh stores ---------------------
 # A PUT row measured on a store that earlier rows grew by millions of keys
 # pays for their compactions: every round starts the same way instead.
-stop_last() { # stops the most recent pid in PIDS
-  kill "${PIDS[-1]}" 2>/dev/null || true; wait "${PIDS[-1]}" 2>/dev/null || true
-  unset 'PIDS[-1]'
-}
 dynakv_rows() { # row-prefix url title: preload, the PUT and GET rows, stop
   "$BIN" bench --node "$2" --workload write-only --keys 100000 --value-size 100 --duration 1 --json >/dev/null
   echo "$3"

@@ -7,12 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
-cargo build --quiet
-BIN=target/debug/dynakv
-WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-
-wait_healthy() { for _ in $(seq 1 100); do curl -sf "$1/health" >/dev/null && return 0; sleep 0.1; done; echo "no $1" >&2; exit 1; }
+. benches/common.sh
 
 run() { # label nodes workload
   "$BIN" bench --node "$2" --workload "$3" --clients 64 --keys 10000 --value-size 100 --duration "$SECS" --json > "$WORK/$1.json"
@@ -27,23 +22,17 @@ PY
 }
 
 "$BIN" node --data-dir "$WORK/single" --listen 127.0.0.1:7400 --http 127.0.0.1:8400 >"$WORK/single.log" 2>&1 &
-SINGLE=$!
-wait_healthy http://127.0.0.1:8400
+PIDS+=($!)
+wait_http http://127.0.0.1:8400/health
 run single-balanced http://127.0.0.1:8400 balanced
 run single-read-mostly http://127.0.0.1:8400 read-mostly
-kill $SINGLE; wait $SINGLE || true
+stop_last
 
 "$BIN" dev --nodes 3 --data-dir "$WORK/cluster" >"$WORK/dev.log" 2>&1 &
-for p in 8001 8002 8003; do wait_healthy "http://127.0.0.1:$p"; done
+PIDS+=($!)
+for p in 8001 8002 8003; do wait_http "http://127.0.0.1:$p/health"; done
 # Until the ring settles, partitions are in transit and writes need every replica.
-for _ in $(seq 1 300); do
-  python3 -c '
-import json, sys, urllib.request
-s = [json.load(urllib.request.urlopen(f"http://127.0.0.1:{p}/admin/status")) for p in (8001, 8002, 8003)]
-sys.exit(0 if all(x["partitions_moving"] == 0 and x["transfers_pending"] == 0 and x["ring_epoch"] == s[0]["ring_epoch"] and len(x["ownership"]) == 3 for x in s) else 1)
-' 2>/dev/null && break
-  sleep 0.2
-done
+for _ in $(seq 1 300); do settled 8001 8002 8003 2>/dev/null && break; sleep 0.2; done
 NODES=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003
 run cluster-balanced "$NODES" balanced
 run cluster-read-mostly "$NODES" read-mostly
