@@ -422,19 +422,39 @@ impl Storage {
         object: &Object,
         existed: bool,
     ) -> Result<(), StorageError> {
-        let record = codec::encode(object);
+        self.write_objects([(skey, object, existed)])
+    }
+
+    /// Writes objects and their digests in one atomic batch (one
+    /// write-ahead-log append), `(storage key, object, whether the key
+    /// existed)` each; counts new keys and bumps their partitions'
+    /// generations once it is written.
+    fn write_objects<'a>(
+        &self,
+        objects: impl IntoIterator<Item = (&'a [u8], &'a Object, bool)>,
+    ) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(Cf::Digests),
-            skey,
-            DigestEntry::of(object, &record).encode(),
-        );
-        batch.put_cf(self.cf(Cf::Objects), skey, record);
-        self.db.write_opt(batch, &self.write_opts)?;
-        if !existed {
-            self.keys.fetch_add(1, Ordering::Relaxed);
+        let mut fresh = 0u64;
+        let mut written = Vec::new();
+        for (skey, object, existed) in objects {
+            let record = codec::encode(object);
+            batch.put_cf(
+                self.cf(Cf::Digests),
+                skey,
+                DigestEntry::of(object, &record).encode(),
+            );
+            batch.put_cf(self.cf(Cf::Objects), skey, record);
+            fresh += u64::from(!existed);
+            written.push(skey);
         }
-        self.touch(skey);
+        if written.is_empty() {
+            return Ok(());
+        }
+        self.db.write_opt(batch, &self.write_opts)?;
+        self.keys.fetch_add(fresh, Ordering::Relaxed);
+        for skey in written {
+            self.touch(skey);
+        }
         Ok(())
     }
 
@@ -635,12 +655,16 @@ impl Storage {
             object: Object,
             existed: bool,
             changed: bool,
+            /// The last update that changed it: its outcome is this object,
+            /// moved in at the end (copied only if a later update changes it).
+            last: Option<usize>,
         }
         let mut staged: HashMap<&[u8], Result<Staged, StorageError>> =
             HashMap::with_capacity(skeys.len());
         let mut order: Vec<&[u8]> = Vec::new();
-        let mut outcomes: Vec<UpdateOutcome<E>> = Vec::with_capacity(updates.len());
-        for (skey, update) in skeys.iter().zip(updates) {
+        // `None`: an update that changed its key, its object filled in below.
+        let mut outcomes: Vec<Option<UpdateOutcome<E>>> = Vec::with_capacity(updates.len());
+        for (i, (skey, update)) in skeys.iter().zip(updates).enumerate() {
             let state = match staged.entry(skey.as_slice()) {
                 Entry::Occupied(e) => e.into_mut(),
                 Entry::Vacant(e) => {
@@ -650,13 +674,14 @@ impl Storage {
                         existed: current.is_some(),
                         object: current.unwrap_or_default(),
                         changed: false,
+                        last: None,
                     }))
                 }
             };
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
-                    outcomes.push(Err(e.clone()));
+                    outcomes.push(Some(Err(e.clone())));
                     continue;
                 }
             };
@@ -665,53 +690,44 @@ impl Storage {
             let mut object = state.object.clone();
             match (update.apply)(&mut object) {
                 Ok(()) => {
-                    state.object = object.clone();
+                    if let Some(j) = state.last {
+                        outcomes[j] = Some(Ok(Ok(std::mem::replace(&mut state.object, object))));
+                    } else {
+                        state.object = object;
+                    }
                     state.changed = true;
-                    outcomes.push(Ok(Ok(object)));
+                    state.last = Some(i);
+                    outcomes.push(None);
                 }
-                Err(refused) => outcomes.push(Ok(Err(refused))),
+                Err(refused) => outcomes.push(Some(Ok(Err(refused)))),
             }
         }
 
-        let mut batch = WriteBatch::default();
-        let mut fresh = 0u64;
-        let mut written: Vec<&[u8]> = Vec::new();
-        for skey in order {
-            if let Some(Ok(state)) = staged.get(skey)
-                && state.changed
-            {
-                let record = codec::encode(&state.object);
-                batch.put_cf(
-                    self.cf(Cf::Digests),
-                    skey,
-                    DigestEntry::of(&state.object, &record).encode(),
-                );
-                batch.put_cf(self.cf(Cf::Objects), skey, record);
-                fresh += u64::from(!state.existed);
-                written.push(skey);
-            }
-        }
-        if written.is_empty() {
-            return outcomes;
-        }
-        match self.db.write_opt(batch, &self.write_opts) {
-            Ok(()) => {
-                self.keys.fetch_add(fresh, Ordering::Relaxed);
-                for skey in &written {
-                    self.touch(skey);
-                }
-            }
-            Err(e) => {
-                // Nothing of the batch is stored: every update that succeeded
-                // fails with the write.
-                for outcome in &mut outcomes {
-                    if matches!(outcome, Ok(Ok(_))) {
-                        *outcome = Err(StorageError::Rocks(e.clone()));
-                    }
-                }
-            }
-        }
+        let written = self.write_objects(order.iter().filter_map(|skey| match staged.get(skey) {
+            Some(Ok(state)) if state.changed => Some((*skey, &state.object, state.existed)),
+            _ => None,
+        }));
+        // Each key's final object goes to its last update; if the write
+        // failed, nothing of the batch is stored and every update that
+        // changed a key fails with it.
+        let mut finals: HashMap<usize, Object> = staged
+            .into_values()
+            .filter_map(|state| {
+                let state = state.ok()?;
+                Some((state.last?, state.object))
+            })
+            .collect();
         outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, outcome)| match (outcome, &written) {
+                (Some(Ok(Ok(_))) | None, Err(e)) => Err(e.clone()),
+                (Some(outcome), _) => outcome,
+                (None, Ok(())) => Ok(Ok(finals
+                    .remove(&i)
+                    .expect("a key's last change has its final object"))),
+            })
+            .collect()
     }
 
     /// [`Storage::merge_batch`] with the keys' stripes already held.
@@ -758,28 +774,10 @@ impl Storage {
                 staged.insert(skey.as_slice(), (merged, false));
             }
         }
-        let mut batch = WriteBatch::default();
-        let mut fresh = 0u64;
-        for skey in &order {
-            let Some((object, existed)) = staged.get(skey) else {
-                continue;
-            };
-            let record = codec::encode(object);
-            batch.put_cf(
-                self.cf(Cf::Digests),
-                skey,
-                DigestEntry::of(object, &record).encode(),
-            );
-            batch.put_cf(self.cf(Cf::Objects), skey, record);
-            if !existed {
-                fresh += 1;
-            }
-        }
-        self.db.write_opt(batch, &self.write_opts)?;
-        self.keys.fetch_add(fresh, Ordering::Relaxed);
-        for skey in &order {
-            self.touch(skey);
-        }
+        self.write_objects(order.iter().filter_map(|skey| {
+            let (object, existed) = staged.get(skey)?;
+            Some((*skey, object, *existed))
+        }))?;
         Ok(order.len())
     }
 
