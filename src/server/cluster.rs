@@ -47,17 +47,29 @@ pub fn now_ms() -> u64 {
     real.saturating_add_signed(clock_offset_ms())
 }
 
-/// The ring as request handlers and workers read it: shared, replaced whole
-/// when a new version arrives.
-struct Shared {
-    placement: Arc<Ring>,
-    state: Arc<ClusterRing>,
-    stamp: RingStamp,
+/// One version of the ring as request handlers and workers read it: the
+/// placement, the ring state it was computed from, and their stamp.
+///
+/// The three are replaced together, behind one pointer, when a new version
+/// arrives. Code that needs two of them takes one snapshot
+/// ([`Cluster::snapshot`]) rather than reading each on its own: between two
+/// separate reads the ring can change, and a placement of one version judged
+/// against the transits or the stamp of another (say, dropping a partition
+/// every member has confirmed handing off, by a newer placement nobody has
+/// confirmed yet) is a decision made on a ring that never existed.
+#[derive(Debug)]
+pub struct RingSnapshot {
+    /// The placement (partitions in transit included).
+    pub placement: Arc<Ring>,
+    /// The cluster ring state: change log, partitions in transit.
+    pub state: Arc<ClusterRing>,
+    /// The stamp of this version.
+    pub stamp: RingStamp,
 }
 
-impl Shared {
-    fn of(m: &Membership) -> Shared {
-        Shared {
+impl RingSnapshot {
+    fn of(m: &Membership) -> RingSnapshot {
+        RingSnapshot {
             placement: Arc::new(m.placement().clone()),
             state: Arc::new(m.ring().clone()),
             stamp: m.ring_stamp(),
@@ -68,20 +80,26 @@ impl Shared {
 /// Membership and the ring derived from it.
 pub struct Cluster {
     membership: Mutex<Membership>,
-    shared: RwLock<Shared>,
+    shared: RwLock<Arc<RingSnapshot>>,
 }
 
 impl Cluster {
     /// Wraps a membership state machine.
     pub fn new(membership: Membership) -> Cluster {
-        let shared = Shared::of(&membership);
+        let shared = Arc::new(RingSnapshot::of(&membership));
         Cluster {
             membership: Mutex::new(membership),
             shared: RwLock::new(shared),
         }
     }
 
-    /// The current ring (placement, partitions in transit included).
+    /// The current ring version: placement, state and stamp of one version.
+    pub fn snapshot(&self) -> Arc<RingSnapshot> {
+        Arc::clone(&self.shared.read())
+    }
+
+    /// The current ring (placement, partitions in transit included). To read
+    /// it with the ring state or the stamp, take a [`Cluster::snapshot`].
     pub fn ring(&self) -> Arc<Ring> {
         Arc::clone(&self.shared.read().placement)
     }
@@ -103,7 +121,7 @@ impl Cluster {
         let before = m.ring_stamp();
         let out = f(&mut m);
         if m.ring_stamp() != before {
-            *self.shared.write() = Shared::of(&m);
+            *self.shared.write() = Arc::new(RingSnapshot::of(&m));
         }
         out
     }
@@ -211,5 +229,103 @@ impl Cluster {
     /// The address of a member.
     pub fn rpc_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
         self.membership.lock().rpc_addr(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use dynakv_membership::{ClusterRing, GossipConfig, MemberInfo};
+    use rand::SeedableRng;
+
+    use super::*;
+
+    const N: usize = 3;
+
+    fn info(i: u16) -> MemberInfo {
+        MemberInfo {
+            name: format!("n{i}"),
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 7000 + i)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8000 + i)),
+            zone: None,
+            weight: 1.0,
+        }
+    }
+
+    fn member(i: u16, seeds: Vec<SocketAddr>) -> Membership {
+        let config = GossipConfig {
+            n: N,
+            ..GossipConfig::default()
+        };
+        Membership::new(
+            info(i),
+            1,
+            Vec::new(),
+            ClusterRing::default(),
+            seeds,
+            config,
+            now_ms(),
+        )
+    }
+
+    /// Every partition's serving and pending replicas.
+    fn placement(ring: &Ring) -> Vec<(Vec<String>, Vec<String>)> {
+        (0..dynakv_ring::PARTITIONS)
+            .map(|p| {
+                let names = |it: &mut dyn Iterator<Item = &str>| it.map(String::from).collect();
+                (names(&mut ring.replicas(p)), names(&mut ring.pending(p)))
+            })
+            .collect()
+    }
+
+    /// What a request or worker reads in one snapshot is one ring version:
+    /// the placement is the one its state computes, and the stamp is that
+    /// state's, however the ring changes while it reads. Nodes join the
+    /// claimant one after another (each join is a new version with partitions
+    /// in transit) while a reader takes snapshots as fast as it can.
+    #[test]
+    fn a_snapshot_is_one_ring_version_while_the_ring_changes() {
+        let mut versions_seen = 0;
+        for _ in 0..10 {
+            let cluster = Arc::new(Cluster::new(member(0, Vec::new())));
+            let done = Arc::new(AtomicBool::new(false));
+            let reader = {
+                let (cluster, done) = (Arc::clone(&cluster), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    // Per version seen, the placement its state computes.
+                    let mut expected = std::collections::BTreeMap::new();
+                    let mut last = 0;
+                    while !done.load(Ordering::Acquire) {
+                        let s = cluster.snapshot();
+                        assert_eq!(s.stamp, s.state.stamp(), "stamp of another version");
+                        let want = expected
+                            .entry(s.stamp.version)
+                            .or_insert_with(|| placement(&s.state.ring(N)));
+                        assert!(
+                            *want == placement(&s.placement),
+                            "placement of another version"
+                        );
+                        assert!(s.stamp.version >= last, "the ring went back");
+                        last = s.stamp.version;
+                    }
+                    expected.len()
+                })
+            };
+            let mut rng = StdRng::seed_from_u64(7);
+            let before = cluster.stamp().version;
+            for i in 1..=6 {
+                let joiner = member(i, vec![info(0).rpc_addr]);
+                cluster.receive(&joiner.message());
+                let (_, _, changed) = cluster.tick(&mut rng);
+                assert!(changed, "n{i}'s join did not change the ring");
+            }
+            assert!(cluster.stamp().version >= before + 6);
+            done.store(true, Ordering::Release);
+            versions_seen += reader.join().expect("reader");
+        }
+        // The reader saw the ring change under it, not one version per run.
+        assert!(versions_seen > 10, "{versions_seen} versions seen");
     }
 }

@@ -47,6 +47,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::antientropy::AntiEntropy;
 use crate::server::antientropy::PassSummary;
+use crate::server::cluster::RingSnapshot;
 use crate::server::core::Core;
 use crate::server::metrics::Reason;
 use crate::server::rpc::{Request, Response};
@@ -188,11 +189,15 @@ pub struct Pending {
 }
 
 impl Transfers {
-    /// Partitions this node still has to send or receive; empty when settled.
-    pub fn pending_transfers(&self) -> Pending {
+    /// Partitions this node still has to send or receive in one ring
+    /// version; empty when settled.
+    pub fn pending_in(&self, snapshot: &RingSnapshot) -> Pending {
         let me = self.core.identity.name.as_str();
-        let state = self.core.cluster.ring_state();
-        let ring = self.core.cluster.ring();
+        let RingSnapshot {
+            placement: ring,
+            state,
+            ..
+        } = snapshot;
         let own = self.core.cluster.own();
         let mut pending = Pending::default();
         for (&p, transit) in &state.moving {
@@ -294,13 +299,12 @@ impl Transfers {
     /// True while this node is still a pending replica of `p` for transit `since`.
     fn still_pending(&self, p: usize, since: u64) -> bool {
         let me = self.core.identity.name.as_str();
-        self.core
-            .cluster
-            .ring_state()
+        let ring = self.core.cluster.snapshot();
+        ring.state
             .moving
             .get(&(p as u16))
             .is_some_and(|t| t.since == since)
-            && self.core.cluster.ring().pending(p).any(|g| g == me)
+            && ring.placement.pending(p).any(|g| g == me)
     }
 
     /// Serving replicas to copy `p` from: live ones, those giving the partition
@@ -516,8 +520,12 @@ impl Transfers {
     /// Forgets copies reported for transits that ended or changed.
     fn prune_received(&self) {
         let me = self.core.identity.name.as_str();
-        let state = self.core.cluster.ring_state();
-        let ring = self.core.cluster.ring();
+        let snapshot = self.core.cluster.snapshot();
+        let RingSnapshot {
+            placement: ring,
+            state,
+            ..
+        } = &*snapshot;
         let own = self.core.cluster.own();
         let mut received = own.received.clone();
         received.retain(|&p, since| {
@@ -534,8 +542,12 @@ impl Transfers {
     /// transit whose target leaves it out): only those may be deleted later.
     async fn note_handoffs(self: &Arc<Self>) {
         let me = self.core.identity.name.as_str();
-        let state = self.core.cluster.ring_state();
-        let ring = self.core.cluster.ring();
+        let snapshot = self.core.cluster.snapshot();
+        let RingSnapshot {
+            placement: ring,
+            state,
+            ..
+        } = &*snapshot;
         let mut giving: BTreeSet<u16> = state
             .moving
             .iter()
@@ -562,11 +574,12 @@ impl Transfers {
     /// node did not hand off itself (it adopted a ring from a different
     /// history, say) are never deleted here.
     async fn drop_handed_off(self: &Arc<Self>) {
-        let stamp = self.core.cluster.stamp();
-        if !self.core.cluster.all_members_at(stamp) {
+        // The placement judged is the one every member confirmed serving.
+        let ring = self.core.cluster.snapshot();
+        if !self.core.cluster.all_members_at(ring.stamp) {
             return;
         }
-        let ring = self.core.cluster.ring();
+        let ring = &ring.placement;
         let me = self.core.identity.name.clone();
         let candidates: Vec<usize> = self
             .handed_off
@@ -682,7 +695,10 @@ pub async fn transfer_worker(
         round += 1;
         worker.busy();
         node.prune_received();
-        let pending = node.pending_transfers();
+        // One ring version for the whole round: the partitions pending and
+        // the transits they are fetched for.
+        let snapshot = node.core.cluster.snapshot();
+        let pending = node.pending_in(&snapshot);
         node.core
             .metrics
             .transfers_pending
@@ -690,7 +706,7 @@ pub async fn transfer_worker(
         node.core
             .metrics
             .ring_version
-            .set(node.core.cluster.stamp().version as i64);
+            .set(snapshot.stamp.version as i64);
         {
             let mut inbound = node.inbound.lock();
             inbound.retain(|p, _| pending.receive.contains(p));
@@ -707,7 +723,7 @@ pub async fn transfer_worker(
                 });
             }
         }
-        let state = node.core.cluster.ring_state();
+        let state = &snapshot.state;
         for &p in &pending.receive {
             if active.len() >= node.core.config.transfer_limit {
                 break;

@@ -91,7 +91,8 @@ fn config_json(node: &Node) -> Value {
 pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     let stats = node.core.storage.stats();
     let view = node.core.cluster.view();
-    let ring = node.core.cluster.ring();
+    let snapshot = node.core.cluster.snapshot();
+    let ring = &snapshot.placement;
     let members: Vec<Value> = view
         .iter()
         .map(|m| {
@@ -116,8 +117,8 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
             node.core.config.n
         ));
     }
-    let pending = node.transfers.pending_transfers();
-    let stamp = node.core.cluster.stamp();
+    let pending = node.transfers.pending_in(&snapshot);
+    let stamp = snapshot.stamp;
     Json(json!({
         "node": node.core.identity.name,
         "actor": node.core.identity.actor.to_string(),
@@ -147,7 +148,9 @@ pub async fn ring(
     query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let ring = node.core.cluster.ring();
+    // The placement and the stamp printed with it are of one ring version.
+    let snapshot = node.core.cluster.snapshot();
+    let ring = &snapshot.placement;
     // Serving replicas, pending ones (receiving the partition), then fallbacks.
     let placement = |p: usize| {
         let serving: Vec<&str> = ring.replicas(p).collect();
@@ -174,7 +177,7 @@ pub async fn ring(
             out
         })
         .collect();
-    let stamp = node.core.cluster.stamp();
+    let stamp = snapshot.stamp;
     Ok(Json(json!({
         "partitions": PARTITIONS,
         "n": ring.n(),
