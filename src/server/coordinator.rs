@@ -379,6 +379,18 @@ impl QuorumRead {
         self.answers.len() >= needed && !blind
     }
 
+    /// True if nothing is left to do once the read is answered: no replica
+    /// read is in flight, and every replica that answered holds the merge
+    /// already (what [`Coordinator::read_repair`] would find).
+    fn settled(&self) -> bool {
+        self.reads.is_empty()
+            && (self.merged.is_empty()
+                || self
+                    .answers
+                    .iter()
+                    .all(|(_, fallback, o)| *fallback || o.as_ref() == Some(&self.merged)))
+    }
+
     /// Collects the answers still in flight, then repairs stale replicas.
     async fn finish(mut self, timeout: Duration) {
         while let Ok(Some((name, fallback, answer))) =
@@ -779,7 +791,7 @@ impl Coordinator {
         let mut fallbacks_at = sloppy.then(|| start + opts.timeout / 2);
         let outcome = loop {
             if read.quorum(needed) {
-                break Ok(read.merged.clone());
+                break Ok(());
             }
             let wake = [speculate_at, fallbacks_at, Some(read.deadline)]
                 .into_iter()
@@ -821,13 +833,20 @@ impl Coordinator {
                 }
             }
         };
-        // The reads still in flight finish in the background, then read repair
-        // writes the merge of every answer back to the stale replicas.
         let acked = read.answers.len();
-        let timeout = opts.timeout;
-        tokio::spawn(read.finish(timeout));
+        // The reads still in flight finish in the background, then read repair
+        // writes the merge of every answer back to the stale replicas. The
+        // usual read (R replicas asked, all answered, all agreeing) has
+        // nothing left to do, and spawns nothing.
+        let merged = if read.settled() {
+            read.merged
+        } else {
+            let merged = read.merged.clone();
+            tokio::spawn(read.finish(opts.timeout));
+            merged
+        };
         match outcome {
-            Ok(object) => Ok(object),
+            Ok(()) => Ok(merged),
             Err(needed) => {
                 self.quorum_failed(Op::Get);
                 Err(CoordError::QuorumUnavailable { needed, acked })
