@@ -181,33 +181,40 @@ fn a_run_of_replica_writes_is_acknowledged_and_stored_whole() {
         .collect();
     writes.extend((0..24).map(|i| (format!("other-{i}"), object(2000 + i, format!("o{i}")))));
     let addr: std::net::SocketAddr = nodes[0].rpc_addr().parse().expect("addr");
-    let answers = tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(async {
-            let client = RpcClient::new(
-                Arc::new(RpcShared {
-                    name: "tester".into(),
-                    secret: Some(format!("test-{}", dir.path().display())),
-                    faults: Faults::default(),
-                    metrics: Arc::new(Metrics::new()),
-                }),
-                "127.0.0.1".parse().expect("ip"),
-            );
-            let timeout = Duration::from_secs(10);
-            let pong = client.call(addr, None, Request::Ping, timeout).await;
-            assert!(matches!(pong, Ok(Response::Pong)), "{pong:?}");
-            let calls = writes.iter().map(|(key, object)| {
-                let request = Request::ReplicaWrite {
-                    key: key.clone().into(),
-                    object: object.clone(),
-                    hint_for: None,
-                };
-                client.call(addr, None, request, timeout)
-            });
-            futures::future::join_all(calls).await
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let client = RpcClient::new(
+        Arc::new(RpcShared {
+            name: "tester".into(),
+            secret: Some(format!("test-{}", dir.path().display())),
+            faults: Faults::default(),
+            metrics: Arc::new(Metrics::new()),
+        }),
+        "127.0.0.1".parse().expect("ip"),
+    );
+    let timeout = Duration::from_secs(10);
+    let pong = runtime.block_on(client.call(addr, None, Request::Ping, timeout));
+    assert!(matches!(pong, Ok(Response::Pong)), "{pong:?}");
+    // The writes are sent at once, and usually arrive together; on a loaded
+    // machine the client may flush them in several writes that the node reads
+    // one by one. Sending them again (merging an object twice changes
+    // nothing) until the node served a run keeps the test about runs.
+    for attempt in 1..=5 {
+        let calls = writes.iter().map(|(key, object)| {
+            let request = Request::ReplicaWrite {
+                key: key.clone().into(),
+                object: object.clone(),
+                hint_for: None,
+            };
+            client.call(addr, None, request, timeout)
         });
-    for ((key, _), answer) in writes.iter().zip(&answers) {
-        assert!(matches!(answer, Ok(Response::Ack)), "{key}: {answer:?}");
+        let answers = runtime.block_on(futures::future::join_all(calls));
+        for ((key, _), answer) in writes.iter().zip(&answers) {
+            assert!(matches!(answer, Ok(Response::Ack)), "{key}: {answer:?}");
+        }
+        if metric(&nodes[0], "dynakv_replica_writes_merged_total") > 0.0 {
+            break;
+        }
+        assert!(attempt < 5, "no run of replica writes in 5 attempts");
     }
     let others = others(&nodes, 0);
     let mut merged = local_values(&nodes[0], &others, "merged");
@@ -219,7 +226,6 @@ fn a_run_of_replica_writes_is_acknowledged_and_stored_whole() {
             [format!("o{i}")]
         );
     }
-    assert!(metric(&nodes[0], "dynakv_replica_writes_merged_total") > 0.0);
 }
 
 #[test]

@@ -496,7 +496,10 @@ mod tests {
             let (commit, storage) = (Arc::clone(&commit), Arc::clone(&storage));
             tokio::spawn(async move { commit.update(&storage, update, 1, || {}).await })
         };
+        // Spawned tasks may run in any order: each is queued before the next
+        // is spawned, so the queue's order is the test's.
         let before = spawn(write("k", 1));
+        wait_for("one queued update", || commit.queue.lock().len() == 1);
         let panics = spawn(BatchUpdate {
             key: Bytes::from_static(b"k"),
             apply: Box::new(|o: &mut Object| {
@@ -504,6 +507,7 @@ mod tests {
                 panic!("a bug in an update")
             }),
         });
+        wait_for("two queued updates", || commit.queue.lock().len() == 2);
         let after = spawn(write("k", 3));
         wait_for("three queued updates", || commit.queue.lock().len() == 3);
         drop(role);
