@@ -193,11 +193,7 @@ impl Transfers {
     /// version; empty when settled.
     pub fn pending_in(&self, snapshot: &RingSnapshot) -> Pending {
         let me = self.core.identity.name.as_str();
-        let RingSnapshot {
-            placement: ring,
-            state,
-            ..
-        } = snapshot;
+        let (ring, state) = (&snapshot.placement, &snapshot.state);
         let own = self.core.cluster.own();
         let mut pending = Pending::default();
         for (&p, transit) in &state.moving {
@@ -299,12 +295,13 @@ impl Transfers {
     /// True while this node is still a pending replica of `p` for transit `since`.
     fn still_pending(&self, p: usize, since: u64) -> bool {
         let me = self.core.identity.name.as_str();
-        let ring = self.core.cluster.snapshot();
-        ring.state
+        let snapshot = self.core.cluster.snapshot();
+        snapshot
+            .state
             .moving
             .get(&(p as u16))
             .is_some_and(|t| t.since == since)
-            && ring.placement.pending(p).any(|g| g == me)
+            && snapshot.placement.pending(p).any(|g| g == me)
     }
 
     /// Serving replicas to copy `p` from: live ones, those giving the partition
@@ -521,11 +518,7 @@ impl Transfers {
     fn prune_received(&self) {
         let me = self.core.identity.name.as_str();
         let snapshot = self.core.cluster.snapshot();
-        let RingSnapshot {
-            placement: ring,
-            state,
-            ..
-        } = &*snapshot;
+        let (ring, state) = (&snapshot.placement, &snapshot.state);
         let own = self.core.cluster.own();
         let mut received = own.received.clone();
         received.retain(|&p, since| {
@@ -543,11 +536,7 @@ impl Transfers {
     async fn note_handoffs(self: &Arc<Self>) {
         let me = self.core.identity.name.as_str();
         let snapshot = self.core.cluster.snapshot();
-        let RingSnapshot {
-            placement: ring,
-            state,
-            ..
-        } = &*snapshot;
+        let (ring, state) = (&snapshot.placement, &snapshot.state);
         let mut giving: BTreeSet<u16> = state
             .moving
             .iter()
@@ -575,11 +564,11 @@ impl Transfers {
     /// history, say) are never deleted here.
     async fn drop_handed_off(self: &Arc<Self>) {
         // The placement judged is the one every member confirmed serving.
-        let ring = self.core.cluster.snapshot();
-        if !self.core.cluster.all_members_at(ring.stamp) {
+        let snapshot = self.core.cluster.snapshot();
+        if !self.core.cluster.all_members_at(snapshot.stamp) {
             return;
         }
-        let ring = &ring.placement;
+        let ring = &snapshot.placement;
         let me = self.core.identity.name.clone();
         let candidates: Vec<usize> = self
             .handed_off
