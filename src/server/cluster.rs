@@ -235,7 +235,7 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
     use dynakv_membership::{ClusterRing, GossipConfig, MemberInfo};
     use rand::SeedableRng;
@@ -284,15 +284,18 @@ mod tests {
     /// the placement is the one its state computes, and the stamp is that
     /// state's, however the ring changes while it reads. Nodes join the
     /// claimant one after another (each join is a new version with partitions
-    /// in transit) while a reader takes snapshots as fast as it can.
+    /// in transit) while a reader takes snapshots as fast as it can; the
+    /// writer goes on only once the reader has seen its last version, so the
+    /// reader is there for every change.
     #[test]
     fn a_snapshot_is_one_ring_version_while_the_ring_changes() {
-        let mut versions_seen = 0;
         for _ in 0..10 {
             let cluster = Arc::new(Cluster::new(member(0, Vec::new())));
             let done = Arc::new(AtomicBool::new(false));
+            let seen = Arc::new(AtomicU64::new(0));
             let reader = {
-                let (cluster, done) = (Arc::clone(&cluster), Arc::clone(&done));
+                let (cluster, done, seen) =
+                    (Arc::clone(&cluster), Arc::clone(&done), Arc::clone(&seen));
                 std::thread::spawn(move || {
                     // Per version seen, the placement its state computes.
                     let mut expected = std::collections::BTreeMap::new();
@@ -309,23 +312,32 @@ mod tests {
                         );
                         assert!(s.stamp.version >= last, "the ring went back");
                         last = s.stamp.version;
+                        seen.store(last, Ordering::Release);
                     }
                     expected.len()
                 })
             };
+            let seen_by_reader = |version: u64| {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                // A reader that failed an assertion has stopped: its panic
+                // surfaces at the join below.
+                while seen.load(Ordering::Acquire) < version && !reader.is_finished() {
+                    assert!(std::time::Instant::now() < deadline, "the reader is stuck");
+                    std::thread::yield_now();
+                }
+            };
+            seen_by_reader(cluster.stamp().version);
             let mut rng = StdRng::seed_from_u64(7);
-            let before = cluster.stamp().version;
             for i in 1..=6 {
                 let joiner = member(i, vec![info(0).rpc_addr]);
                 cluster.receive(&joiner.message());
                 let (_, _, changed) = cluster.tick(&mut rng);
                 assert!(changed, "n{i}'s join did not change the ring");
+                seen_by_reader(cluster.stamp().version);
             }
-            assert!(cluster.stamp().version >= before + 6);
             done.store(true, Ordering::Release);
-            versions_seen += reader.join().expect("reader");
+            let versions = reader.join().expect("reader");
+            assert_eq!(versions, 7, "the founding version and one per join");
         }
-        // The reader saw the ring change under it, not one version per run.
-        assert!(versions_seen > 10, "{versions_seen} versions seen");
     }
 }

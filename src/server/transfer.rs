@@ -306,8 +306,7 @@ impl Transfers {
 
     /// Serving replicas to copy `p` from: live ones, those giving the partition
     /// up first (they are being drained), then by name.
-    fn sources(&self, p: usize) -> Vec<String> {
-        let ring = self.core.cluster.ring();
+    fn sources(&self, ring: &Ring, p: usize) -> Vec<String> {
         let me = self.core.identity.name.as_str();
         let mut sources: Vec<(bool, String)> = ring
             .replicas(p)
@@ -339,7 +338,7 @@ impl Transfers {
                 since,
                 ..Checkpoint::default()
             });
-        let sources = self.sources(p);
+        let sources = self.sources(&self.core.cluster.ring(), p);
         let Some(source) = sources.first().cloned() else {
             return Err("no live serving replica to copy from".into());
         };
@@ -434,10 +433,13 @@ impl Transfers {
     /// `serving - W + 1`, so they include a replica of every write a quorum
     /// acknowledged. Returns the partitions that must try again.
     async fn catch_up_and_report(self: &Arc<Self>, copied: Vec<Copied>) -> Vec<Copied> {
-        let ring = self.core.cluster.ring();
+        // The replicas caught up with and the number needed are of one ring
+        // version; the report checks below that the transits are still those.
+        let snapshot = self.core.cluster.snapshot();
+        let ring = &snapshot.placement;
         let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for c in &copied {
-            for peer in self.sources(c.partition) {
+            for peer in self.sources(ring, c.partition) {
                 if peer != c.source {
                     by_peer.entry(peer).or_default().push(c.partition);
                 }
@@ -468,10 +470,18 @@ impl Transfers {
         let mut received = self.core.cluster.own().received;
         let mut retry = Vec::new();
         let mut reported = 0;
+        let now = self.core.cluster.snapshot();
         for c in copied {
             let p = c.partition;
             if !self.still_pending(p, c.since) {
                 self.inbound.lock().remove(&p);
+                continue;
+            }
+            // A transit that changed during the catch-up (a ring from another
+            // claimant's history can reuse a version number) has other
+            // serving replicas than the ones counted: judge it again.
+            if now.state.moving.get(&(p as u16)) != snapshot.state.moving.get(&(p as u16)) {
+                retry.push(c);
                 continue;
             }
             let serving = ring.replicas(p).count();
