@@ -349,7 +349,10 @@ pub async fn plan(
     query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let state = node.core.cluster.ring_state();
+    // The plan compares the ring after the change with the ring it is applied
+    // to: both from one version.
+    let snapshot = node.core.cluster.snapshot();
+    let state = &snapshot.state;
     let members = state.members();
     let (change, event) = match (query.get("join"), query.get("leave"), query.get("remove")) {
         (Some(name), None, None) => {
@@ -404,9 +407,9 @@ pub async fn plan(
             ));
         }
     };
-    let next = claim::apply(&state, &[event], node.core.config.n);
+    let next = claim::apply(state, &[event], node.core.config.n);
     let after = next.ring(node.core.config.n);
-    let before = node.core.cluster.ring();
+    let before = &snapshot.placement;
     // Estimates from this node's own data: tokens are uniform, so every
     // partition holds about the same number of keys and bytes.
     let stats = node.core.storage.stats();
