@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dynakv_membership::MemberState;
 use dynakv_ring::{PARTITIONS, Ring};
+use dynakv_storage::Storage;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -590,19 +591,17 @@ impl Transfers {
         if candidates.is_empty() {
             return;
         }
+        let judged = snapshot.stamp;
         let dropped = self
             .core
             .blocking(move |node| {
-                let mut dropped = Vec::new();
-                for p in candidates {
-                    match node.storage.drop_range(Ring::range_of(p)) {
-                        Ok(keys) => dropped.push((p, keys)),
-                        Err(e) => {
-                            tracing::error!(partition = p, error = %e, "cannot drop a partition")
-                        }
-                    }
-                }
-                dropped
+                // A ring change while partitions are dropped may hand one of
+                // them back to this node, and its writes would land here just
+                // before the delete. Check before each partition; what is left
+                // is judged again, against the new ring, in a later round.
+                drop_partitions(&node.storage, candidates, || {
+                    node.cluster.snapshot().stamp == judged
+                })
             })
             .await;
         let remaining = {
@@ -651,6 +650,31 @@ impl Transfers {
         tracing::info!("every partition handed off: this node has left the cluster");
         true
     }
+}
+
+/// Deletes each candidate partition's local copy, stopping at the first one
+/// for which `still_judged` says the ring it was judged against has changed.
+/// Returns the partitions dropped, each with the number of keys deleted.
+fn drop_partitions(
+    storage: &Storage,
+    candidates: Vec<usize>,
+    still_judged: impl Fn() -> bool,
+) -> Vec<(usize, u64)> {
+    let mut dropped = Vec::new();
+    for p in candidates {
+        if !still_judged() {
+            tracing::info!(
+                partition = p,
+                "ring changed while dropping handed-off partitions; the rest wait"
+            );
+            break;
+        }
+        match storage.drop_range(Ring::range_of(p)) {
+            Ok(keys) => dropped.push((p, keys)),
+            Err(e) => tracing::error!(partition = p, error = %e, "cannot drop a partition"),
+        }
+    }
+    dropped
 }
 
 /// Runs ownership handoff until `shutdown`: starts pulls for partitions this
@@ -792,5 +816,71 @@ fn failure_kind(e: &str) -> &'static str {
         "storage"
     } else {
         "rpc"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use dynakv_ring::token;
+    use dynakv_storage::{ObjectStore, StorageConfig};
+    use dynakv_versioning::{ActorId, Version, VersionVector};
+
+    use super::*;
+
+    /// One key in each of two partitions.
+    fn keys_in_two_partitions() -> [(String, usize); 2] {
+        let first = ("k0".to_string(), Ring::partition_of(token(b"k0")));
+        let second = (0..)
+            .map(|i| format!("k{i}"))
+            .map(|k| {
+                let p = Ring::partition_of(token(k.as_bytes()));
+                (k, p)
+            })
+            .find(|(_, p)| *p != first.1)
+            .expect("some key falls in another partition");
+        [first, second]
+    }
+
+    #[test]
+    fn dropping_stops_at_the_first_partition_judged_against_an_old_ring() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(&StorageConfig {
+            path: dir.path().to_path_buf(),
+            block_cache_mb: 8,
+            sync_writes: false,
+        })
+        .expect("open");
+        let keys = keys_in_two_partitions();
+        for (k, _) in &keys {
+            storage
+                .update(k.as_bytes(), |o| -> Result<(), ()> {
+                    o.update(
+                        &VersionVector::new(),
+                        ActorId(1),
+                        Version::value(b"v".to_vec(), "", 0),
+                    );
+                    Ok(())
+                })
+                .expect("storage")
+                .expect("update");
+        }
+        // The ring changes after the first partition is dropped.
+        let checks = Cell::new(0);
+        let dropped = drop_partitions(&storage, vec![keys[0].1, keys[1].1], || {
+            checks.set(checks.get() + 1);
+            checks.get() == 1
+        });
+        assert_eq!(dropped, vec![(keys[0].1, 1)]);
+        assert!(storage.get(keys[0].0.as_bytes()).expect("get").is_none());
+        assert!(
+            storage.get(keys[1].0.as_bytes()).expect("get").is_some(),
+            "a partition judged against an old ring was dropped"
+        );
+        // With the ring unchanged, both go.
+        let dropped = drop_partitions(&storage, vec![keys[1].1], || true);
+        assert_eq!(dropped, vec![(keys[1].1, 1)]);
+        assert!(storage.get(keys[1].0.as_bytes()).expect("get").is_none());
     }
 }
