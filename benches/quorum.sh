@@ -37,10 +37,25 @@ NODES=http://127.0.0.1:8001,http://127.0.0.1:8002,http://127.0.0.1:8003
 run cluster-balanced "$NODES" balanced
 run cluster-read-mostly "$NODES" read-mostly
 
+# One replica down: n3 paused (SIGSTOP, as a hung machine), load on the other
+# two. Every write then needs its hint stored, as Dynamo's sloppy quorum does.
+DEV=${PIDS[-1]}
+N3=$(pgrep -P "$DEV" | while read -r c; do tr '\0' ' ' </proc/"$c"/cmdline | grep -q -- '--name n3 ' && echo "$c"; done | head -1)
+run cluster-write-only "$NODES" write-only
+kill -STOP "$N3"
+trap 'kill -CONT "$N3" 2>/dev/null; cleanup' EXIT
+for _ in $(seq 1 300); do
+  curl -s http://127.0.0.1:8001/admin/status | python3 -c 'import json,sys; s=json.load(sys.stdin); sys.exit(0 if any(m["name"]=="n3" and m["status"]=="down" for m in s["members"]) else 1)' && break
+  sleep 0.1
+done
+run cluster-write-only-n3-down http://127.0.0.1:8001,http://127.0.0.1:8002 write-only
+kill -CONT "$N3"
+
 python3 - "$WORK" <<'PY'
 import json, sys
 w = sys.argv[1]
 t = lambda n: json.load(open(f"{w}/{n}.json"))["total_ops_per_s"]
 for mix in ["balanced", "read-mostly"]:
     print(f"{mix}: 3-node cluster / single node throughput = {t('cluster-'+mix)/t('single-'+mix):.2f}")
+print(f"write-only: n3 down / all up = {t('cluster-write-only-n3-down')/t('cluster-write-only'):.2f}")
 PY
