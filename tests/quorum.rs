@@ -230,12 +230,14 @@ fn a_run_of_replica_writes_is_acknowledged_and_stored_whole() {
 
 #[test]
 fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
+    // More than one delivery batch (500) per coordinator.
+    const KEYS: usize = 1_100;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = formed(dir.path(), &[]);
     let c = http();
     nodes[2].kill();
     // Writes and reads keep succeeding with one of three replicas down.
-    for i in 0..300 {
+    for i in 0..KEYS {
         let coordinator = &nodes[i % 2];
         let resp = put(
             &c,
@@ -248,7 +250,7 @@ fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
         assert_eq!(resp.status(), 200, "read {i} with n3 down");
     }
     let held = hints_pending(&nodes[0]) + hints_pending(&nodes[1]);
-    assert!(held >= 300, "only {held} hints held for n3");
+    assert!(held >= KEYS as u64, "only {held} hints held for n3");
 
     nodes[2].start();
     assert!(
@@ -261,13 +263,13 @@ fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
     assert!(
         metric(&nodes[0], "dynakv_hints_delivered_total")
             + metric(&nodes[1], "dynakv_hints_delivered_total")
-            >= 300.0
+            >= KEYS as f64
     );
 
     // Alone, the returned node has every write it missed.
     nodes[0].pause();
     nodes[1].pause();
-    for i in 0..300 {
+    for i in 0..KEYS {
         let resp = get(&format!("{}?r=1", nodes[2].key_url(&format!("k{i}"))));
         assert_eq!(resp.status(), 200, "k{i} missing on the returned node");
         assert_eq!(resp.text(), format!("v{i}"));

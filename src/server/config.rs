@@ -85,7 +85,8 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Partitions this node sends or receives at once during ownership handoff.
     pub transfer_limit: usize,
-    /// Cap on this node's outgoing handoff bytes (MB/s), so client latency holds.
+    /// Cap on this node's outgoing handoff bytes (MB/s: partitions streamed and
+    /// hints delivered, together), so client latency holds.
     pub transfer_rate_mb_s: f64,
     /// Enables `POST /admin/faults` (tests only).
     pub fault_injection: bool,

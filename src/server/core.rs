@@ -39,6 +39,45 @@ pub struct Core {
     pub stop: CancellationToken,
     /// Notified when the cluster ring changes (ownership handoff looks again).
     pub ring_changed: Notify,
+    /// Outgoing handoff bytes, ownership and hinted handoff together.
+    pub handoff_budget: HandoffBudget,
+}
+
+/// The node's cap on outgoing handoff bytes (`transfer_rate_mb_s`), as a token
+/// bucket: ownership handoff (partitions streamed to new replicas) and hinted
+/// handoff (hints delivered to a returning replica) draw from the same one,
+/// so together they stay under the cap and client traffic keeps its latency.
+pub struct HandoffBudget {
+    /// When the budget is next free.
+    free_at: parking_lot::Mutex<tokio::time::Instant>,
+    bytes_per_s: f64,
+}
+
+impl HandoffBudget {
+    /// A budget of `mb_s` megabytes per second.
+    pub fn new(mb_s: f64) -> HandoffBudget {
+        HandoffBudget {
+            free_at: parking_lot::Mutex::new(tokio::time::Instant::now()),
+            bytes_per_s: mb_s * 1_000_000.0,
+        }
+    }
+
+    /// The bytes the budget allows in 100 ms.
+    pub fn per_tenth_of_a_second(&self) -> usize {
+        (self.bytes_per_s / 10.0) as usize
+    }
+
+    /// Waits until `bytes` fit in the budget.
+    pub async fn take(&self, bytes: usize) {
+        let cost = std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_s);
+        let wait_until = {
+            let mut free = self.free_at.lock();
+            let start = (*free).max(tokio::time::Instant::now());
+            *free = start + cost;
+            start
+        };
+        tokio::time::sleep_until(wait_until).await;
+    }
 }
 
 impl Core {

@@ -2,10 +2,12 @@
 //! held as hints — on a fallback node or on the coordinator — and delivered once
 //! gossip shows the replica `up` again.
 //!
-//! The worker delivers each target's hints in ring order, a bounded batch per
-//! round (so a returning node is not flooded and client traffic keeps its
-//! latency), and deletes a hint only after the target acknowledged it — and only
-//! if no newer hinted write arrived for the key meanwhile. Delivery is a DVVSet
+//! The worker delivers each target's hints in ring order, in batches, a bounded
+//! number in flight at once and paced by the node's handoff byte budget
+//! (`transfer_rate_mb_s`, shared with ownership handoff), so a returning node
+//! is not flooded and client traffic keeps its latency. It deletes a hint only
+//! after the target acknowledged it — and only if no newer hinted write
+//! arrived for the key meanwhile. Delivery is a DVVSet
 //! merge on the target, so redelivery after a crash is harmless and the worker is
 //! resumable: hints live in RocksDB. Hints older than `hint_window_s` are dropped
 //! (counted as expired); anti-entropy repairs those keys. A hint's age counts
@@ -19,11 +21,14 @@
 //! to the replicas that hold the partition now, then deleted.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use dynakv_membership::Status;
 use dynakv_ring::{Ring, token};
 use dynakv_storage::{Hint, HintId, ObjectStore, StorageError};
+use dynakv_versioning::Object;
+use futures::{StreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
 use crate::server::cluster::now_ms;
@@ -33,7 +38,7 @@ use crate::server::worker::WorkerHandle;
 
 /// Time between delivery rounds.
 const ROUND: Duration = Duration::from_millis(250);
-/// Hints delivered per target per round (about 2,000 per second).
+/// Hints read per target per round.
 const BATCH: usize = 500;
 /// Rounds between sweeps that expire the hints of targets still down.
 const EXPIRY_SWEEP_ROUNDS: u64 = 240;
@@ -44,12 +49,17 @@ pub async fn handoff_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: Can
     // Per target, where the next batch starts: one hint that keeps failing
     // does not hold up the ones behind it.
     let mut cursors: std::collections::HashMap<String, HintId> = Default::default();
+    // A target that is up and has more hints waiting gets its next batch at
+    // once; the handoff budget paces delivery, not the round.
+    let mut more = false;
     loop {
         worker.idle();
+        let pause = if more { Duration::ZERO } else { ROUND };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(ROUND) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
+        more = false;
         round += 1;
         let targets = match node.blocking(|n| n.storage.hint_targets()).await {
             Ok(t) => t,
@@ -69,7 +79,10 @@ pub async fn handoff_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: Can
             let gone = status == Status::Left || node.cluster.rpc_addr(&target).is_none();
             if up || gone || round.is_multiple_of(EXPIRY_SWEEP_ROUNDS) {
                 let after = cursors.remove(&target);
-                if let Some(next) = deliver(&node, &target, up, gone, after).await {
+                let (next, progress) = deliver(&node, &target, up, gone, after).await;
+                if let Some(next) = next {
+                    // A target taking nothing waits for the next round.
+                    more |= up && progress;
                     cursors.insert(target, next);
                 }
             }
@@ -137,18 +150,81 @@ async fn forget(
 /// for the rest of the round.
 const MAX_FAILURES: usize = 3;
 
+/// Hints sent to one target at once. One at a time, each waited for its
+/// answer and then for its own deletion, delivery ran at about 1,600 hints a
+/// second: a returning node took 97 s to get what it missed in 5 s of writes.
+/// The node's handoff byte budget still paces them.
+const HINTS_IN_FLIGHT: usize = 32;
+
+/// Sends hints to `target` at `addr`, [`HINTS_IN_FLIGHT`] at a time, each
+/// once the handoff budget has room for it; stops sending after
+/// [`MAX_FAILURES`] failures in a row (the target is up but not taking hints
+/// now: the rest wait for a later round, and nothing expires while it could
+/// take them). Returns the hints the target acknowledged, with the object
+/// each carried.
+async fn send_hints(
+    node: &Arc<Core>,
+    target: &str,
+    addr: std::net::SocketAddr,
+    hints: Vec<(HintId, Hint)>,
+) -> Vec<(HintId, Object)> {
+    let failures = AtomicUsize::new(0);
+    let failures = &failures;
+    stream::iter(hints)
+        .map(|(id, hint)| async move {
+            if failures.load(Ordering::Relaxed) >= MAX_FAILURES {
+                return None;
+            }
+            node.handoff_budget.take(hint_bytes(&hint)).await;
+            let request = Request::ReplicaWrite {
+                key: hint.key.into(),
+                object: hint.object.clone(),
+                hint_for: None,
+            };
+            match node
+                .rpc
+                .call(addr, Some(target), request, Duration::from_secs(5))
+                .await
+            {
+                Ok(Response::Ack) => {
+                    failures.store(0, Ordering::Relaxed);
+                    Some((id, hint.object))
+                }
+                other => {
+                    tracing::debug!(%target, answer = ?other.err(), "hint delivery failed; retrying later");
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+        .buffer_unordered(HINTS_IN_FLIGHT)
+        .filter_map(|sent| async move { sent })
+        .collect()
+        .await
+}
+
+/// About the bytes a hint puts on the wire: its key and its siblings' values.
+fn hint_bytes(hint: &Hint) -> usize {
+    let values: usize = hint
+        .object
+        .values()
+        .map(|v| v.data.as_ref().map_or(0, |d| d.len()))
+        .sum();
+    hint.key.len() + values
+}
+
 /// One batch for one target, from the hint after `after`: deliver (when
 /// `up`; before any expiry is considered, so a hint is never dropped while its
 /// target could take it), rehome (when the target is `gone` or no longer
 /// holds a key), or expire. Returns where the next batch starts (`None`: from
-/// the first hint again).
+/// the first hint again), and whether any hint was delivered or expired.
 async fn deliver(
     node: &Arc<Core>,
     target: &str,
     up: bool,
     gone: bool,
     after: Option<HintId>,
-) -> Option<HintId> {
+) -> (Option<HintId>, bool) {
     let t = target.to_string();
     let batch: Vec<(HintId, Result<Hint, StorageError>)> = match node
         .blocking(move |n| n.storage.hints_after(&t, after.as_ref(), BATCH))
@@ -157,14 +233,16 @@ async fn deliver(
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, %target, "cannot read hints");
-            return None;
+            return (None, false);
         }
     };
     let full = batch.len() == BATCH;
     let mut last: Option<HintId> = None;
-    let mut failures = 0;
     let window_ms = node.config.hint_window_s.saturating_mul(1000);
+    let ring = node.cluster.ring();
     let (mut delivered, mut expired) = (0u64, 0u64);
+    // Hints for the target itself, sent below, many at a time.
+    let mut to_send: Vec<(HintId, Hint)> = Vec::new();
     for (id, hint) in batch {
         last = Some(id.clone());
         let hint = match hint {
@@ -178,10 +256,7 @@ async fn deliver(
             }
         };
         let expired_now = now_ms().saturating_sub(hint.created_ms) > window_ms;
-        let held = node
-            .cluster
-            .ring()
-            .holds(target, Ring::partition_of(token(&hint.key)));
+        let held = ring.holds(target, Ring::partition_of(token(&hint.key)));
         if gone || !held {
             if rehome(node, target, &hint).await {
                 if forget(node, id, Some(hint.object)).await {
@@ -194,44 +269,33 @@ async fn deliver(
             }
             continue;
         }
-        if up && failures >= MAX_FAILURES {
-            // The target is up but not taking hints now: try again next round,
-            // and expire nothing while it could still take them.
-            continue;
+        if up {
+            to_send.push((id, hint));
+        } else if expired_now && forget(node, id, None).await {
+            expired += 1;
+            node.metrics.hints_expired.inc();
         }
-        if !up {
-            if expired_now && forget(node, id, None).await {
-                expired += 1;
-                node.metrics.hints_expired.inc();
-            }
-            continue;
-        }
-        let addr = node.cluster.rpc_addr(target)?;
-        let request = Request::ReplicaWrite {
-            key: hint.key.clone().into(),
-            object: hint.object.clone(),
-            hint_for: None,
-        };
-        match node
-            .rpc
-            .call(addr, Some(target), request, Duration::from_secs(5))
-            .await
-        {
-            Ok(Response::Ack) => {
-                failures = 0;
-                if forget(node, id, Some(hint.object)).await {
-                    delivered += 1;
-                    node.metrics.hints_delivered.inc();
-                }
-            }
-            other => {
-                tracing::debug!(%target, answer = ?other.err(), "hint delivery failed; retrying later");
-                failures += 1;
-            }
-        }
+    }
+    if let Some(addr) = node
+        .cluster
+        .rpc_addr(target)
+        .filter(|_| !to_send.is_empty())
+    {
+        let sent = send_hints(node, target, addr, to_send).await;
+        // One trip to the blocking pool deletes them all, each only if no newer
+        // write was merged into it meanwhile.
+        let deleted = node
+            .blocking(move |n| {
+                sent.into_iter()
+                    .filter(|(id, object)| n.storage.delete_hint(id, Some(object)).unwrap_or(false))
+                    .count() as u64
+            })
+            .await;
+        delivered += deleted;
+        node.metrics.hints_delivered.inc_by(deleted);
     }
     if delivered > 0 || expired > 0 {
         tracing::info!(%target, delivered, expired, "hinted handoff");
     }
-    if full { last } else { None }
+    (if full { last } else { None }, delivered + expired > 0)
 }

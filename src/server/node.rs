@@ -12,7 +12,7 @@ use crate::server::antientropy::AntiEntropy;
 use crate::server::cluster::{Cluster, META_MEMBERS, META_RING, now_ms};
 use crate::server::config::Config;
 use crate::server::coordinator::Coordinator;
-use crate::server::core::Core;
+use crate::server::core::{Core, HandoffBudget};
 use crate::server::metrics::Metrics;
 use crate::server::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
 use crate::server::transfer::{self, Transfers};
@@ -107,6 +107,7 @@ impl Node {
             faults: Faults::default(),
             metrics: Arc::clone(&metrics),
         });
+        let handoff_budget = HandoffBudget::new(config.transfer_rate_mb_s);
         let core = Arc::new(Core {
             cluster: Cluster::new(membership),
             stop: CancellationToken::new(),
@@ -118,6 +119,7 @@ impl Node {
             config,
             persist_lock: parking_lot::Mutex::new(()),
             ring_changed: tokio::sync::Notify::new(),
+            handoff_budget,
         });
         let ae = Arc::new(AntiEntropy::new(Arc::clone(&core)));
         let transfers = Arc::new(Transfers::new(Arc::clone(&core), Arc::clone(&ae)));

@@ -116,9 +116,6 @@ pub struct Transfers {
     outbound: Mutex<HashMap<(usize, String), (TransferView, Instant)>>,
     /// Batches served at once.
     send_slots: Semaphore,
-    /// When the outgoing byte budget is next free (token bucket).
-    send_free_at: tokio::sync::Mutex<tokio::time::Instant>,
-    rate_bytes_per_s: f64,
     /// The member table needs persisting (a completed copy).
     dirty: Mutex<bool>,
     /// Partitions this node handed off and may delete once safe (persisted).
@@ -128,15 +125,13 @@ pub struct Transfers {
 impl Transfers {
     /// Ownership handoff over `core`, with the limits of its configuration.
     pub fn new(core: Arc<Core>, ae: Arc<AntiEntropy>) -> Transfers {
-        let (limit, rate_mb_s) = (core.config.transfer_limit, core.config.transfer_rate_mb_s);
+        let limit = core.config.transfer_limit;
         Transfers {
             core,
             ae,
             inbound: Mutex::new(BTreeMap::new()),
             outbound: Mutex::new(HashMap::new()),
             send_slots: Semaphore::new(limit),
-            send_free_at: tokio::sync::Mutex::new(tokio::time::Instant::now()),
-            rate_bytes_per_s: rate_mb_s * 1_000_000.0,
             dirty: Mutex::new(false),
             handed_off: Mutex::new(BTreeSet::new()),
         }
@@ -156,19 +151,6 @@ impl Transfers {
         sending.sort_by_key(|v| (v.partition, v.to.clone()));
         out.extend(sending);
         out
-    }
-
-    /// Waits until `bytes` fit in the outgoing rate budget.
-    async fn throttle(&self, bytes: usize) {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.rate_bytes_per_s);
-        let wait_until = {
-            let mut free = self.send_free_at.lock().await;
-            let now = tokio::time::Instant::now();
-            let start = (*free).max(now);
-            *free = start + cost;
-            start
-        };
-        tokio::time::sleep_until(wait_until).await;
     }
 }
 
@@ -238,7 +220,7 @@ impl Transfers {
         };
         // About 100 ms of the rate budget per batch, so a throttled transfer
         // moves in small steps (and resumes close to where it stopped).
-        let budget = (self.rate_bytes_per_s / 10.0) as usize;
+        let budget = self.core.handoff_budget.per_tenth_of_a_second();
         let limit = (max_bytes as usize)
             .min(budget)
             .clamp(4096, MAX_BATCH_BYTES);
@@ -254,7 +236,7 @@ impl Transfers {
             Err(e) => return Response::Error(e.to_string()),
         };
         let bytes: usize = batch.items.iter().map(|(k, _, n)| k.len() + n).sum();
-        self.throttle(bytes).await;
+        self.core.handoff_budget.take(bytes).await;
         let keys = batch.items.len() as u64;
         let m = &self.core.metrics;
         m.transfer_keys_sent.inc_by(keys);
