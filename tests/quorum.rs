@@ -279,6 +279,51 @@ fn a_killed_replica_misses_nothing_thanks_to_hinted_handoff() {
 }
 
 #[test]
+fn hints_a_replica_refuses_are_kept_until_it_takes_them() {
+    const KEYS: usize = 600;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    let c = http();
+    // n3 is up, but nothing n1 sends reaches it: n1 keeps a hint per write,
+    // and every delivery fails.
+    set_faults(&nodes[0], &json!({"drop_to": ["n3"]}));
+    for i in 0..KEYS {
+        let resp = put(
+            &c,
+            &nodes[0].key_url(&format!("r{i}")),
+            format!("v{i}"),
+            None,
+        );
+        assert_eq!(resp.status(), 204, "write {i}");
+    }
+    assert!(sees(&nodes[0], "n3", "up"));
+    assert_eq!(hints_pending(&nodes[0]), KEYS as u64);
+    // Delivery rounds come and go (250 ms apart); none deletes a hint.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(hints_pending(&nodes[0]), KEYS as u64);
+    assert_eq!(metric(&nodes[0], "dynakv_hints_delivered_total"), 0.0);
+
+    set_faults(&nodes[0], &json!({}));
+    assert!(
+        wait_until(Duration::from_secs(30), || hints_pending(&nodes[0]) == 0),
+        "hints not drained: {}",
+        hints_pending(&nodes[0])
+    );
+    assert_eq!(
+        metric(&nodes[0], "dynakv_hints_delivered_total"),
+        KEYS as f64
+    );
+    let others = others(&nodes, 2);
+    for i in (0..KEYS).step_by(37) {
+        assert_eq!(
+            local_values(&nodes[2], &others, &format!("r{i}")),
+            [format!("v{i}")],
+            "r{i} on n3"
+        );
+    }
+}
+
+#[test]
 fn strict_mode_refuses_without_a_quorum_and_sloppy_mode_accepts_w1() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut nodes = formed(dir.path(), &[]);

@@ -20,6 +20,7 @@
 //! was removed, or the partition was handed off meanwhile) is **rehomed**: sent
 //! to the replicas that hold the partition now, then deleted.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -36,39 +37,51 @@ use crate::server::core::Core;
 use crate::server::rpc::{Request, Response};
 use crate::server::worker::WorkerHandle;
 
-/// Time between delivery rounds.
+/// Time between delivery rounds, unless a target is catching up.
 const ROUND: Duration = Duration::from_millis(250);
 /// Hints read per target per round.
 const BATCH: usize = 500;
-/// Rounds between sweeps that expire the hints of targets still down.
-const EXPIRY_SWEEP_ROUNDS: u64 = 240;
+/// Time between sweeps that expire the hints of targets still down.
+const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 
 /// Delivers hints until `shutdown`.
 pub async fn handoff_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: CancellationToken) {
-    let mut round: u64 = 0;
+    let mut last_sweep = tokio::time::Instant::now();
     // Per target, where the next batch starts: one hint that keeps failing
     // does not hold up the ones behind it.
-    let mut cursors: std::collections::HashMap<String, HintId> = Default::default();
-    // A target that is up and has more hints waiting gets its next batch at
-    // once; the handoff budget paces delivery, not the round.
-    let mut more = false;
+    let mut cursors: HashMap<String, HintId> = HashMap::new();
+    // Targets that are up, took hints in their last batch and have more
+    // waiting: they get their next batch at once (the handoff budget paces
+    // delivery, not the round), and no other target is looked at meanwhile.
+    let mut catching_up: BTreeSet<String> = BTreeSet::new();
     loop {
         worker.idle();
-        let pause = if more { Duration::ZERO } else { ROUND };
+        let pause = if catching_up.is_empty() {
+            ROUND
+        } else {
+            Duration::ZERO
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pause) => {}
         }
-        more = false;
-        round += 1;
-        let targets = match node.blocking(|n| n.storage.hint_targets()).await {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot list hints");
-                worker.error(format!("cannot list hints: {e}"));
-                continue;
+        let sweep = last_sweep.elapsed() >= EXPIRY_SWEEP;
+        let targets: Vec<String> = if catching_up.is_empty() || sweep {
+            match node.blocking(|n| n.storage.hint_targets()).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list hints");
+                    worker.error(format!("cannot list hints: {e}"));
+                    continue;
+                }
             }
+        } else {
+            catching_up.iter().cloned().collect()
         };
+        if sweep {
+            last_sweep = tokio::time::Instant::now();
+        }
+        catching_up.clear();
         if targets.is_empty() {
             continue;
         }
@@ -77,12 +90,13 @@ pub async fn handoff_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: Can
             let status = node.cluster.status(&target);
             let up = matches!(status, Status::Up | Status::Leaving);
             let gone = status == Status::Left || node.cluster.rpc_addr(&target).is_none();
-            if up || gone || round.is_multiple_of(EXPIRY_SWEEP_ROUNDS) {
+            if up || gone || sweep {
                 let after = cursors.remove(&target);
                 let (next, progress) = deliver(&node, &target, up, gone, after).await;
                 if let Some(next) = next {
-                    // A target taking nothing waits for the next round.
-                    more |= up && progress;
+                    if up && progress {
+                        catching_up.insert(target.clone());
+                    }
                     cursors.insert(target, next);
                 }
             }
@@ -146,8 +160,9 @@ async fn forget(
         .unwrap_or(false)
 }
 
-/// Consecutive failed deliveries after which a target counts as unreachable
-/// for the rest of the round.
+/// Failed deliveries, with no success answered since, after which a target
+/// counts as unreachable for the rest of the round (sends already in flight
+/// finish).
 const MAX_FAILURES: usize = 3;
 
 /// Hints sent to one target at once. One at a time, each waited for its
@@ -157,10 +172,10 @@ const MAX_FAILURES: usize = 3;
 const HINTS_IN_FLIGHT: usize = 32;
 
 /// Sends hints to `target` at `addr`, [`HINTS_IN_FLIGHT`] at a time, each
-/// once the handoff budget has room for it; stops sending after
-/// [`MAX_FAILURES`] failures in a row (the target is up but not taking hints
-/// now: the rest wait for a later round, and nothing expires while it could
-/// take them). Returns the hints the target acknowledged, with the object
+/// once the handoff budget has room for it; starts no more after
+/// [`MAX_FAILURES`] failures with no success between (the target is up but
+/// not taking hints now: the rest wait for a later round, and nothing expires
+/// while it could take them). Returns the hints the target acknowledged, with the object
 /// each carried.
 async fn send_hints(
     node: &Arc<Core>,

@@ -579,8 +579,12 @@ impl Transfers {
             .blocking(move |node| {
                 // A ring change while partitions are dropped may hand one of
                 // them back to this node, and its writes would land here just
-                // before the delete. Check before each partition; what is left
-                // is judged again, against the new ring, in a later round.
+                // before the delete. Checking before each partition narrows
+                // that window to one partition's delete (what is left is
+                // judged again, against the new ring, in a later round). It
+                // does not close it, and need not for safety: a write to a
+                // pending replica needs W acknowledgements besides it, and
+                // the pull that makes this node a replica again copies them.
                 drop_partitions(&node.storage, candidates, || {
                     node.cluster.snapshot().stamp == judged
                 })
