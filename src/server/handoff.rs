@@ -175,8 +175,8 @@ const HINTS_IN_FLIGHT: usize = 32;
 /// once the handoff budget has room for it; starts no more after
 /// [`MAX_FAILURES`] failures with no success between (the target is up but
 /// not taking hints now: the rest wait for a later round, and nothing expires
-/// while it could take them). Returns the hints the target acknowledged, with the object
-/// each carried.
+/// while it could take them). Returns the hints the target acknowledged, with
+/// the object each carried.
 async fn send_hints(
     node: &Arc<Core>,
     target: &str,
