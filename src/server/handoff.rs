@@ -264,9 +264,7 @@ async fn deliver(
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, %target, "dropping a corrupt hint; anti-entropy repairs the key");
-                let _ = node
-                    .blocking(move |n| n.storage.delete_hint(&id, None))
-                    .await;
+                forget(node, id, None).await;
                 continue;
             }
         };
@@ -291,10 +289,8 @@ async fn deliver(
             node.metrics.hints_expired.inc();
         }
     }
-    if let Some(addr) = node
-        .cluster
-        .rpc_addr(target)
-        .filter(|_| !to_send.is_empty())
+    if !to_send.is_empty()
+        && let Some(addr) = node.cluster.rpc_addr(target)
     {
         let sent = send_hints(node, target, addr, to_send).await;
         // One trip to the blocking pool deletes them all, each only if no newer

@@ -654,9 +654,9 @@ impl Storage {
         struct Staged {
             object: Object,
             existed: bool,
-            changed: bool,
-            /// The last update that changed it: its outcome is this object,
-            /// moved in at the end (copied only if a later update changes it).
+            /// The last update that changed it (`None`: unchanged): its
+            /// outcome is this object, moved in at the end (copied only if a
+            /// later update changes it).
             last: Option<usize>,
         }
         let mut staged: HashMap<&[u8], Result<Staged, StorageError>> =
@@ -673,7 +673,6 @@ impl Storage {
                     e.insert(self.read_object(skey).map(|current| Staged {
                         existed: current.is_some(),
                         object: current.unwrap_or_default(),
-                        changed: false,
                         last: None,
                     }))
                 }
@@ -695,7 +694,6 @@ impl Storage {
                     } else {
                         state.object = object;
                     }
-                    state.changed = true;
                     state.last = Some(i);
                     outcomes.push(None);
                 }
@@ -704,7 +702,7 @@ impl Storage {
         }
 
         let written = self.write_objects(order.iter().filter_map(|skey| match staged.get(skey) {
-            Some(Ok(state)) if state.changed => Some((*skey, &state.object, state.existed)),
+            Some(Ok(state)) if state.last.is_some() => Some((*skey, &state.object, state.existed)),
             _ => None,
         }));
         // Each key's final object goes to its last update; if the write
