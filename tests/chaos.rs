@@ -518,13 +518,23 @@ enum Step {
     Remove,
 }
 
-/// The nemesis schedule for `seconds` from `seed`: a fault every 2-4 s,
-/// each held 1-3 s, and the membership changes at a quarter, half and
-/// seven tenths of the run.
+/// The nemesis schedule for `seconds` from `seed`: a kill in the cluster's
+/// first second (its nodes were started together a moment before), a fault
+/// every 2-4 s, each held 1-3 s, and the membership changes at a quarter,
+/// half and seven tenths of the run (the join with a kill of the joiner
+/// while it receives its partitions).
 fn schedule(seed: u64, seconds: u64) -> Vec<(Duration, Step)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut steps = Vec::new();
     let total = Duration::from_secs(seconds);
+    steps.push((
+        Duration::ZERO,
+        Step::Fault {
+            fault: Fault::Kill,
+            pick: rng.random_range(0..1000),
+            hold: Duration::from_millis(rng.random_range(1000..3000)),
+        },
+    ));
     for (share, step) in [(0.25, Step::Join), (0.5, Step::Leave), (0.7, Step::Remove)] {
         steps.push((total.mul_f64(share), step));
     }
@@ -564,28 +574,37 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// n1-n4 started together, each seeded with the others (n5 with them
+    /// all); returns as soon as every one sees every other `up`, so the
+    /// clients and the first fault meet a cluster seconds old.
     fn start(root: &std::path::Path, net: Option<Net>) -> Cluster {
         let mut nodes: Vec<TestNode> = (0..5)
             .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
             .collect();
-        for n in nodes.iter_mut() {
+        let founders: Vec<String> = nodes.iter().take(4).map(TestNode::rpc_addr).collect();
+        for (i, n) in nodes.iter_mut().enumerate() {
             n.args.extend(timing());
             n.args.push("--fault-injection".into());
-        }
-        nodes[0].start();
-        let seed = nodes[0].rpc_addr();
-        for n in nodes.iter_mut().skip(1) {
+            let seeds: Vec<&str> = founders
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, a)| a.as_str())
+                .collect();
             n.args.push("--seeds".into());
-            n.args.push(seed.clone());
+            n.args.push(seeds.join(","));
         }
-        for n in nodes.iter_mut().take(4).skip(1) {
-            n.start();
-        }
-        wait_formed(&nodes.iter().take(4).collect::<Vec<_>>());
-        // n1 started alone; back from a wipe, it joins through n2.
-        let second = nodes[1].rpc_addr();
-        nodes[0].args.push("--seeds".into());
-        nodes[0].args.push(second);
+        std::thread::scope(|s| {
+            for n in nodes.iter_mut().take(4) {
+                s.spawn(move || n.start());
+            }
+        });
+        let first: Vec<&TestNode> = nodes.iter().take(4).collect();
+        assert!(
+            wait_until(Duration::from_secs(60), || all_up(&first, 4)),
+            "the four nodes started together did not all come up: {:?}",
+            first.iter().map(|n| statuses(n)).collect::<Vec<_>>()
+        );
         Cluster {
             nodes,
             net,
@@ -755,6 +774,12 @@ impl Cluster {
                     wait_until(Duration::from_secs(30), || sees(observer, "n5", "up")),
                     "n5 did not join"
                 );
+                // In the ring, receiving its partitions: a pending replica
+                // that dies must not make them unwritable.
+                self.note("kill n5 while it receives its partitions, for 1500 ms".into());
+                self.nodes[4].kill();
+                std::thread::sleep(Duration::from_millis(1500));
+                self.nodes[4].start();
                 self.eligible.push(4);
                 self.settle_and_refill();
             }

@@ -62,6 +62,20 @@ fn three_nodes_then_ctrl_c() {
         );
     }
     assert!(guide.contains("curl"), "{guide}");
+    // Printed once every node is ready: started together, they founded one
+    // ring holding all three (its first version, nothing in transit).
+    for port in [8001, 8002, 8003] {
+        let ready = http()
+            .get(format!("http://127.0.0.1:{port}/health/ready"))
+            .send()
+            .expect("GET /health/ready");
+        assert_eq!(ready.status().as_u16(), 200, "{port} not ready");
+        let status: Value = client_of(&format!("http://127.0.0.1:{port}"))
+            .status()
+            .expect("status");
+        assert_eq!(status["ring_epoch"], 1, "{port}: {status}");
+        assert_eq!(status["partitions_moving"], 0, "{port}: {status}");
+    }
 
     let formed = wait_until(Duration::from_secs(20), || {
         client_of("http://127.0.0.1:8002").status().is_ok_and(|s| {

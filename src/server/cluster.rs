@@ -77,6 +77,32 @@ impl RingSnapshot {
     }
 }
 
+/// How far the cluster is from settled, as one node sees it (`settled` in
+/// `/admin/status`): a settled cluster has every live member in the ring,
+/// every live member serving the same ring version, and nothing in transit.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Settling {
+    /// The version of the ring this node serves (0: none yet).
+    pub ring_version: u64,
+    /// Live members asking to join that the ring does not hold yet.
+    pub joining: Vec<String>,
+    /// Live members serving another ring than this node, with its version.
+    pub other_ring: Vec<(String, u64)>,
+    /// Partitions whose replicas are changing.
+    pub partitions_moving: usize,
+}
+
+impl Settling {
+    /// True if the cluster has settled: a ring, every live member in it and
+    /// on it, nothing moving.
+    pub fn is_settled(&self) -> bool {
+        self.ring_version > 0
+            && self.joining.is_empty()
+            && self.other_ring.is_empty()
+            && self.partitions_moving == 0
+    }
+}
+
 /// Membership and the ring derived from it.
 pub struct Cluster {
     membership: Mutex<Membership>,
@@ -168,6 +194,35 @@ impl Cluster {
         m.entries()
             .filter(|e| matches!(e.state, MemberState::Active | MemberState::Leaving))
             .all(|e| e.ring == stamp)
+    }
+
+    /// How far the cluster is from settled, in this node's view: live members
+    /// the ring does not hold yet, live members serving another ring
+    /// version, and partitions in transit.
+    pub fn settling(&self) -> Settling {
+        let m = self.membership.lock();
+        let now = now_ms();
+        let stamp = m.ring_stamp();
+        let mut settling = Settling {
+            ring_version: stamp.version,
+            joining: Vec::new(),
+            other_ring: Vec::new(),
+            partitions_moving: m.ring().moving.len(),
+        };
+        for e in m.entries() {
+            let name = &e.info.name;
+            let status = m.status(name, now);
+            if matches!(status, Status::Down | Status::Left) {
+                continue;
+            }
+            if status == Status::Joining {
+                settling.joining.push(name.clone());
+            }
+            if e.ring != stamp {
+                settling.other_ring.push((name.clone(), e.ring.version));
+            }
+        }
+        settling
     }
 
     /// This node's administrative state.

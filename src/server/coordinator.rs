@@ -8,13 +8,24 @@
 //! write — so the new version's dot is issued by a replica's actor.
 //!
 //! **Partitions in transit** (a node joined, left or was removed): the write
-//! also goes to the partition's pending replicas and needs one more
-//! acknowledgement per pending replica, so W of whichever set ends up serving
-//! the key hold it; reads go to the replicas serving it until the switch. The
-//! coordinator applies the write to its own copy (the DVVSet update: what the
-//! client's context covers is superseded, the rest stays as siblings), sends the
-//! resulting object to the other replicas, and answers once W acknowledged
-//! (itself included). The rest complete in the background.
+//! also goes to the partition's pending replicas (the new ones, still
+//! receiving their copy), and is acknowledged once W of the *serving* replicas
+//! and W of the *target* replicas hold it, a joint quorum ([`WriteQuorum`]).
+//! A read at R of either set meets W of it, so a read before the partition
+//! switches (served by the old replicas) and one after (served by the new
+//! ones) both see the write. A pending replica that gossip reports down adds no
+//! requirement: it is left out of the target set's count, gets a hint, and,
+//! before it may serve, copies the partition and catches up with enough
+//! serving replicas to see every write they acknowledged (see
+//! [`crate::server::transfer`]). So a joiner that dies mid-transfer, or a
+//! cluster whose nodes are still finding each other, never makes a key
+//! unwritable while W replicas of it are up.
+//!
+//! The coordinator applies the write to its own copy (the DVVSet update: what
+//! the client's context covers is superseded, the rest stays as siblings),
+//! sends the resulting object to the other replicas, and answers once the
+//! quorum acknowledged (itself included). The rest complete in the
+//! background.
 //!
 //! **Sloppy quorum**: a replica that is down (by gossip) or fails to answer is
 //! replaced by the next healthy node of the extended preference list, which holds
@@ -31,10 +42,20 @@
 //!
 //! # Reads
 //!
-//! A read asks every reachable replica (and, in sloppy mode, fallbacks when too
-//! few replicas are up), answers with the merge (DVVSet sync) of the first R
-//! answers, and then, once the stragglers answered, writes the merge of all
-//! answers back to every replica whose copy was stale or missing (read repair).
+//! A read asks R of the serving replicas (and, in sloppy mode, fallbacks when
+//! too few replicas are up or answer), answers with the merge (DVVSet sync) of
+//! their answers, and then, once the stragglers answered, writes the merge of
+//! all answers back to every replica whose copy was stale or missing (read
+//! repair). See [`Coordinator::coordinate_get`].
+//!
+//! # Requests a node cannot place
+//!
+//! A node that has not joined a ring yet (started with seeds, still finding
+//! them) answers `503 not_ready` instead of a quorum failure. A forwarded
+//! write that every replica refuses because its ring is newer than the
+//! forwarder's is sent again once the forwarder's ring changed, and otherwise
+//! answered `503 ring_changing`: nothing was written. A ring that gives a
+//! key no replica at all is a bug: logged, counted, answered `500`.
 //!
 //! A cluster with fewer members than N keeps every key on every member, and R and
 //! W are capped at that count (SPEC §3).
@@ -74,6 +95,10 @@ enum Refused {
 
 /// Extra time a forwarder waits beyond the replica's own deadline.
 const FORWARD_MARGIN: Duration = Duration::from_millis(1000);
+
+/// Times a write is placed and forwarded while the replicas it reaches
+/// refuse it as not theirs (their ring moved on before this node's did).
+const FORWARD_ATTEMPTS: usize = 3;
 
 /// A requested quorum size, as given per request (`r=2`, `w=quorum`, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +181,23 @@ pub enum CoordError {
     /// The storage engine failed.
     #[error("storage: {0}")]
     Storage(String),
+    /// This node has not joined a cluster ring yet (started with seeds, it
+    /// is still finding them): it cannot place the key. Nothing was written.
+    #[error(
+        "this node has not joined a cluster ring yet; nothing was written; retry, or wait for GET /health/ready"
+    )]
+    NotReady,
+    /// Every replica refused a forwarded write because it no longer (or not
+    /// yet) serves the key, and this node's ring did not catch up in time.
+    /// Nothing was written.
+    #[error(
+        "the key's replicas are changing and none accepted the write; nothing was written; retry"
+    )]
+    RingChanging,
+    /// A broken invariant (a ring that gives a key no replica): logged and
+    /// counted.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl From<StorageError> for CoordError {
@@ -181,6 +223,9 @@ impl From<WireError> for CoordError {
             WireError::ClockTooLarge { actors, limit } => {
                 CoordError::ClockTooLarge { actors, limit }
             }
+            WireError::NotReady => CoordError::NotReady,
+            WireError::RingChanging => CoordError::RingChanging,
+            WireError::Internal(s) => CoordError::Internal(s),
         }
     }
 }
@@ -202,6 +247,9 @@ impl From<&CoordError> for WireError {
                 actors: *actors,
                 limit: *limit,
             },
+            CoordError::NotReady => WireError::NotReady,
+            CoordError::RingChanging => WireError::RingChanging,
+            CoordError::Internal(s) => WireError::Internal(s.clone()),
         }
     }
 }
@@ -214,6 +262,9 @@ struct Placement {
     /// New replicas still receiving the partition: they get every write (so
     /// their copy is complete when they take over) but serve no reads yet.
     pending: Vec<String>,
+    /// The replicas the key is placed on once its partition's handoff
+    /// completes (the serving ones when nothing moves).
+    target: Vec<String>,
     /// The rest of the preference list, in order: fallbacks for a sloppy quorum.
     fallbacks: Vec<String>,
 }
@@ -223,6 +274,10 @@ impl Placement {
         let partition = Ring::partition_of(token(key));
         let replicas: Vec<String> = ring.replicas(partition).map(str::to_string).collect();
         let pending: Vec<String> = ring.pending(partition).map(str::to_string).collect();
+        let target: Vec<String> = ring
+            .target_replicas(partition)
+            .map(str::to_string)
+            .collect();
         let fallbacks = ring
             .preference_list(partition)
             .filter(|n| !replicas.iter().any(|r| r == n) && !pending.iter().any(|p| p == n))
@@ -231,15 +286,91 @@ impl Placement {
         Placement {
             replicas,
             pending,
+            target,
             fallbacks,
         }
     }
+}
 
-    /// Acknowledgements a write needs: W among the serving replicas, plus one
-    /// per pending replica (Cassandra's rule for pending ranges). Whichever way
-    /// the handoff ends, W of the replicas that then serve the key hold it.
-    fn write_quorum(&self, w: usize) -> usize {
-        (w + self.pending.len()).min(self.replicas.len() + self.pending.len())
+/// The acknowledgements a write needs before it is answered.
+///
+/// Outside a ring change the serving and target replicas are the same N and
+/// this is W of them. While the key's partition is in transit it is a joint
+/// quorum: W of the serving replicas (which answer reads until the switch)
+/// **and** W of the target replicas (which answer them after), each capped
+/// at the size of its set. An acknowledgement counts for every set its
+/// replica is in; in sloppy mode a fallback's hint for a replica counts as
+/// that replica's.
+///
+/// A pending replica that gossip reports down is left out of the target
+/// set's size: it cannot answer, so it must not block the write, and it
+/// cannot lose the write either, because before it serves the partition it
+/// copies it and catches up with `serving - W + 1` serving replicas, one of
+/// which holds every write acknowledged here. A pending replica that is up
+/// counts like any target replica, so the target set keeps W copies even
+/// when the copy it already made is complete and the switch is near.
+///
+/// Cassandra's rule (W plus one per pending replica) is stricter only in
+/// making every pending replica necessary: one that is down or unreachable
+/// then refuses every write to its partitions, which is how a joiner that
+/// died, or a cluster still forming, made dynakv unwritable.
+#[derive(Debug)]
+struct WriteQuorum {
+    serving: Vec<String>,
+    target: Vec<String>,
+    need_serving: usize,
+    need_target: usize,
+}
+
+impl WriteQuorum {
+    /// The quorum of a write at `w` to a key placed by `placement`, with
+    /// `is_down` telling which members gossip reports down.
+    fn new(placement: &Placement, w: Quorum, n: usize, is_down: impl Fn(&str) -> bool) -> Self {
+        let answering = placement
+            .target
+            .iter()
+            .filter(|t| placement.replicas.contains(t) || !is_down(t))
+            .count();
+        WriteQuorum {
+            serving: placement.replicas.clone(),
+            target: placement.target.clone(),
+            need_serving: w.resolve(n, placement.replicas.len()),
+            need_target: if answering == 0 {
+                0
+            } else {
+                w.resolve(n, answering)
+            },
+        }
+    }
+
+    /// Acknowledgements among `set` by the replicas in `acked`.
+    fn count(set: &[String], acked: &[String]) -> usize {
+        set.iter().filter(|r| acked.contains(r)).count()
+    }
+
+    /// True once the replicas in `acked` (distinct) make the quorum.
+    fn is_met(&self, acked: &[String]) -> bool {
+        Self::count(&self.serving, acked) >= self.need_serving
+            && Self::count(&self.target, acked) >= self.need_target
+    }
+
+    /// True if enough replicas gossip reports up (`reachable`) could make the
+    /// quorum (strict mode refuses before storing anything otherwise).
+    fn reachable(&self, reachable: impl Fn(&str) -> bool) -> bool {
+        let up = |set: &[String]| set.iter().filter(|r| reachable(r)).count();
+        up(&self.serving) >= self.need_serving && up(&self.target) >= self.need_target
+    }
+
+    /// The failure to answer when `acked` fell short: the set that is short,
+    /// with how many it needed and how many it got.
+    fn shortfall(&self, acked: &[String]) -> CoordError {
+        let serving = Self::count(&self.serving, acked);
+        let (needed, acked) = if serving < self.need_serving {
+            (self.need_serving, serving)
+        } else {
+            (self.need_target, Self::count(&self.target, acked))
+        };
+        CoordError::QuorumUnavailable { needed, acked }
     }
 }
 
@@ -461,8 +592,28 @@ impl Coordinator {
             .inc();
     }
 
+    /// The answer to a request whose key the ring gives no replica: this
+    /// node has no ring yet, or (a bug) the ring places nothing.
+    fn unplaceable(&self, ring: &Ring, op: Op) -> CoordError {
+        if ring.is_empty() {
+            return CoordError::NotReady;
+        }
+        self.core.metrics.placement_errors.inc();
+        tracing::error!(
+            ?op,
+            members = ring.nodes().len(),
+            "the ring gives a key no replica"
+        );
+        CoordError::Internal("the ring gives this key no replica".into())
+    }
+
     /// Coordinates a write of `version` (a value or a tombstone) that supersedes
     /// what `context` covers. Returns the context covering the new write.
+    ///
+    /// A replica of the key coordinates it here; any other node forwards it
+    /// to a replica. If every replica refuses it because their ring moved on,
+    /// the write is placed again once this node's ring changed too (at most
+    /// [`FORWARD_ATTEMPTS`] times).
     pub async fn coordinate_put(
         self: &Arc<Self>,
         key: Bytes,
@@ -470,31 +621,65 @@ impl Coordinator {
         version: Version,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
-        let ring = self.core.cluster.ring();
-        let placement = Placement::of(&ring, &key);
-        let needed =
-            placement.write_quorum(opts.quorum.resolve(ring.n(), placement.replicas.len()));
-        if placement.replicas.iter().any(|r| r == self.core.me()) {
-            return self
-                .put_as_replica(placement, key, context, version, needed, opts)
-                .await;
+        let deadline = Instant::now() + opts.timeout;
+        let mut ring = self.core.cluster.ring();
+        for _ in 0..FORWARD_ATTEMPTS {
+            let placement = Placement::of(&ring, &key);
+            if placement.replicas.is_empty() {
+                return Err(self.unplaceable(&ring, Op::Put));
+            }
+            let quorum =
+                WriteQuorum::new(&placement, opts.quorum, ring.n(), |r| self.core.is_down(r));
+            if placement.replicas.iter().any(|r| r == self.core.me()) {
+                return self
+                    .put_as_replica(placement, quorum, key, context, version, opts)
+                    .await;
+            }
+            let request = Request::CoordinateWrite {
+                key: key.clone(),
+                context: context.clone(),
+                version: version.clone(),
+                // The requested W; the replica caps it by its own placement.
+                w: opts.quorum.resolve(ring.n(), ring.n()),
+                strict: opts.mode == QuorumMode::Strict,
+                timeout_ms: opts.timeout.as_millis() as u64,
+            };
+            let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
+            match self.forward_put(&placement, request, needed, opts).await {
+                Some(answer) => return answer,
+                None => {
+                    // Every replica's ring differs from ours: wait (bounded)
+                    // for gossip to bring ours up to date, then place it again.
+                    let newer = self.next_ring(&ring, deadline).await;
+                    if Arc::ptr_eq(&newer, &ring) {
+                        break;
+                    }
+                    ring = newer;
+                }
+            }
         }
-        // Forward to the first reachable replica; it coordinates with its actor.
+        self.quorum_failed(Op::Put);
+        Err(CoordError::RingChanging)
+    }
+
+    /// Forwards a write to the first reachable serving replica; it
+    /// coordinates it with its actor. `None` if every replica tried refused
+    /// it as not theirs (nothing was written).
+    async fn forward_put(
+        self: &Arc<Self>,
+        placement: &Placement,
+        request: Request,
+        needed: usize,
+        opts: RequestOptions,
+    ) -> Option<Result<VersionVector, CoordError>> {
         self.core.metrics.forwarded_writes.inc();
-        let request = Request::CoordinateWrite {
-            key,
-            context,
-            version,
-            w: opts.quorum.resolve(ring.n(), placement.replicas.len()),
-            strict: opts.mode == QuorumMode::Strict,
-            timeout_ms: opts.timeout.as_millis() as u64,
-        };
         // The replica waits up to the whole timeout for its quorum and answers
         // either way, so the forwarder gives it that plus a margin. A write the
         // replica may have applied (no answer in time, connection lost) is never
         // sent to another replica: that would coordinate it twice, under two
         // actors. Only a refusal or a failure to connect moves on.
         let forward_timeout = opts.timeout + FORWARD_MARGIN;
+        let mut refused = false;
         for replica in placement.replicas.iter().filter(|r| !self.core.is_down(r)) {
             let Some(addr) = self.core.cluster.rpc_addr(replica) else {
                 continue;
@@ -505,9 +690,10 @@ impl Coordinator {
                 .call(addr, Some(replica), request.clone(), forward_timeout)
                 .await
             {
-                Ok(Response::Written(ctx)) => return Ok(ctx),
-                Ok(Response::Failed(e)) => return Err(e.into()),
+                Ok(Response::Written(ctx)) => return Some(Ok(ctx)),
+                Ok(Response::Failed(e)) => return Some(Err(e.into())),
                 Ok(Response::NotReplica) => {
+                    refused = true;
                     tracing::debug!(
                         replica,
                         "forwarded write refused: the replica's ring differs; trying the next"
@@ -522,12 +708,30 @@ impl Coordinator {
                 Err(e) => {
                     tracing::warn!(error = %e, replica, "a forwarded write got no answer; it may have been applied, so it is not retried elsewhere");
                     self.quorum_failed(Op::Put);
-                    return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
+                    return Some(Err(CoordError::QuorumUnavailable { needed, acked: 0 }));
                 }
             }
         }
+        if refused {
+            return None;
+        }
         self.quorum_failed(Op::Put);
-        Err(CoordError::QuorumUnavailable { needed, acked: 0 })
+        Some(Err(CoordError::QuorumUnavailable { needed, acked: 0 }))
+    }
+
+    /// The ring once it differs from `ring`, waiting at most two gossip
+    /// intervals (and never past `deadline`); `ring` itself if it did not
+    /// change.
+    async fn next_ring(&self, ring: &Arc<Ring>, deadline: Instant) -> Arc<Ring> {
+        let interval = Duration::from_millis(self.core.config.gossip_interval_ms);
+        let until = (Instant::now() + 2 * interval).min(deadline);
+        loop {
+            let now = self.core.cluster.ring();
+            if !Arc::ptr_eq(&now, ring) || Instant::now() >= until {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(10).min(interval)).await;
+        }
     }
 
     /// Coordinates a write on this node, a replica of the key placed by
@@ -535,25 +739,17 @@ impl Coordinator {
     async fn put_as_replica(
         self: &Arc<Self>,
         placement: Placement,
+        quorum: WriteQuorum,
         key: Bytes,
         context: VersionVector,
         version: Version,
-        needed: usize,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
         let sloppy = opts.mode == QuorumMode::Sloppy;
-        if !sloppy {
+        if !sloppy && !quorum.reachable(|r| !self.core.is_down(r)) {
             // Refuse before storing anything: nothing is acknowledged.
-            let reachable = placement
-                .replicas
-                .iter()
-                .chain(&placement.pending)
-                .filter(|r| !self.core.is_down(r))
-                .count();
-            if reachable < needed {
-                self.quorum_failed(Op::Put);
-                return Err(CoordError::QuorumUnavailable { needed, acked: 0 });
-            }
+            self.quorum_failed(Op::Put);
+            return Err(quorum.shortfall(&[]));
         }
         let write_key = key.clone();
         let max = self.core.config.max_siblings;
@@ -630,13 +826,15 @@ impl Coordinator {
                 )
             })
             .collect();
-        let mut acked = 1;
+        // The replicas holding the write (directly, or as a fallback's hint
+        // for them), this one first.
+        let mut acked: Vec<String> = vec![self.core.me().to_string()];
         let deadline = Instant::now() + opts.timeout;
-        while acked < needed {
+        while !quorum.is_met(&acked) {
             match tokio::time::timeout_at(deadline, writes.next()).await {
-                Ok(Some(ok)) => {
-                    if ok {
-                        acked += 1;
+                Ok(Some((replica, counts))) => {
+                    if counts {
+                        acked.push(replica);
                     }
                 }
                 Ok(None) | Err(_) => break,
@@ -645,17 +843,17 @@ impl Coordinator {
         if !writes.is_empty() {
             tokio::spawn(async move { while writes.next().await.is_some() {} });
         }
-        if acked >= needed {
+        if quorum.is_met(&acked) {
             Ok(object.context())
         } else {
             self.quorum_failed(Op::Put);
-            Err(CoordError::QuorumUnavailable { needed, acked })
+            Err(quorum.shortfall(&acked))
         }
     }
 
     /// Delivers a coordinated write to one replica: directly, else (sloppy) to a
-    /// fallback holding a hint for it, else as a hint kept here. Returns whether
-    /// the acknowledgement counts toward W.
+    /// fallback holding a hint for it, else as a hint kept here. Returns the
+    /// replica and whether its acknowledgement counts toward the quorum.
     async fn replicate(
         self: Arc<Self>,
         key: Bytes,
@@ -663,9 +861,23 @@ impl Coordinator {
         replica: String,
         spare: Arc<Mutex<VecDeque<String>>>,
         timeout: Duration,
+    ) -> (String, bool) {
+        let counts = self.deliver(key, object, &replica, spare, timeout).await;
+        (replica, counts)
+    }
+
+    /// [`Coordinator::replicate`]'s delivery: true if the replica or a
+    /// fallback for it acknowledged.
+    async fn deliver(
+        self: &Arc<Self>,
+        key: Bytes,
+        object: Arc<Object>,
+        replica: &str,
+        spare: Arc<Mutex<VecDeque<String>>>,
+        timeout: Duration,
     ) -> bool {
-        if !self.core.is_down(&replica)
-            && let Some(addr) = self.core.cluster.rpc_addr(&replica)
+        if !self.core.is_down(replica)
+            && let Some(addr) = self.core.cluster.rpc_addr(replica)
         {
             let request = Request::ReplicaWrite {
                 key: key.clone(),
@@ -675,7 +887,7 @@ impl Coordinator {
             match self
                 .core
                 .rpc
-                .call(addr, Some(&replica), request, timeout)
+                .call(addr, Some(replica), request, timeout)
                 .await
             {
                 Ok(Response::Ack) => return true,
@@ -693,7 +905,7 @@ impl Coordinator {
             let request = Request::ReplicaWrite {
                 key: key.clone(),
                 object: (*object).clone(),
-                hint_for: Some(replica.clone()),
+                hint_for: Some(replica.to_string()),
             };
             if let Ok(Response::Ack) = self
                 .core
@@ -712,7 +924,7 @@ impl Coordinator {
         // PUT rate (wrk and `dynakv bench` runs; 1.17x on the request's task).
         let hint_key = key.clone();
         let hint_object = Arc::clone(&object);
-        let target = replica.clone();
+        let target = replica.to_string();
         let stored = self
             .core
             .write_now(move |node| node.storage.put_hint(&target, &hint_key, &hint_object))
@@ -747,6 +959,9 @@ impl Coordinator {
     ) -> Result<Object, CoordError> {
         let ring = self.core.cluster.ring();
         let placement = Placement::of(&ring, &key);
+        if placement.replicas.is_empty() {
+            return Err(self.unplaceable(&ring, Op::Get));
+        }
         let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
         let sloppy = opts.mode == QuorumMode::Sloppy;
         let mut replicas: Vec<String> = placement
@@ -1117,19 +1332,108 @@ impl Coordinator {
             },
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
         };
-        let placement = Placement::of(&self.core.cluster.ring(), &key);
+        let ring = self.core.cluster.ring();
+        let placement = Placement::of(&ring, &key);
         // Only a serving replica coordinates: one that gave the partition up
         // (the forwarder's ring is older) must not count itself toward W.
         if !placement.replicas.iter().any(|r| r == self.core.me()) {
             return Response::NotReplica;
         }
-        let needed = placement.write_quorum(w.max(1));
+        let quorum = WriteQuorum::new(&placement, opts.quorum, ring.n(), |r| self.core.is_down(r));
         match self
-            .put_as_replica(placement, key, context, version, needed, opts)
+            .put_as_replica(placement, quorum, key, context, version, opts)
             .await
         {
             Ok(ctx) => Response::Written(ctx),
             Err(e) => Response::Failed((&e).into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// A placement serving `serving` and moving to `target`.
+    fn placement(serving: &[&str], target: &[&str]) -> Placement {
+        Placement {
+            replicas: names(serving),
+            pending: target
+                .iter()
+                .filter(|t| !serving.contains(t))
+                .map(|t| t.to_string())
+                .collect(),
+            target: names(target),
+            fallbacks: Vec::new(),
+        }
+    }
+
+    fn quorum(p: &Placement, w: usize, down: &[&str]) -> WriteQuorum {
+        WriteQuorum::new(p, Quorum::Exactly(w), 3, |r| down.contains(&r))
+    }
+
+    #[test]
+    fn outside_a_ring_change_a_write_needs_w_of_its_n_replicas() {
+        let p = placement(&["a", "b", "c"], &["a", "b", "c"]);
+        let q = quorum(&p, 2, &[]);
+        assert!(!q.is_met(&names(&["a"])));
+        assert!(q.is_met(&names(&["a", "c"])));
+        assert!(matches!(
+            q.shortfall(&names(&["a"])),
+            CoordError::QuorumUnavailable {
+                needed: 2,
+                acked: 1
+            }
+        ));
+    }
+
+    /// A join moves the partition from {a, b, c} to {a, b, d}: W of each set.
+    #[test]
+    fn in_transit_a_write_needs_w_of_the_serving_and_w_of_the_target_replicas() {
+        let p = placement(&["a", "b", "c"], &["a", "b", "d"]);
+        let q = quorum(&p, 2, &[]);
+        // a and b are in both sets: no need to wait for the new replica.
+        assert!(q.is_met(&names(&["a", "b"])));
+        // a and c: W of the serving set, one of the target set.
+        assert!(!q.is_met(&names(&["a", "c"])));
+        assert!(matches!(
+            q.shortfall(&names(&["a", "c"])),
+            CoordError::QuorumUnavailable {
+                needed: 2,
+                acked: 1
+            }
+        ));
+        // The new replica's acknowledgement completes the target set.
+        assert!(q.is_met(&names(&["a", "c", "d"])));
+    }
+
+    #[test]
+    fn a_pending_replica_that_is_down_adds_no_requirement() {
+        // d (the joiner) died: a and b still make both quorums.
+        let p = placement(&["a", "b", "c"], &["a", "b", "d"]);
+        assert!(quorum(&p, 2, &["d"]).is_met(&names(&["a", "b"])));
+        // A lone node taking in a second one that died: the lone node's
+        // acknowledgement is the whole quorum, as before the join.
+        let p = placement(&["a"], &["a", "b"]);
+        assert!(quorum(&p, 2, &["b"]).is_met(&names(&["a"])));
+        assert!(!quorum(&p, 2, &[]).is_met(&names(&["a"])));
+        // Every target replica new and down: the serving set decides.
+        let p = placement(&["a"], &["b"]);
+        assert!(quorum(&p, 1, &["b"]).is_met(&names(&["a"])));
+    }
+
+    #[test]
+    fn a_serving_replica_that_is_down_still_counts_in_its_sets() {
+        // c serves and is down: W of the serving set are still needed
+        // (a hint on a fallback stands for it in sloppy mode).
+        let p = placement(&["a", "b", "c"], &["a", "b", "d"]);
+        let q = quorum(&p, 3, &["c"]);
+        assert!(!q.is_met(&names(&["a", "b", "d"])));
+        assert!(q.is_met(&names(&["a", "b", "c", "d"])));
+        assert!(!q.reachable(|r| r != "c"));
     }
 }

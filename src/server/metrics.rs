@@ -82,6 +82,8 @@ pub struct Metrics {
     /// Writes this node received without being a replica of the key, and
     /// forwarded to one.
     pub forwarded_writes: Counter,
+    /// Requests whose key the ring gave no replica (a bug: answered 500).
+    pub placement_errors: Counter,
     /// Replica writes stored as part of a run merged in one storage write.
     pub replica_writes_merged: Counter,
     /// Storage writes of the coordinator's group commit: each holds the
@@ -183,6 +185,7 @@ impl Metrics {
             read_repairs: Counter::default(),
             speculative_reads: Counter::default(),
             forwarded_writes: Counter::default(),
+            placement_errors: Counter::default(),
             replica_writes_merged: Counter::default(),
             local_write_batches: Counter::default(),
             corrupt_records: Counter::default(),
@@ -257,6 +260,11 @@ impl Metrics {
             "forwarded_writes",
             "Writes received by a node that is not a replica of the key, forwarded to one",
             m.forwarded_writes.clone(),
+        );
+        registry.register(
+            "placement_errors",
+            "Requests whose key the ring gave no replica (a bug; answered 500)",
+            m.placement_errors.clone(),
         );
         registry.register(
             "replica_writes_merged",

@@ -148,6 +148,52 @@ pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// One line saying whether the node is ready and the cluster settled, and
+/// if not, what it waits for.
+fn settled_line(s: &Value) -> String {
+    let ready = if s["ready"].as_bool() == Some(true) {
+        "ready"
+    } else {
+        "NOT READY (GET /health/ready says why)"
+    };
+    if s["settled"].as_bool() == Some(true) {
+        return format!(
+            "{ready}; cluster settled: every live member in the ring, on this ring version, nothing moving"
+        );
+    }
+    let settling = &s["settling"];
+    let mut waits = Vec::new();
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|x| match x {
+                        Value::Array(pair) => format!(
+                            "{} (ring {})",
+                            pair.first().and_then(Value::as_str).unwrap_or("?"),
+                            pair.get(1).and_then(Value::as_u64).unwrap_or(0)
+                        ),
+                        other => other.as_str().unwrap_or("?").to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let joining = names(&settling["joining"]);
+    if !joining.is_empty() {
+        waits.push(format!("joining: {}", joining.join(", ")));
+    }
+    let other = names(&settling["other_ring"]);
+    if !other.is_empty() {
+        waits.push(format!("on another ring: {}", other.join(", ")));
+    }
+    let moving = settling["partitions_moving"].as_u64().unwrap_or(0);
+    if moving > 0 {
+        waits.push(format!("{moving} partitions moving"));
+    }
+    format!("{ready}; cluster settling ({})", waits.join("; "))
+}
+
 /// `dynakv status`: members, liveness, ownership, key and hint counts.
 pub fn status(node: NodeUrl) -> Result<(), CliError> {
     let s = client(&node, Duration::from_secs(30), None)?.status()?;
@@ -206,6 +252,7 @@ pub fn status(node: NodeUrl) -> Result<(), CliError> {
         s["partitions_moving"].as_u64().unwrap_or(0),
         s["transfers_pending"].as_u64().unwrap_or(0)
     );
+    println!("{}", settled_line(&s));
     if !transfers.is_empty() {
         println!(
             "{:>9} {:<16} {:<16} {:<12} {:>10} {:>12}",

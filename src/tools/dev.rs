@@ -2,8 +2,9 @@
 //!
 //! Starts `--nodes` child processes of this same binary (node `i` listens on
 //! 127.0.0.1:700i for nodes and 127.0.0.1:800i for HTTP, keeps its data in
-//! `<data-dir>/n<i>` and its log in `<data-dir>/n<i>.log`), waits until they see
-//! each other, prints the endpoints, and stops them cleanly on Ctrl-C (or
+//! `<data-dir>/n<i>` and its log in `<data-dir>/n<i>.log`), each seeded with
+//! the others, waits until every one is ready (`GET /health/ready`: they
+//! founded one ring together), prints the endpoints, and stops them cleanly on Ctrl-C (or
 //! SIGTERM / SIGHUP). Restarting with the same data directory brings the same
 //! cluster back.
 
@@ -14,7 +15,6 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 use crate::tools::commands::CliError;
 
@@ -120,9 +120,10 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
             .append(true)
             .open(&log_path)
             .map_err(|e| failure(format!("cannot open {}: {e}", log_path.display())))?;
-        // n1 founds the cluster at once; the others join through it. (A
-        // restarted dev cluster rejoins from its persisted state anyway.)
-        let seeds: Vec<String> = if i == 1 { Vec::new() } else { vec![rpc(1)] };
+        // Started together, each with the others as seeds: they found one
+        // first ring holding them all (a restarted dev cluster rejoins from
+        // its persisted state).
+        let seeds: Vec<String> = (1..=n).filter(|&j| j != i).map(rpc).collect();
         let mut cmd = Command::new(&exe);
         cmd.arg("node")
             .args(["--name", &name])
@@ -147,9 +148,12 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
         .timeout(Duration::from_secs(2))
         .build()
         .map_err(|e| failure(e.to_string()))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Wait (bounded) until every node is ready: it serves a ring that holds
+    // it, so it takes writes for the whole cluster.
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
     for i in 1..=n {
-        let url = format!("http://{}/health", http(i));
+        let url = format!("http://{}/health/ready", http(i));
         loop {
             if let Some((name, c)) = children.0.get_mut(i - 1)
                 && let Ok(Some(status)) = c.try_wait()
@@ -168,58 +172,22 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
                 break;
             }
             if Instant::now() > deadline {
-                return Err(failure(format!("n{i} did not become healthy within 60 s")));
+                return Err(failure(format!(
+                    "n{i} was not ready within 60 s (GET {url}); see its log"
+                )));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
-    // Wait (bounded) until every node sees every member up and serves the
-    // same settled ring: before that, writes need every replica of a
-    // partition still in transit.
-    let settled = || {
-        let states: Vec<Option<(u64, u64, u64, usize)>> = (1..=n)
-            .map(|i| {
-                let s: Value = client
-                    .get(format!("http://{}/admin/status", http(i)))
-                    .send()
-                    .ok()?
-                    .json()
-                    .ok()?;
-                let up = s["members"]
-                    .as_array()?
-                    .iter()
-                    .filter(|m| m["status"] == "up")
-                    .count();
-                Some((
-                    s["ring_epoch"].as_u64()?,
-                    s["partitions_moving"].as_u64()?,
-                    s["transfers_pending"].as_u64()?,
-                    up,
-                ))
-            })
-            .collect();
-        states.iter().all(|s| {
-            s.is_some_and(|(epoch, moving, pending, up)| {
-                moving == 0 && pending == 0 && up == n && Some(epoch) == states[0].map(|x| x.0)
-            })
-        })
-    };
-    let formed = (0..300).any(|_| {
-        settled() || {
-            std::thread::sleep(Duration::from_millis(100));
-            false
-        }
-    });
+    let ready_in = started.elapsed();
 
     println!(
-        "dynakv dev cluster: {n} node(s), data and logs in {}",
+        "dynakv dev cluster: {n} node(s) ready in {:.1} s, data and logs in {}",
+        ready_in.as_secs_f64(),
         args.data_dir.display()
     );
     for i in 1..=n {
         println!("  n{i}  http://{}  (nodes: {})", http(i), rpc(i));
-    }
-    if !formed {
-        println!("  (the ring has not settled yet; see `dynakv status`)");
     }
     println!();
     println!("try:");

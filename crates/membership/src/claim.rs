@@ -91,6 +91,28 @@ impl ClusterRing {
         }
     }
 
+    /// The first ring of a cluster whose members started together, each
+    /// with the others as seeds: every one of `members` (name, weight, zone)
+    /// joins in the first version, so no partition starts in transit from a
+    /// lone founder to the others. `founder` is the member that made it.
+    pub fn found(founder: &str, members: &[(String, f64, Option<String>)]) -> ClusterRing {
+        let mut members = members.to_vec();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        members.dedup_by(|a, b| a.0 == b.0);
+        ClusterRing {
+            version: 1,
+            claimant: founder.to_string(),
+            log: members
+                .into_iter()
+                .map(|(name, weight, zone)| RingEvent {
+                    name,
+                    change: Change::Join { weight, zone },
+                })
+                .collect(),
+            moving: BTreeMap::new(),
+        }
+    }
+
     /// This version's stamp.
     pub fn stamp(&self) -> RingStamp {
         let mut h = Xxh3::new();

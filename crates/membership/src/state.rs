@@ -200,7 +200,8 @@ impl Membership {
     /// first version holds it alone. A node with seeds waits to hear the ring;
     /// if none of the live members it hears of has one either (every node was
     /// started with the others as seeds), the one with the smallest name founds
-    /// it after half a failure timeout, and the others join it.
+    /// it with every live member in it, once it heard from all its seeds (see
+    /// `maybe_found`).
     pub fn new(
         me: MemberInfo,
         generation: u64,
@@ -362,10 +363,15 @@ impl Membership {
         }
     }
 
+    /// Founds the cluster's first ring when this node was started with seeds
+    /// and nobody it hears of has a ring: the live member with the smallest
+    /// name founds it, with **every** live member it knows of in it, once it
+    /// has heard from every seed it was given (or after a failure timeout,
+    /// with those it heard from). So nodes started together agree on one
+    /// first ring that holds them all, with nothing in transit; a member
+    /// heard of later joins it as any joiner does.
     fn maybe_found(&mut self, now_ms: u64) {
-        if !self.ring.is_empty()
-            || now_ms.saturating_sub(self.started_ms) < self.config.failure_timeout_ms / 2
-        {
+        if !self.ring.is_empty() {
             return;
         }
         let live: Vec<&Entry> = self
@@ -384,11 +390,23 @@ impl Membership {
         if live.len() < 2 {
             return;
         }
+        let heard_every_seed = self
+            .seeds
+            .iter()
+            .all(|s| live.iter().any(|e| e.info.rpc_addr == *s));
+        let waited = now_ms.saturating_sub(self.started_ms) >= self.config.failure_timeout_ms;
+        if !heard_every_seed && !waited {
+            return;
+        }
         let nobody_has_one = live.iter().all(|e| e.ring.version == 0);
         let smallest = live.iter().map(|e| e.info.name.as_str()).min() == Some(self.me.as_str());
         if nobody_has_one && smallest {
-            let me = self.own().info.clone();
-            self.set_ring(ClusterRing::bootstrap(&me.name, me.weight, me.zone));
+            let members: Vec<(String, f64, Option<String>)> = live
+                .iter()
+                .map(|e| (e.info.name.clone(), e.info.weight, e.info.zone.clone()))
+                .collect();
+            let me = self.me.clone();
+            self.set_ring(ClusterRing::found(&me, &members));
         }
     }
 

@@ -191,6 +191,79 @@ impl Sim {
     }
 }
 
+impl Sim {
+    /// `k` nodes, each started with every other as a seed (nodes started
+    /// together, as `dynakv dev` and most deployments start them).
+    fn seeded_with_each_other(k: usize, seed: u64) -> Sim {
+        let mut sim = Sim::new(k, seed);
+        sim.nodes = (0..k)
+            .map(|i| {
+                Membership::new(
+                    info(i),
+                    1,
+                    Vec::new(),
+                    ClusterRing::default(),
+                    (0..k).filter(|&j| j != i).map(addr).collect(),
+                    config(),
+                    0,
+                )
+            })
+            .collect();
+        sim
+    }
+}
+
+/// Nodes started together, each seeded with the others, found one first ring
+/// that holds them all, with nothing in transit: no partition waits on a copy
+/// from a lone founder, so no write waits on one either.
+#[test]
+fn nodes_started_together_found_one_ring_holding_them_all() {
+    for seed in 0..20 {
+        let mut sim = Sim::seeded_with_each_other(5, seed);
+        sim.until(10, |s| s.nodes.iter().all(|n| !n.ring().is_empty()))
+            .unwrap_or_else(|| panic!("seed {seed}: no ring after 10 rounds"));
+        for n in &sim.nodes {
+            assert_eq!(
+                n.ring().version,
+                1,
+                "seed {seed}: {} serves a later ring",
+                n.me()
+            );
+            assert!(
+                n.ring().moving.is_empty(),
+                "seed {seed}: partitions in transit"
+            );
+            assert_eq!(n.placement().nodes().len(), 5, "seed {seed}: {}", n.me());
+            assert_eq!(n.ring().stamp(), sim.nodes[0].ring().stamp());
+        }
+    }
+}
+
+/// A node that never comes up does not hold the others back for ever: they
+/// found the ring without it after a failure timeout, and it joins as any
+/// joiner once it starts.
+#[test]
+fn a_silent_seed_delays_the_founding_by_a_failure_timeout_at_most() {
+    let mut sim = Sim::seeded_with_each_other(3, 3);
+    sim.silent.insert(2);
+    let rounds = sim
+        .until(20, |s| {
+            s.nodes[..2]
+                .iter()
+                .all(|n| n.placement().nodes().len() == 2)
+        })
+        .expect("the two live nodes found a ring");
+    assert!(
+        rounds as u64 * INTERVAL <= TIMEOUT + 2 * INTERVAL,
+        "{rounds} rounds"
+    );
+    assert!(sim.nodes[0].ring().moving.is_empty());
+    sim.silent.clear();
+    sim.settle(40)
+        .expect("the late node joins and the ring settles");
+    assert_eq!(sim.nodes[2].placement().nodes().len(), 3);
+}
+
 #[test]
 fn ten_nodes_converge_from_one_seed_within_a_bounded_number_of_rounds() {
     for seed in 0..20 {

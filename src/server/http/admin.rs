@@ -1,4 +1,4 @@
-//! The operations endpoints: health, status, ring, metrics.
+//! The operations endpoints: health and readiness, status, ring, metrics.
 
 use std::sync::Arc;
 
@@ -46,6 +46,62 @@ pub async fn health(State(node): State<Arc<Node>>) -> Result<&'static str, ApiEr
             format!("the store cannot take writes: {e}"),
         )),
     }
+}
+
+/// `GET /health/ready`: `200` with `{"ready": true, …}` once this node can
+/// take client requests for the cluster: it serves a ring that holds it (a
+/// node started with seeds has found its cluster; nodes started together
+/// have founded one ring holding them all), it is not leaving, and its store
+/// takes writes. Otherwise `503` with `{"ready": false, "error", "message"}`.
+/// Partitions in transit do not make a node unready: writes to them are
+/// taken (see the coordinator); `settled` says whether the cluster has
+/// finished changing.
+pub async fn ready(State(node): State<Arc<Node>>) -> Response {
+    let settling = node.core.cluster.settling();
+    let answer = match readiness(&node).await {
+        Ok(()) => (StatusCode::OK, json!({"ready": true})),
+        Err(e) => (
+            e.status,
+            json!({"ready": false, "error": e.code, "message": e.message}),
+        ),
+    };
+    let (status, mut body) = answer;
+    body["settled"] = json!(settling.is_settled());
+    body["ring_epoch"] = json!(settling.ring_version);
+    (status, Json(body)).into_response()
+}
+
+/// Why this node is not ready, if it is not (see [`ready`]).
+async fn readiness(node: &Arc<Node>) -> Result<(), ApiError> {
+    let unready = |code: &'static str, message: String| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        message,
+    };
+    let ring = node.core.cluster.ring();
+    if ring.is_empty() {
+        return Err(unready(
+            "not_ready",
+            "this node has not joined a cluster ring yet: it is still finding its seeds".into(),
+        ));
+    }
+    match node.core.cluster.own_state() {
+        MemberState::Active => {}
+        other => {
+            return Err(unready(
+                "leaving",
+                format!("this node is {other:?} and takes no new requests").to_lowercase(),
+            ));
+        }
+    }
+    if !ring.is_member(node.core.me()) {
+        return Err(unready(
+            "joining",
+            "this node is not in the ring yet: the claimant takes it in once gossip has seen it up"
+                .into(),
+        ));
+    }
+    health(State(Arc::clone(node))).await.map(|_| ())
 }
 
 /// Checks `Authorization: Bearer <admin_token>` when an admin token is set.
@@ -119,6 +175,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     }
     let pending = node.transfers.pending_in(&snapshot);
     let stamp = snapshot.stamp;
+    let settling = node.core.cluster.settling();
     Json(json!({
         "node": node.core.identity.name,
         "actor": node.core.identity.actor.to_string(),
@@ -130,6 +187,9 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "ring_digest": format!("{:016x}", stamp.digest),
         "claimant": node.core.cluster.claimant(),
         "partitions_moving": ring.moving().count(),
+        "ready": readiness(&node).await.is_ok(),
+        "settled": settling.is_settled(),
+        "settling": settling,
         "transfers_pending": pending.receive.len() + pending.send.len(),
         "transfers": node.transfers.views(),
         "keys": stats.keys,

@@ -64,6 +64,9 @@ impl From<CoordError> for ApiError {
             CoordError::ClockTooLarge { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
             CoordError::Corrupt => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record"),
             CoordError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            CoordError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            CoordError::RingChanging => (StatusCode::SERVICE_UNAVAILABLE, "ring_changing"),
+            CoordError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         };
         let message = match &e {
             CoordError::QuorumUnavailable { .. } => format!(

@@ -40,6 +40,8 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/kv/{key}", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/health", get(admin::health))
+        .route("/health/live", get(admin::health))
+        .route("/health/ready", get(admin::ready))
         .route("/admin/status", get(admin::status))
         .route("/admin/ring", get(admin::ring))
         .route("/metrics", get(admin::metrics))

@@ -301,6 +301,12 @@ pub enum WireError {
         /// The limit.
         limit: usize,
     },
+    /// The coordinator has not joined a ring yet.
+    NotReady,
+    /// No replica would take the write: the ring is changing.
+    RingChanging,
+    /// A broken invariant on the coordinator.
+    Internal(String),
 }
 
 /// A response to a [`Request`].
