@@ -15,6 +15,21 @@ use std::time::{Duration, Instant};
 use common::*;
 use dynakv_client::{ClientBuilder, Error, Options, Quorum, Sibling};
 
+/// The failure timeout of these tests' nodes: long enough that a loaded
+/// machine does not make a live node look down (with two survivors, W = 2
+/// needs both for every write), short enough to pass within each test.
+const FAILURE_TIMEOUT_MS: u64 = 3000;
+
+/// Gossip every 200 ms, failure timeout [`FAILURE_TIMEOUT_MS`].
+fn forming_timing() -> Vec<String> {
+    vec![
+        "--gossip-interval-ms".into(),
+        GOSSIP_MS.to_string(),
+        "--failure-timeout-ms".into(),
+        FAILURE_TIMEOUT_MS.to_string(),
+    ]
+}
+
 /// Nodes on `ips`, each seeded with the others, started at once (each start
 /// waits only for its own `/health`).
 fn started_together(root: &std::path::Path, ips: &[u8], extra: &[&str]) -> Vec<TestNode> {
@@ -25,7 +40,7 @@ fn started_together(root: &std::path::Path, ips: &[u8], extra: &[&str]) -> Vec<T
         .collect();
     let addrs: Vec<String> = nodes.iter().map(|n| n.rpc_addr()).collect();
     for (i, n) in nodes.iter_mut().enumerate() {
-        n.args.extend(timing());
+        n.args.extend(forming_timing());
         n.args.extend(extra.iter().map(|s| s.to_string()));
         let seeds: Vec<&str> = addrs
             .iter()
@@ -98,6 +113,31 @@ fn write_new_keys(
     out.into_inner().expect("writes")
 }
 
+/// Writes through `urls` while `dead` was just killed: eight clients until
+/// `observer` sees it down (at most twice the failure timeout), then as many
+/// again once it does, so writes both before and after gossip notices the
+/// death are tried.
+fn writes_around_a_death(urls: &[String], prefix: &str, observer: &TestNode, dead: &str) -> Writes {
+    let window = Duration::from_millis(2 * FAILURE_TIMEOUT_MS);
+    let mut writes = Writes::default();
+    let deadline = Instant::now() + window;
+    let mut round = 0;
+    while !sees(observer, dead, "down") && Instant::now() < deadline && round < 100 {
+        let w = write_new_keys(urls, &format!("{prefix}a{round}-"), 8, 25, window);
+        writes.acked.extend(w.acked);
+        writes.refused.extend(w.refused);
+        round += 1;
+    }
+    assert!(
+        wait_until(window, || sees(observer, dead, "down")),
+        "{dead} was not seen down"
+    );
+    let w = write_new_keys(urls, &format!("{prefix}b-"), 8, 100, window);
+    writes.acked.extend(w.acked);
+    writes.refused.extend(w.refused);
+    writes
+}
+
 fn assert_none_refused(writes: &Writes, what: &str) {
     let total = writes.acked.len() + writes.refused.len();
     assert!(
@@ -143,6 +183,19 @@ fn wait_all_up(nodes: &[&TestNode], count: usize) {
     );
 }
 
+/// Every node serves the founding ring (version 1) with nothing in transit:
+/// the nodes started together founded one ring holding them all.
+fn assert_founded_together(nodes: &[&TestNode]) {
+    for n in nodes {
+        let state = ring_state(n);
+        assert!(
+            matches!(state, Some((1, 0, _))),
+            "{} serves ring (epoch, moving, pending) {state:?}, not the founding ring",
+            n.name
+        );
+    }
+}
+
 /// Three nodes started at once, seeded with each other: from the moment every
 /// node shows every member `up`, eight clients writing new keys through all
 /// three get every w=2 write acknowledged, and every one reads back.
@@ -152,6 +205,7 @@ fn three_nodes_started_together_take_every_write_once_all_show_up() {
     let nodes = started_together(root.path(), &[31, 32, 33], &[]);
     let all: Vec<&TestNode> = nodes.iter().collect();
     wait_all_up(&all, 3);
+    assert_founded_together(&all);
     let urls: Vec<String> = nodes.iter().map(|n| n.url()).collect();
     let writes = write_new_keys(&urls, "formed-", 8, 250, Duration::from_secs(60));
     assert_none_refused(&writes, "three nodes started together");
@@ -161,22 +215,17 @@ fn three_nodes_started_together_take_every_write_once_all_show_up() {
 
 /// The same start with the third node SIGKILLed the moment every member shows
 /// `up`: the two survivors acknowledge every w=2 write for as long as it
-/// stays down (well past its failure timeout); `remove` of it settles the
+/// stays down (before and after gossip notices); `remove` of it settles the
 /// ring, and every acknowledged key reads back at r=2.
 #[test]
 fn a_node_killed_as_the_cluster_forms_leaves_it_writable_and_remove_settles_it() {
     let root = tempfile::tempdir().expect("tempdir");
     let mut nodes = started_together(root.path(), &[34, 35, 36], &[]);
     wait_all_up(&nodes.iter().collect::<Vec<_>>(), 3);
+    assert_founded_together(&nodes.iter().collect::<Vec<_>>());
     nodes[2].kill();
     let urls: Vec<String> = nodes[..2].iter().map(|n| n.url()).collect();
-    let writes = write_new_keys(
-        &urls,
-        "survivor-",
-        8,
-        1_000,
-        Duration::from_millis(4 * FAILURE_MS),
-    );
+    let writes = writes_around_a_death(&urls, "survivor-", &nodes[0], "n3");
     assert_none_refused(&writes, "n3 killed as the cluster formed");
     nodes[0].client().remove("n3").expect("remove n3");
     let survivors: Vec<&TestNode> = nodes[..2].iter().collect();
@@ -193,7 +242,7 @@ fn a_node_killed_as_the_cluster_forms_leaves_it_writable_and_remove_settles_it()
 fn joiner_killed_mid_transfer(existing: usize, ips: &[u8]) {
     let root = tempfile::tempdir().expect("tempdir");
     // Slow senders, so the kill lands mid-transfer.
-    let throttle = ["--transfer-rate-mb-s", "0.2", "--transfer-limit", "1"];
+    let throttle = ["--transfer-rate-mb-s", "1", "--transfer-limit", "1"];
     let nodes = started_together(root.path(), &ips[..existing], &throttle);
     let members: Vec<&TestNode> = nodes.iter().collect();
     wait_all_up(&members, existing);
@@ -202,7 +251,7 @@ fn joiner_killed_mid_transfer(existing: usize, ips: &[u8]) {
     let preloaded = write_new_keys(&urls, "pre-", 4, 300, Duration::from_secs(60));
     assert_none_refused(&preloaded, "preload");
     let mut joiner = TestNode::new(root.path(), "n9", ip(ips[existing]));
-    joiner.args.extend(timing());
+    joiner.args.extend(forming_timing());
     joiner.args.extend(throttle.iter().map(|s| s.to_string()));
     joiner.args.push("--seeds".into());
     joiner.args.push(nodes[0].rpc_addr());
@@ -215,13 +264,7 @@ fn joiner_killed_mid_transfer(existing: usize, ips: &[u8]) {
         "the transfer to the joiner did not start"
     );
     joiner.kill();
-    let writes = write_new_keys(
-        &urls,
-        "during-",
-        8,
-        1_000,
-        Duration::from_millis(4 * FAILURE_MS),
-    );
+    let writes = writes_around_a_death(&urls, "during-", &nodes[0], "n9");
     assert_none_refused(&writes, "joiner killed mid-transfer");
     let moving = ring_state(&nodes[0]).map_or(0, |(_, m, _)| m);
     assert!(
@@ -257,7 +300,7 @@ fn a_node_that_found_no_cluster_yet_is_not_ready_and_says_so() {
     let root = tempfile::tempdir().expect("tempdir");
     let nowhere = format!("{}:{}", ip(38), free_port(ip(38)));
     let mut lone = TestNode::new(root.path(), "n1", ip(39));
-    lone.args.extend(timing());
+    lone.args.extend(forming_timing());
     lone.args.push("--seeds".into());
     lone.args.push(nowhere);
     lone.start();

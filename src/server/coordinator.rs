@@ -13,13 +13,10 @@
 //! and W of the *target* replicas hold it, a joint quorum ([`WriteQuorum`]).
 //! A read at R of either set meets W of it, so a read before the partition
 //! switches (served by the old replicas) and one after (served by the new
-//! ones) both see the write. A pending replica that gossip reports down adds no
-//! requirement: it is left out of the target set's count, gets a hint, and,
-//! before it may serve, copies the partition and catches up with enough
-//! serving replicas to see every write they acknowledged (see
-//! [`crate::server::transfer`]). So a joiner that dies mid-transfer, or a
-//! cluster whose nodes are still finding each other, never makes a key
-//! unwritable while W replicas of it are up.
+//! ones) both see the write. A pending replica adds no requirement of its own:
+//! one that is down gets a hint, and blocks nothing while W of the target
+//! set are up. So a joiner that dies mid-transfer never makes a key
+//! unwritable while the cluster it was joining could take the write.
 //!
 //! The coordinator applies the write to its own copy (the DVVSet update: what
 //! the client's context covers is superseded, the rest stays as siblings),
@@ -300,20 +297,21 @@ impl Placement {
 /// **and** W of the target replicas (which answer them after), each capped
 /// at the size of its set. An acknowledgement counts for every set its
 /// replica is in; in sloppy mode a fallback's hint for a replica counts as
-/// that replica's.
+/// that replica's, as it does outside a ring change.
 ///
-/// A pending replica that gossip reports down is left out of the target
-/// set's size: it cannot answer, so it must not block the write, and it
-/// cannot lose the write either, because before it serves the partition it
-/// copies it and catches up with `serving - W + 1` serving replicas, one of
-/// which holds every write acknowledged here. A pending replica that is up
-/// counts like any target replica, so the target set keeps W copies even
-/// when the copy it already made is complete and the switch is near.
+/// So every acknowledged write is held by W replicas of whichever set
+/// serves the key, before the switch and after it, whatever the pending
+/// replicas' copies, reports or liveness: a read at R (R + W > N) meets it,
+/// and a former replica that deletes its copy after the switch takes no
+/// needed copy with it. And a pending replica adds no requirement of its
+/// own: one that is down, slow or unreachable blocks a write only when the
+/// target set, without it, has fewer than W replicas up, which is when the
+/// cluster after the change could not take the write either.
 ///
-/// Cassandra's rule (W plus one per pending replica) is stricter only in
-/// making every pending replica necessary: one that is down or unreachable
-/// then refuses every write to its partitions, which is how a joiner that
-/// died, or a cluster still forming, made dynakv unwritable.
+/// Cassandra's rule (W plus one acknowledgement per pending replica) makes
+/// every pending replica necessary: a joiner that died made its partitions
+/// unwritable, and so did a cluster still forming (every partition in
+/// transit from a lone founder to the others). dynakv used it until then.
 #[derive(Debug)]
 struct WriteQuorum {
     serving: Vec<String>,
@@ -323,23 +321,13 @@ struct WriteQuorum {
 }
 
 impl WriteQuorum {
-    /// The quorum of a write at `w` to a key placed by `placement`, with
-    /// `is_down` telling which members gossip reports down.
-    fn new(placement: &Placement, w: Quorum, n: usize, is_down: impl Fn(&str) -> bool) -> Self {
-        let answering = placement
-            .target
-            .iter()
-            .filter(|t| placement.replicas.contains(t) || !is_down(t))
-            .count();
+    /// The quorum of a write at `w` to a key placed by `placement`.
+    fn new(placement: &Placement, w: Quorum, n: usize) -> Self {
         WriteQuorum {
             serving: placement.replicas.clone(),
             target: placement.target.clone(),
             need_serving: w.resolve(n, placement.replicas.len()),
-            need_target: if answering == 0 {
-                0
-            } else {
-                w.resolve(n, answering)
-            },
+            need_target: w.resolve(n, placement.target.len()),
         }
     }
 
@@ -623,13 +611,18 @@ impl Coordinator {
     ) -> Result<VersionVector, CoordError> {
         let deadline = Instant::now() + opts.timeout;
         let mut ring = self.core.cluster.ring();
+        let mut opts = opts;
         for _ in 0..FORWARD_ATTEMPTS {
+            // A write placed again has what is left of the request's time.
+            opts.timeout = deadline.saturating_duration_since(Instant::now());
+            if opts.timeout.is_zero() {
+                break;
+            }
             let placement = Placement::of(&ring, &key);
             if placement.replicas.is_empty() {
                 return Err(self.unplaceable(&ring, Op::Put));
             }
-            let quorum =
-                WriteQuorum::new(&placement, opts.quorum, ring.n(), |r| self.core.is_down(r));
+            let quorum = WriteQuorum::new(&placement, opts.quorum, ring.n());
             if placement.replicas.iter().any(|r| r == self.core.me()) {
                 return self
                     .put_as_replica(placement, quorum, key, context, version, opts)
@@ -1339,7 +1332,7 @@ impl Coordinator {
         if !placement.replicas.iter().any(|r| r == self.core.me()) {
             return Response::NotReplica;
         }
-        let quorum = WriteQuorum::new(&placement, opts.quorum, ring.n(), |r| self.core.is_down(r));
+        let quorum = WriteQuorum::new(&placement, opts.quorum, ring.n());
         match self
             .put_as_replica(placement, quorum, key, context, version, opts)
             .await
@@ -1372,14 +1365,14 @@ mod tests {
         }
     }
 
-    fn quorum(p: &Placement, w: usize, down: &[&str]) -> WriteQuorum {
-        WriteQuorum::new(p, Quorum::Exactly(w), 3, |r| down.contains(&r))
+    fn quorum(p: &Placement, w: usize) -> WriteQuorum {
+        WriteQuorum::new(p, Quorum::Exactly(w), 3)
     }
 
     #[test]
     fn outside_a_ring_change_a_write_needs_w_of_its_n_replicas() {
         let p = placement(&["a", "b", "c"], &["a", "b", "c"]);
-        let q = quorum(&p, 2, &[]);
+        let q = quorum(&p, 2);
         assert!(!q.is_met(&names(&["a"])));
         assert!(q.is_met(&names(&["a", "c"])));
         assert!(matches!(
@@ -1395,7 +1388,7 @@ mod tests {
     #[test]
     fn in_transit_a_write_needs_w_of_the_serving_and_w_of_the_target_replicas() {
         let p = placement(&["a", "b", "c"], &["a", "b", "d"]);
-        let q = quorum(&p, 2, &[]);
+        let q = quorum(&p, 2);
         // a and b are in both sets: no need to wait for the new replica.
         assert!(q.is_met(&names(&["a", "b"])));
         // a and c: W of the serving set, one of the target set.
@@ -1412,18 +1405,30 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_replica_that_is_down_adds_no_requirement() {
-        // d (the joiner) died: a and b still make both quorums.
+    fn a_pending_replica_adds_nothing_beyond_the_target_sets_own_quorum() {
+        // d (the joiner) died: a and b make both quorums without it.
         let p = placement(&["a", "b", "c"], &["a", "b", "d"]);
-        assert!(quorum(&p, 2, &["d"]).is_met(&names(&["a", "b"])));
-        // A lone node taking in a second one that died: the lone node's
-        // acknowledgement is the whole quorum, as before the join.
+        assert!(quorum(&p, 2).is_met(&names(&["a", "b"])));
+        // Two nodes taking in a third that died: the two make both.
+        let p = placement(&["a", "b"], &["a", "b", "c"]);
+        assert!(quorum(&p, 2).is_met(&names(&["a", "b"])));
+        // One node taking in a second: W = 2 of the two-node target set,
+        // as a two-node cluster would need.
         let p = placement(&["a"], &["a", "b"]);
-        assert!(quorum(&p, 2, &["b"]).is_met(&names(&["a"])));
-        assert!(!quorum(&p, 2, &[]).is_met(&names(&["a"])));
-        // Every target replica new and down: the serving set decides.
-        let p = placement(&["a"], &["b"]);
-        assert!(quorum(&p, 1, &["b"]).is_met(&names(&["a"])));
+        let q = quorum(&p, 2);
+        assert!(!q.is_met(&names(&["a"])));
+        assert!(matches!(
+            q.shortfall(&names(&["a"])),
+            CoordError::QuorumUnavailable {
+                needed: 2,
+                acked: 1
+            }
+        ));
+        // Two joiners of one partition: W of the target set, whichever
+        // reported their copy, so the switch never leaves fewer than W.
+        let p = placement(&["a", "b", "c"], &["a", "d", "e"]);
+        assert!(!quorum(&p, 2).is_met(&names(&["a", "b", "c"])));
+        assert!(quorum(&p, 2).is_met(&names(&["a", "b", "e"])));
     }
 
     #[test]
@@ -1431,7 +1436,7 @@ mod tests {
         // c serves and is down: W of the serving set are still needed
         // (a hint on a fallback stands for it in sloppy mode).
         let p = placement(&["a", "b", "c"], &["a", "b", "d"]);
-        let q = quorum(&p, 3, &["c"]);
+        let q = quorum(&p, 3);
         assert!(!q.is_met(&names(&["a", "b", "d"])));
         assert!(q.is_met(&names(&["a", "b", "c", "d"])));
         assert!(!q.reachable(|r| r != "c"));

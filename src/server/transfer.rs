@@ -8,8 +8,10 @@
 //!    *moving*, with the replicas that serve it until the handoff completes
 //!    (`dynakv_membership::claim`). Reads keep going to those; writes go to
 //!    them **and** to the new (pending) replicas, and are acknowledged by W of
-//!    the serving replicas and W of the target ones; a pending replica that
-//!    is down adds no requirement (see the coordinator's `WriteQuorum`).
+//!    the serving replicas and W of the target ones, so whichever set serves
+//!    the key holds W copies of every acknowledged write; a pending replica
+//!    that is down adds no requirement of its own (see the coordinator's
+//!    `WriteQuorum`).
 //! 2. Each pending replica **pulls** the partition from one serving replica,
 //!    preferring one that is giving it up: batches of about
 //!    [`BATCH_BYTES`] from one contiguous scan of the objects column family in

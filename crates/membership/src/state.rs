@@ -189,6 +189,9 @@ pub struct Membership {
     placement: Ring,
     /// When this incarnation started (its own clock).
     started_ms: u64,
+    /// Members whose entry this incarnation received newer than it had (not
+    /// merely persisted last time): the ones founding a ring may count on.
+    heard: std::collections::BTreeSet<String>,
 }
 
 impl Membership {
@@ -200,8 +203,8 @@ impl Membership {
     /// first version holds it alone. A node with seeds waits to hear the ring;
     /// if none of the live members it hears of has one either (every node was
     /// started with the others as seeds), the one with the smallest name founds
-    /// it with every live member in it, once it heard from all its seeds (see
-    /// `maybe_found`).
+    /// it with every live member it heard from in it, once it heard from all
+    /// its seeds (see `maybe_found`).
     pub fn new(
         me: MemberInfo,
         generation: u64,
@@ -229,6 +232,7 @@ impl Membership {
             ring,
             placement,
             started_ms: now_ms,
+            heard: std::collections::BTreeSet::new(),
         };
         let mut generation = generation;
         let mut state = MemberState::Active;
@@ -365,22 +369,27 @@ impl Membership {
 
     /// Founds the cluster's first ring when this node was started with seeds
     /// and nobody it hears of has a ring: the live member with the smallest
-    /// name founds it, with **every** live member it knows of in it, once it
-    /// has heard from every seed it was given (or after a failure timeout,
-    /// with those it heard from). So nodes started together agree on one
-    /// first ring that holds them all, with nothing in transit; a member
-    /// heard of later joins it as any joiner does.
+    /// name founds it, with **every** live member it heard from in this run
+    /// (a member table persisted by an earlier run proves nothing) in it,
+    /// once it has heard from every seed it was given and half a failure
+    /// timeout has passed (gossip brings a ring founded meanwhile), or after a
+    /// whole failure timeout with those it heard from. So nodes started
+    /// together agree on one first ring that holds them all, with nothing in
+    /// transit; a member heard of later joins it as any joiner does.
     fn maybe_found(&mut self, now_ms: u64) {
-        if !self.ring.is_empty() {
+        let since_start = now_ms.saturating_sub(self.started_ms);
+        if !self.ring.is_empty() || since_start < self.config.failure_timeout_ms / 2 {
             return;
         }
         let live: Vec<&Entry> = self
             .entries
             .values()
             .filter(|e| {
-                e.state == MemberState::Active
+                let name = &e.info.name;
+                (*name == self.me || self.heard.contains(name))
+                    && e.state == MemberState::Active
                     && matches!(
-                        self.status_at(&e.info.name, now_ms),
+                        self.status_at(name, now_ms),
                         Status::Up | Status::Suspect | Status::Joining
                     )
             })
@@ -394,7 +403,7 @@ impl Membership {
             .seeds
             .iter()
             .all(|s| live.iter().any(|e| e.info.rpc_addr == *s));
-        let waited = now_ms.saturating_sub(self.started_ms) >= self.config.failure_timeout_ms;
+        let waited = since_start >= self.config.failure_timeout_ms;
         if !heard_every_seed && !waited {
             return;
         }
@@ -495,6 +504,21 @@ impl Membership {
                 message: self.message_for(Some(&e.info.name)),
             });
         }
+        // Until the cluster has a ring, every seed is asked each round: nodes
+        // started together must all hear of each other before one founds the
+        // ring, and gossip among the first few that met (an island that is no
+        // longer lonely) would otherwise leave the rest unheard.
+        if self.ring.is_empty() {
+            for &seed in &self.seeds {
+                if !out.iter().any(|o| o.to == seed) {
+                    out.push(Outgoing {
+                        to: seed,
+                        name: None,
+                        message: self.message(),
+                    });
+                }
+            }
+        }
         let lonely = live.is_empty();
         if !self.seeds.is_empty() && (lonely || rng.random_ratio(1, 10)) {
             let seed = *self.seeds.choose(rng).expect("non-empty");
@@ -538,6 +562,7 @@ impl Membership {
                             || o.received != theirs.received
                     });
                     self.last_rise.insert(name.clone(), now_ms);
+                    self.heard.insert(name.clone());
                     self.entries.insert(name.clone(), theirs.clone());
                 }
             }

@@ -71,8 +71,16 @@ pub async fn ready(State(node): State<Arc<Node>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Why this node is not ready, if it is not (see [`ready`]).
+/// Why this node is not ready, if it is not (see [`ready`]), the store probe
+/// of [`health`] included.
 async fn readiness(node: &Arc<Node>) -> Result<(), ApiError> {
+    ring_readiness(node)?;
+    health(State(Arc::clone(node))).await.map(|_| ())
+}
+
+/// [`readiness`] without the store probe (no write): the ring holds this
+/// node and it is not leaving.
+fn ring_readiness(node: &Node) -> Result<(), ApiError> {
     let unready = |code: &'static str, message: String| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code,
@@ -101,7 +109,7 @@ async fn readiness(node: &Arc<Node>) -> Result<(), ApiError> {
                 .into(),
         ));
     }
-    health(State(Arc::clone(node))).await.map(|_| ())
+    Ok(())
 }
 
 /// Checks `Authorization: Bearer <admin_token>` when an admin token is set.
@@ -187,7 +195,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "ring_digest": format!("{:016x}", stamp.digest),
         "claimant": node.core.cluster.claimant(),
         "partitions_moving": ring.moving().count(),
-        "ready": readiness(&node).await.is_ok(),
+        "ready": ring_readiness(&node).is_ok(),
         "settled": settling.is_settled(),
         "settling": settling,
         "transfers_pending": pending.receive.len() + pending.send.len(),
