@@ -98,7 +98,7 @@ while time.monotonic() < deadline and (len(ready_at) < k or settled_at[0] is Non
     now = time.monotonic() - t0
     for p in ports:
         if p not in ready_at and ready(p):
-            ready_at[p] = now
+            ready_at[p] = time.monotonic() - t0
     if len(ready_at) == k and settled_at[0] is None and settled():
         settled_at[0] = now
     time.sleep(0.02)

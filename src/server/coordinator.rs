@@ -1179,10 +1179,13 @@ impl Coordinator {
     }
 
     /// True if this node keeps `key`'s partition under its ring (serving it,
-    /// or receiving it as a new replica).
+    /// or receiving it as a new replica). A node with no ring yet (the ring
+    /// founded a moment ago has not reached it) takes the word of the peer
+    /// whose ring names it a replica, rather than refusing the writes of the
+    /// cluster's first seconds.
     fn holds_key(&self, key: &[u8]) -> bool {
         let ring = self.core.cluster.ring();
-        ring.holds(self.core.me(), Ring::partition_of(token(key)))
+        ring.is_empty() || ring.holds(self.core.me(), Ring::partition_of(token(key)))
     }
 
     /// Serves a replica write from a peer: merge, or hold as a hint. A write for

@@ -475,7 +475,9 @@ impl Membership {
     pub fn tick(&mut self, now_ms: u64, rng: &mut impl Rng) -> (Vec<Outgoing>, Vec<Transition>) {
         self.my_entry().heartbeat += 1;
         let transitions = self.refresh(now_ms);
+        let had_ring = !self.ring.is_empty();
         self.maybe_found(now_ms);
+        let founded = !had_ring && !self.ring.is_empty();
         self.claim(now_ms);
         let mut live = Vec::new();
         let mut down = Vec::new();
@@ -488,8 +490,15 @@ impl Membership {
                 _ => live.push(e),
             }
         }
+        // The founder tells every live member of the first ring at once:
+        // until it arrives they cannot place a key.
+        let fanout = if founded {
+            live.len()
+        } else {
+            self.config.fanout
+        };
         let mut out: Vec<Outgoing> = live
-            .choose_multiple(rng, self.config.fanout)
+            .choose_multiple(rng, fanout)
             .map(|e| Outgoing {
                 to: e.info.rpc_addr,
                 name: Some(e.info.name.clone()),
