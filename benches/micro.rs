@@ -264,8 +264,10 @@ mod rpc_bench {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use dynakv::server::cluster::rpc::{
+        self, Faults, Handler, Request, Response, RpcClient, RpcShared,
+    };
     use dynakv::server::metrics::Metrics;
-    use dynakv::server::rpc::{self, Faults, Handler, Request, Response, RpcClient, RpcShared};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_util::sync::CancellationToken;
@@ -342,7 +344,7 @@ mod rpc_bench {
 fn rpc(c: &mut Criterion) {
     use std::time::Duration;
 
-    use dynakv::server::rpc::Request;
+    use dynakv::server::cluster::rpc::Request;
     use rpc_bench::*;
 
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -161,8 +161,8 @@ fn concurrent_blind_writes_of_the_same_keys_keep_every_value_on_every_replica() 
 fn a_run_of_replica_writes_is_acknowledged_and_stored_whole() {
     use std::sync::Arc;
 
+    use dynakv::server::cluster::rpc::{Faults, Request, Response, RpcClient, RpcShared};
     use dynakv::server::metrics::Metrics;
-    use dynakv::server::rpc::{Faults, Request, Response, RpcClient, RpcShared};
     use dynakv_versioning::{ActorId, Object, Version, VersionVector};
 
     let dir = tempfile::tempdir().expect("tempdir");

@@ -12,10 +12,10 @@ use dynakv_storage::{Identity, Storage, StorageError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::cluster::rpc::{Faults, RpcClient, RpcShared};
 use crate::server::cluster::{Cluster, META_MEMBERS, META_RING};
 use crate::server::config::Config;
 use crate::server::metrics::Metrics;
-use crate::server::rpc::{Faults, RpcClient, RpcShared};
 
 /// A node's shared services.
 pub struct Core {

@@ -1,43 +1,42 @@
-//! The node: everything that runs inside `dynakv node`.
+//! The node: everything that runs inside `dynakv node`. The folders are its
+//! three jobs: [`cluster`] (who is in the cluster, the ring, node-to-node
+//! RPC), [`replication`] (the Dynamo machinery over each key's replicas) and
+//! [`api`] (the client-facing front-ends).
 //!
 //! Read it in this order; each module depends only on those above it:
 //!
 //! 1. [`config`] — the validated settings, from defaults, a TOML file,
-//!    environment and flags;
+//!    environment and flags; [`clock`], the one clock;
 //! 2. [`metrics`] — what the node counts, exported at `/metrics`;
-//! 3. [`rpc`] — the node-to-node protocol: framing, authentication,
-//!    connections, the request and response types;
+//! 3. [`cluster::rpc`] — the node-to-node protocol: framing,
+//!    authentication, connections, the request and response types;
 //! 4. [`cluster`] — the member table and the ring every node derives from
 //!    the cluster's agreed change log;
 //! 5. [`worker`] — background loops as named, supervised workers;
 //! 6. [`core`] — what every part works through: storage, the cluster view
-//!    and RPC (with configuration, identity and metrics); [`commit`], the
-//!    group commit that shares log appends between concurrent writes;
+//!    and RPC (with configuration, identity and metrics);
 //! 7. the parts, each over a [`core::Core`] and nothing of one another:
-//!    [`gossip`] (membership and liveness), [`coordinator`] (quorum reads and
-//!    writes, sloppy quorum, read repair: the request path), [`handoff`]
-//!    (hinted handoff), [`antientropy`] (Merkle-tree repair and tombstone
-//!    purge) and [`transfer`] (ownership handoff, which runs anti-entropy
-//!    exchanges after a copy), and [`ingest`] (bulk load as SST files);
+//!    [`cluster::gossip`] (membership and liveness), and in [`replication`]:
+//!    the [`replication::coordinator`] (quorum reads and writes, sloppy
+//!    quorum, read repair: the request path) with its
+//!    [`replication::group_commit`], [`replication::hinted_handoff`],
+//!    [`replication::anti_entropy`] (Merkle-tree repair and tombstone purge),
+//!    [`replication::ownership_handoff`] (which runs anti-entropy exchanges
+//!    after a copy) and [`replication::ingest`] (bulk load as SST files);
 //! 8. [`node`] — the parts wired together, and node-to-node requests handed
 //!    to them;
-//! 9. [`http`] — the client-facing API over a [`node::Node`];
+//! 9. [`api`] — the client-facing HTTP API (native and admin) over a
+//!    [`node::Node`];
 //! 10. [`run`] — opening the node and serving until shutdown.
 
-pub mod antientropy;
+pub mod api;
+pub mod clock;
 pub mod cluster;
-pub mod commit;
 pub mod config;
-pub mod coordinator;
 pub mod core;
-pub mod gossip;
-pub mod handoff;
-pub mod http;
-pub mod ingest;
 pub mod metrics;
 pub mod node;
-pub mod rpc;
-pub mod transfer;
+pub mod replication;
 pub mod worker;
 
 use std::sync::Arc;
@@ -73,12 +72,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 node.core.config.listen
             )
         })?;
-    let http_listener = http::bind(&node.core.config).await?;
+    let http_listener = api::bind(&node.core.config).await?;
     node.core.persist_members().await;
 
     let rpc_shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(rpc::serve(
+    tasks.spawn(cluster::rpc::serve(
         rpc_listener,
         Arc::clone(&node.core.rpc_shared),
         Arc::clone(&node),
@@ -86,19 +85,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ));
     let core = Arc::clone(&node.core);
     node.workers.spawn("gossip", move |h, sd| {
-        gossip::gossip_worker(Arc::clone(&core), h, sd)
+        cluster::gossip::gossip_worker(Arc::clone(&core), h, sd)
     });
     let core = Arc::clone(&node.core);
     node.workers.spawn("hinted_handoff", move |h, sd| {
-        handoff::handoff_worker(Arc::clone(&core), h, sd)
+        replication::hinted_handoff::handoff_worker(Arc::clone(&core), h, sd)
     });
     let ae = Arc::clone(&node.ae);
     node.workers.spawn("anti_entropy", move |h, sd| {
-        antientropy::anti_entropy_worker(Arc::clone(&ae), h, sd)
+        replication::anti_entropy::anti_entropy_worker(Arc::clone(&ae), h, sd)
     });
     let transfers = Arc::clone(&node.transfers);
     node.workers.spawn("ownership_handoff", move |h, sd| {
-        transfer::transfer_worker(Arc::clone(&transfers), h, sd)
+        replication::ownership_handoff::transfer_worker(Arc::clone(&transfers), h, sd)
     });
     {
         // A node that left the cluster stops itself.
@@ -119,7 +118,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     tracing::info!(rpc = %node.core.config.listen, http = %node.core.config.http, "serving");
 
-    let served = http::serve(Arc::clone(&node), http_listener, shutdown).await;
+    let served = api::serve(Arc::clone(&node), http_listener, shutdown).await;
     node.workers.stop().await;
     rpc_shutdown.cancel();
     node.core.stop.cancel();

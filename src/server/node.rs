@@ -8,16 +8,18 @@ use dynakv_membership::{ClusterRing, Entry, GossipConfig, MemberInfo, MemberStat
 use dynakv_storage::{Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::server::antientropy::AntiEntropy;
-use crate::server::cluster::{Cluster, META_MEMBERS, META_RING, now_ms};
+use crate::server::clock::now_ms;
+use crate::server::cluster::gossip;
+use crate::server::cluster::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
+use crate::server::cluster::{Cluster, META_MEMBERS, META_RING};
 use crate::server::config::Config;
-use crate::server::coordinator::Coordinator;
 use crate::server::core::{Core, HandoffBudget};
 use crate::server::metrics::Metrics;
-use crate::server::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
-use crate::server::transfer::{self, Transfers};
+use crate::server::replication::anti_entropy::AntiEntropy;
+use crate::server::replication::coordinator::Coordinator;
+use crate::server::replication::ingest;
+use crate::server::replication::ownership_handoff::{self, Transfers};
 use crate::server::worker::Workers;
-use crate::server::{gossip, ingest};
 
 /// A node: its shared services ([`Core`]) and the parts that work through
 /// them, wired together. It answers node-to-node requests by handing each to
@@ -75,7 +77,7 @@ impl Node {
             );
         }
         let handed_off: std::collections::BTreeSet<u16> = storage
-            .get_meta(transfer::META_HANDED_OFF)
+            .get_meta(ownership_handoff::META_HANDED_OFF)
             .ok()
             .flatten()
             .unwrap_or_default();

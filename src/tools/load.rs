@@ -25,7 +25,7 @@
 //! (`POST /admin/ingest`), which gives every key a dot of a freshly minted
 //! actor, skips values it already holds, and has every replica ingest the
 //! batch as SST files, or merge where a partition already holds data
-//! (`crate::server::ingest`). A replica that is down gets its share from
+//! (`crate::server::replication::ingest`). A replica that is down gets its share from
 //! anti-entropy; the summary names it.
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -27,6 +27,7 @@
 //! * A record that fails to decode is an error ([`StorageError::Corrupt`]), never
 //!   data: the caller reports it and repairs the key from another replica.
 
+pub mod clock;
 pub mod codec;
 mod error;
 mod keys;

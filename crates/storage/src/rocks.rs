@@ -3,7 +3,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dynakv_ring::{PARTITIONS, Ring, TokenRange};
 use dynakv_versioning::{ActorId, Incarnation, Object};
@@ -14,6 +13,7 @@ use rocksdb::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_ms;
 use crate::store::{DigestEntry, DigestVisitor, IngestItem};
 use crate::{MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key};
 
@@ -248,13 +248,6 @@ pub struct Storage {
     /// it retired when local history was lost (see `dynakv_versioning::Incarnation`).
     incarnation: Incarnation,
     _cache: Cache,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Storage {
@@ -874,14 +867,7 @@ impl Storage {
         // Concurrent ingestions (a load's local share and a peer's) write
         // their files side by side: the sequence keeps the names apart.
         static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-        let stamp = format!(
-            "{}-{}",
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-            SEQUENCE.fetch_add(1, Ordering::Relaxed)
-        );
+        let stamp = format!("{}-{}", now_ms(), SEQUENCE.fetch_add(1, Ordering::Relaxed));
         let partition_of =
             |skey: &[u8]| split_storage_key(skey).map_or(0, |(t, _)| Ring::partition_of(t));
         let mut files = SstFiles {

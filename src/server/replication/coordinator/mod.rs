@@ -10,7 +10,7 @@
 //! **Partitions in transit** (a node joined, left or was removed): the write
 //! also goes to the partition's pending replicas (the new ones, still
 //! receiving their copy), and is acknowledged once W of the *serving* replicas
-//! and W of the *target* replicas hold it, a joint quorum ([`WriteQuorum`]).
+//! and W of the *target* replicas hold it, a joint quorum (`WriteQuorum`).
 //! A read at R of either set meets W of it, so a read before the partition
 //! switches (served by the old replicas) and one after (served by the new
 //! ones) both see the write. A pending replica adds no requirement of its own:
@@ -29,7 +29,7 @@
 //! the object as a *hint* for it; that acknowledgement counts toward W. When no
 //! spare node exists (three nodes, N = 3), the coordinator keeps the hint itself.
 //! Either way, every replica that missed a write ends up with a durable hint
-//! somewhere, delivered when it returns ([`crate::server::handoff`]).
+//! somewhere, delivered when it returns ([`crate::server::replication::hinted_handoff`]).
 //!
 //! **Strict quorum**: only the first N count. If fewer than W of them are
 //! reachable the write is refused before anything is stored.
@@ -71,11 +71,11 @@ use parking_lot::Mutex;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
-use crate::server::commit::GroupCommit;
+use crate::server::cluster::rpc::{Request, Response, RpcError, WireError};
 use crate::server::config::QuorumMode;
 use crate::server::core::Core;
 use crate::server::metrics::{Op, OpLabels};
-use crate::server::rpc::{Request, Response, RpcError, WireError};
+use crate::server::replication::group_commit::GroupCommit;
 
 /// Most actors a write may leave in a key's clock when its context names
 /// actors the key never saw. A clock has one entry per (incarnation, key) that
@@ -601,7 +601,7 @@ impl Coordinator {
     /// A replica of the key coordinates it here; any other node forwards it
     /// to a replica. If every replica refuses it because their ring moved on,
     /// the write is placed again once this node's ring changed too (at most
-    /// [`FORWARD_ATTEMPTS`] times).
+    /// `FORWARD_ATTEMPTS` times).
     pub async fn coordinate_put(
         self: &Arc<Self>,
         key: Bytes,

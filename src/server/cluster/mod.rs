@@ -1,5 +1,5 @@
 //! The cluster as this node sees it: the member table of `dynakv-membership`
-//! and the ring every node computes from the same membership. [`crate::server::gossip`]
+//! and the ring every node computes from the same membership. [`crate::server::cluster::gossip`]
 //! drives it over RPC and `Core::persist_members` stores it.
 //!
 //! Membership changes (a join, an address change, a leave) and the cluster ring
@@ -9,9 +9,14 @@
 //! The ring does not depend on any wall clock: it is the replay of the change
 //! log the claimant keeps (see `dynakv_membership::claim`). Clocks only measure
 //! silences (liveness) and stamp incarnations.
+//!
+//! Inside: [`gossip`], the worker that exchanges member tables, and [`rpc`],
+//! the node-to-node protocol every part speaks.
+
+pub mod gossip;
+pub mod rpc;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use dynakv_membership::{
     ClusterRing, Entry, GossipMessage, MemberState, MemberView, Membership, Outgoing, RingStamp,
@@ -21,31 +26,12 @@ use dynakv_ring::Ring;
 use parking_lot::{Mutex, RwLock};
 use rand::rngs::StdRng;
 
+use crate::server::clock::now_ms;
+
 /// The metadata record holding the member table.
 pub const META_MEMBERS: &str = "members.v2";
 /// The metadata record holding the cluster ring.
 pub const META_RING: &str = "ring";
-
-/// Test-only shift of this process's wall clock (`DYNAKV_TEST_CLOCK_OFFSET_MS`),
-/// to show that a node whose clock is far off changes nothing in the ring.
-fn clock_offset_ms() -> i64 {
-    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *OFFSET.get_or_init(|| {
-        std::env::var("DYNAKV_TEST_CLOCK_OFFSET_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    })
-}
-
-/// Wall-clock milliseconds: gossip generations and liveness (never placement).
-pub fn now_ms() -> u64 {
-    let real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    real.saturating_add_signed(clock_offset_ms())
-}
 
 /// One version of the ring as request handlers and workers read it: the
 /// placement, the ring state it was computed from, and their stamp.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -12,14 +12,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use dynakv_storage::clock::now_ms;
 use dynakv_versioning::{CausalContext, Object, Version, VersionVector};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
 use super::ApiError;
 use crate::server::config::QuorumMode;
-use crate::server::coordinator::{Quorum, RequestOptions};
 use crate::server::node::Node;
+use crate::server::replication::coordinator::{Quorum, RequestOptions};
 
 /// The header carrying causal-context tokens both ways.
 pub const CONTEXT_HEADER: &str = "x-causal-context";
@@ -109,13 +110,6 @@ fn context(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
 fn context_value(vv: &VersionVector) -> HeaderValue {
     HeaderValue::from_str(&CausalContext(vv.clone()).encode())
         .expect("tokens are URL-safe base64, always a valid header value")
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// `PUT /kv/{key}`: store the body as a new version.

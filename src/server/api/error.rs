@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::server::coordinator::CoordError;
+use crate::server::replication::coordinator::CoordError;
 
 /// An error answered to an HTTP client.
 #[derive(Debug)]

@@ -13,8 +13,8 @@ use dynakv_membership::{MemberState, Status, claim};
 use dynakv_ring::{Change, PARTITIONS, Ring, RingEvent};
 
 use super::ApiError;
+use crate::server::cluster::rpc::faults::FaultSpec;
 use crate::server::node::Node;
-use crate::server::rpc::faults::FaultSpec;
 
 /// `GET /health`: `200 ok` while the node serves requests; `503` with the
 /// reason while it shuts down or when its store cannot take a write (a disk
@@ -36,7 +36,7 @@ pub async fn health(State(node): State<Arc<Node>>) -> Result<&'static str, ApiEr
         .core
         .blocking(|n| {
             n.storage
-                .put_meta_lazy("health", &crate::server::cluster::now_ms())
+                .put_meta_lazy("health", &crate::server::clock::now_ms())
         })
         .await;
     match probe {
@@ -701,13 +701,15 @@ pub async fn ingest(
             .collect::<Result<Vec<_>, ApiError>>()?;
         records.push((body.slice_ref(r.key), values));
     }
-    crate::server::ingest::load(&node.core, records)
+    crate::server::replication::ingest::load(&node.core, records)
         .await
         .map(Json)
         .map_err(|e| match e {
-            crate::server::ingest::LoadError::NotReplica(m) => conflict("not_a_replica", m),
-            crate::server::ingest::LoadError::Invalid(m) => ApiError::bad_request(m),
-            crate::server::ingest::LoadError::Failed(message) => ApiError {
+            crate::server::replication::ingest::LoadError::NotReplica(m) => {
+                conflict("not_a_replica", m)
+            }
+            crate::server::replication::ingest::LoadError::Invalid(m) => ApiError::bad_request(m),
+            crate::server::replication::ingest::LoadError::Failed(message) => ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
                 code: "storage_error",
                 message,

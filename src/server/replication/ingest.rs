@@ -23,8 +23,8 @@ use dynakv_storage::{IngestItem, ObjectStore};
 use dynakv_versioning::{Object, Version, VersionVector};
 use serde_json::{Value, json};
 
+use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
-use crate::server::rpc::{Request, Response};
 
 /// How long a replica may take to ingest one batch.
 const INGEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -64,7 +64,7 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
             String::from_utf8_lossy(key)
         )));
     }
-    let now = crate::server::cluster::now_ms();
+    let now = crate::server::clock::now_ms();
     // A key given twice is one key with the values of both.
     let records = {
         let mut at: std::collections::HashMap<Bytes, usize> = Default::default();

@@ -386,8 +386,8 @@ impl RpcClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::cluster::rpc::Faults;
     use crate::server::metrics::Metrics;
-    use crate::server::rpc::Faults;
 
     #[tokio::test]
     async fn a_call_that_times_out_before_it_was_sent_is_unreachable_not_a_timeout() {

@@ -49,12 +49,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::antientropy::AntiEntropy;
-use crate::server::antientropy::PassSummary;
 use crate::server::cluster::RingSnapshot;
+use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
 use crate::server::metrics::Reason;
-use crate::server::rpc::{Request, Response};
+use crate::server::replication::anti_entropy::AntiEntropy;
+use crate::server::replication::anti_entropy::PassSummary;
 use crate::server::worker::WorkerHandle;
 
 /// Records asked for per handoff batch.

@@ -12,9 +12,9 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
 use crate::server::metrics::{Reason, StatusLabel};
-use crate::server::rpc::{Request, Response};
 use crate::server::worker::{WorkerHandle, jittered_pause};
 
 /// Answers a gossip message from a peer with this node's table.

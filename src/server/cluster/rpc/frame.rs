@@ -169,7 +169,7 @@ impl Encoder<Frame> for FrameCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::rpc::message::{Request, Response};
+    use crate::server::cluster::rpc::message::{Request, Response};
     use proptest::prelude::*;
 
     fn sample() -> Frame {

@@ -32,9 +32,9 @@ use dynakv_versioning::Object;
 use futures::{StreamExt, stream};
 use tokio_util::sync::CancellationToken;
 
-use crate::server::cluster::now_ms;
+use crate::server::clock::now_ms;
+use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
-use crate::server::rpc::{Request, Response};
 use crate::server::worker::WorkerHandle;
 
 /// Time between delivery rounds, unless a target is catching up.

@@ -47,9 +47,9 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tokio_util::sync::CancellationToken;
 
-use crate::server::cluster::now_ms;
+use crate::server::clock::now_ms;
+use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
-use crate::server::rpc::{Request, Response};
 use crate::server::worker::WorkerHandle;
 use crate::server::worker::jittered_pause;
 

@@ -397,7 +397,7 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
-    use crate::server::rpc::RpcClient;
+    use crate::server::cluster::rpc::RpcClient;
 
     /// Answers a replica read with its key (as an error text, so the answer
     /// names its request) and records the runs it was given (a read answered

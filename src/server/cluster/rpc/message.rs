@@ -30,7 +30,7 @@ pub enum Frame {
     },
 }
 
-/// The mutual-authentication handshake (see [`crate::server::rpc::auth`]).
+/// The mutual-authentication handshake (see [`crate::server::cluster::rpc::auth`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Hello {
     /// Server → client: prove you know the secret, using this nonce.
