@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::{StorageError, codec, split_storage_key};
 
 /// One read-modify-write of [`Storage::try_update_batch`]: what
-/// [`ObjectStore::update`] takes, boxed so updates of many callers (and
+/// [`ObjectStore::update`](crate::ObjectStore::update) takes, boxed so updates of many callers (and
 /// closures) travel in one batch.
 pub struct BatchUpdate<E> {
     /// The user's key.
@@ -42,7 +42,7 @@ pub struct BatchUpdate<E> {
 pub type ApplyUpdate<E> = Box<dyn FnOnce(&mut Object) -> Result<(), E> + Send>;
 
 /// What one update of [`Storage::try_update_batch`] did: as
-/// [`ObjectStore::update`] returns, the object stored after it.
+/// [`ObjectStore::update`](crate::ObjectStore::update) returns, the object stored after it.
 pub type UpdateOutcome<E> = Result<Result<Object, E>, StorageError>;
 
 /// The answer for one update of [`Storage::try_update_batch`].
