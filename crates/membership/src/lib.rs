@@ -36,10 +36,12 @@
 //! network with partitions, in microseconds and deterministically.
 
 pub mod claim;
+mod member;
+mod ring;
 mod state;
 
-pub use claim::{ClusterRing, RingStamp, Transit};
+pub use member::{Entry, MemberInfo, MemberState};
+pub use ring::{ClusterRing, RingStamp, Transit};
 pub use state::{
-    Entry, GossipConfig, GossipMessage, MemberInfo, MemberState, MemberView, Membership, Outgoing,
-    Status, Transition,
+    GossipConfig, GossipMessage, MemberView, Membership, Outgoing, Status, Transition,
 };
