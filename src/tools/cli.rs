@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::server::config::{Config, ConfigError, QuorumMode};
+use crate::tools::commands::{DeleteArgs, GetArgs, PlanArgs, PutArgs, RemoveArgs};
+use crate::tools::common::{AdminArgs, NodeUrl};
 
 /// dynakv: a leaderless, replicated, persistent key-value store (Dynamo-style).
 #[derive(Parser, Debug)]
@@ -45,53 +47,6 @@ pub enum Command {
     Load(crate::tools::load::LoadArgs),
     /// Write every key with its live siblings as JSON Lines.
     Export(crate::tools::load::ExportArgs),
-}
-
-/// `dynakv remove`.
-#[derive(Args, Debug)]
-pub struct RemoveArgs {
-    /// The member to remove (it must be down).
-    pub name: String,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub admin: AdminArgs,
-}
-
-/// `dynakv plan`.
-#[derive(Args, Debug)]
-pub struct PlanArgs {
-    /// The change to preview.
-    #[command(subcommand)]
-    pub change: PlanChange,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub node: NodeUrl,
-}
-
-/// A membership change `dynakv plan` previews.
-#[derive(Subcommand, Debug)]
-pub enum PlanChange {
-    /// A new node joining.
-    Join {
-        /// Its name.
-        name: String,
-        /// Its weight.
-        #[arg(long)]
-        weight: Option<f64>,
-        /// Its zone.
-        #[arg(long)]
-        zone: Option<String>,
-    },
-    /// A member decommissioned with `dynakv leave`.
-    Leave {
-        /// Its name.
-        name: String,
-    },
-    /// A dead member dropped with `dynakv remove`.
-    Remove {
-        /// Its name.
-        name: String,
-    },
 }
 
 /// `dynakv node`: every setting of SPEC §3 as a flag; each flag also reads the
@@ -261,94 +216,4 @@ impl NodeArgs {
         c.validate()?;
         Ok(c)
     }
-}
-
-/// The nodes a command that spreads its requests talks to (`bench`, `load`,
-/// `export`).
-#[derive(Args, Debug)]
-pub struct NodeList {
-    /// Comma-separated node URLs.
-    #[arg(
-        long,
-        env = "DYNAKV_NODE",
-        value_delimiter = ',',
-        default_value = "http://127.0.0.1:8000"
-    )]
-    pub node: Vec<String>,
-}
-
-/// Which node a client command talks to.
-#[derive(Args, Debug)]
-pub struct NodeUrl {
-    /// Node HTTP URL.
-    #[arg(long, env = "DYNAKV_NODE", default_value = "http://127.0.0.1:8000")]
-    pub node: String,
-}
-
-/// A client command calling an admin endpoint.
-#[derive(Args, Debug)]
-pub struct AdminArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub node: NodeUrl,
-    /// Admin bearer token, if the node requires one.
-    #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-}
-
-/// `dynakv get`.
-#[derive(Args, Debug)]
-pub struct GetArgs {
-    /// The key (any bytes; percent-encoded on the wire).
-    pub key: String,
-    /// Read quorum.
-    #[arg(long)]
-    pub r: Option<String>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub node: NodeUrl,
-}
-
-/// `dynakv put`.
-#[derive(Args, Debug)]
-pub struct PutArgs {
-    /// The key.
-    pub key: String,
-    /// The value (or use --file).
-    #[arg(required_unless_present = "file", conflicts_with = "file")]
-    pub value: Option<String>,
-    /// Read the value from this file ("-" for standard input).
-    #[arg(long)]
-    pub file: Option<PathBuf>,
-    /// Causal context from an earlier read.
-    #[arg(long, conflicts_with = "blind")]
-    pub context: Option<String>,
-    /// Write with no context: add a sibling instead of replacing.
-    #[arg(long)]
-    pub blind: bool,
-    /// Content type stored with the value.
-    #[arg(long, default_value = "application/octet-stream")]
-    pub content_type: String,
-    /// Write quorum.
-    #[arg(long)]
-    pub w: Option<String>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub node: NodeUrl,
-}
-
-/// `dynakv delete`.
-#[derive(Args, Debug)]
-pub struct DeleteArgs {
-    /// The key.
-    pub key: String,
-    /// Causal context from an earlier read (default: what a quorum read finds).
-    #[arg(long)]
-    pub context: Option<String>,
-    /// Write quorum.
-    #[arg(long)]
-    pub w: Option<String>,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub node: NodeUrl,
 }

@@ -9,43 +9,11 @@ use dynakv_client::blocking::Client;
 use dynakv_client::{ClientBuilder, Context, Error, Options, Quorum, Sibling};
 use serde_json::Value;
 
-use crate::tools::cli::{DeleteArgs, GetArgs, NodeUrl, PlanArgs, PlanChange, PutArgs};
+use std::path::PathBuf;
 
-/// A failed client command: its exit code and one line for stderr.
-#[derive(Debug)]
-pub struct CliError {
-    /// 1 for operational failures, 2 for usage errors.
-    pub code: u8,
-    /// The line to print.
-    pub message: String,
-}
+use clap::{Args, Subcommand};
 
-/// An operational failure (exit 1).
-pub(crate) fn failure(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 1,
-        message: message.into(),
-    }
-}
-
-/// A usage error (exit 2).
-pub(crate) fn usage(message: impl Into<String>) -> CliError {
-    CliError {
-        code: 2,
-        message: message.into(),
-    }
-}
-
-impl From<Error> for CliError {
-    /// A malformed request is a usage error (exit 2); anything else is an
-    /// operational failure (exit 1).
-    fn from(e: Error) -> CliError {
-        match e {
-            Error::BadRequest { .. } => usage(e.to_string()),
-            _ => failure(e.to_string()),
-        }
-    }
-}
+use crate::tools::common::{AdminArgs, CliError, NodeUrl, failure, usage};
 
 fn client(
     node: &NodeUrl,
@@ -370,4 +338,108 @@ pub fn plan(args: PlanArgs) -> Result<(), CliError> {
         println!("ownership after: {}", shares.join(", "));
     }
     Ok(())
+}
+
+/// `dynakv remove`.
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The member to remove (it must be down).
+    pub name: String,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub admin: AdminArgs,
+}
+
+/// `dynakv plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The change to preview.
+    #[command(subcommand)]
+    pub change: PlanChange,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
+}
+
+/// A membership change `dynakv plan` previews.
+#[derive(Subcommand, Debug)]
+pub enum PlanChange {
+    /// A new node joining.
+    Join {
+        /// Its name.
+        name: String,
+        /// Its weight.
+        #[arg(long)]
+        weight: Option<f64>,
+        /// Its zone.
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// A member decommissioned with `dynakv leave`.
+    Leave {
+        /// Its name.
+        name: String,
+    },
+    /// A dead member dropped with `dynakv remove`.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+}
+
+/// `dynakv get`.
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The key (any bytes; percent-encoded on the wire).
+    pub key: String,
+    /// Read quorum.
+    #[arg(long)]
+    pub r: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
+}
+
+/// `dynakv put`.
+#[derive(Args, Debug)]
+pub struct PutArgs {
+    /// The key.
+    pub key: String,
+    /// The value (or use --file).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub value: Option<String>,
+    /// Read the value from this file ("-" for standard input).
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Causal context from an earlier read.
+    #[arg(long, conflicts_with = "blind")]
+    pub context: Option<String>,
+    /// Write with no context: add a sibling instead of replacing.
+    #[arg(long)]
+    pub blind: bool,
+    /// Content type stored with the value.
+    #[arg(long, default_value = "application/octet-stream")]
+    pub content_type: String,
+    /// Write quorum.
+    #[arg(long)]
+    pub w: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
+}
+
+/// `dynakv delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The key.
+    pub key: String,
+    /// Causal context from an earlier read (default: what a quorum read finds).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Write quorum.
+    #[arg(long)]
+    pub w: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
 }

@@ -16,7 +16,7 @@ use clap::Args;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::tools::commands::CliError;
+use crate::tools::common::CliError;
 
 /// `dynakv dev`.
 #[derive(Args, Debug)]

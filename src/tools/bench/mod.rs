@@ -46,7 +46,7 @@ use parking_lot::Mutex;
 use rand::RngCore;
 use serde_json::{Value, json};
 
-use crate::tools::commands::{CliError, failure, usage};
+use crate::tools::common::{CliError, NodeList, failure, usage};
 use workload::{Distribution, Generator, Keyspace, Op, Workload};
 
 /// Whether to load the records first.
@@ -65,7 +65,7 @@ pub enum LoadMode {
 pub struct BenchArgs {
     /// The nodes; requests rotate over them (one node: a fixed coordinator).
     #[command(flatten)]
-    pub nodes: crate::tools::cli::NodeList,
+    pub nodes: NodeList,
     /// Operation mix: YCSB's core workloads a, b, c, d, f, or a plain mix.
     #[arg(long, value_enum, default_value = "balanced")]
     pub workload: Workload,
@@ -339,7 +339,7 @@ async fn load(args: &BenchArgs, client: &Client) -> Result<u64, CliError> {
         let p = dynakv_ring::Ring::partition_of(dynakv_ring::token(key_name(i).as_bytes()));
         partitions.entry(p).or_default().push(i);
     }
-    let groups = crate::tools::load::by_replica_set(client, partitions).await?;
+    let groups = crate::tools::sst::by_replica_set(client, partitions).await?;
     let value_size = args.value_size;
     let batches = groups.into_values().flat_map(move |parts| {
         let blocks = parts.into_iter().map(move |(p, records)| {
@@ -348,7 +348,7 @@ async fn load(args: &BenchArgs, client: &Client) -> Result<u64, CliError> {
             for i in records {
                 if blocks
                     .last()
-                    .is_some_and(|b| b.size() >= crate::tools::load::BLOCK_BYTES)
+                    .is_some_and(|b| b.size() >= crate::tools::sst::BLOCK_BYTES)
                 {
                     blocks.push(IngestBatch::new());
                 }
@@ -365,14 +365,14 @@ async fn load(args: &BenchArgs, client: &Client) -> Result<u64, CliError> {
             }
             (p, blocks)
         });
-        crate::tools::load::Packer::pack(blocks)
+        crate::tools::sst::Packer::pack(blocks)
     });
     let bar = ProgressBar::new(args.records).with_style(
         ProgressStyle::with_template("load {bar:40} {pos}/{len} records {msg} eta {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let started = Instant::now();
-    let tally = crate::tools::load::send_batches(client, batches, 2, &bar).await;
+    let tally = crate::tools::sst::send_batches(client, batches, 2, &bar).await;
     bar.finish_and_clear();
     if tally.failed > 0 {
         return Err(failure(format!(

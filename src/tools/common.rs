@@ -1,0 +1,74 @@
+//! Pieces every client subcommand shares: the error a command ends with (and
+//! its exit code), and the flags that name the nodes to talk to.
+
+use clap::Args;
+use dynakv_client::Error;
+
+/// A failed client command: its exit code and one line for stderr.
+#[derive(Debug)]
+pub struct CliError {
+    /// 1 for operational failures, 2 for usage errors.
+    pub code: u8,
+    /// The line to print.
+    pub message: String,
+}
+
+/// An operational failure (exit 1).
+pub fn failure(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 1,
+        message: message.into(),
+    }
+}
+
+/// A usage error (exit 2).
+pub fn usage(message: impl Into<String>) -> CliError {
+    CliError {
+        code: 2,
+        message: message.into(),
+    }
+}
+
+impl From<Error> for CliError {
+    /// A malformed request is a usage error (exit 2); anything else is an
+    /// operational failure (exit 1).
+    fn from(e: Error) -> CliError {
+        match e {
+            Error::BadRequest { .. } => usage(e.to_string()),
+            _ => failure(e.to_string()),
+        }
+    }
+}
+
+/// The nodes a command that spreads its requests talks to (`bench`, `load`,
+/// `export`).
+#[derive(Args, Debug)]
+pub struct NodeList {
+    /// Comma-separated node URLs.
+    #[arg(
+        long,
+        env = "DYNAKV_NODE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8000"
+    )]
+    pub node: Vec<String>,
+}
+
+/// Which node a client command talks to.
+#[derive(Args, Debug)]
+pub struct NodeUrl {
+    /// Node HTTP URL.
+    #[arg(long, env = "DYNAKV_NODE", default_value = "http://127.0.0.1:8000")]
+    pub node: String,
+}
+
+/// A client command calling an admin endpoint.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub node: NodeUrl,
+    /// Admin bearer token, if the node requires one.
+    #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
