@@ -7,7 +7,8 @@
 //!
 //! 1. [`config`] — the validated settings, from defaults, a TOML file,
 //!    environment and flags; [`clock`], the one clock;
-//! 2. [`metrics`] — what the node counts, exported at `/metrics`;
+//! 2. [`metrics`] — what the node counts, exported at `/metrics`; [`error`],
+//!    the error of a coordinated request, shared by every layer it crosses;
 //! 3. [`cluster::rpc`] — the node-to-node protocol: framing,
 //!    authentication, connections, the request and response types;
 //! 4. [`cluster`] — the member table and the ring every node derives from
@@ -34,6 +35,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod error;
 pub mod metrics;
 pub mod node;
 pub mod replication;

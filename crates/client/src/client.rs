@@ -56,6 +56,21 @@ pub enum Quorum {
     Exactly(usize),
 }
 
+impl Quorum {
+    /// The number of replies this quorum needs with `n` replicas per key,
+    /// capped at `replicas` (a cluster smaller than N keeps every key on
+    /// every member, SPEC §3), and at least one.
+    pub fn resolve(self, n: usize, replicas: usize) -> usize {
+        let k = match self {
+            Quorum::One => 1,
+            Quorum::Majority => n / 2 + 1,
+            Quorum::All => n,
+            Quorum::Exactly(k) => k,
+        };
+        k.min(replicas).max(1)
+    }
+}
+
 impl std::str::FromStr for Quorum {
     type Err = String;
 

@@ -50,7 +50,9 @@ impl Version {
 pub type Object = DvvSet<Version>;
 
 /// A write would leave more live siblings than allowed (SPEC §2 sibling cap).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize,
+)]
 #[error("the write would leave {live} live siblings, more than the limit of {limit}")]
 pub struct TooManySiblings {
     /// Live siblings the write would have left.

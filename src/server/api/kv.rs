@@ -20,7 +20,7 @@ use serde_json::json;
 use super::ApiError;
 use crate::server::config::QuorumMode;
 use crate::server::node::Node;
-use crate::server::replication::coordinator::{Quorum, RequestOptions};
+use crate::server::replication::coordinator::{Quorum, RequestOptions, parse_quorum};
 
 /// The header carrying causal-context tokens both ways.
 pub const CONTEXT_HEADER: &str = "x-causal-context";
@@ -63,9 +63,7 @@ fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOption
         node.core.config.w
     };
     let quorum = match q.get(which) {
-        Some(v) => {
-            Quorum::parse(v, n).map_err(|e| ApiError::bad_request(format!("{which} {e}")))?
-        }
+        Some(v) => parse_quorum(v, n).map_err(|e| ApiError::bad_request(format!("{which} {e}")))?,
         None => Quorum::Exactly(default),
     };
     let mode = match q.get("quorum") {

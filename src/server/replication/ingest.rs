@@ -33,14 +33,17 @@ const INGEST_TIMEOUT: Duration = Duration::from_secs(120);
 pub type LoadRecord = (Bytes, Vec<(Bytes, String)>);
 
 /// Why a load was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// This node does not serve some of the partitions (its ring moved):
     /// nothing was stored; send the load to a replica.
+    #[error("{0}")]
     NotReplica(String),
     /// A replica's storage failed, or no replica took part of the load.
+    #[error("{0}")]
     Failed(String),
     /// The records break a limit: nothing was stored.
+    #[error("{0}")]
     Invalid(String),
 }
 

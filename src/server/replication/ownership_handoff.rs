@@ -88,6 +88,61 @@ fn checkpoint_name(partition: usize) -> String {
     format!("transfer/{partition}")
 }
 
+/// Where a transfer stands, as `/admin/status` shows it (`"receiving"`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferState {
+    /// Waiting for a free `transfer_limit` slot.
+    Queued,
+    /// Copying batches from a serving replica.
+    Receiving,
+    /// Copied; running anti-entropy with the other serving replicas.
+    CatchingUp,
+    /// Failed; tried again shortly.
+    Failed,
+    /// Serving batches to a new replica.
+    Sending,
+    /// Every batch served to the new replica.
+    Sent,
+}
+
+/// Why receiving a partition failed (it is tried again).
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// No live serving replica to copy from.
+    #[error("no live serving replica to copy from")]
+    NoSource,
+    /// The ring changed while copying: the partition is judged again.
+    #[error("the ring changed; transfer abandoned")]
+    RingChanged,
+    /// The source no longer serves the partition (its ring is newer).
+    #[error("{0} no longer serves it")]
+    NotServed(String),
+    /// The source answered something else than a batch, or nothing.
+    #[error("{from}: {message}")]
+    Rpc {
+        /// The serving replica copied from.
+        from: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Storing a batch failed.
+    #[error("storing a batch: {0}")]
+    Storage(#[from] dynakv_storage::StorageError),
+}
+
+impl TransferError {
+    /// The `reason` label of `dynakv_transfer_failures_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TransferError::NoSource => "no_source",
+            TransferError::RingChanged => "ring_changed",
+            TransferError::Storage(_) => "storage",
+            TransferError::NotServed(_) | TransferError::Rpc { .. } => "rpc",
+        }
+    }
+}
+
 /// One transfer, as `/admin/status` shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct TransferView {
@@ -101,8 +156,8 @@ pub struct TransferView {
     pub keys: u64,
     /// Record bytes done.
     pub bytes: u64,
-    /// `queued`, `receiving`, `catching_up`, `failed` or `sending`.
-    pub state: &'static str,
+    /// Where it stands.
+    pub state: TransferState,
 }
 
 /// Ownership handoff over the node's storage, cluster view and RPC
@@ -257,14 +312,18 @@ impl Transfers {
                         to: peer,
                         keys: 0,
                         bytes: 0,
-                        state: "sending",
+                        state: TransferState::Sending,
                     },
                     Instant::now(),
                 )
             });
             view.keys += keys;
             view.bytes += bytes as u64;
-            view.state = if batch.done { "sent" } else { "sending" };
+            view.state = if batch.done {
+                TransferState::Sent
+            } else {
+                TransferState::Sending
+            };
             *at = Instant::now();
         }
         Response::TransferBatch {
@@ -310,7 +369,11 @@ impl Transfers {
     }
 
     /// Copies partition `p` for transit `since` (steps 2 of the protocol).
-    async fn receive_partition(self: &Arc<Self>, p: usize, since: u64) -> Result<String, String> {
+    async fn receive_partition(
+        self: &Arc<Self>,
+        p: usize,
+        since: u64,
+    ) -> Result<String, TransferError> {
         let name = checkpoint_name(p);
         let cp_name = name.clone();
         let mut cp: Checkpoint = self
@@ -326,25 +389,28 @@ impl Transfers {
             });
         let sources = self.sources(&self.core.cluster.ring(), p);
         let Some(source) = sources.first().cloned() else {
-            return Err("no live serving replica to copy from".into());
+            return Err(TransferError::NoSource);
         };
         let addr = self
             .core
             .cluster
             .rpc_addr(&source)
-            .ok_or_else(|| format!("{source} has no address"))?;
+            .ok_or_else(|| TransferError::Rpc {
+                from: source.clone(),
+                message: "has no address".into(),
+            })?;
         self.set_inbound(p, |v| {
             v.from = source.clone();
             v.keys = cp.keys;
             v.bytes = cp.bytes;
-            v.state = "receiving";
+            v.state = TransferState::Receiving;
         });
         if cp.after.is_some() {
             tracing::info!(partition = p, from = %source, keys = cp.keys, "resuming a transfer from its checkpoint");
         }
         loop {
             if !self.still_pending(p, since) {
-                return Err("the ring changed; transfer abandoned".into());
+                return Err(TransferError::RingChanged);
             }
             let request = Request::TransferFetch {
                 partition: p as u16,
@@ -366,12 +432,25 @@ impl Transfers {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
-                Ok(Response::NotReplica) => return Err(format!("{source} no longer serves it")),
-                Ok(other) => return Err(format!("unexpected answer from {source}: {other:?}")),
-                Err(e) => return Err(format!("{source}: {e}")),
+                Ok(Response::NotReplica) => return Err(TransferError::NotServed(source)),
+                Ok(other) => {
+                    return Err(TransferError::Rpc {
+                        from: source,
+                        message: format!("unexpected answer {other:?}"),
+                    });
+                }
+                Err(e) => {
+                    return Err(TransferError::Rpc {
+                        from: source,
+                        message: e.to_string(),
+                    });
+                }
             };
             if items.is_empty() && !done && resume_after.is_none() {
-                return Err(format!("{source} sent a batch that makes no progress"));
+                return Err(TransferError::Rpc {
+                    from: source,
+                    message: "sent a batch that makes no progress".into(),
+                });
             }
             let keys = items.len() as u64;
             let bytes: u64 = items
@@ -390,8 +469,7 @@ impl Transfers {
                     // at worst merged again, which changes nothing.
                     node.storage.put_meta_lazy(&cp_name, &save)
                 })
-                .await
-                .map_err(|e| format!("storing a batch: {e}"))?;
+                .await?;
             self.core.metrics.transfer_keys_received.inc_by(keys);
             self.core.metrics.transfer_bytes_received.inc_by(bytes);
             self.set_inbound(p, |v| {
@@ -407,7 +485,7 @@ impl Transfers {
             .core
             .blocking(move |node| node.storage.delete_meta(&cp_name))
             .await;
-        self.set_inbound(p, |v| v.state = "catching_up");
+        self.set_inbound(p, |v| v.state = TransferState::CatchingUp);
         tracing::debug!(partition = p, from = %source, keys = cp.keys, bytes = cp.bytes, "partition copied");
         Ok(source)
     }
@@ -674,7 +752,7 @@ pub async fn transfer_worker(
     worker: WorkerHandle,
     shutdown: CancellationToken,
 ) {
-    let mut running: tokio::task::JoinSet<(usize, u64, Instant, Result<String, String>)> =
+    let mut running: tokio::task::JoinSet<(usize, u64, Instant, Result<String, TransferError>)> =
         tokio::task::JoinSet::new();
     // Copied partitions awaiting their catch-up and report.
     let mut copied: Vec<Copied> = Vec::new();
@@ -695,8 +773,8 @@ pub async fn transfer_worker(
                         Err(e) => {
                             tracing::warn!(partition = p, error = %e, "transfer failed; retrying");
                             worker.error(format!("partition {p}: {e}"));
-                            node.core.metrics.transfer_failures.get_or_create(&Reason::from(failure_kind(&e))).inc();
-                            node.set_inbound(p, |v| v.state = "failed");
+                            node.core.metrics.transfer_failures.get_or_create(&Reason::from(e.kind())).inc();
+                            node.set_inbound(p, |v| v.state = TransferState::Failed);
                             retry_at.insert(p, Instant::now() + Duration::from_millis(500));
                         }
                     }
@@ -731,7 +809,7 @@ pub async fn transfer_worker(
                     to: node.core.identity.name.clone(),
                     keys: 0,
                     bytes: 0,
-                    state: "queued",
+                    state: TransferState::Queued,
                 });
             }
         }
@@ -794,18 +872,6 @@ pub async fn transfer_worker(
         }
     }
     running.abort_all();
-}
-
-fn failure_kind(e: &str) -> &'static str {
-    if e.contains("ring changed") {
-        "ring_changed"
-    } else if e.contains("no live") {
-        "no_source"
-    } else if e.contains("storing") {
-        "storage"
-    } else {
-        "rpc"
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ use dynakv_storage::IngestItem;
 use dynakv_versioning::{Object, Version, VersionVector};
 use serde::{Deserialize, Serialize};
 
+use crate::server::error::CoordError;
+
 /// Everything that travels in a frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Frame {
@@ -273,42 +275,6 @@ impl Request {
     }
 }
 
-/// A coordinated request's failure, as sent between nodes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WireError {
-    /// Fewer than `needed` acknowledgements.
-    QuorumUnavailable {
-        /// Required.
-        needed: usize,
-        /// Received.
-        acked: usize,
-    },
-    /// The write would leave too many live siblings.
-    TooManySiblings {
-        /// Live siblings it would leave.
-        live: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The coordinator's record is corrupt.
-    Corrupt,
-    /// The coordinator's storage failed.
-    Storage(String),
-    /// The client's context would grow the key's clock past the limit.
-    ClockTooLarge {
-        /// Actors the clock would hold.
-        actors: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The coordinator has not joined a ring yet.
-    NotReady,
-    /// No replica would take the write: the ring is changing.
-    RingChanging,
-    /// A broken invariant on the coordinator.
-    Internal(String),
-}
-
 /// A response to a [`Request`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Response {
@@ -323,7 +289,7 @@ pub enum Response {
     /// Answer to `CoordinateWrite`: the context covering the new write.
     Written(VersionVector),
     /// Answer to `CoordinateWrite`: it failed.
-    Failed(WireError),
+    Failed(CoordError),
     /// Answer to `AeCompare`.
     AeSummary {
         /// The summaries matched: the partitions are identical.

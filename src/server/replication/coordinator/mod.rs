@@ -69,6 +69,8 @@ mod read;
 mod replica;
 mod write;
 
+pub use crate::server::error::CoordError;
+
 pub use read::ReadHedge;
 use write::Refused;
 
@@ -76,10 +78,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynakv_ring::{Ring, token};
-use dynakv_storage::StorageError;
-use dynakv_versioning::TooManySiblings;
 
-use crate::server::cluster::rpc::WireError;
 use crate::server::config::QuorumMode;
 use crate::server::core::Core;
 use crate::server::metrics::{Op, OpLabels};
@@ -92,43 +91,19 @@ use crate::server::replication::group_commit::GroupCommit;
 /// carry (about 12 KB at this size), so every key's context stays usable.
 pub const MAX_CLOCK_ACTORS: usize = 1024;
 
-/// A requested quorum size, as given per request (`r=2`, `w=quorum`, …).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Quorum {
-    /// One replica.
-    One,
-    /// A majority of N.
-    Majority,
-    /// All N replicas.
-    All,
-    /// Exactly this many (1..=N).
-    Exactly(usize),
-}
+/// A requested quorum size (`r=2`, `w=quorum`, …): the client library's
+/// type, parsed here against the node's N ([`parse_quorum`]).
+pub use dynakv_client::Quorum;
 
-impl Quorum {
-    /// Parses `1..n`, `one`, `quorum` or `all`; `n` is the configured replica count.
-    pub fn parse(s: &str, n: usize) -> Result<Quorum, String> {
-        match s {
-            "one" => Ok(Quorum::One),
-            "quorum" => Ok(Quorum::Majority),
-            "all" => Ok(Quorum::All),
-            _ => match s.parse::<usize>() {
-                Ok(k) if (1..=n).contains(&k) => Ok(Quorum::Exactly(k)),
-                _ => Err(format!("must be 1..{n}, one, quorum or all, not {s:?}")),
-            },
+/// Parses `1..n`, `one`, `quorum` or `all`; `n` is the configured replica
+/// count.
+pub fn parse_quorum(s: &str, n: usize) -> Result<Quorum, String> {
+    match s.parse::<Quorum>() {
+        Ok(Quorum::Exactly(k)) if k > n => {
+            Err(format!("must be 1..{n}, one, quorum or all, not {s:?}"))
         }
-    }
-
-    /// The number of replies needed with `n` replicas, capped at `replicas`
-    /// (a cluster smaller than N keeps every key on every member).
-    pub fn resolve(self, n: usize, replicas: usize) -> usize {
-        let k = match self {
-            Quorum::One => 1,
-            Quorum::Majority => n / 2 + 1,
-            Quorum::All => n,
-            Quorum::Exactly(k) => k,
-        };
-        k.min(replicas).max(1)
+        Ok(q) => Ok(q),
+        Err(_) => Err(format!("must be 1..{n}, one, quorum or all, not {s:?}")),
     }
 }
 
@@ -141,109 +116,6 @@ pub struct RequestOptions {
     pub mode: QuorumMode,
     /// How long to wait for the quorum.
     pub timeout: Duration,
-}
-
-/// Why a coordinated request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CoordError {
-    /// Fewer replicas than the quorum answered in time. A write may still have
-    /// been stored on those that did; it is not rolled back.
-    #[error("{acked} of {needed} required replicas answered in time")]
-    QuorumUnavailable {
-        /// Replies required.
-        needed: usize,
-        /// Replies received.
-        acked: usize,
-    },
-    /// The write would leave too many live siblings.
-    #[error(transparent)]
-    TooManySiblings(#[from] TooManySiblings),
-    /// The client's context names so many replica actors that the key's clock
-    /// would exceed [`MAX_CLOCK_ACTORS`] (only a crafted context can).
-    #[error("the causal context would grow the key's clock to {actors} actors (at most {limit})")]
-    ClockTooLarge {
-        /// Actors the clock would hold.
-        actors: usize,
-        /// The limit.
-        limit: usize,
-    },
-    /// The local record is corrupt and awaits repair from a replica.
-    #[error("stored record is corrupt and awaits repair from another replica")]
-    Corrupt,
-    /// The storage engine failed.
-    #[error("storage: {0}")]
-    Storage(String),
-    /// This node has not joined a cluster ring yet (started with seeds, it
-    /// is still finding them): it cannot place the key. Nothing was written.
-    #[error(
-        "this node has not joined a cluster ring yet; nothing was written; retry, or wait for GET /health/ready"
-    )]
-    NotReady,
-    /// Every replica refused a forwarded write because it no longer (or not
-    /// yet) serves the key, and this node's ring did not catch up in time.
-    /// Nothing was written.
-    #[error(
-        "the key's replicas are changing and none accepted the write; nothing was written; retry"
-    )]
-    RingChanging,
-    /// A broken invariant (a ring that gives a key no replica): logged and
-    /// counted.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<StorageError> for CoordError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Corrupt { .. } => CoordError::Corrupt,
-            other => CoordError::Storage(other.to_string()),
-        }
-    }
-}
-
-impl From<WireError> for CoordError {
-    fn from(e: WireError) -> Self {
-        match e {
-            WireError::QuorumUnavailable { needed, acked } => {
-                CoordError::QuorumUnavailable { needed, acked }
-            }
-            WireError::TooManySiblings { live, limit } => {
-                CoordError::TooManySiblings(TooManySiblings { live, limit })
-            }
-            WireError::Corrupt => CoordError::Corrupt,
-            WireError::Storage(s) => CoordError::Storage(s),
-            WireError::ClockTooLarge { actors, limit } => {
-                CoordError::ClockTooLarge { actors, limit }
-            }
-            WireError::NotReady => CoordError::NotReady,
-            WireError::RingChanging => CoordError::RingChanging,
-            WireError::Internal(s) => CoordError::Internal(s),
-        }
-    }
-}
-
-impl From<&CoordError> for WireError {
-    fn from(e: &CoordError) -> Self {
-        match e {
-            CoordError::QuorumUnavailable { needed, acked } => WireError::QuorumUnavailable {
-                needed: *needed,
-                acked: *acked,
-            },
-            CoordError::TooManySiblings(t) => WireError::TooManySiblings {
-                live: t.live,
-                limit: t.limit,
-            },
-            CoordError::Corrupt => WireError::Corrupt,
-            CoordError::Storage(s) => WireError::Storage(s.clone()),
-            CoordError::ClockTooLarge { actors, limit } => WireError::ClockTooLarge {
-                actors: *actors,
-                limit: *limit,
-            },
-            CoordError::NotReady => WireError::NotReady,
-            CoordError::RingChanging => WireError::RingChanging,
-            CoordError::Internal(s) => WireError::Internal(s.clone()),
-        }
-    }
 }
 
 /// Where a key lives under the current ring.

@@ -170,7 +170,7 @@ impl Coordinator {
             .await
         {
             Ok(ctx) => Response::Written(ctx),
-            Err(e) => Response::Failed((&e).into()),
+            Err(e) => Response::Failed(e),
         }
     }
 }

@@ -230,7 +230,7 @@ impl Coordinator {
                 .await
             {
                 Ok(Response::Written(ctx)) => return Some(Ok(ctx)),
-                Ok(Response::Failed(e)) => return Some(Err(e.into())),
+                Ok(Response::Failed(e)) => return Some(Err(e)),
                 Ok(Response::NotReplica) => {
                     refused = true;
                     tracing::debug!(
