@@ -581,24 +581,12 @@ impl Cluster {
         let mut nodes: Vec<TestNode> = (0..5)
             .map(|i| TestNode::new(root, &format!("n{}", i + 1), ip(i as u8 + 2)))
             .collect();
-        let founders: Vec<String> = nodes.iter().take(4).map(TestNode::rpc_addr).collect();
-        for (i, n) in nodes.iter_mut().enumerate() {
+        for n in nodes.iter_mut() {
             n.args.extend(timing());
             n.args.push("--fault-injection".into());
-            let seeds: Vec<&str> = founders
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, a)| a.as_str())
-                .collect();
-            n.args.push("--seeds".into());
-            n.args.push(seeds.join(","));
         }
-        std::thread::scope(|s| {
-            for n in nodes.iter_mut().take(4) {
-                s.spawn(move || n.start());
-            }
-        });
+        seed_with_each_other(&mut nodes, 4);
+        start_together(&mut nodes[..4]);
         let first: Vec<&TestNode> = nodes.iter().take(4).collect();
         assert!(
             wait_until(Duration::from_secs(60), || all_up(&first, 4)),

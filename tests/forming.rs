@@ -38,24 +38,13 @@ fn started_together(root: &std::path::Path, ips: &[u8], extra: &[&str]) -> Vec<T
         .enumerate()
         .map(|(i, &ipn)| TestNode::new(root, &format!("n{}", i + 1), ip(ipn)))
         .collect();
-    let addrs: Vec<String> = nodes.iter().map(|n| n.rpc_addr()).collect();
-    for (i, n) in nodes.iter_mut().enumerate() {
+    for n in nodes.iter_mut() {
         n.args.extend(forming_timing());
         n.args.extend(extra.iter().map(|s| s.to_string()));
-        let seeds: Vec<&str> = addrs
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, a)| a.as_str())
-            .collect();
-        n.args.push("--seeds".into());
-        n.args.push(seeds.join(","));
     }
-    std::thread::scope(|s| {
-        for n in nodes.iter_mut() {
-            s.spawn(move || n.start());
-        }
-    });
+    let founders = nodes.len();
+    seed_with_each_other(&mut nodes, founders);
+    start_together(&mut nodes);
     nodes
 }
 

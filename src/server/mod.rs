@@ -15,7 +15,8 @@
 //!    the cluster's agreed change log;
 //! 5. [`worker`] — background loops as named, supervised workers;
 //! 6. [`core`] — what every part works through: storage, the cluster view
-//!    and RPC (with configuration, identity and metrics);
+//!    and RPC (with configuration, identity and metrics), and the
+//!    [`handoff_budget`] that paces ownership and hinted handoff together;
 //! 7. the parts, each over a [`core::Core`] and nothing of one another:
 //!    [`cluster::gossip`] (membership and liveness), and in [`replication`]:
 //!    the [`replication::coordinator`] (quorum reads and writes, sloppy
@@ -36,6 +37,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod handoff_budget;
 pub mod metrics;
 pub mod node;
 pub mod replication;
@@ -85,21 +87,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::clone(&node),
         rpc_shutdown.clone(),
     ));
+    // The node's workers, each a value holding its state (server::worker).
     let core = Arc::clone(&node.core);
-    node.workers.spawn("gossip", move |h, sd| {
-        cluster::gossip::gossip_worker(Arc::clone(&core), h, sd)
-    });
+    node.workers
+        .start(move || cluster::gossip::GossipWorker::new(Arc::clone(&core)));
     let core = Arc::clone(&node.core);
-    node.workers.spawn("hinted_handoff", move |h, sd| {
-        replication::hinted_handoff::handoff_worker(Arc::clone(&core), h, sd)
-    });
+    node.workers
+        .start(move || replication::hinted_handoff::HintedHandoffWorker::new(Arc::clone(&core)));
     let ae = Arc::clone(&node.ae);
-    node.workers.spawn("anti_entropy", move |h, sd| {
-        replication::anti_entropy::anti_entropy_worker(Arc::clone(&ae), h, sd)
-    });
+    node.workers
+        .start(move || replication::anti_entropy::AntiEntropyWorker::new(Arc::clone(&ae)));
     let transfers = Arc::clone(&node.transfers);
-    node.workers.spawn("ownership_handoff", move |h, sd| {
-        replication::ownership_handoff::transfer_worker(Arc::clone(&transfers), h, sd)
+    node.workers.start(move || {
+        replication::ownership_handoff::OwnershipHandoffWorker::new(Arc::clone(&transfers))
     });
     {
         // A node that left the cluster stops itself.

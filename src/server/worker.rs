@@ -1,15 +1,17 @@
 //! Background workers: every loop a node runs besides serving requests (gossip,
-//! hinted handoff, anti-entropy, ownership handoff) is a named worker with a
-//! status shown in `/admin/status`, and one shutdown signal for all of them.
+//! hinted handoff, anti-entropy, ownership handoff) is a [`Worker`], a value
+//! holding its state in its fields (as Garage's workers do), with a name, a
+//! wait for work and a round of work. The node starts a list of them
+//! ([`Workers::start`]); each runs until the one shutdown signal, with a
+//! status shown in `/admin/status`.
 //!
-//! A worker is an async function given a [`WorkerHandle`], to say when it is
-//! busy or idle and what last went wrong, and a [`CancellationToken`] it must
-//! return promptly after. [`Workers::stop`] cancels the token and waits for
-//! every worker to return.
+//! [`Workers::stop`] cancels the signal and waits for every worker to return:
+//! a worker waiting for work, or in the middle of a round, is dropped there.
 //!
 //! Workers are **supervised**: a worker that panics (a broken invariant) is
 //! logged, counted in its status (`restarts`, exported to `/metrics`) and
-//! started again after a short pause, instead of silently ending for good.
+//! started again, from a fresh value, after a short pause, instead of
+//! silently ending for good.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -80,6 +82,51 @@ impl WorkerHandle {
     }
 }
 
+/// What a worker does after a round of work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// More work is waiting: the next round starts at once.
+    AtOnce,
+    /// The next round waits for work ([`Worker::wait_for_work`]).
+    Wait,
+    /// The worker is done for good (its node left the cluster).
+    Done,
+}
+
+/// A background loop as a value: its state lives in its fields, and
+/// [`Workers::start`] drives it — wait for work, do a round, again — until
+/// shutdown or [`Next::Done`].
+pub trait Worker: Send + 'static {
+    /// Its name in `/admin/status`, `/metrics` and the logs.
+    const NAME: &'static str;
+
+    /// Waits until a round is due: a timer, or a sign that there is work.
+    fn wait_for_work(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// One round of work, reported through `status` (busy, idle, errors).
+    fn work(&mut self, status: &WorkerHandle) -> impl Future<Output = Next> + Send;
+}
+
+/// Drives `worker` until `shutdown` or until it is done.
+async fn drive<W: Worker>(worker: &mut W, status: &WorkerHandle, shutdown: &CancellationToken) {
+    let mut next = Next::Wait;
+    loop {
+        if next == Next::Wait {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = worker.wait_for_work() => {}
+            }
+        }
+        next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = worker.work(status) => next,
+        };
+        if next == Next::Done {
+            return;
+        }
+    }
+}
+
 /// The node's workers.
 pub struct Workers {
     slots: Mutex<Vec<Arc<Mutex<Slot>>>>,
@@ -98,6 +145,18 @@ impl Default for Workers {
 }
 
 impl Workers {
+    /// Starts the worker `make` builds, and a fresh one after each panic.
+    pub fn start<W: Worker>(&self, make: impl Fn() -> W + Send + Sync + 'static) {
+        let make = Arc::new(make);
+        self.spawn(W::NAME, move |status, shutdown| {
+            let make = Arc::clone(&make);
+            async move {
+                let mut worker = make();
+                drive(&mut worker, &status, &shutdown).await;
+            }
+        });
+    }
+
     /// Starts worker `name`: `run(handle, shutdown)`, again after each panic.
     pub fn spawn<F, Fut>(&self, name: &'static str, run: F)
     where
@@ -170,15 +229,10 @@ impl Workers {
     }
 }
 
-/// Waits `interval_ms` ±10% (so nodes started together do not work in
-/// lockstep); returns false if `shutdown` came first.
-pub async fn jittered_pause(shutdown: &CancellationToken, interval_ms: u64) -> bool {
+/// `interval_ms` ±10%, so nodes started together do not work in lockstep.
+pub fn jittered(interval_ms: u64) -> Duration {
     let jitter = rand::random_range(0..=interval_ms / 5);
-    let wait = std::time::Duration::from_millis(interval_ms - interval_ms / 10 + jitter);
-    tokio::select! {
-        _ = shutdown.cancelled() => false,
-        _ = tokio::time::sleep(wait) => true,
-    }
+    Duration::from_millis(interval_ms - interval_ms / 10 + jitter)
 }
 
 #[cfg(test)]

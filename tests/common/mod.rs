@@ -526,6 +526,35 @@ pub fn three(root: &std::path::Path, extra: &[&str]) -> Vec<TestNode> {
     nodes
 }
 
+/// Seeds every node with the first `founders` nodes' addresses, leaving out
+/// its own: nodes started together, each with the others as seeds.
+pub fn seed_with_each_other(nodes: &mut [TestNode], founders: usize) {
+    let addrs: Vec<String> = nodes
+        .iter()
+        .take(founders)
+        .map(TestNode::rpc_addr)
+        .collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let seeds: Vec<&str> = addrs
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, a)| a.as_str())
+            .collect();
+        n.args.push("--seeds".into());
+        n.args.push(seeds.join(","));
+    }
+}
+
+/// Starts `nodes` at once (each start waits only for its own `/health`).
+pub fn start_together(nodes: &mut [TestNode]) {
+    std::thread::scope(|s| {
+        for n in nodes.iter_mut() {
+            s.spawn(move || n.start());
+        }
+    });
+}
+
 pub fn statuses(node: &TestNode) -> BTreeMap<String, String> {
     let Ok(s) = node.client().status() else {
         return BTreeMap::new();

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 /// The identity under which a replica issues dots in causal clocks.
 ///
-/// Created at random when a node's data directory is created, and never reused:
-/// a node whose data was lost must come back with a new actor id so it cannot
-/// reissue counters that other replicas have already seen.
+/// Minted by an [`crate::Incarnation`] (one process start), never reused by
+/// another: whatever a restart finds on disk, it cannot reissue counters that
+/// other replicas have already seen. [`ActorId::random`] also names a data
+/// directory when it is created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ActorId(pub u64);
 

@@ -45,10 +45,15 @@
 //!
 //! # Actor ids
 //!
-//! An [`ActorId`] is created with a node's data directory and never reused. A node
-//! that lost its data comes back with a fresh actor id, so it can never reissue a
-//! dot another replica has already seen (the failure mode behind Riak's "kv679"
-//! data-loss bug).
+//! Dots are issued by actors that each process start (an [`Incarnation`])
+//! mints: the incarnation's id in the high 32 bits, a per-incarnation sequence
+//! in the low 32. No two incarnations share an actor, so whatever a restart
+//! finds on disk (a restored backup, a shortened log, an empty directory) it
+//! never continues a counter an earlier process issued, and never reissues a
+//! dot another replica has already seen (the failure mode behind Riak's
+//! "kv679" data-loss bug). A data directory also has an [`ActorId`] of its own
+//! from its creation, which names the node in `/admin/status`; see
+//! `incarnation.rs` for the whole mechanism.
 
 mod actor;
 mod clock;

@@ -5,6 +5,7 @@ mod admin;
 mod error;
 mod kv;
 mod listener;
+mod ops;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,12 +40,12 @@ pub fn router(node: Arc<Node>) -> Router {
     let body_limit = node.core.config.max_value_bytes + 1;
     Router::new()
         .route("/kv/{key}", get(kv::get).put(kv::put).delete(kv::delete))
-        .route("/health", get(admin::health))
-        .route("/health/live", get(admin::health))
-        .route("/health/ready", get(admin::ready))
+        .route("/health", get(ops::health))
+        .route("/health/live", get(ops::health))
+        .route("/health/ready", get(ops::ready))
         .route("/admin/status", get(admin::status))
         .route("/admin/ring", get(admin::ring))
-        .route("/metrics", get(admin::metrics))
+        .route("/metrics", get(ops::metrics))
         .route("/admin/faults", post(admin::faults))
         .route("/admin/repair", post(admin::repair))
         .route("/admin/leave", post(admin::leave))

@@ -10,12 +10,11 @@ use std::time::Duration;
 use dynakv_membership::{GossipMessage, Outgoing, Status};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio_util::sync::CancellationToken;
 
 use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
 use crate::server::metrics::{Reason, StatusLabel};
-use crate::server::worker::{WorkerHandle, jittered_pause};
+use crate::server::worker::{Next, Worker, WorkerHandle, jittered};
 
 /// Answers a gossip message from a peer with this node's table.
 pub async fn on_gossip(core: &Arc<Core>, message: GossipMessage) -> Response {
@@ -31,53 +30,76 @@ pub async fn on_gossip(core: &Arc<Core>, message: GossipMessage) -> Response {
     Response::Gossip(core.cluster.message_for(&message.from))
 }
 
-/// Runs a gossip round every `gossip_interval_ms` (with ±10% jitter, so nodes
-/// started together do not gossip in lockstep) until `shutdown`.
-pub async fn gossip_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: CancellationToken) {
-    let mut rng = StdRng::from_os_rng();
-    while jittered_pause(&shutdown, node.config.gossip_interval_ms).await {
-        worker.busy();
-        let (outgoing, transitions, claimed) = node.cluster.tick(&mut rng);
-        node.metrics.gossip_rounds.inc();
+/// Gossip (Dynamo §4.8): every `gossip_interval_ms` (jittered), one round of
+/// the membership state machine — heartbeat, liveness, the claimant's ring
+/// changes — and its messages sent to a few peers.
+pub struct GossipWorker {
+    core: Arc<Core>,
+    rng: StdRng,
+}
+
+impl GossipWorker {
+    /// A gossip worker over `core`.
+    pub fn new(core: Arc<Core>) -> GossipWorker {
+        GossipWorker {
+            core,
+            rng: StdRng::from_os_rng(),
+        }
+    }
+}
+
+impl Worker for GossipWorker {
+    const NAME: &'static str = "gossip";
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(jittered(self.core.config.gossip_interval_ms)).await;
+    }
+
+    async fn work(&mut self, status: &WorkerHandle) -> Next {
+        status.busy();
+        let core = &self.core;
+        let (outgoing, transitions, claimed) = core.cluster.tick(&mut self.rng);
+        core.metrics.gossip_rounds.inc();
         if claimed {
-            let ring = node.cluster.ring_state();
+            let ring = core.cluster.ring_state();
             tracing::info!(
                 version = ring.version,
                 moving = ring.moving.len(),
                 "claimant: new ring version"
             );
-            node.persist_members().await;
-            node.ring_changed.notify_one();
+            core.persist_members().await;
+            core.ring_changed.notify_one();
         }
         for t in transitions {
             tracing::info!(member = %t.name, from = ?t.from, to = ?t.to, "member liveness changed");
             if t.to == Status::Up
-                && let Some(addr) = node.cluster.rpc_addr(&t.name)
+                && let Some(addr) = core.cluster.rpc_addr(&t.name)
             {
-                node.rpc.reset_backoff(addr);
+                core.rpc.reset_backoff(addr);
             }
             let status = format!("{:?}", t.to).to_lowercase();
-            node.metrics
+            core.metrics
                 .liveness_changes
                 .get_or_create(&StatusLabel { status })
                 .inc();
         }
-        refresh_member_gauges(&node);
+        refresh_member_gauges(core);
         for message in outgoing {
-            tokio::spawn(exchange(Arc::clone(&node), message));
+            tokio::spawn(exchange(Arc::clone(core), message));
         }
-        worker.idle();
+        status.idle();
+        Next::Wait
     }
 }
 
-fn refresh_member_gauges(node: &Core) {
-    let view = node.cluster.view();
+fn refresh_member_gauges(core: &Core) {
+    let view = core.cluster.view();
     for status in ["up", "suspect", "down", "joining", "leaving", "left"] {
         let count = view
             .iter()
             .filter(|m| format!("{:?}", m.status).to_lowercase() == status)
             .count();
-        node.metrics
+        core.metrics
             .members
             .get_or_create(&StatusLabel {
                 status: status.to_string(),
@@ -87,9 +109,9 @@ fn refresh_member_gauges(node: &Core) {
 }
 
 /// One push-pull exchange: send our table, merge the answer.
-async fn exchange(node: Arc<Core>, out: Outgoing) {
-    let timeout = Duration::from_millis(node.config.gossip_interval_ms.max(200));
-    let result = node
+async fn exchange(core: Arc<Core>, out: Outgoing) {
+    let timeout = Duration::from_millis(core.config.gossip_interval_ms.max(200));
+    let result = core
         .rpc
         .call(
             out.to,
@@ -100,14 +122,14 @@ async fn exchange(node: Arc<Core>, out: Outgoing) {
         .await;
     let outcome = match result {
         Ok(Response::Gossip(reply)) => {
-            let (structural, returned) = node.cluster.receive(&reply);
+            let (structural, returned) = core.cluster.receive(&reply);
             for addr in returned {
-                node.rpc.reset_backoff(addr);
+                core.rpc.reset_backoff(addr);
             }
             if structural {
-                tracing::info!(from = %reply.from, ring = node.cluster.stamp().version, "membership changed");
-                node.persist_members().await;
-                node.ring_changed.notify_one();
+                tracing::info!(from = %reply.from, ring = core.cluster.stamp().version, "membership changed");
+                core.persist_members().await;
+                core.ring_changed.notify_one();
             }
             "ok"
         }
@@ -117,7 +139,7 @@ async fn exchange(node: Arc<Core>, out: Outgoing) {
             e.label()
         }
     };
-    node.metrics
+    core.metrics
         .gossip_exchanges
         .get_or_create(&Reason::from(outcome))
         .inc();

@@ -45,13 +45,11 @@ use dynakv_versioning::Object;
 use parking_lot::Mutex;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-use tokio_util::sync::CancellationToken;
 
 use crate::server::clock::now_ms;
 use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
-use crate::server::worker::WorkerHandle;
-use crate::server::worker::jittered_pause;
+use crate::server::worker::{Next, Worker, WorkerHandle, jittered};
 
 /// Nodes asked for per descent request.
 const NODES_PER_REQUEST: usize = 2048;
@@ -188,10 +186,10 @@ impl AntiEntropy {
         }
         let built = self
             .core
-            .blocking(move |node| -> Result<PartitionTree, StorageError> {
+            .blocking(move |core| -> Result<PartitionTree, StorageError> {
                 let mut items = Vec::new();
                 let mut tombstones = Vec::new();
-                node.storage
+                core.storage
                     .for_each_digest(Ring::range_of(partition), &mut |t, key, entry| {
                         if let Some(since) = entry.tombstone_since {
                             tombstones.push((key.to_vec(), entry.digest, since));
@@ -461,11 +459,11 @@ impl AntiEntropy {
             }
             let changed = self
                 .core
-                .blocking(move |node| {
+                .blocking(move |core| {
                     let mut changed = Vec::new();
                     for (key, object) in objects.into_iter() {
                         let Some(object) = object else { continue };
-                        match node.storage.merge(&key, &object) {
+                        match core.storage.merge(&key, &object) {
                             Ok(out) if out.changed => changed.push(key.to_vec()),
                             Ok(_) => {}
                             Err(e) => tracing::error!(error = %e, "anti-entropy merge failed"),
@@ -485,7 +483,7 @@ impl AntiEntropy {
             let candidates: Vec<Vec<u8>> = push.iter().take(OBJECTS_PER_REQUEST).cloned().collect();
             let (items, taken): (Vec<(Bytes, Object)>, usize) = self
                 .core
-                .blocking(move |node| {
+                .blocking(move |core| {
                     let mut items = Vec::new();
                     let mut bytes = 0usize;
                     let mut taken = 0usize;
@@ -494,7 +492,7 @@ impl AntiEntropy {
                             break;
                         }
                         taken += 1;
-                        if let Ok(Some(o)) = node.storage.get(&k) {
+                        if let Ok(Some(o)) = core.storage.get(&k) {
                             bytes += codec::encode(&o).len() + k.len();
                             items.push((Bytes::from(k), o));
                         }
@@ -568,10 +566,10 @@ impl AntiEntropy {
                 .collect();
             purged += self
                 .core
-                .blocking(move |node| {
+                .blocking(move |core| {
                     items
                         .iter()
-                        .filter(|(k, d)| node.storage.remove_if_unchanged(k, *d).unwrap_or(false))
+                        .filter(|(k, d)| core.storage.remove_if_unchanged(k, *d).unwrap_or(false))
                         .count() as u64
                 })
                 .await;
@@ -625,14 +623,14 @@ impl AntiEntropy {
     pub async fn on_ae_fetch(self: &Arc<Self>, keys: Vec<Bytes>) -> Response {
         let objects = self
             .core
-            .blocking(move |node| {
+            .blocking(move |core| {
                 let mut out = Vec::new();
                 let mut bytes = 0usize;
                 for k in keys.into_iter().take(OBJECTS_PER_REQUEST) {
                     if !out.is_empty() && bytes >= BYTES_PER_REQUEST {
                         break;
                     }
-                    let o = node.storage.get(&k).ok().flatten();
+                    let o = core.storage.get(&k).ok().flatten();
                     bytes += k.len() + o.as_ref().map_or(0, |o| codec::encode(o).len());
                     out.push((k, o));
                 }
@@ -646,10 +644,10 @@ impl AntiEntropy {
     pub async fn on_ae_push(self: &Arc<Self>, items: Vec<(Bytes, Object)>) -> Response {
         let changed = self
             .core
-            .blocking(move |node| {
+            .blocking(move |core| {
                 items
                     .into_iter()
-                    .filter_map(|(k, o)| match node.storage.merge(&k, &o) {
+                    .filter_map(|(k, o)| match core.storage.merge(&k, &o) {
                         Ok(out) if out.changed => Some(k),
                         _ => None,
                     })
@@ -663,10 +661,10 @@ impl AntiEntropy {
     pub async fn on_ae_purge(self: &Arc<Self>, items: Vec<(Bytes, u64)>) -> Response {
         let removed = self
             .core
-            .blocking(move |node| {
+            .blocking(move |core| {
                 items
                     .into_iter()
-                    .filter(|(k, d)| node.storage.remove_if_unchanged(k, *d).unwrap_or(false))
+                    .filter(|(k, d)| core.storage.remove_if_unchanged(k, *d).unwrap_or(false))
                     .map(|(k, _)| k)
                     .collect()
             })
@@ -675,28 +673,43 @@ impl AntiEntropy {
     }
 }
 
-/// Runs a throttled pass every `anti_entropy_interval_s` (±10% jitter).
-pub async fn anti_entropy_worker(
-    node: Arc<AntiEntropy>,
-    worker: WorkerHandle,
-    shutdown: CancellationToken,
-) {
-    let interval = node
-        .core
-        .config
-        .anti_entropy_interval_s
-        .saturating_mul(1000);
-    while jittered_pause(&shutdown, interval).await {
-        worker.busy();
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            summary = node.repair_pass(true) => {
-                if !summary.peers_skipped.is_empty() {
-                    worker.error(format!("peers skipped: {}", summary.peers_skipped.join(", ")));
-                }
-            }
+/// Anti-entropy (Dynamo §4.7): every `anti_entropy_interval_s` (jittered),
+/// one repair pass over every range this node replicates.
+pub struct AntiEntropyWorker {
+    ae: Arc<AntiEntropy>,
+}
+
+impl AntiEntropyWorker {
+    /// An anti-entropy worker over `ae`.
+    pub fn new(ae: Arc<AntiEntropy>) -> AntiEntropyWorker {
+        AntiEntropyWorker { ae }
+    }
+}
+
+impl Worker for AntiEntropyWorker {
+    const NAME: &'static str = "anti_entropy";
+
+    async fn wait_for_work(&mut self) {
+        let interval = self
+            .ae
+            .core
+            .config
+            .anti_entropy_interval_s
+            .saturating_mul(1000);
+        tokio::time::sleep(jittered(interval)).await;
+    }
+
+    async fn work(&mut self, status: &WorkerHandle) -> Next {
+        status.busy();
+        let summary = self.ae.repair_pass(true).await;
+        if !summary.peers_skipped.is_empty() {
+            status.error(format!(
+                "peers skipped: {}",
+                summary.peers_skipped.join(", ")
+            ));
         }
-        worker.idle();
+        status.idle();
+        Next::Wait
     }
 }
 

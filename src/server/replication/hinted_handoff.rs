@@ -30,12 +30,11 @@ use dynakv_ring::{Ring, token};
 use dynakv_storage::{Hint, HintId, ObjectStore, StorageError};
 use dynakv_versioning::Object;
 use futures::{StreamExt, stream};
-use tokio_util::sync::CancellationToken;
 
 use crate::server::clock::now_ms;
 use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
-use crate::server::worker::WorkerHandle;
+use crate::server::worker::{Next, Worker, WorkerHandle};
 
 /// Time between delivery rounds, unless a target is catching up.
 const ROUND: Duration = Duration::from_millis(250);
@@ -44,70 +43,92 @@ const BATCH: usize = 500;
 /// Time between sweeps that expire the hints of targets still down.
 const EXPIRY_SWEEP: Duration = Duration::from_secs(60);
 
-/// Delivers hints until `shutdown`.
-pub async fn handoff_worker(node: Arc<Core>, worker: WorkerHandle, shutdown: CancellationToken) {
-    let mut last_sweep = tokio::time::Instant::now();
-    // Per target, where the next batch starts: one hint that keeps failing
-    // does not hold up the ones behind it.
-    let mut cursors: HashMap<String, HintId> = HashMap::new();
-    // Targets that are up, took hints in their last batch and have more
-    // waiting: they get their next batch at once (the handoff budget paces
-    // delivery, not the round), and no other target is looked at meanwhile.
-    let mut catching_up: BTreeSet<String> = BTreeSet::new();
-    loop {
-        worker.idle();
-        let pause = if catching_up.is_empty() {
-            ROUND
-        } else {
-            Duration::ZERO
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pause) => {}
+/// Hinted handoff (Dynamo §4.6): delivers the hints this node holds to their
+/// targets once they are up again, rehomes hints whose target no longer
+/// holds the key, and expires hints older than `hint_window_s`.
+pub struct HintedHandoffWorker {
+    core: Arc<Core>,
+    last_sweep: tokio::time::Instant,
+    /// Per target, where the next batch starts: one hint that keeps failing
+    /// does not hold up the ones behind it.
+    cursors: HashMap<String, HintId>,
+    /// Targets that are up, took hints in their last batch and have more
+    /// waiting: they get their next batch at once (the handoff budget paces
+    /// delivery, not the round), and no other target is looked at meanwhile.
+    catching_up: BTreeSet<String>,
+}
+
+impl HintedHandoffWorker {
+    /// A hinted-handoff worker over `core`.
+    pub fn new(core: Arc<Core>) -> HintedHandoffWorker {
+        HintedHandoffWorker {
+            core,
+            last_sweep: tokio::time::Instant::now(),
+            cursors: HashMap::new(),
+            catching_up: BTreeSet::new(),
         }
-        let sweep = last_sweep.elapsed() >= EXPIRY_SWEEP;
-        let targets: Vec<String> = if catching_up.is_empty() || sweep {
-            match node.blocking(|n| n.storage.hint_targets()).await {
+    }
+}
+
+impl Worker for HintedHandoffWorker {
+    const NAME: &'static str = "hinted_handoff";
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(ROUND).await;
+    }
+
+    async fn work(&mut self, status: &WorkerHandle) -> Next {
+        status.idle();
+        let core = &self.core;
+        let sweep = self.last_sweep.elapsed() >= EXPIRY_SWEEP;
+        let targets: Vec<String> = if self.catching_up.is_empty() || sweep {
+            match core.blocking(|n| n.storage.hint_targets()).await {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot list hints");
-                    worker.error(format!("cannot list hints: {e}"));
-                    continue;
+                    status.error(format!("cannot list hints: {e}"));
+                    return Next::Wait;
                 }
             }
         } else {
-            catching_up.iter().cloned().collect()
+            self.catching_up.iter().cloned().collect()
         };
         if sweep {
-            last_sweep = tokio::time::Instant::now();
+            self.last_sweep = tokio::time::Instant::now();
         }
-        catching_up.clear();
+        self.catching_up.clear();
         if targets.is_empty() {
-            continue;
+            return Next::Wait;
         }
-        worker.busy();
+        status.busy();
         for target in targets {
-            let status = node.cluster.status(&target);
-            let up = matches!(status, Status::Up | Status::Leaving);
-            let gone = status == Status::Left || node.cluster.rpc_addr(&target).is_none();
+            let liveness = core.cluster.status(&target);
+            let up = matches!(liveness, Status::Up | Status::Leaving);
+            let gone = liveness == Status::Left || core.cluster.rpc_addr(&target).is_none();
             if up || gone || sweep {
-                let after = cursors.remove(&target);
-                let (next, progress) = deliver(&node, &target, up, gone, after).await;
+                let after = self.cursors.remove(&target);
+                let (next, progress) = deliver(core, &target, up, gone, after).await;
                 if let Some(next) = next {
                     if up && progress {
-                        catching_up.insert(target.clone());
+                        self.catching_up.insert(target.clone());
                     }
-                    cursors.insert(target, next);
+                    self.cursors.insert(target, next);
                 }
             }
+        }
+        status.idle();
+        if self.catching_up.is_empty() {
+            Next::Wait
+        } else {
+            Next::AtOnce
         }
     }
 }
 
 /// Sends a hint to the nodes that hold its key's partition now (other than its
 /// old target), merging it here if this node is one. True once all took it.
-async fn rehome(node: &Arc<Core>, target: &str, hint: &Hint) -> bool {
-    let ring = node.cluster.ring();
+async fn rehome(core: &Arc<Core>, target: &str, hint: &Hint) -> bool {
+    let ring = core.cluster.ring();
     let p = Ring::partition_of(token(&hint.key));
     let holders: Vec<String> = ring
         .replicas(p)
@@ -119,21 +140,21 @@ async fn rehome(node: &Arc<Core>, target: &str, hint: &Hint) -> bool {
         return false;
     }
     for holder in holders {
-        let ok = if holder == node.identity.name {
+        let ok = if holder == core.identity.name {
             let (k, o) = (hint.key.clone(), hint.object.clone());
-            node.blocking(move |n| n.storage.merge(&k, &o))
+            core.blocking(move |n| n.storage.merge(&k, &o))
                 .await
                 .is_ok()
-        } else if node.is_down(&holder) {
+        } else if core.is_down(&holder) {
             false
-        } else if let Some(addr) = node.cluster.rpc_addr(&holder) {
+        } else if let Some(addr) = core.cluster.rpc_addr(&holder) {
             let request = Request::ReplicaWrite {
                 key: hint.key.clone().into(),
                 object: hint.object.clone(),
                 hint_for: None,
             };
             matches!(
-                node.rpc
+                core.rpc
                     .call(addr, Some(&holder), request, Duration::from_secs(5))
                     .await,
                 Ok(Response::Ack)
@@ -151,11 +172,11 @@ async fn rehome(node: &Arc<Core>, target: &str, hint: &Hint) -> bool {
 /// Deletes a hint once delivered (only if unchanged since it was read, when
 /// `delivered` is given) or expired; true if it was deleted.
 async fn forget(
-    node: &Arc<Core>,
+    core: &Arc<Core>,
     id: HintId,
     delivered: Option<dynakv_versioning::Object>,
 ) -> bool {
-    node.blocking(move |n| n.storage.delete_hint(&id, delivered.as_ref()))
+    core.blocking(move |n| n.storage.delete_hint(&id, delivered.as_ref()))
         .await
         .unwrap_or(false)
 }
@@ -178,7 +199,7 @@ const HINTS_IN_FLIGHT: usize = 32;
 /// while it could take them). Returns the hints the target acknowledged, with
 /// the object each carried.
 async fn send_hints(
-    node: &Arc<Core>,
+    core: &Arc<Core>,
     target: &str,
     addr: std::net::SocketAddr,
     hints: Vec<(HintId, Hint)>,
@@ -190,13 +211,13 @@ async fn send_hints(
             if failures.load(Ordering::Relaxed) >= MAX_FAILURES {
                 return None;
             }
-            node.handoff_budget.take(hint_bytes(&hint)).await;
+            core.handoff_budget.take(hint_bytes(&hint)).await;
             let request = Request::ReplicaWrite {
                 key: hint.key.into(),
                 object: hint.object.clone(),
                 hint_for: None,
             };
-            match node
+            match core
                 .rpc
                 .call(addr, Some(target), request, Duration::from_secs(5))
                 .await
@@ -234,14 +255,14 @@ fn hint_bytes(hint: &Hint) -> usize {
 /// holds a key), or expire. Returns where the next batch starts (`None`: from
 /// the first hint again), and whether any hint was delivered or expired.
 async fn deliver(
-    node: &Arc<Core>,
+    core: &Arc<Core>,
     target: &str,
     up: bool,
     gone: bool,
     after: Option<HintId>,
 ) -> (Option<HintId>, bool) {
     let t = target.to_string();
-    let batch: Vec<(HintId, Result<Hint, StorageError>)> = match node
+    let batch: Vec<(HintId, Result<Hint, StorageError>)> = match core
         .blocking(move |n| n.storage.hints_after(&t, after.as_ref(), BATCH))
         .await
     {
@@ -253,8 +274,8 @@ async fn deliver(
     };
     let full = batch.len() == BATCH;
     let mut last: Option<HintId> = None;
-    let window_ms = node.config.hint_window_s.saturating_mul(1000);
-    let ring = node.cluster.ring();
+    let window_ms = core.config.hint_window_s.saturating_mul(1000);
+    let ring = core.cluster.ring();
     let (mut delivered, mut expired) = (0u64, 0u64);
     // Hints for the target itself, sent below, many at a time.
     let mut to_send: Vec<(HintId, Hint)> = Vec::new();
@@ -264,38 +285,38 @@ async fn deliver(
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, %target, "dropping a corrupt hint; anti-entropy repairs the key");
-                forget(node, id, None).await;
+                forget(core, id, None).await;
                 continue;
             }
         };
         let expired_now = now_ms().saturating_sub(hint.created_ms) > window_ms;
         let held = ring.holds(target, Ring::partition_of(token(&hint.key)));
         if gone || !held {
-            if rehome(node, target, &hint).await {
-                if forget(node, id, Some(hint.object)).await {
+            if rehome(core, target, &hint).await {
+                if forget(core, id, Some(hint.object)).await {
                     delivered += 1;
-                    node.metrics.hints_delivered.inc();
+                    core.metrics.hints_delivered.inc();
                 }
-            } else if expired_now && forget(node, id, None).await {
+            } else if expired_now && forget(core, id, None).await {
                 expired += 1;
-                node.metrics.hints_expired.inc();
+                core.metrics.hints_expired.inc();
             }
             continue;
         }
         if up {
             to_send.push((id, hint));
-        } else if expired_now && forget(node, id, None).await {
+        } else if expired_now && forget(core, id, None).await {
             expired += 1;
-            node.metrics.hints_expired.inc();
+            core.metrics.hints_expired.inc();
         }
     }
     if !to_send.is_empty()
-        && let Some(addr) = node.cluster.rpc_addr(target)
+        && let Some(addr) = core.cluster.rpc_addr(target)
     {
-        let sent = send_hints(node, target, addr, to_send).await;
+        let sent = send_hints(core, target, addr, to_send).await;
         // One trip to the blocking pool deletes them all, each only if no newer
         // write was merged into it meanwhile.
-        let deleted = node
+        let deleted = core
             .blocking(move |n| {
                 sent.into_iter()
                     .filter(|(id, object)| n.storage.delete_hint(id, Some(object)).unwrap_or(false))
@@ -303,7 +324,7 @@ async fn deliver(
             })
             .await;
         delivered += deleted;
-        node.metrics.hints_delivered.inc_by(deleted);
+        core.metrics.hints_delivered.inc_by(deleted);
     }
     if delivered > 0 || expired > 0 {
         tracing::info!(%target, delivered, expired, "hinted handoff");

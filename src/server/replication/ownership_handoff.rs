@@ -47,7 +47,6 @@ use dynakv_storage::Storage;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use crate::server::cluster::RingSnapshot;
 use crate::server::cluster::rpc::{Request, Response};
@@ -55,7 +54,7 @@ use crate::server::core::Core;
 use crate::server::metrics::Reason;
 use crate::server::replication::anti_entropy::AntiEntropy;
 use crate::server::replication::anti_entropy::PassSummary;
-use crate::server::worker::WorkerHandle;
+use crate::server::worker::{Next, Worker, WorkerHandle};
 
 /// Records asked for per handoff batch.
 pub const BATCH_BYTES: u32 = 1 << 20;
@@ -284,8 +283,8 @@ impl Transfers {
             .clamp(4096, MAX_BATCH_BYTES);
         let scanned = self
             .core
-            .blocking(move |node| {
-                node.storage
+            .blocking(move |core| {
+                core.storage
                     .scan_objects(Ring::range_of(p), after.as_deref(), limit)
             })
             .await;
@@ -378,7 +377,7 @@ impl Transfers {
         let cp_name = name.clone();
         let mut cp: Checkpoint = self
             .core
-            .blocking(move |node| node.storage.get_meta::<Checkpoint>(&cp_name))
+            .blocking(move |core| core.storage.get_meta::<Checkpoint>(&cp_name))
             .await
             .ok()
             .flatten()
@@ -463,11 +462,11 @@ impl Transfers {
             let save = cp.clone();
             let cp_name = name.clone();
             self.core
-                .blocking(move |node| -> Result<(), dynakv_storage::StorageError> {
-                    node.storage.merge_batch(&items)?;
+                .blocking(move |core| -> Result<(), dynakv_storage::StorageError> {
+                    core.storage.merge_batch(&items)?;
                     // The checkpoint follows the merges: after a crash the batch is
                     // at worst merged again, which changes nothing.
-                    node.storage.put_meta_lazy(&cp_name, &save)
+                    core.storage.put_meta_lazy(&cp_name, &save)
                 })
                 .await?;
             self.core.metrics.transfer_keys_received.inc_by(keys);
@@ -483,7 +482,7 @@ impl Transfers {
         let cp_name = name;
         let _ = self
             .core
-            .blocking(move |node| node.storage.delete_meta(&cp_name))
+            .blocking(move |core| core.storage.delete_meta(&cp_name))
             .await;
         self.set_inbound(p, |v| v.state = TransferState::CatchingUp);
         tracing::debug!(partition = p, from = %source, keys = cp.keys, bytes = cp.bytes, "partition copied");
@@ -626,7 +625,7 @@ impl Transfers {
             *self.handed_off.lock() = giving.clone();
             let _ = self
                 .core
-                .blocking(move |node| node.storage.put_meta_lazy(META_HANDED_OFF, &giving))
+                .blocking(move |core| core.storage.put_meta_lazy(META_HANDED_OFF, &giving))
                 .await;
         }
     }
@@ -657,17 +656,17 @@ impl Transfers {
         let judged = snapshot.stamp;
         let dropped = self
             .core
-            .blocking(move |node| {
+            .blocking(move |core| {
                 // A ring change while partitions are dropped may hand one of
-                // them back to this node, and its writes would land here just
+                // them back to this core, and its writes would land here just
                 // before the delete. Checking before each partition narrows
                 // that window to one partition's delete (what is left is
                 // judged again, against the new ring, in a later round). It
                 // does not close it, and need not for safety: a write to a
                 // pending replica needs W acknowledgements besides it, and
-                // the pull that makes this node a replica again copies them.
-                drop_partitions(&node.storage, candidates, || {
-                    node.cluster.snapshot().stamp == judged
+                // the pull that makes this core a replica again copies them.
+                drop_partitions(&core.storage, candidates, || {
+                    core.cluster.snapshot().stamp == judged
                 })
             })
             .await;
@@ -680,7 +679,7 @@ impl Transfers {
         };
         let _ = self
             .core
-            .blocking(move |node| node.storage.put_meta_lazy(META_HANDED_OFF, &remaining))
+            .blocking(move |core| core.storage.put_meta_lazy(META_HANDED_OFF, &remaining))
             .await;
         for (p, keys) in dropped {
             self.core.metrics.partitions_dropped.inc();
@@ -744,61 +743,113 @@ fn drop_partitions(
     dropped
 }
 
-/// Runs ownership handoff until `shutdown`: starts pulls for partitions this
-/// node is pending for, drops partitions it no longer holds, and stops a node
-/// that has left.
-pub async fn transfer_worker(
-    node: Arc<Transfers>,
-    worker: WorkerHandle,
-    shutdown: CancellationToken,
-) {
-    let mut running: tokio::task::JoinSet<(usize, u64, Instant, Result<String, TransferError>)> =
-        tokio::task::JoinSet::new();
-    // Copied partitions awaiting their catch-up and report.
-    let mut copied: Vec<Copied> = Vec::new();
-    let mut catch_up_retry_at = Instant::now();
-    let mut active: BTreeSet<usize> = BTreeSet::new();
-    let mut round: u64 = 0;
-    let mut left_at: Option<Instant> = None;
-    let mut retry_at: HashMap<usize, Instant> = HashMap::new();
-    loop {
+/// A partition copy in flight: the partition, its transit, when it started,
+/// and how it ended.
+type Pull = (usize, u64, Instant, Result<String, TransferError>);
+
+/// Ownership handoff (Dynamo §4.9): starts pulls for partitions this node is
+/// pending for, catches copied ones up and reports them, drops partitions it
+/// handed off, and stops a node that has left.
+pub struct OwnershipHandoffWorker {
+    transfers: Arc<Transfers>,
+    /// Pulls in flight.
+    running: tokio::task::JoinSet<Pull>,
+    /// Copied partitions awaiting their catch-up and report.
+    copied: Vec<Copied>,
+    catch_up_retry_at: Instant,
+    /// Partitions being pulled.
+    active: BTreeSet<usize>,
+    round: u64,
+    /// When this node reported itself gone.
+    left_at: Option<Instant>,
+    /// Partitions whose pull failed, and when to try again.
+    retry_at: HashMap<usize, Instant>,
+    /// A pull that ended while waiting for work, handled by the next round.
+    ended: Option<Result<Pull, tokio::task::JoinError>>,
+}
+
+impl OwnershipHandoffWorker {
+    /// An ownership-handoff worker over `transfers`.
+    pub fn new(transfers: Arc<Transfers>) -> OwnershipHandoffWorker {
+        OwnershipHandoffWorker {
+            transfers,
+            running: tokio::task::JoinSet::new(),
+            copied: Vec::new(),
+            catch_up_retry_at: Instant::now(),
+            active: BTreeSet::new(),
+            round: 0,
+            left_at: None,
+            retry_at: HashMap::new(),
+            ended: None,
+        }
+    }
+
+    /// A pull that ended: copied (to catch up), or failed (tried again).
+    fn pulled(&mut self, status: &WorkerHandle, (p, since, started, result): Pull) {
+        let transfers = &self.transfers;
+        self.active.remove(&p);
+        match result {
+            Ok(source) => self.copied.push(Copied {
+                partition: p,
+                since,
+                source,
+                started,
+            }),
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "transfer failed; retrying");
+                status.error(format!("partition {p}: {e}"));
+                transfers
+                    .core
+                    .metrics
+                    .transfer_failures
+                    .get_or_create(&Reason::from(e.kind()))
+                    .inc();
+                transfers.set_inbound(p, |v| v.state = TransferState::Failed);
+                self.retry_at
+                    .insert(p, Instant::now() + Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+impl Worker for OwnershipHandoffWorker {
+    const NAME: &'static str = "ownership_handoff";
+
+    /// A ring change, a pull that ended, or the next round.
+    async fn wait_for_work(&mut self) {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = node.core.ring_changed.notified() => {}
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                if let Ok((p, since, started, result)) = done {
-                    active.remove(&p);
-                    match result {
-                        Ok(source) => copied.push(Copied { partition: p, since, source, started }),
-                        Err(e) => {
-                            tracing::warn!(partition = p, error = %e, "transfer failed; retrying");
-                            worker.error(format!("partition {p}: {e}"));
-                            node.core.metrics.transfer_failures.get_or_create(&Reason::from(e.kind())).inc();
-                            node.set_inbound(p, |v| v.state = TransferState::Failed);
-                            retry_at.insert(p, Instant::now() + Duration::from_millis(500));
-                        }
-                    }
-                }
+            _ = self.transfers.core.ring_changed.notified() => {}
+            Some(done) = self.running.join_next(), if !self.running.is_empty() => {
+                self.ended = Some(done);
             }
             _ = tokio::time::sleep(ROUND) => {}
         }
-        round += 1;
-        worker.busy();
-        node.prune_received();
+    }
+
+    async fn work(&mut self, status: &WorkerHandle) -> Next {
+        if let Some(Ok(done)) = self.ended.take() {
+            self.pulled(status, done);
+        }
+        self.round += 1;
+        status.busy();
+        let transfers = Arc::clone(&self.transfers);
+        transfers.prune_received();
         // One ring version for the whole round: the partitions pending and
         // the transits they are fetched for.
-        let snapshot = node.core.cluster.snapshot();
-        let pending = node.pending_in(&snapshot);
-        node.core
+        let snapshot = transfers.core.cluster.snapshot();
+        let pending = transfers.pending_in(&snapshot);
+        transfers
+            .core
             .metrics
             .transfers_pending
             .set((pending.receive.len() + pending.send.len()) as i64);
-        node.core
+        transfers
+            .core
             .metrics
             .ring_version
             .set(snapshot.stamp.version as i64);
         {
-            let mut inbound = node.inbound.lock();
+            let mut inbound = transfers.inbound.lock();
             inbound.retain(|p, _| pending.receive.contains(p));
             // Copied partitions are still pending until reported; keep them out
             // of the queue.
@@ -806,7 +857,7 @@ pub async fn transfer_worker(
                 inbound.entry(p).or_insert_with(|| TransferView {
                     partition: p,
                     from: String::new(),
-                    to: node.core.identity.name.clone(),
+                    to: transfers.core.identity.name.clone(),
                     keys: 0,
                     bytes: 0,
                     state: TransferState::Queued,
@@ -815,63 +866,66 @@ pub async fn transfer_worker(
         }
         let state = &snapshot.state;
         for &p in &pending.receive {
-            if active.len() >= node.core.config.transfer_limit {
+            if self.active.len() >= transfers.core.config.transfer_limit {
                 break;
             }
-            if active.contains(&p)
-                || copied.iter().any(|c| c.partition == p)
-                || retry_at.get(&p).is_some_and(|t| *t > Instant::now())
+            if self.active.contains(&p)
+                || self.copied.iter().any(|c| c.partition == p)
+                || self.retry_at.get(&p).is_some_and(|t| *t > Instant::now())
             {
                 continue;
             }
             let Some(since) = state.moving.get(&(p as u16)).map(|t| t.since) else {
                 continue;
             };
-            active.insert(p);
-            let n = Arc::clone(&node);
-            running.spawn(async move {
+            self.active.insert(p);
+            let n = Arc::clone(&transfers);
+            self.running.spawn(async move {
                 let started = Instant::now();
                 (p, since, started, n.receive_partition(p, since).await)
             });
         }
         // Catch up in batches: when the pulls are done, or enough have piled up.
-        if !copied.is_empty()
-            && (active.is_empty() || copied.len() >= 128)
-            && Instant::now() >= catch_up_retry_at
+        if !self.copied.is_empty()
+            && (self.active.is_empty() || self.copied.len() >= 128)
+            && Instant::now() >= self.catch_up_retry_at
         {
-            copied = node.catch_up_and_report(std::mem::take(&mut copied)).await;
-            if !copied.is_empty() {
-                catch_up_retry_at = Instant::now() + Duration::from_secs(1);
+            self.copied = transfers
+                .catch_up_and_report(std::mem::take(&mut self.copied))
+                .await;
+            if !self.copied.is_empty() {
+                self.catch_up_retry_at = Instant::now() + Duration::from_secs(1);
             }
         }
-        if std::mem::take(&mut *node.dirty.lock()) {
-            node.core.persist_members().await;
+        if std::mem::take(&mut *transfers.dirty.lock()) {
+            transfers.core.persist_members().await;
         }
-        node.note_handoffs().await;
-        if round.is_multiple_of(DROP_SCAN_ROUNDS) {
-            node.drop_handed_off().await;
+        transfers.note_handoffs().await;
+        if self.round.is_multiple_of(DROP_SCAN_ROUNDS) {
+            transfers.drop_handed_off().await;
         }
-        match left_at {
+        match self.left_at {
             None => {
-                if node.finish_leaving().await {
-                    left_at = Some(Instant::now());
+                if transfers.finish_leaving().await {
+                    self.left_at = Some(Instant::now());
                 }
             }
             // Gossip the departure for a few rounds, then stop the process.
             Some(t)
-                if t.elapsed() > Duration::from_millis(node.core.config.gossip_interval_ms * 5) =>
+                if t.elapsed()
+                    > Duration::from_millis(transfers.core.config.gossip_interval_ms * 5) =>
             {
                 tracing::info!("stopping: this node has left the cluster");
-                node.core.stop.cancel();
-                break;
+                transfers.core.stop.cancel();
+                return Next::Done;
             }
             Some(_) => {}
         }
-        if active.is_empty() {
-            worker.idle();
+        if self.active.is_empty() {
+            status.idle();
         }
+        Next::Wait
     }
-    running.abort_all();
 }
 
 #[cfg(test)]

@@ -326,10 +326,10 @@ impl Coordinator {
             } else {
                 Vec::new()
             };
-            let read = move |node: &Core| -> Result<Option<Object>, StorageError> {
-                let mut object = node.storage.get(&k)?;
+            let read = move |core: &Core| -> Result<Option<Object>, StorageError> {
+                let mut object = core.storage.get(&k)?;
                 for target in &hints_for {
-                    if let Some(h) = node.storage.get_hint(target, &k)? {
+                    if let Some(h) = core.storage.get_hint(target, &k)? {
                         object.get_or_insert_with(Object::new).sync(&h.object);
                     }
                 }
@@ -394,7 +394,7 @@ impl Coordinator {
             let repaired = if name == self.core.me() {
                 let (k, m) = (key.clone(), merged.clone());
                 self.core
-                    .write_now(move |node| node.storage.merge(&k, &m).map(|_| ()))
+                    .write_now(move |core| core.storage.merge(&k, &m).map(|_| ()))
                     .await
                     .is_ok()
             } else if let Some(addr) = self.core.cluster.rpc_addr(&name) {

@@ -31,11 +31,11 @@ impl Coordinator {
         }
         let result = self
             .core
-            .write_now(move |node| match hint_for {
-                Some(target) if target != node.identity.name => {
-                    node.storage.put_hint(&target, &key, &object).map(|()| true)
+            .write_now(move |core| match hint_for {
+                Some(target) if target != core.identity.name => {
+                    core.storage.put_hint(&target, &key, &object).map(|()| true)
                 }
-                _ => node.storage.merge(&key, &object).map(|_| false),
+                _ => core.storage.merge(&key, &object).map(|_| false),
             })
             .await;
         match result {
@@ -74,7 +74,7 @@ impl Coordinator {
             .collect();
         let (merged, items) = if items.len() > 1 {
             self.core
-                .write_now(move |node| (node.storage.try_merge_batch(&items), items))
+                .write_now(move |core| (core.storage.try_merge_batch(&items), items))
                 .await
         } else {
             (None, items)
@@ -119,10 +119,10 @@ impl Coordinator {
         }
         let result = self
             .core
-            .read_now(move |node| -> Result<Option<Object>, StorageError> {
-                let mut object = node.storage.get(&key)?;
+            .read_now(move |core| -> Result<Option<Object>, StorageError> {
+                let mut object = core.storage.get(&key)?;
                 for target in &hints_for {
-                    if let Some(h) = node.storage.get_hint(target, &key)? {
+                    if let Some(h) = core.storage.get_hint(target, &key)? {
                         object.get_or_insert_with(Object::new).sync(&h.object);
                     }
                 }

@@ -466,7 +466,7 @@ impl Coordinator {
         let target = replica.to_string();
         let stored = self
             .core
-            .write_now(move |node| node.storage.put_hint(&target, &hint_key, &hint_object))
+            .write_now(move |core| core.storage.put_hint(&target, &hint_key, &hint_object))
             .await;
         match stored {
             Ok(()) => {
