@@ -1,7 +1,9 @@
 //! The node: everything that runs inside `dynakv node`. The folders are its
-//! three jobs: [`cluster`] (who is in the cluster, the ring, node-to-node
-//! RPC), [`replication`] (the Dynamo machinery over each key's replicas) and
-//! [`api`] (the client-facing front-ends).
+//! three jobs: [`cluster`] (the member table and the ring as this node sees
+//! them, node-to-node RPC), [`replication`] (the Dynamo machinery over each
+//! key's replicas) and [`api`] (the client-facing front-ends); the files
+//! beside them are what those share, and [`gossip`], the worker that keeps
+//! the cluster view current.
 //!
 //! Read it in this order; each module depends only on those above it:
 //!
@@ -18,7 +20,7 @@
 //!    and RPC (with configuration, identity and metrics), and the
 //!    [`handoff_budget`] that paces ownership and hinted handoff together;
 //! 7. the parts, each over a [`core::Core`] and nothing of one another:
-//!    [`cluster::gossip`] (membership and liveness), and in [`replication`]:
+//!    [`gossip`] (membership and liveness), and in [`replication`]:
 //!    the [`replication::coordinator`] (quorum reads and writes, sloppy
 //!    quorum, read repair: the request path) with its
 //!    [`replication::group_commit`], [`replication::hinted_handoff`],
@@ -37,6 +39,7 @@ pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod gossip;
 pub mod handoff_budget;
 pub mod metrics;
 pub mod node;
@@ -90,7 +93,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     // The node's workers, each a value holding its state (server::worker).
     let core = Arc::clone(&node.core);
     node.workers
-        .start(move || cluster::gossip::GossipWorker::new(Arc::clone(&core)));
+        .start(move || gossip::GossipWorker::new(Arc::clone(&core)));
     let core = Arc::clone(&node.core);
     node.workers
         .start(move || replication::hinted_handoff::HintedHandoffWorker::new(Arc::clone(&core)));

@@ -9,11 +9,11 @@ use dynakv_storage::{Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::server::clock::now_ms;
-use crate::server::cluster::gossip;
 use crate::server::cluster::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
 use crate::server::cluster::{Cluster, META_MEMBERS, META_RING};
 use crate::server::config::Config;
 use crate::server::core::Core;
+use crate::server::gossip;
 use crate::server::handoff_budget::HandoffBudget;
 use crate::server::metrics::Metrics;
 use crate::server::replication::anti_entropy::AntiEntropy;
@@ -247,18 +247,7 @@ impl Handler for Node {
                     .on_transfer_fetch(peer, partition, after, max_bytes)
                     .await
             }
-            Request::CoordinateWrite {
-                key,
-                context,
-                version,
-                w,
-                strict,
-                timeout_ms,
-            } => {
-                self.coordinator
-                    .on_coordinate_write(key, context, version, w, strict, timeout_ms)
-                    .await
-            }
+            Request::CoordinateWrite(write) => self.coordinator.on_coordinate_write(write).await,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The cluster as this node sees it: the member table of `dynakv-membership`
-//! and the ring every node computes from the same membership. [`crate::server::cluster::gossip`]
+//! and the ring every node computes from the same membership. [`crate::server::gossip`]
 //! drives it over RPC and `Core::persist_members` stores it.
 //!
 //! Membership changes (a join, an address change, a leave) and the cluster ring
@@ -10,10 +10,10 @@
 //! log the claimant keeps (see `dynakv_membership::claim`). Clocks only measure
 //! silences (liveness) and stamp incarnations.
 //!
-//! Inside: [`gossip`], the worker that exchanges member tables, and [`rpc`],
-//! the node-to-node protocol every part speaks.
+//! Inside: [`rpc`], the node-to-node protocol every part speaks. The worker
+//! that gossips member tables over it is [`crate::server::gossip`], one of the
+//! parts over [`crate::server::core::Core`].
 
-pub mod gossip;
 pub mod rpc;
 
 use std::sync::Arc;

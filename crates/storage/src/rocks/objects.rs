@@ -94,18 +94,7 @@ impl ObjectStore for Storage {
             .db
             .get_pinned_cf(self.cf(Cf::Digests), &skey)?
             .is_some();
-        if let Some(bytes) = self.db.get_pinned_cf(self.cf(Cf::Objects), &skey)? {
-            self.retire(&skey, &bytes);
-        }
-        let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(Cf::Objects), &skey);
-        batch.delete_cf(self.cf(Cf::Digests), &skey);
-        self.db.write_opt(batch, &self.write_opts)?;
-        if existed {
-            self.keys.fetch_sub(1, Ordering::Relaxed);
-        }
-        self.touch(&skey);
-        Ok(())
+        self.delete_locked(&skey, existed)
     }
 
     fn for_each_digest(
@@ -203,16 +192,25 @@ impl Storage {
             return Ok(false);
         }
         drop(entry);
-        if let Some(bytes) = self.db.get_pinned_cf(self.cf(Cf::Objects), &skey)? {
-            self.retire(&skey, &bytes);
+        self.delete_locked(&skey, true)?;
+        Ok(true)
+    }
+
+    /// Deletes the object and digest of `skey` (its stripe lock held), retiring
+    /// this incarnation's actors in it; `counted` if it was counted in `keys`.
+    pub(super) fn delete_locked(&self, skey: &[u8], counted: bool) -> Result<(), StorageError> {
+        if let Some(bytes) = self.db.get_pinned_cf(self.cf(Cf::Objects), skey)? {
+            self.retire(skey, &bytes);
         }
         let mut batch = WriteBatch::default();
-        batch.delete_cf(self.cf(Cf::Objects), &skey);
-        batch.delete_cf(self.cf(Cf::Digests), &skey);
+        batch.delete_cf(self.cf(Cf::Objects), skey);
+        batch.delete_cf(self.cf(Cf::Digests), skey);
         self.db.write_opt(batch, &self.write_opts)?;
-        self.keys.fetch_sub(1, Ordering::Relaxed);
-        self.touch(&skey);
-        Ok(true)
+        if counted {
+            self.keys.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.touch(skey);
+        Ok(())
     }
 
     pub(super) fn scan(

@@ -92,20 +92,7 @@ pub enum Request {
     /// Coordinate a client write: sent by a node that is not a replica of the key
     /// to one that is, so a replica's actor advances the clock. Answered with
     /// [`Response::Written`] or [`Response::Failed`].
-    CoordinateWrite {
-        /// The user key.
-        key: Bytes,
-        /// What the client's context covers.
-        context: VersionVector,
-        /// The new value or tombstone.
-        version: Version,
-        /// Acknowledgements required.
-        w: usize,
-        /// Strict quorum (only the key's own replicas count).
-        strict: bool,
-        /// How long to wait for them.
-        timeout_ms: u64,
-    },
+    CoordinateWrite(ForwardedWrite),
     /// Anti-entropy, step 1: are our trees of these partitions (runs of
     /// partition numbers, inclusive) equal to yours? `summary` hashes our roots
     /// in order. Answered with [`Response::AeSummary`], carrying the receiver's
@@ -230,7 +217,7 @@ impl Request {
                     && hints_for.len() <= 16
                     && hints_for.iter().all(|h| h.len() <= MAX_NAME)
             }
-            Request::CoordinateWrite { key, w, .. } => key_ok(key) && (1..=16).contains(w),
+            Request::CoordinateWrite(write) => key_ok(&write.key) && (1..=16).contains(&write.w),
             Request::AeCompare { partitions, .. } | Request::AeRoots { partitions } => {
                 runs_ok(partitions)
             }
@@ -262,7 +249,7 @@ impl Request {
             Request::Gossip(_) => "gossip",
             Request::ReplicaWrite { .. } => "replica_write",
             Request::ReplicaRead { .. } => "replica_read",
-            Request::CoordinateWrite { .. } => "coordinate_write",
+            Request::CoordinateWrite(_) => "coordinate_write",
             Request::AeCompare { .. } => "ae_compare",
             Request::AeRoots { .. } => "ae_roots",
             Request::AeNodes { .. } => "ae_nodes",
@@ -273,6 +260,24 @@ impl Request {
             Request::Ingest { .. } => "ingest",
         }
     }
+}
+
+/// A client write forwarded by a node that is not a replica of its key to
+/// one that is, so a replica's actor advances the clock.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ForwardedWrite {
+    /// The user key.
+    pub key: Bytes,
+    /// What the client's context covers.
+    pub context: VersionVector,
+    /// The new value or tombstone.
+    pub version: Version,
+    /// Acknowledgements required.
+    pub w: usize,
+    /// Strict quorum (only the key's own replicas count).
+    pub strict: bool,
+    /// How long to wait for them.
+    pub timeout_ms: u64,
 }
 
 /// A response to a [`Request`].

@@ -25,5 +25,5 @@ pub mod server;
 
 pub use client::{RpcClient, RpcError};
 pub use faults::Faults;
-pub use message::{Request, Response};
+pub use message::{ForwardedWrite, Request, Response};
 pub use server::{Handler, RpcShared, serve};

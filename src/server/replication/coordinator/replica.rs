@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynakv_storage::{ObjectStore, StorageError};
-use dynakv_versioning::{Object, Version, VersionVector};
+use dynakv_versioning::Object;
 
-use crate::server::cluster::rpc::Response;
+use crate::server::cluster::rpc::{ForwardedWrite, Response};
 use crate::server::config::QuorumMode;
 
 use super::write::WriteQuorum;
@@ -139,15 +139,15 @@ impl Coordinator {
     }
 
     /// Serves a write forwarded by a non-replica.
-    pub async fn on_coordinate_write(
-        self: &Arc<Self>,
-        key: Bytes,
-        context: VersionVector,
-        version: Version,
-        w: usize,
-        strict: bool,
-        timeout_ms: u64,
-    ) -> Response {
+    pub async fn on_coordinate_write(self: &Arc<Self>, write: ForwardedWrite) -> Response {
+        let ForwardedWrite {
+            key,
+            context,
+            version,
+            w,
+            strict,
+            timeout_ms,
+        } = write;
         let opts = RequestOptions {
             quorum: Quorum::Exactly(w),
             mode: if strict {

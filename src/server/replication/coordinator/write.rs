@@ -16,7 +16,7 @@ use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
-use crate::server::cluster::rpc::{Request, Response, RpcError};
+use crate::server::cluster::rpc::{ForwardedWrite, Request, Response, RpcError};
 use crate::server::config::QuorumMode;
 use crate::server::metrics::Op;
 
@@ -174,7 +174,7 @@ impl Coordinator {
                     .put_as_replica(placement, quorum, key, context, version, opts)
                     .await;
             }
-            let request = Request::CoordinateWrite {
+            let request = Request::CoordinateWrite(ForwardedWrite {
                 key: key.clone(),
                 context: context.clone(),
                 version: version.clone(),
@@ -182,7 +182,7 @@ impl Coordinator {
                 w: opts.quorum.resolve(ring.n(), ring.n()),
                 strict: opts.mode == QuorumMode::Strict,
                 timeout_ms: opts.timeout.as_millis() as u64,
-            };
+            });
             let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
             match self.forward_put(&placement, request, needed, opts).await {
                 Some(answer) => return answer,
