@@ -7,6 +7,9 @@ use dynakv_versioning::TooManySiblings;
 use serde::{Deserialize, Serialize};
 
 /// Why a coordinated request failed.
+/// The variants' order is part of the node-to-node wire format (bincode
+/// encodes a variant by its index, and a forwarded write's failure travels in
+/// `Response::Failed`): a new variant goes at the end.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CoordError {
     /// Fewer replicas than the quorum answered in time. A write may still have
@@ -21,6 +24,12 @@ pub enum CoordError {
     /// The write would leave too many live siblings.
     #[error(transparent)]
     TooManySiblings(#[from] TooManySiblings),
+    /// The local record is corrupt and awaits repair from a replica.
+    #[error("stored record is corrupt and awaits repair from another replica")]
+    Corrupt,
+    /// The storage engine failed.
+    #[error("storage: {0}")]
+    Storage(String),
     /// The client's context names so many replica actors that the key's clock
     /// would exceed the coordinator's `MAX_CLOCK_ACTORS` (only a crafted context can).
     #[error("the causal context would grow the key's clock to {actors} actors (at most {limit})")]
@@ -30,12 +39,6 @@ pub enum CoordError {
         /// The limit.
         limit: usize,
     },
-    /// The local record is corrupt and awaits repair from a replica.
-    #[error("stored record is corrupt and awaits repair from another replica")]
-    Corrupt,
-    /// The storage engine failed.
-    #[error("storage: {0}")]
-    Storage(String),
     /// This node has not joined a cluster ring yet (started with seeds, it
     /// is still finding them): it cannot place the key. Nothing was written.
     #[error(
@@ -60,6 +63,50 @@ impl From<StorageError> for CoordError {
         match e {
             StorageError::Corrupt { .. } => CoordError::Corrupt,
             other => CoordError::Storage(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each variant keeps the index nodes of earlier versions decode it by.
+    #[test]
+    fn every_variant_keeps_its_wire_index() {
+        let cases = [
+            (
+                CoordError::QuorumUnavailable {
+                    needed: 2,
+                    acked: 1,
+                },
+                0,
+            ),
+            (
+                CoordError::TooManySiblings(TooManySiblings {
+                    live: 65,
+                    limit: 64,
+                }),
+                1,
+            ),
+            (CoordError::Corrupt, 2),
+            (CoordError::Storage("disk".into()), 3),
+            (
+                CoordError::ClockTooLarge {
+                    actors: 2000,
+                    limit: 1024,
+                },
+                4,
+            ),
+            (CoordError::NotReady, 5),
+            (CoordError::RingChanging, 6),
+            (CoordError::Internal("bug".into()), 7),
+        ];
+        for (error, index) in cases {
+            let bytes = dynakv_storage::codec::encode(&error);
+            assert_eq!(bytes[1], index, "{error:?}");
+            let back: CoordError = dynakv_storage::codec::decode(&bytes).expect("decodes");
+            assert_eq!(back, error);
         }
     }
 }

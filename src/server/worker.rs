@@ -6,7 +6,8 @@
 //! status shown in `/admin/status`.
 //!
 //! [`Workers::stop`] cancels the signal and waits for every worker to return:
-//! a worker waiting for work, or in the middle of a round, is dropped there.
+//! a worker waiting for work is dropped there; one in the middle of a round
+//! finishes it first, unless it is [`Worker::INTERRUPTIBLE`].
 //!
 //! Workers are **supervised**: a worker that panics (a broken invariant) is
 //! logged, counted in its status (`restarts`, exported to `/metrics`) and
@@ -100,6 +101,12 @@ pub trait Worker: Send + 'static {
     /// Its name in `/admin/status`, `/metrics` and the logs.
     const NAME: &'static str;
 
+    /// True if shutdown may drop a round in the middle (a long anti-entropy
+    /// pass). A worker whose round writes state it must keep consistent
+    /// (ownership handoff deletes partitions, then records it) finishes its
+    /// round first.
+    const INTERRUPTIBLE: bool = false;
+
     /// Waits until a round is due: a timer, or a sign that there is work.
     fn wait_for_work(&mut self) -> impl Future<Output = ()> + Send;
 
@@ -117,11 +124,15 @@ async fn drive<W: Worker>(worker: &mut W, status: &WorkerHandle, shutdown: &Canc
                 _ = worker.wait_for_work() => {}
             }
         }
-        next = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            next = worker.work(status) => next,
+        next = if W::INTERRUPTIBLE {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = worker.work(status) => next,
+            }
+        } else {
+            worker.work(status).await
         };
-        if next == Next::Done {
+        if next == Next::Done || shutdown.is_cancelled() {
             return;
         }
     }

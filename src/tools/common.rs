@@ -14,7 +14,7 @@ pub struct CliError {
 }
 
 /// An operational failure (exit 1).
-pub fn failure(message: impl Into<String>) -> CliError {
+pub(crate) fn failure(message: impl Into<String>) -> CliError {
     CliError {
         code: 1,
         message: message.into(),
@@ -22,7 +22,7 @@ pub fn failure(message: impl Into<String>) -> CliError {
 }
 
 /// A usage error (exit 2).
-pub fn usage(message: impl Into<String>) -> CliError {
+pub(crate) fn usage(message: impl Into<String>) -> CliError {
     CliError {
         code: 2,
         message: message.into(),

@@ -23,12 +23,12 @@ const BATCH_KEYS: usize = 50_000;
 const BATCH_BYTES: usize = 32 << 20;
 
 /// The size of the blocks `--sst` keeps each partition's records in.
-pub const BLOCK_BYTES: usize = 64 << 10;
+pub(crate) const BLOCK_BYTES: usize = 64 << 10;
 
 /// A batch being formed: whole partitions' blocks, concatenated only when
 /// the batch is sent (so only the batches in flight take memory twice).
 #[derive(Default)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// Its first partition (the batch goes to one of its replicas).
     partition: usize,
     /// Its last partition.
@@ -71,7 +71,7 @@ impl Pending {
 /// preference order). Partitions with the same replicas travel together, so
 /// in a 3-node cluster every partition falls in one group, and each batch is
 /// one run of the ring that overlaps no other batch's files.
-pub async fn by_replica_set<T>(
+pub(crate) async fn by_replica_set<T>(
     client: &Client,
     partitions: impl IntoIterator<Item = (usize, T)>,
 ) -> Result<std::collections::BTreeMap<Vec<String>, Vec<(usize, T)>>, CliError> {
@@ -94,7 +94,7 @@ pub async fn by_replica_set<T>(
 /// partition is filed whole: split, its second part would be merged key by
 /// key into the first. Lazy: a partition's blocks are asked for only when
 /// the batches before them were taken.
-pub struct Packer<I> {
+pub(crate) struct Packer<I> {
     parts: I,
     open: Pending,
     ready: std::collections::VecDeque<Pending>,
@@ -102,7 +102,7 @@ pub struct Packer<I> {
 
 impl<I: Iterator<Item = (usize, Vec<IngestBatch>)>> Packer<I> {
     /// Packs the partitions `parts` yields, in their order.
-    pub fn pack(parts: I) -> Packer<I> {
+    pub(crate) fn pack(parts: I) -> Packer<I> {
         Packer {
             parts,
             open: Pending::default(),
@@ -143,7 +143,7 @@ impl<I: Iterator<Item = (usize, Vec<IngestBatch>)>> Iterator for Packer<I> {
 
 /// What the replicas said about a bulk load.
 #[derive(Default)]
-pub struct IngestTally {
+pub(crate) struct IngestTally {
     /// Keys that took new values.
     pub stored: u64,
     /// Key copies ingested as SST files.
@@ -160,7 +160,7 @@ pub struct IngestTally {
 
 /// Sends `batches` with `in_flight` of them at a time (`Client::ingest`),
 /// advancing `progress` by records.
-pub async fn send_batches(
+pub(crate) async fn send_batches(
     client: &Client,
     batches: impl Iterator<Item = Pending>,
     in_flight: usize,

@@ -688,6 +688,8 @@ impl AntiEntropyWorker {
 
 impl Worker for AntiEntropyWorker {
     const NAME: &'static str = "anti_entropy";
+    // A pass can take minutes; it holds nothing that an interruption breaks.
+    const INTERRUPTIBLE: bool = true;
 
     async fn wait_for_work(&mut self) {
         let interval = self

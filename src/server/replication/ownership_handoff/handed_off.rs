@@ -66,13 +66,13 @@ impl Transfers {
             .core
             .blocking(move |core| {
                 // A ring change while partitions are dropped may hand one of
-                // them back to this core, and its writes would land here just
+                // them back to this node, and its writes would land here just
                 // before the delete. Checking before each partition narrows
                 // that window to one partition's delete (what is left is
                 // judged again, against the new ring, in a later round). It
                 // does not close it, and need not for safety: a write to a
                 // pending replica needs W acknowledgements besides it, and
-                // the pull that makes this core a replica again copies them.
+                // the pull that makes this node a replica again copies them.
                 drop_partitions(&core.storage, candidates, || {
                     core.cluster.snapshot().stamp == judged
                 })

@@ -128,6 +128,9 @@ pub enum TransferError {
     /// Storing a batch failed.
     #[error("storing a batch: {0}")]
     Storage(#[from] dynakv_storage::StorageError),
+    /// The pull panicked (a broken invariant): logged, and tried again.
+    #[error("the pull panicked: {0}")]
+    Panicked(String),
 }
 
 impl TransferError {
@@ -137,6 +140,7 @@ impl TransferError {
             TransferError::NoSource => "no_source",
             TransferError::RingChanged => "ring_changed",
             TransferError::Storage(_) => "storage",
+            TransferError::Panicked(_) => "panic",
             TransferError::NotServed(_) | TransferError::Rpc { .. } => "rpc",
         }
     }

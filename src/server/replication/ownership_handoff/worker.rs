@@ -3,8 +3,11 @@
 //! off, and stops a node that has left.
 
 use std::collections::{BTreeSet, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures::FutureExt;
 
 use crate::server::metrics::Reason;
 use crate::server::worker::{Next, Worker, WorkerHandle};
@@ -152,7 +155,20 @@ impl Worker for OwnershipHandoffWorker {
             let n = Arc::clone(&transfers);
             self.running.spawn(async move {
                 let started = Instant::now();
-                (p, since, started, n.receive_partition(p, since).await)
+                // A pull that panics must still end as a pull (its
+                // partition would otherwise hold a transfer slot for ever).
+                let pulled = AssertUnwindSafe(n.receive_partition(p, since))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "unknown panic".into());
+                        Err(TransferError::Panicked(why))
+                    });
+                (p, since, started, pulled)
             });
         }
         // Catch up in batches: when the pulls are done, or enough have piled up.
