@@ -314,3 +314,49 @@ fn a_node_that_found_no_cluster_yet_is_not_ready_and_says_so() {
     assert_eq!(status["ready"], false, "{status}");
     assert_eq!(status["settled"], false, "{status}");
 }
+
+/// A client given a node that has no ring yet and one that serves sends
+/// every write on to the one that serves: `not_ready` applied nothing, so
+/// even a write may go elsewhere. The answer says so in a header.
+#[test]
+fn a_client_moves_a_write_on_from_a_node_that_is_not_ready() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let nowhere = format!("{}:{}", ip(47), free_port(ip(47)));
+    let mut lone = TestNode::new(root.path(), "lone", ip(48));
+    lone.args.extend(forming_timing());
+    lone.args.push("--seeds".into());
+    lone.args.push(nowhere);
+    lone.start();
+    let mut single = TestNode::new(root.path(), "single", ip(49));
+    single.args.extend(forming_timing());
+    single.start();
+    let answer = http().put(lone.key_url("k")).body("v").send().expect("PUT");
+    assert_eq!(answer.status().as_u16(), 503);
+    assert!(
+        answer
+            .headers()
+            .contains_key(dynakv_client::NOT_APPLIED_HEADER),
+        "no {} header on a not_ready answer",
+        dynakv_client::NOT_APPLIED_HEADER
+    );
+    // Round-robin over both: every write lands, whichever node comes first.
+    let client = ClientBuilder::new([lone.url(), single.url()])
+        .timeout(Duration::from_secs(10))
+        .build_blocking()
+        .expect("client");
+    for i in 0..6 {
+        let key = format!("moved-{i}");
+        client
+            .put_with(
+                key.as_bytes(),
+                Sibling::new(value_of(&key), "text/plain"),
+                None,
+                &Options::default(),
+            )
+            .unwrap_or_else(|e| panic!("write {i} through the client: {e}"));
+    }
+    assert_readable(
+        &single,
+        &(0..6).map(|i| format!("moved-{i}")).collect::<Vec<_>>(),
+    );
+}

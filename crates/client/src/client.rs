@@ -21,6 +21,11 @@ use crate::{Context, Error, Object, Result, Sibling};
 /// The causal context header.
 pub const CONTEXT_HEADER: &str = "x-causal-context";
 
+/// Header on an error answer that applied nothing and that another node may
+/// serve (`503 not_ready`: the node has no ring yet; `503 ring_changing`):
+/// even a write is sent again, to the next node.
+pub const NOT_APPLIED_HEADER: &str = "x-dynakv-not-applied";
+
 /// Characters left unencoded in a key's path segment: RFC 3986 unreserved.
 const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -235,7 +240,9 @@ impl ClientBuilder {
 /// also moves on after a timeout or a 5xx answer, since reading twice is
 /// harmless. A write or delete that was sent is never resent: after a timeout,
 /// a lost connection or a `503`, it may have been stored, and sending it again
-/// would store it twice (as two siblings). The error says which
+/// would store it twice (as two siblings), unless the node said it applied
+/// nothing ([`NOT_APPLIED_HEADER`]: a node with no ring yet, replicas
+/// changing), which moves any request on. The error says which
 /// ([`Error::is_retryable`]); the caller decides.
 #[derive(Clone)]
 pub struct Client {
@@ -701,6 +708,14 @@ impl Client {
         for (i, base) in candidates.iter().enumerate() {
             let more = i + 1 < candidates.len();
             match build(base).send().await {
+                // Nothing was applied: any request may go elsewhere.
+                Ok(resp) if more && resp.headers().contains_key(NOT_APPLIED_HEADER) => {
+                    last = Some(Error::Api {
+                        status: resp.status().as_u16(),
+                        code: "not_applied".into(),
+                        message: format!("{base} answered {} and applied nothing", resp.status()),
+                    });
+                }
                 Ok(resp) if idempotent && more && resp.status().is_server_error() => {
                     last = Some(Error::Api {
                         status: resp.status().as_u16(),

@@ -60,7 +60,8 @@ pub mod records;
 mod routing;
 
 pub use client::{
-    CONTEXT_HEADER, Client, ClientBuilder, MODIFY_ATTEMPTS, Options, Quorum, key_url,
+    CONTEXT_HEADER, Client, ClientBuilder, MODIFY_ATTEMPTS, NOT_APPLIED_HEADER, Options, Quorum,
+    key_url,
 };
 pub use error::{Error, Result};
 pub use object::{Context, Object, Sibling};

@@ -50,7 +50,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code, "message": self.message});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        // Nothing was applied, and another node may serve it: a client can
+        // send even a write there (dynakv-client does).
+        if matches!(self.code, "not_ready" | "ring_changing") {
+            response.headers_mut().insert(
+                dynakv_client::NOT_APPLIED_HEADER,
+                axum::http::HeaderValue::from_static("true"),
+            );
+        }
+        response
     }
 }
 
