@@ -281,18 +281,25 @@ fn a_fourth_node_killed_mid_transfer_blocks_no_write_and_settles_when_it_returns
     joiner_killed_mid_transfer(3, &[43, 44, 45, 46]);
 }
 
+/// A node on 127.0.0.`ipn` seeded only with a port nobody listens on (on
+/// 127.0.0.`nowhere`): it never finds a cluster, so it never has a ring.
+fn lone_node(root: &std::path::Path, name: &str, ipn: u8, nowhere: u8) -> TestNode {
+    let mut lone = TestNode::new(root, name, ip(ipn));
+    lone.args.extend(forming_timing());
+    lone.args.push("--seeds".into());
+    lone.args
+        .push(format!("{}:{}", ip(nowhere), free_port(ip(nowhere))));
+    lone.start();
+    lone
+}
+
 /// A node started with seeds it cannot reach has no ring: it is live but not
 /// ready, and answers a write or a read with a clear `503 not_ready` (nothing
 /// written), never a quorum failure of "0 of 0 replicas".
 #[test]
 fn a_node_that_found_no_cluster_yet_is_not_ready_and_says_so() {
     let root = tempfile::tempdir().expect("tempdir");
-    let nowhere = format!("{}:{}", ip(38), free_port(ip(38)));
-    let mut lone = TestNode::new(root.path(), "n1", ip(39));
-    lone.args.extend(forming_timing());
-    lone.args.push("--seeds".into());
-    lone.args.push(nowhere);
-    lone.start();
+    let lone = lone_node(root.path(), "n1", 39, 38);
     let client = http();
     let ready = client
         .get(format!("{}/health/ready", lone.url()))
@@ -321,12 +328,7 @@ fn a_node_that_found_no_cluster_yet_is_not_ready_and_says_so() {
 #[test]
 fn a_client_moves_a_write_on_from_a_node_that_is_not_ready() {
     let root = tempfile::tempdir().expect("tempdir");
-    let nowhere = format!("{}:{}", ip(47), free_port(ip(47)));
-    let mut lone = TestNode::new(root.path(), "lone", ip(48));
-    lone.args.extend(forming_timing());
-    lone.args.push("--seeds".into());
-    lone.args.push(nowhere);
-    lone.start();
+    let lone = lone_node(root.path(), "lone", 48, 47);
     let mut single = TestNode::new(root.path(), "single", ip(49));
     single.args.extend(forming_timing());
     single.start();
