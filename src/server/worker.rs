@@ -194,11 +194,7 @@ impl Workers {
                 match AssertUnwindSafe(fut).catch_unwind().await {
                     Ok(()) => break,
                     Err(panic) => {
-                        let why = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
+                        let why = panic_message(panic.as_ref());
                         tracing::error!(worker = name, panic = %why, "worker panicked; restarting it");
                         {
                             let mut s = slot.lock();
@@ -238,6 +234,15 @@ impl Workers {
         let mut tasks = std::mem::take(&mut *self.tasks.lock());
         while tasks.join_next().await.is_some() {}
     }
+}
+
+/// The message a panic carried (`panic!` with a literal or a format).
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// `interval_ms` ±10%, so nodes started together do not work in lockstep.

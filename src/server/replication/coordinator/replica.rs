@@ -13,7 +13,6 @@ use dynakv_versioning::Object;
 use crate::server::cluster::rpc::{ForwardedWrite, Response};
 use crate::server::config::QuorumMode;
 
-use super::write::WriteQuorum;
 use super::{Coordinator, Placement, Quorum, RequestOptions};
 
 impl Coordinator {
@@ -164,9 +163,8 @@ impl Coordinator {
         if !placement.replicas.iter().any(|r| r == self.core.me()) {
             return Response::NotReplica;
         }
-        let quorum = WriteQuorum::new(&placement, opts.quorum, ring.n());
         match self
-            .put_as_replica(placement, quorum, key, context, version, opts)
+            .put_as_replica(placement, ring.n(), key, context, version, opts)
             .await
         {
             Ok(ctx) => Response::Written(ctx),

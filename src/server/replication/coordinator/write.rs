@@ -59,19 +59,19 @@ const FORWARD_ATTEMPTS: usize = 3;
 /// unwritable, and so did a cluster still forming (every partition in
 /// transit from a lone founder to the others). dynakv used it until then.
 #[derive(Debug)]
-pub(super) struct WriteQuorum {
-    serving: Vec<String>,
-    target: Vec<String>,
+pub(super) struct WriteQuorum<'a> {
+    serving: &'a [String],
+    target: &'a [String],
     need_serving: usize,
     need_target: usize,
 }
 
-impl WriteQuorum {
+impl<'a> WriteQuorum<'a> {
     /// The quorum of a write at `w` to a key placed by `placement`.
-    pub(super) fn new(placement: &Placement, w: Quorum, n: usize) -> Self {
+    pub(super) fn new(placement: &'a Placement, w: Quorum, n: usize) -> Self {
         WriteQuorum {
-            serving: placement.replicas.clone(),
-            target: placement.target.clone(),
+            serving: &placement.replicas,
+            target: &placement.target,
             need_serving: w.resolve(n, placement.replicas.len()),
             need_target: w.resolve(n, placement.target.len()),
         }
@@ -84,25 +84,25 @@ impl WriteQuorum {
 
     /// True once the replicas in `acked` (distinct) make the quorum.
     fn is_met(&self, acked: &[String]) -> bool {
-        Self::count(&self.serving, acked) >= self.need_serving
-            && Self::count(&self.target, acked) >= self.need_target
+        Self::count(self.serving, acked) >= self.need_serving
+            && Self::count(self.target, acked) >= self.need_target
     }
 
     /// True if enough replicas gossip reports up (`reachable`) could make the
     /// quorum (strict mode refuses before storing anything otherwise).
     fn reachable(&self, reachable: impl Fn(&str) -> bool) -> bool {
         let up = |set: &[String]| set.iter().filter(|r| reachable(r)).count();
-        up(&self.serving) >= self.need_serving && up(&self.target) >= self.need_target
+        up(self.serving) >= self.need_serving && up(self.target) >= self.need_target
     }
 
     /// The failure to answer when `acked` fell short: the set that is short,
     /// with how many it needed and how many it got.
     fn shortfall(&self, acked: &[String]) -> CoordError {
-        let serving = Self::count(&self.serving, acked);
+        let serving = Self::count(self.serving, acked);
         let (needed, acked) = if serving < self.need_serving {
             (self.need_serving, serving)
         } else {
-            (self.need_target, Self::count(&self.target, acked))
+            (self.need_target, Self::count(self.target, acked))
         };
         CoordError::QuorumUnavailable { needed, acked }
     }
@@ -168,10 +168,9 @@ impl Coordinator {
             if placement.replicas.is_empty() {
                 return Err(self.unplaceable(&ring, Op::Put));
             }
-            let quorum = WriteQuorum::new(&placement, opts.quorum, ring.n());
             if placement.replicas.iter().any(|r| r == self.core.me()) {
                 return self
-                    .put_as_replica(placement, quorum, key, context, version, opts)
+                    .put_as_replica(placement, ring.n(), key, context, version, opts)
                     .await;
             }
             let request = Request::CoordinateWrite(ForwardedWrite {
@@ -274,17 +273,18 @@ impl Coordinator {
     }
 
     /// Coordinates a write on this node, a replica of the key placed by
-    /// `placement`.
+    /// `placement`, with `n` replicas per key.
     pub(super) async fn put_as_replica(
         self: &Arc<Self>,
         placement: Placement,
-        quorum: WriteQuorum,
+        n: usize,
         key: Bytes,
         context: VersionVector,
         version: Version,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
         let sloppy = opts.mode == QuorumMode::Sloppy;
+        let quorum = WriteQuorum::new(&placement, opts.quorum, n);
         if !sloppy && !quorum.reachable(|r| !self.core.is_down(r)) {
             // Refuse before storing anything: nothing is acknowledged.
             self.quorum_failed(Op::Put);
@@ -502,7 +502,7 @@ mod tests {
         }
     }
 
-    fn quorum(p: &Placement, w: usize) -> WriteQuorum {
+    fn quorum(p: &Placement, w: usize) -> WriteQuorum<'_> {
         WriteQuorum::new(p, Quorum::Exactly(w), 3)
     }
 

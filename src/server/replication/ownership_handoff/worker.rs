@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 
 use crate::server::metrics::Reason;
-use crate::server::worker::{Next, Worker, WorkerHandle};
+use crate::server::worker::{Next, Worker, WorkerHandle, panic_message};
 
 use super::{
     Copied, DROP_SCAN_ROUNDS, ROUND, TransferError, TransferState, TransferView, Transfers,
@@ -161,12 +161,7 @@ impl Worker for OwnershipHandoffWorker {
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|panic| {
-                        let why = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "unknown panic".into());
-                        Err(TransferError::Panicked(why))
+                        Err(TransferError::Panicked(panic_message(panic.as_ref())))
                     });
                 (p, since, started, pulled)
             });
