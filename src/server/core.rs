@@ -12,6 +12,7 @@ use dynakv_storage::{Identity, Storage, StorageError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::server::buckets::{Buckets, META_BUCKETS};
 use crate::server::cluster::rpc::{Faults, RpcClient, RpcShared};
 use crate::server::cluster::{Cluster, META_MEMBERS, META_RING};
 use crate::server::config::Config;
@@ -42,6 +43,8 @@ pub struct Core {
     pub ring_changed: Notify,
     /// Outgoing handoff bytes, ownership and hinted handoff together.
     pub handoff_budget: HandoffBudget,
+    /// Bucket types and bucket properties (each key's `n_val`).
+    pub buckets: Buckets,
 }
 
 impl Core {
@@ -118,6 +121,21 @@ impl Core {
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot persist the member table");
+        }
+    }
+
+    /// Persists the bucket metadata (serialised with the member table's
+    /// writes, so an older map never overwrites a newer one).
+    pub async fn persist_buckets(self: &Arc<Self>) {
+        let result = self
+            .blocking(|core| {
+                let _order = core.persist_lock.lock();
+                core.storage
+                    .put_meta(META_BUCKETS, &core.buckets.snapshot())
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot persist the bucket metadata");
         }
     }
 

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dynakv_buckets::BucketMetadata;
 use dynakv_membership::{GossipMessage, Outgoing, Status};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -108,6 +109,65 @@ fn refresh_member_gauges(core: &Core) {
     }
 }
 
+/// Answers a peer's bucket metadata digest (and map, when pushed): merges a
+/// pushed map, and answers with this node's map when the digests differ.
+pub async fn on_buckets(core: &Arc<Core>, digest: u64, map: Option<BucketMetadata>) -> Response {
+    if let Some(map) = map
+        && core.buckets.merge(&map)
+    {
+        tracing::info!("bucket metadata changed (pushed by a peer)");
+        core.persist_buckets().await;
+    }
+    let ours = core.buckets.digest();
+    Response::Buckets((ours != digest).then(|| core.buckets.snapshot()))
+}
+
+/// Sends this node's bucket metadata to `to` (whole, when `push`), merges
+/// the answer, and pushes ours if the peer still lacks some of it.
+pub async fn sync_buckets(
+    core: &Arc<Core>,
+    to: std::net::SocketAddr,
+    name: Option<&str>,
+    push: bool,
+) {
+    let timeout = Duration::from_millis(core.config.gossip_interval_ms.max(500));
+    let request = Request::Buckets {
+        digest: core.buckets.digest(),
+        map: push.then(|| core.buckets.snapshot()),
+    };
+    let Ok(Response::Buckets(Some(theirs))) = core.rpc.call(to, name, request, timeout).await
+    else {
+        return;
+    };
+    if core.buckets.merge(&theirs) {
+        tracing::info!("bucket metadata changed (from a peer)");
+        core.persist_buckets().await;
+    }
+    if !push && core.buckets.digest() != theirs.digest() {
+        let request = Request::Buckets {
+            digest: core.buckets.digest(),
+            map: Some(core.buckets.snapshot()),
+        };
+        let _ = core.rpc.call(to, name, request, timeout).await;
+    }
+}
+
+/// Pushes this node's bucket metadata to every member (after a change made
+/// here), and waits for them, at most a few seconds.
+pub async fn push_buckets(core: &Arc<Core>) {
+    let peers: Vec<(String, std::net::SocketAddr)> = core
+        .cluster
+        .view()
+        .into_iter()
+        .filter(|m| m.name != core.me() && !core.is_down(&m.name))
+        .map(|m| (m.name.clone(), m.rpc_addr))
+        .collect();
+    let sends = peers
+        .iter()
+        .map(|(name, addr)| sync_buckets(core, *addr, Some(name), true));
+    let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(sends)).await;
+}
+
 /// One push-pull exchange: send our table, merge the answer.
 async fn exchange(core: Arc<Core>, out: Outgoing) {
     let timeout = Duration::from_millis(core.config.gossip_interval_ms.max(200));
@@ -143,4 +203,7 @@ async fn exchange(core: Arc<Core>, out: Outgoing) {
         .gossip_exchanges
         .get_or_create(&Reason::from(outcome))
         .inc();
+    if outcome == "ok" {
+        sync_buckets(&core, out.to, out.name.as_deref(), false).await;
+    }
 }

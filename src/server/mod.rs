@@ -34,6 +34,7 @@
 //! 10. [`run`] — opening the node and serving until shutdown.
 
 pub mod api;
+pub mod buckets;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -111,7 +111,12 @@ impl Node {
             metrics: Arc::clone(&metrics),
         });
         let handoff_budget = HandoffBudget::new(config.transfer_rate_mb_s);
+        let bucket_map = storage
+            .get_meta(crate::server::buckets::META_BUCKETS)?
+            .unwrap_or_default();
+        let buckets = crate::server::buckets::Buckets::new(&config, &identity.name, bucket_map);
         let core = Arc::new(Core {
+            buckets,
             cluster: Cluster::new(membership),
             stop: CancellationToken::new(),
             rpc: RpcClient::new(Arc::clone(&rpc_shared), config.listen.ip()),
@@ -216,6 +221,17 @@ impl Handler for Node {
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => gossip::on_gossip(&self.core, message).await,
+            Request::Buckets { digest, map } => gossip::on_buckets(&self.core, digest, map).await,
+            Request::ListKeys {
+                partition,
+                prefix,
+                after,
+                limit,
+            } => {
+                self.coordinator
+                    .on_list_keys(partition, prefix, after, limit)
+                    .await
+            }
             Request::Ingest { items } => ingest::on_ingest(&self.core, items).await,
             Request::ReplicaWrite {
                 key,
@@ -232,9 +248,10 @@ impl Handler for Node {
             Request::AeCompare {
                 partitions,
                 summary,
-            } => self.ae.on_ae_compare(partitions, summary).await,
-            Request::AeRoots { partitions } => self.ae.on_ae_roots(partitions).await,
-            Request::AeNodes { nodes } => self.ae.on_ae_nodes(nodes).await,
+                tier,
+            } => self.ae.on_ae_compare(partitions, summary, tier).await,
+            Request::AeRoots { partitions, tier } => self.ae.on_ae_roots(partitions, tier).await,
+            Request::AeNodes { nodes, tier } => self.ae.on_ae_nodes(nodes, tier).await,
             Request::AeFetch { keys } => self.ae.on_ae_fetch(keys).await,
             Request::AePush { items } => self.ae.on_ae_push(items).await,
             Request::AePurge { items } => self.ae.on_ae_purge(items).await,

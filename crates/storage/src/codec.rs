@@ -7,11 +7,16 @@
 //!
 //! Used for the on-disk records and, by the node, for node-to-node messages.
 
+use dynakv_versioning::{DvvSet, Object, Version};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-/// The format byte of records written by this version.
+/// The format byte of records written before versions carried metadata
+/// (dynakv before namespaces): objects in it are read through
+/// [`decode_object`]; other records have the same layout in both formats.
 pub const FORMAT_V1: u8 = 1;
+/// The format byte of records written by this version.
+pub const FORMAT_V2: u8 = 2;
 /// No record decodes into more than this many bytes of allocation.
 const DECODE_LIMIT: usize = 256 << 20;
 
@@ -35,7 +40,7 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes a value as a record: format byte, then the body.
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT_V1];
+    let mut out = vec![FORMAT_V2];
     // Encoding into a Vec cannot fail for our plain data types: a failure would be
     // a bug (an unsupported serde construct), so it is an invariant, not input.
     let body = bincode::serde::encode_to_vec(value, bincode::config::standard())
@@ -47,9 +52,61 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a record written by [`encode`]; never panics on any input.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&format, body) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if format != FORMAT_V1 {
+    if format != FORMAT_V2 {
         return Err(CodecError::Format(format));
     }
+    decode_body(body)
+}
+
+/// Decodes a record whose layout did not change between [`FORMAT_V1`] and
+/// [`FORMAT_V2`] (metadata such as the identity, the member table and the
+/// ring), written by this version or the one before.
+pub fn decode_unchanged<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&format, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if format != FORMAT_V1 && format != FORMAT_V2 {
+        return Err(CodecError::Format(format));
+    }
+    decode_body(body)
+}
+
+/// Decodes a stored object, in the current format or the one before
+/// namespaces (whose versions had no metadata).
+pub fn decode_object(bytes: &[u8]) -> Result<Object, CodecError> {
+    match bytes.first() {
+        Some(&FORMAT_V1) => {
+            Ok(decode_body::<DvvSet<VersionV1>>(&bytes[1..])?.map_values(Version::from))
+        }
+        _ => decode(bytes),
+    }
+}
+
+/// True if `bytes` is a record in the format before this one: a merge that
+/// changes nothing still writes the object again, so two replicas holding the
+/// same object hold the same bytes (anti-entropy compares digests of bytes).
+pub fn is_legacy(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&FORMAT_V1)
+}
+
+/// A version as [`FORMAT_V1`] stored it.
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
+pub(crate) struct VersionV1 {
+    pub(crate) data: Option<bytes::Bytes>,
+    pub(crate) content_type: String,
+    pub(crate) timestamp_ms: u64,
+}
+
+impl From<VersionV1> for Version {
+    fn from(v: VersionV1) -> Version {
+        Version {
+            data: v.data,
+            content_type: v.content_type,
+            timestamp_ms: v.timestamp_ms,
+            meta: None,
+        }
+    }
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(body, config())
         .map_err(|e| CodecError::Body(e.to_string()))?;
     if used != body.len() {
@@ -119,13 +176,55 @@ mod tests {
         );
         o.update(&VersionVector::new(), ActorId(8), Version::tombstone(6));
         let bytes = encode(&o);
-        assert_eq!(bytes[0], FORMAT_V1);
-        assert_eq!(decode::<Object>(&bytes), Ok(o));
+        assert_eq!(bytes[0], FORMAT_V2);
+        assert_eq!(decode::<Object>(&bytes), Ok(o.clone()));
+        assert_eq!(decode_object(&bytes), Ok(o));
+    }
+
+    #[test]
+    fn objects_of_the_format_before_metadata_decode() {
+        let mut old: DvvSet<VersionV1> = DvvSet::new();
+        old.update(
+            &VersionVector::new(),
+            ActorId(3),
+            VersionV1 {
+                data: Some(bytes::Bytes::from_static(b"v")),
+                content_type: "text/plain".into(),
+                timestamp_ms: 9,
+            },
+        );
+        old.update(
+            &VersionVector::new(),
+            ActorId(4),
+            VersionV1 {
+                data: None,
+                content_type: String::new(),
+                timestamp_ms: 10,
+            },
+        );
+        let mut bytes = encode(&old);
+        bytes[0] = FORMAT_V1;
+        assert!(is_legacy(&bytes));
+        let o = decode_object(&bytes).expect("a v1 object decodes");
+        let mut want = Object::new();
+        want.update(
+            &VersionVector::new(),
+            ActorId(3),
+            Version::value(&b"v"[..], "text/plain", 9),
+        );
+        want.update(&VersionVector::new(), ActorId(4), Version::tombstone(10));
+        assert_eq!(o, want);
+        // Read as the current format, the old bytes are an error, never data.
+        assert!(decode::<Object>(&bytes).is_err());
     }
 
     #[test]
     fn unknown_format_and_trailing_bytes_are_rejected() {
         let mut bytes = encode(&42u32);
+        bytes[0] = 9;
+        assert_eq!(decode_unchanged::<u32>(&bytes), Err(CodecError::Format(9)));
+        bytes[0] = FORMAT_V1;
+        assert_eq!(decode_unchanged::<u32>(&bytes), Ok(42));
         bytes[0] = 9;
         assert_eq!(decode::<u32>(&bytes), Err(CodecError::Format(9)));
         let mut bytes = encode(&42u32);
@@ -138,6 +237,7 @@ mod tests {
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode::<Object>(&bytes);
+            let _ = decode_object(&bytes);
         }
     }
 }

@@ -39,7 +39,7 @@ pub use error::StorageError;
 pub use keys::{split_storage_key, storage_key};
 pub use mem::MemStore;
 pub use rocks::{
-    ApplyUpdate, BatchUpdate, Cf, Hint, HintId, Identity, Ingested, ObjectBatch, Storage,
+    ApplyUpdate, BatchUpdate, Cf, Hint, HintId, Identity, Ingested, KeyBatch, ObjectBatch, Storage,
     StorageConfig, StorageStats, StoredHint, UpdateOutcome, Updated, db_options,
 };
 pub use store::{

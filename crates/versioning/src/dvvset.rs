@@ -194,6 +194,27 @@ impl<V: Clone> DvvSet<V> {
         }
     }
 
+    /// The same history with every value passed through `f` (a value type
+    /// read from an older record format, brought to the current one).
+    pub fn map_values<U>(self, mut f: impl FnMut(V) -> U) -> DvvSet<U> {
+        DvvSet {
+            entries: self
+                .entries
+                .into_iter()
+                .map(|(actor, e)| {
+                    let values = e.values.into_iter().map(&mut f).collect();
+                    (
+                        actor,
+                        Entry {
+                            counter: e.counter,
+                            values,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Returns the merge of `self` and `other` without modifying either.
     pub fn synced(&self, other: &DvvSet<V>) -> DvvSet<V> {
         let mut merged = self.clone();

@@ -66,5 +66,5 @@ pub use actor::ActorId;
 pub use clock::VersionVector;
 pub use dvvset::{Dot, DvvSet};
 pub use incarnation::Incarnation;
-pub use object::{Object, TooManySiblings, Version};
+pub use object::{Link, Metadata, Object, TooManySiblings, Version};
 pub use token::{CausalContext, MAX_ACTORS, MAX_COUNTER, TokenError};

@@ -13,8 +13,49 @@ pub struct Version {
     /// The value's content type (empty for tombstones).
     pub content_type: String,
     /// Wall-clock milliseconds at the coordinator when written. Never used for
-    /// ordering (the clock does that); only to know when a tombstone may be purged.
+    /// causal ordering (the clock does that): it tells when a tombstone may be
+    /// purged, and which sibling a bucket without siblings (`allow_mult =
+    /// false`) shows.
     pub timestamp_ms: u64,
+    /// What else the client stored with the value (Riak's user metadata,
+    /// links, secondary index entries, charset and encoding); `None` when
+    /// nothing, so a plain value costs one byte for it.
+    pub meta: Option<Box<Metadata>>,
+}
+
+/// Metadata stored with one version and returned with it, as Riak keeps it
+/// beside an object's value (`X-Riak-Meta-*`, `Link`, `X-Riak-Index-*`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The value's character set (`Content-Type: ...; charset=`).
+    pub charset: Option<String>,
+    /// The value's content encoding (`Content-Encoding`).
+    pub content_encoding: Option<String>,
+    /// User metadata, name and value, in the order given.
+    pub user: Vec<(String, Bytes)>,
+    /// Links to other objects.
+    pub links: Vec<Link>,
+    /// Secondary index entries, index name (with its `_bin`/`_int` suffix) and
+    /// value, in the order given.
+    pub indexes: Vec<(String, Bytes)>,
+}
+
+impl Metadata {
+    /// True if there is nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self == &Metadata::default()
+    }
+}
+
+/// A link from one object to another (Riak's `Link` header and `RpbLink`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    /// The bucket of the object linked to.
+    pub bucket: Bytes,
+    /// Its key.
+    pub key: Bytes,
+    /// What the link means to the application (`riaktag`).
+    pub tag: Bytes,
 }
 
 impl Version {
@@ -28,7 +69,26 @@ impl Version {
             data: Some(data.into()),
             content_type: content_type.into(),
             timestamp_ms,
+            meta: None,
         }
+    }
+
+    /// The same version with `meta` stored beside it (nothing if it is empty).
+    pub fn with_meta(mut self, meta: Metadata) -> Self {
+        self.meta = (!meta.is_empty()).then(|| Box::new(meta));
+        self
+    }
+
+    /// Its metadata (empty if none was stored).
+    pub fn metadata(&self) -> &Metadata {
+        static EMPTY: Metadata = Metadata {
+            charset: None,
+            content_encoding: None,
+            user: Vec::new(),
+            links: Vec::new(),
+            indexes: Vec::new(),
+        };
+        self.meta.as_deref().unwrap_or(&EMPTY)
     }
 
     /// A tombstone: the mark a delete leaves.
@@ -37,6 +97,7 @@ impl Version {
             data: None,
             content_type: String::new(),
             timestamp_ms,
+            meta: None,
         }
     }
 
@@ -72,6 +133,19 @@ impl DvvSet<Version> {
     /// True when the key has history but every remaining version is a tombstone.
     pub fn is_deleted(&self) -> bool {
         self.values().all(Version::is_tombstone)
+    }
+
+    /// The version a bucket without siblings (`allow_mult = false`) shows:
+    /// the newest by timestamp, live or tombstone, ties broken by content so
+    /// every replica picks the same one. `None` for an empty set.
+    pub fn newest(&self) -> Option<&Version> {
+        self.values().max_by(|a, b| {
+            (a.timestamp_ms, &a.data, &a.content_type).cmp(&(
+                b.timestamp_ms,
+                &b.data,
+                &b.content_type,
+            ))
+        })
     }
 
     /// The newest write time among the remaining versions (0 if none).

@@ -55,6 +55,12 @@ pub struct CausalContext(pub VersionVector);
 impl CausalContext {
     /// The opaque token form.
     pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.to_bytes())
+    }
+
+    /// The token's bytes before text encoding: what Riak's protocols carry as
+    /// the vclock (raw in Protocol Buffers, standard base64 in HTTP).
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(2 + self.0.len() * 12 + 4);
         buf.push(FORMAT_V1);
         put_varint(&mut buf, self.0.len() as u64);
@@ -64,7 +70,7 @@ impl CausalContext {
         }
         let crc = crc32fast::hash(&buf);
         buf.extend_from_slice(&crc.to_le_bytes());
-        URL_SAFE_NO_PAD.encode(buf)
+        buf
     }
 
     /// Parses a token produced by [`CausalContext::encode`].
@@ -75,6 +81,14 @@ impl CausalContext {
         let bytes = URL_SAFE_NO_PAD
             .decode(token.as_bytes())
             .map_err(|_| TokenError::Encoding)?;
+        Self::from_bytes(&bytes)
+    }
+
+    /// Parses the bytes of [`CausalContext::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
+        if bytes.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Encoding);
+        }
         if bytes.len() < 5 {
             return Err(TokenError::Checksum);
         }

@@ -43,6 +43,11 @@ fn parse_key(uri: &Uri) -> Result<Bytes, ApiError> {
         ));
     }
     let key: Vec<u8> = percent_decode_str(raw).collect();
+    if !dynakv_buckets::is_plain_key(&key) {
+        return Err(ApiError::bad_request(
+            "keys may not begin with a zero byte (it marks a key of another bucket)",
+        ));
+    }
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::bad_request(format!(
             "the key is {} bytes; keys are at most {MAX_KEY_BYTES} bytes",
@@ -85,6 +90,7 @@ fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOption
         quorum,
         mode,
         timeout: Duration::from_millis(timeout_ms),
+        replace: false,
     })
 }
 

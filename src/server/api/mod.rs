@@ -6,6 +6,7 @@ mod error;
 mod kv;
 mod listener;
 mod ops;
+mod riak;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,6 +58,7 @@ pub fn router(node: Arc<Node>) -> Router {
             post(admin::ingest).layer(DefaultBodyLimit::max(admin::INGEST_BODY_LIMIT)),
         )
         .route("/admin/{*rest}", post(admin::unknown_admin))
+        .merge(riak::routes())
         .fallback(kv::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -107,7 +107,8 @@ const TREE_IDLE: Duration = Duration::from_secs(60);
 pub struct AntiEntropy {
     /// Storage, cluster view, RPC.
     pub core: Arc<Core>,
-    trees: Mutex<HashMap<usize, CachedTree>>,
+    /// Trees by (partition, tier).
+    trees: Mutex<HashMap<(usize, u8), CachedTree>>,
     /// One pass at a time.
     pass: tokio::sync::Mutex<()>,
     status: Mutex<Status>,
@@ -172,13 +173,16 @@ impl AntiEntropy {
         }
     }
 
-    /// The tree of a partition, from cache if no write touched it since.
+    /// The tree of a partition's keys whose bucket keeps more than `tier`
+    /// replicas (every key at tier 0), from cache if no write touched the
+    /// partition since.
     pub async fn partition_tree(
         self: &Arc<Self>,
         partition: usize,
+        tier: u8,
     ) -> Result<Arc<PartitionTree>, StorageError> {
         let generation = self.core.storage.generation(partition);
-        if let Some((g, used, t)) = self.trees.lock().get_mut(&partition)
+        if let Some((g, used, t)) = self.trees.lock().get_mut(&(partition, tier))
             && *g == generation
         {
             *used = Instant::now();
@@ -191,6 +195,9 @@ impl AntiEntropy {
                 let mut tombstones = Vec::new();
                 core.storage
                     .for_each_digest(Ring::range_of(partition), &mut |t, key, entry| {
+                        if tier > 0 && core.buckets.n_val_of(key) <= usize::from(tier) {
+                            return true;
+                        }
                         if let Some(since) = entry.tombstone_since {
                             tombstones.push((key.to_vec(), entry.digest, since));
                         }
@@ -206,17 +213,21 @@ impl AntiEntropy {
         let built = Arc::new(built);
         let mut cache = self.trees.lock();
         cache.retain(|_, (_, used, _)| used.elapsed() < TREE_IDLE);
-        cache.insert(partition, (generation, Instant::now(), Arc::clone(&built)));
+        cache.insert(
+            (partition, tier),
+            (generation, Instant::now(), Arc::clone(&built)),
+        );
         Ok(built)
     }
 
     async fn trees(
         self: &Arc<Self>,
         parts: &[usize],
+        tier: u8,
     ) -> Result<Vec<Arc<PartitionTree>>, StorageError> {
         let mut out = Vec::with_capacity(parts.len());
         for &p in parts {
-            out.push(self.partition_tree(p).await?);
+            out.push(self.partition_tree(p, tier).await?);
         }
         Ok(out)
     }
@@ -229,22 +240,33 @@ impl AntiEntropy {
         let ring = self.core.cluster.ring();
         let me = self.core.identity.name.clone();
         let mine = ring.partitions_of(&me);
-        let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // Per peer and tier: the keys both replicate are those whose bucket
+        // keeps more replicas than the later of the two nodes' places in the
+        // partition's list (every key, when no bucket sets `n_val`).
+        let tiered = self.core.buckets.sets_n_val();
+        let mut by_peer: BTreeMap<(String, u8), Vec<usize>> = BTreeMap::new();
         for &p in &mine {
-            for r in ring.replicas(p).filter(|r| *r != me) {
-                by_peer.entry(r.to_string()).or_default().push(p);
+            let list: Vec<&str> = ring.replicas(p).collect();
+            let rank_of = |n: &str| list.iter().position(|r| *r == n).unwrap_or(0);
+            for r in list.iter().filter(|r| **r != me) {
+                let tier = if tiered {
+                    rank_of(&me).max(rank_of(r)) as u8
+                } else {
+                    0
+                };
+                by_peer.entry((r.to_string(), tier)).or_default().push(p);
             }
         }
         let mut summary = PassSummary::default();
         let mut synced: HashMap<usize, usize> = HashMap::new();
         let mut differing = BTreeSet::new();
-        for (peer, parts) in &by_peer {
+        for ((peer, tier), parts) in &by_peer {
             if self.core.is_down(peer) {
                 summary.peers_skipped.push(peer.clone());
                 continue;
             }
             match self
-                .exchange(peer, parts, throttle, &mut summary, &mut differing)
+                .exchange(peer, parts, *tier, throttle, &mut summary, &mut differing)
                 .await
             {
                 Ok(()) => {
@@ -371,15 +393,17 @@ impl AntiEntropy {
         self: &Arc<Self>,
         peer: &str,
         parts: &[usize],
+        tier: u8,
         throttle: bool,
         summary: &mut PassSummary,
         differing_parts: &mut BTreeSet<usize>,
     ) -> Result<(), String> {
-        let trees = self.trees(parts).await.map_err(|e| e.to_string())?;
+        let trees = self.trees(parts, tier).await.map_err(|e| e.to_string())?;
         let roots: Vec<Hash> = trees.iter().map(|t| t.tree.root()).collect();
         let request = Request::AeCompare {
             partitions: runs(parts),
             summary: summary_of(&roots),
+            tier,
         };
         summary.ranges_compared += parts.len() as u64;
         let ours = groups_of(&roots);
@@ -398,6 +422,7 @@ impl AntiEntropy {
         let suspect_parts: Vec<usize> = suspects.iter().map(|&i| parts[i]).collect();
         let request = Request::AeRoots {
             partitions: runs(&suspect_parts),
+            tier,
         };
         let their_roots = match self.call_counted(peer, request, summary).await? {
             Response::AeRoots(r) if r.len() == suspects.len() => r,
@@ -423,6 +448,7 @@ impl AntiEntropy {
             for chunk in frontier.chunks(NODES_PER_REQUEST) {
                 let request = Request::AeNodes {
                     nodes: chunk.to_vec(),
+                    tier,
                 };
                 let views = match self.call_counted(peer, request, summary).await? {
                     Response::AeNodes(v) if v.len() == chunk.len() => v,
@@ -534,7 +560,7 @@ impl AntiEntropy {
         let cutoff = now_ms().saturating_sub(grace_ms);
         let mut purged = 0;
         for &p in complete {
-            let Ok(tree) = self.partition_tree(p).await else {
+            let Ok(tree) = self.partition_tree(p, 0).await else {
                 continue;
             };
             let candidates: Vec<(Bytes, u64)> = tree
@@ -582,9 +608,10 @@ impl AntiEntropy {
         self: &Arc<Self>,
         partitions: Vec<(u16, u16)>,
         summary: Hash,
+        tier: u8,
     ) -> Response {
         let parts = from_runs(&partitions);
-        match self.trees(&parts).await {
+        match self.trees(&parts, tier).await {
             Ok(trees) => {
                 let roots: Vec<Hash> = trees.iter().map(|t| t.tree.root()).collect();
                 let equal = summary_of(&roots) == summary;
@@ -598,18 +625,18 @@ impl AntiEntropy {
     }
 
     /// Serves `AeRoots`.
-    pub async fn on_ae_roots(self: &Arc<Self>, partitions: Vec<(u16, u16)>) -> Response {
-        match self.trees(&from_runs(&partitions)).await {
+    pub async fn on_ae_roots(self: &Arc<Self>, partitions: Vec<(u16, u16)>, tier: u8) -> Response {
+        match self.trees(&from_runs(&partitions), tier).await {
             Ok(trees) => Response::AeRoots(trees.iter().map(|t| t.tree.root()).collect()),
             Err(e) => Response::Error(e.to_string()),
         }
     }
 
     /// Serves `AeNodes`.
-    pub async fn on_ae_nodes(self: &Arc<Self>, nodes: Vec<(u16, NodeId)>) -> Response {
+    pub async fn on_ae_nodes(self: &Arc<Self>, nodes: Vec<(u16, NodeId)>, tier: u8) -> Response {
         let mut views = Vec::with_capacity(nodes.len());
         for (p, id) in nodes {
-            match self.partition_tree(usize::from(p)).await {
+            match self.partition_tree(usize::from(p), tier).await {
                 Ok(t) => views.push(t.tree.node(id)),
                 Err(e) => return Response::Error(e.to_string()),
             }

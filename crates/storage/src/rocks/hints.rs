@@ -24,6 +24,29 @@ pub struct Hint {
     pub created_ms: u64,
 }
 
+/// A hint as [`codec::FORMAT_V1`] stored it.
+#[derive(Deserialize)]
+struct HintV1 {
+    target: String,
+    key: Vec<u8>,
+    object: dynakv_versioning::DvvSet<codec::VersionV1>,
+    created_ms: u64,
+}
+
+/// Decodes a stored hint, in the current format or the one before.
+fn decode_hint(bytes: &[u8]) -> Result<Hint, codec::CodecError> {
+    if !codec::is_legacy(bytes) {
+        return codec::decode(bytes);
+    }
+    let old: HintV1 = codec::decode_unchanged(bytes)?;
+    Ok(Hint {
+        target: old.target,
+        key: old.key,
+        object: old.object.map_values(dynakv_versioning::Version::from),
+        created_ms: old.created_ms,
+    })
+}
+
 /// A hint read back from disk: its id, and the hint or why it failed to decode.
 pub type StoredHint = (HintId, Result<Hint, StorageError>);
 
@@ -61,7 +84,7 @@ impl Storage {
         let existing = self.db.get_pinned_cf(self.cf(Cf::Hints), &id)?;
         let fresh = existing.is_none();
         // A corrupt hint is dropped from the merge; anti-entropy repairs the key.
-        let hint = match existing.as_deref().map(codec::decode::<Hint>) {
+        let hint = match existing.as_deref().map(decode_hint) {
             // A merged hint is as young as its newest write: the window
             // counts from the last write it carries.
             Some(Ok(mut h)) => {
@@ -89,7 +112,7 @@ impl Storage {
     pub(super) fn read_hint(&self, id: &[u8]) -> Result<Option<Hint>, StorageError> {
         match self.db.get_pinned_cf(self.cf(Cf::Hints), id)? {
             None => Ok(None),
-            Some(bytes) => match codec::decode::<Hint>(&bytes) {
+            Some(bytes) => match decode_hint(&bytes) {
                 Ok(h) => Ok(Some(h)),
                 // A corrupt hint is dropped from the merge; anti-entropy repairs the key.
                 Err(e) => {
@@ -139,7 +162,7 @@ impl Storage {
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
-            let hint = codec::decode::<Hint>(&v).map_err(|e| StorageError::Corrupt {
+            let hint = decode_hint(&v).map_err(|e| StorageError::Corrupt {
                 key: k.to_vec(),
                 reason: e.to_string(),
             });
@@ -184,7 +207,7 @@ impl Storage {
             return Ok(false);
         };
         if let Some(expected) = expected
-            && codec::decode::<Hint>(&stored).is_ok_and(|h| &h.object != expected)
+            && decode_hint(&stored).is_ok_and(|h| &h.object != expected)
         {
             return Ok(false);
         }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dynakv_ring::Ring;
-use dynakv_versioning::Object;
 use rocksdb::DBCompressionType;
 
 use super::{Cf, Storage};
@@ -99,7 +98,7 @@ impl Storage {
                 .iter()
                 .map(|&i| {
                     let item = &items[i];
-                    codec::decode::<Object>(&item.record)
+                    codec::decode_object(&item.record)
                         .map(|o| (item.key.as_ref(), o))
                         .map_err(|e| StorageError::Ingest(format!("an undecodable object: {e}")))
                 })

@@ -38,12 +38,14 @@ impl Storage {
     ) -> Result<Option<T>, StorageError> {
         match self.db.get_pinned_cf(self.cf(Cf::Meta), name.as_bytes())? {
             None => Ok(None),
-            Some(bytes) => codec::decode(&bytes)
-                .map(Some)
-                .map_err(|e| StorageError::Corrupt {
-                    key: name.as_bytes().to_vec(),
-                    reason: e.to_string(),
-                }),
+            Some(bytes) => {
+                codec::decode_unchanged(&bytes)
+                    .map(Some)
+                    .map_err(|e| StorageError::Corrupt {
+                        key: name.as_bytes().to_vec(),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 

@@ -11,7 +11,7 @@ mod tests;
 
 pub use hints::{Hint, HintId, StoredHint};
 pub use ingest::Ingested;
-pub use objects::ObjectBatch;
+pub use objects::{KeyBatch, ObjectBatch};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -304,7 +304,7 @@ impl Storage {
             return;
         };
         let scope = Ring::partition_of(t) as u32;
-        match codec::decode::<Object>(bytes) {
+        match codec::decode_object(bytes) {
             Ok(object) => self.incarnation.retire(scope, &object),
             // Unknown history: retire every actor minted for the partition.
             Err(_) => self.incarnation.retire_scope(scope),

@@ -13,6 +13,17 @@ use super::{BatchUpdate, Cf, Storage, UpdateOutcome, Updated, stripe_of, stripes
 use crate::store::{DigestEntry, DigestVisitor};
 use crate::{MergeOutcome, ObjectStore, StorageError, codec, split_storage_key, storage_key};
 
+/// One step of a key listing ([`Storage::scan_keys`]).
+#[derive(Debug, Default)]
+pub struct KeyBatch {
+    /// The keys, in on-disk order.
+    pub keys: Vec<Vec<u8>>,
+    /// The storage key of the last entry read: where the next step resumes.
+    pub resume_after: Option<Vec<u8>>,
+    /// True if the scan reached the end of the range.
+    pub done: bool,
+}
+
 /// One batch of a range scan ([`Storage::scan_objects`]).
 #[derive(Debug, Default)]
 pub struct ObjectBatch {
@@ -75,10 +86,12 @@ impl ObjectStore for Storage {
         let changed = current.as_ref() != Some(&merged);
         if changed {
             self.write_object(&skey, &merged, existed)?;
-        } else if existed && !self.has_digest(&skey)? {
+        } else if existed && self.needs_rewrite(&skey)? {
             // An object without its digest (a bulk load interrupted between
             // its two ingestions): written whole again, so anti-entropy, which
-            // sees keys through their digests, and the key count see it.
+            // sees keys through their digests, and the key count see it. A
+            // record in the format before this one is written again too, so
+            // replicas holding the same object hold the same bytes.
             self.write_object(&skey, &merged, false)?;
         }
         Ok(MergeOutcome {
@@ -128,12 +141,14 @@ impl Storage {
     pub(super) fn read_object(&self, skey: &[u8]) -> Result<Option<Object>, StorageError> {
         match self.db.get_pinned_cf(self.cf(Cf::Objects), skey)? {
             None => Ok(None),
-            Some(bytes) => codec::decode(&bytes)
-                .map(Some)
-                .map_err(|e| StorageError::Corrupt {
-                    key: skey.to_vec(),
-                    reason: e.to_string(),
-                }),
+            Some(bytes) => {
+                codec::decode_object(&bytes)
+                    .map(Some)
+                    .map_err(|e| StorageError::Corrupt {
+                        key: skey.to_vec(),
+                        reason: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -278,7 +293,7 @@ impl Storage {
             }
             batch.resume_after = Some(skey.to_vec());
             if let Some((_, key)) = split_storage_key(skey) {
-                match codec::decode::<Object>(value) {
+                match codec::decode_object(value) {
                     Ok(object) => {
                         bytes += value.len() + key.len();
                         batch.items.push((key.to_vec(), object, value.len()));
@@ -287,6 +302,54 @@ impl Storage {
                         tracing::warn!(key = ?String::from_utf8_lossy(key), reason = %e, "skipping a corrupt record in a range scan")
                     }
                 }
+            }
+            it.next();
+        }
+        it.status()?;
+        batch.done = true;
+        Ok(batch)
+    }
+
+    /// Keys of `range` that start with `prefix` and hold a live version, in
+    /// on-disk order after the storage key `after`, at most `limit`: one
+    /// step of a key listing. Reads only the digest column family (a few
+    /// bytes per key), so a listing never loads values. Returns the keys,
+    /// the storage key to resume after, and whether the range is done.
+    pub fn scan_keys(
+        &self,
+        range: TokenRange,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<KeyBatch, StorageError> {
+        let mut batch = KeyBatch::default();
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
+        if range.end < u64::MAX {
+            ro.set_iterate_upper_bound((range.end + 1).to_be_bytes().to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(Cf::Digests), ro);
+        match after {
+            Some(k) => {
+                it.seek(k);
+                if it.key() == Some(k) {
+                    it.next();
+                }
+            }
+            None => it.seek(range.start.to_be_bytes()),
+        }
+        while let (Some(skey), Some(value)) = (it.key(), it.value()) {
+            if batch.keys.len() >= limit {
+                it.status()?;
+                return Ok(batch);
+            }
+            batch.resume_after = Some(skey.to_vec());
+            if let Some((_, key)) = split_storage_key(skey)
+                && key.starts_with(prefix)
+                && DigestEntry::decode(value).is_some_and(|e| e.tombstone_since.is_none())
+            {
+                batch.keys.push(key.to_vec());
             }
             it.next();
         }
@@ -497,8 +560,12 @@ impl Storage {
                     order.push(skey.as_slice());
                 }
                 staged.insert(skey.as_slice(), (merged, existed));
-            } else if existed && !staged.contains_key(skey.as_slice()) && !self.has_digest(skey)? {
-                // An object without its digest: rewritten (see `merge`).
+            } else if existed
+                && !staged.contains_key(skey.as_slice())
+                && self.needs_rewrite(skey)?
+            {
+                // An object without its digest, or in the old format:
+                // rewritten (see `merge`).
                 order.push(skey.as_slice());
                 staged.insert(skey.as_slice(), (merged, false));
             }
@@ -510,9 +577,17 @@ impl Storage {
         Ok(order.len())
     }
 
-    /// True if the key has a digest entry.
-    pub(super) fn has_digest(&self, skey: &[u8]) -> Result<bool, StorageError> {
-        Ok(self.db.get_pinned_cf(self.cf(Cf::Digests), skey)?.is_some())
+    /// True if the key's record must be written again although a merge
+    /// changed nothing: it has no digest entry, or is in the format before
+    /// this one ([`codec::is_legacy`]).
+    pub(super) fn needs_rewrite(&self, skey: &[u8]) -> Result<bool, StorageError> {
+        if self.db.get_pinned_cf(self.cf(Cf::Digests), skey)?.is_none() {
+            return Ok(true);
+        }
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(Cf::Objects), skey)?
+            .is_some_and(|record| codec::is_legacy(&record)))
     }
 
     /// True if `range` holds at least one object.

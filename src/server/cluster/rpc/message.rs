@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use dynakv_antientropy::{Hash, NodeId, NodeView};
+use dynakv_buckets::BucketMetadata;
 use dynakv_membership::GossipMessage;
 use dynakv_storage::IngestItem;
 use dynakv_versioning::{Object, Version, VersionVector};
@@ -102,18 +103,25 @@ pub enum Request {
         partitions: Vec<(u16, u16)>,
         /// Hash of the sender's roots, in partition order.
         summary: Hash,
+        /// The trees cover keys whose bucket's `n_val` exceeds this: the
+        /// keys both nodes replicate (see `anti_entropy`).
+        tier: u8,
     },
     /// Anti-entropy, step 2: the receiver's roots of these partitions.
     /// Answered with [`Response::AeRoots`].
     AeRoots {
         /// Inclusive runs of partition numbers.
         partitions: Vec<(u16, u16)>,
+        /// As in `AeCompare`.
+        tier: u8,
     },
     /// Anti-entropy, step 3: the receiver's views of these tree nodes.
     /// Answered with [`Response::AeNodes`].
     AeNodes {
         /// (partition, node) pairs.
         nodes: Vec<(u16, NodeId)>,
+        /// As in `AeCompare`.
+        tier: u8,
     },
     /// Anti-entropy, step 3: the receiver's objects for these keys.
     /// Answered with [`Response::AeObjects`].
@@ -155,10 +163,33 @@ pub enum Request {
         /// The objects, encoded once by the replica that received the load.
         items: Vec<IngestItem>,
     },
+    /// Bucket metadata: the sender's digest, and its whole map when it
+    /// pushes a change. Answered with [`Response::Buckets`]: the receiver's
+    /// map when (after merging) its digest differs.
+    Buckets {
+        /// The sender's digest.
+        digest: u64,
+        /// The sender's map, when pushed.
+        map: Option<BucketMetadata>,
+    },
+    /// Key listing: the keys of a partition that start with `prefix` and
+    /// are not deleted, after storage key `after`, at most `limit`. Answered
+    /// with [`Response::Keys`].
+    ListKeys {
+        /// The partition.
+        partition: u16,
+        /// The encoded namespace prefix (empty: every key).
+        prefix: Bytes,
+        /// The storage key the previous batch ended at.
+        after: Option<Bytes>,
+        /// Most keys in the answer.
+        limit: u32,
+    },
 }
 
-/// Longest key (SPEC §2).
-const MAX_KEY: usize = 1024;
+/// Longest key: 1,024 bytes (SPEC §2), plus a namespace (a marker byte and
+/// two length-prefixed names of at most 255 bytes).
+const MAX_KEY: usize = 1024 + 3 + 2 * 255;
 /// Longest node name (the configuration allows 64).
 const MAX_NAME: usize = 64;
 /// Most items in one batch request.
@@ -218,10 +249,10 @@ impl Request {
                     && hints_for.iter().all(|h| h.len() <= MAX_NAME)
             }
             Request::CoordinateWrite(write) => key_ok(&write.key) && (1..=16).contains(&write.w),
-            Request::AeCompare { partitions, .. } | Request::AeRoots { partitions } => {
+            Request::AeCompare { partitions, .. } | Request::AeRoots { partitions, .. } => {
                 runs_ok(partitions)
             }
-            Request::AeNodes { nodes } => {
+            Request::AeNodes { nodes, .. } => {
                 nodes.len() <= MAX_ITEMS
                     && nodes.iter().all(|&(p, id)| p < partitions && id.is_valid())
             }
@@ -237,6 +268,18 @@ impl Request {
             } => *partition < partitions && after.as_ref().is_none_or(|a| a.len() <= MAX_KEY + 8),
             Request::Ingest { items } => {
                 items.len() <= MAX_ITEMS && items.iter().all(|i| key_ok(&i.key))
+            }
+            Request::Buckets { .. } => true,
+            Request::ListKeys {
+                partition,
+                prefix,
+                after,
+                limit,
+            } => {
+                *partition < partitions
+                    && prefix.len() <= MAX_KEY
+                    && after.as_ref().is_none_or(|a| a.len() <= MAX_KEY + 8)
+                    && *limit as usize <= MAX_ITEMS
             }
         };
         if ok { Ok(()) } else { Err(self.kind()) }
@@ -258,6 +301,8 @@ impl Request {
             Request::AePurge { .. } => "ae_purge",
             Request::TransferFetch { .. } => "transfer_fetch",
             Request::Ingest { .. } => "ingest",
+            Request::Buckets { .. } => "buckets",
+            Request::ListKeys { .. } => "list_keys",
         }
     }
 }
@@ -276,6 +321,9 @@ pub struct ForwardedWrite {
     pub w: usize,
     /// Strict quorum (only the key's own replicas count).
     pub strict: bool,
+    /// The write replaces every version the coordinator holds, whatever
+    /// `context` says (a `last_write_wins` bucket).
+    pub replace: bool,
     /// How long to wait for them.
     pub timeout_ms: u64,
 }
@@ -337,6 +385,17 @@ pub enum Response {
         /// Keys merged that changed.
         merged: u64,
     },
+    /// Answer to `Buckets`: the receiver's map, when it differs.
+    Buckets(Option<BucketMetadata>),
+    /// Answer to `ListKeys`: keys (as stored, namespace included).
+    Keys {
+        /// The keys, in on-disk order.
+        keys: Vec<Bytes>,
+        /// Where the next batch resumes.
+        resume_after: Option<Bytes>,
+        /// True if the partition is done.
+        done: bool,
+    },
 }
 
 #[cfg(test)]
@@ -355,7 +414,7 @@ mod tests {
             partition in any::<u16>(),
         ) {
             let parts = dynakv_ring::PARTITIONS as u16;
-            let compare = Request::AeRoots { partitions: runs.clone() };
+            let compare = Request::AeRoots { partitions: runs.clone(), tier: 0 };
             let runs_fine = runs.iter().all(|&(a, b)| a <= b && b < parts);
             prop_assert_eq!(compare.validate().is_ok(), runs_fine);
             let ids: Vec<(u16, NodeId)> = nodes
@@ -363,20 +422,20 @@ mod tests {
                 .map(|&(p, depth, index)| (p, NodeId { depth, index }))
                 .collect();
             let fine = ids.iter().all(|(p, id)| *p < parts && id.is_valid());
-            prop_assert_eq!(Request::AeNodes { nodes: ids }.validate().is_ok(), fine);
+            prop_assert_eq!(Request::AeNodes { nodes: ids, tier: 0 }.validate().is_ok(), fine);
             let fetch = Request::TransferFetch { partition, after: None, max_bytes: u32::MAX };
             prop_assert_eq!(fetch.validate().is_ok(), partition < parts);
         }
     }
 
     #[test]
-    fn keys_must_have_1_to_1024_bytes() {
+    fn keys_must_have_1_to_max_key_bytes() {
         let read = |k: &[u8]| Request::ReplicaRead {
             key: Bytes::copy_from_slice(k),
             hints_for: Vec::new(),
         };
         assert!(read(b"").validate().is_err());
-        assert!(read(&[7; 1024]).validate().is_ok());
-        assert!(read(&[7; 1025]).validate().is_err());
+        assert!(read(&[7; MAX_KEY]).validate().is_ok());
+        assert!(read(&[7; MAX_KEY + 1]).validate().is_err());
     }
 }

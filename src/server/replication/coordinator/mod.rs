@@ -65,6 +65,7 @@
 //! A cluster with fewer members than N keeps every key on every member, and R and
 //! W are capped at that count (SPEC §3).
 
+mod listing;
 mod read;
 mod replica;
 mod write;
@@ -116,10 +117,16 @@ pub struct RequestOptions {
     pub mode: QuorumMode,
     /// How long to wait for the quorum.
     pub timeout: Duration,
+    /// A write replaces every version its coordinator holds, whatever
+    /// context the client sent (buckets with `last_write_wins`).
+    pub replace: bool,
 }
 
-/// Where a key lives under the current ring.
+/// Where a key lives under the current ring: the first `n` nodes of each
+/// of its preference lists, `n` being its bucket's `n_val` (at most N).
 struct Placement {
+    /// The key's replica count: its bucket's `n_val`, at most the ring's N.
+    n: usize,
     /// The replicas serving the key (the first N of its preference list, or,
     /// while its partition is handed off, the replicas it moves from).
     replicas: Vec<String>,
@@ -134,13 +141,24 @@ struct Placement {
 }
 
 impl Placement {
-    fn of(ring: &Ring, key: &[u8]) -> Placement {
+    /// The placement of `key`, whose bucket keeps `n_val` replicas.
+    fn of(ring: &Ring, key: &[u8], n_val: usize) -> Placement {
         let partition = Ring::partition_of(token(key));
-        let replicas: Vec<String> = ring.replicas(partition).map(str::to_string).collect();
-        let pending: Vec<String> = ring.pending(partition).map(str::to_string).collect();
+        let n = n_val.clamp(1, ring.n());
+        let replicas: Vec<String> = ring
+            .replicas(partition)
+            .take(n)
+            .map(str::to_string)
+            .collect();
         let target: Vec<String> = ring
             .target_replicas(partition)
+            .take(n)
             .map(str::to_string)
+            .collect();
+        let pending: Vec<String> = target
+            .iter()
+            .filter(|t| !replicas.contains(t))
+            .cloned()
             .collect();
         let fallbacks = ring
             .preference_list(partition)
@@ -148,6 +166,7 @@ impl Placement {
             .map(str::to_string)
             .collect();
         Placement {
+            n,
             replicas,
             pending,
             target,

@@ -193,11 +193,11 @@ impl Coordinator {
         opts: RequestOptions,
     ) -> Result<Object, CoordError> {
         let ring = self.core.cluster.ring();
-        let placement = Placement::of(&ring, &key);
+        let placement = Placement::of(&ring, &key, self.core.buckets.n_val_of(&key));
         if placement.replicas.is_empty() {
             return Err(self.unplaceable(&ring, Op::Get));
         }
-        let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
+        let needed = opts.quorum.resolve(placement.n, placement.replicas.len());
         let sloppy = opts.mode == QuorumMode::Sloppy;
         let mut replicas: Vec<String> = placement
             .replicas

@@ -145,6 +145,7 @@ impl Coordinator {
             version,
             w,
             strict,
+            replace,
             timeout_ms,
         } = write;
         let opts = RequestOptions {
@@ -155,16 +156,17 @@ impl Coordinator {
                 QuorumMode::Sloppy
             },
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
+            replace,
         };
         let ring = self.core.cluster.ring();
-        let placement = Placement::of(&ring, &key);
+        let placement = Placement::of(&ring, &key, self.core.buckets.n_val_of(&key));
         // Only a serving replica coordinates: one that gave the partition up
         // (the forwarder's ring is older) must not count itself toward W.
         if !placement.replicas.iter().any(|r| r == self.core.me()) {
             return Response::NotReplica;
         }
         match self
-            .put_as_replica(placement, ring.n(), key, context, version, opts)
+            .put_as_replica(placement, key, context, version, opts)
             .await
         {
             Ok(ctx) => Response::Written(ctx),

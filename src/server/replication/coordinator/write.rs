@@ -164,13 +164,13 @@ impl Coordinator {
             if opts.timeout.is_zero() {
                 break;
             }
-            let placement = Placement::of(&ring, &key);
+            let placement = Placement::of(&ring, &key, self.core.buckets.n_val_of(&key));
             if placement.replicas.is_empty() {
                 return Err(self.unplaceable(&ring, Op::Put));
             }
             if placement.replicas.iter().any(|r| r == self.core.me()) {
                 return self
-                    .put_as_replica(placement, ring.n(), key, context, version, opts)
+                    .put_as_replica(placement, key, context, version, opts)
                     .await;
             }
             let request = Request::CoordinateWrite(ForwardedWrite {
@@ -178,11 +178,12 @@ impl Coordinator {
                 context: context.clone(),
                 version: version.clone(),
                 // The requested W; the replica caps it by its own placement.
-                w: opts.quorum.resolve(ring.n(), ring.n()),
+                w: opts.quorum.resolve(placement.n, placement.n),
                 strict: opts.mode == QuorumMode::Strict,
+                replace: opts.replace,
                 timeout_ms: opts.timeout.as_millis() as u64,
             });
-            let needed = opts.quorum.resolve(ring.n(), placement.replicas.len());
+            let needed = opts.quorum.resolve(placement.n, placement.replicas.len());
             match self.forward_put(&placement, request, needed, opts).await {
                 Some(answer) => return answer,
                 None => {
@@ -273,18 +274,18 @@ impl Coordinator {
     }
 
     /// Coordinates a write on this node, a replica of the key placed by
-    /// `placement`, with `n` replicas per key.
+    /// `placement`.
     pub(super) async fn put_as_replica(
         self: &Arc<Self>,
         placement: Placement,
-        n: usize,
         key: Bytes,
         context: VersionVector,
         version: Version,
         opts: RequestOptions,
     ) -> Result<VersionVector, CoordError> {
         let sloppy = opts.mode == QuorumMode::Sloppy;
-        let quorum = WriteQuorum::new(&placement, opts.quorum, n);
+        let replace = opts.replace;
+        let quorum = WriteQuorum::new(&placement, opts.quorum, placement.n);
         if !sloppy && !quorum.reachable(|r| !self.core.is_down(r)) {
             // Refuse before storing anything: nothing is acknowledged.
             self.quorum_failed(Op::Put);
@@ -312,6 +313,8 @@ impl Coordinator {
                         // copy holds its newest dot (SPEC §2; see
                         // `dynakv_versioning::Incarnation`).
                         let actor = core.storage.actor_for(&write_key, o);
+                        // A `last_write_wins` bucket: replace what is held here.
+                        let context = if replace { known } else { context };
                         o.write_capped(&context, actor, version, max)
                             .map(|_dot| ())
                             .map_err(Refused::Siblings)
@@ -491,6 +494,7 @@ mod tests {
     /// A placement serving `serving` and moving to `target`.
     fn placement(serving: &[&str], target: &[&str]) -> Placement {
         Placement {
+            n: 3,
             replicas: names(serving),
             pending: target
                 .iter()

@@ -275,7 +275,11 @@ impl Transfers {
             .filter(|r| *r != me && !self.core.is_down(r))
             .map(|r| (ring.target_replicas(p).any(|t| t == r), r.to_string()))
             .collect();
-        sources.sort();
+        // With buckets of fewer replicas than N, only the partition's first
+        // replicas hold every key: ask them in order.
+        if !self.core.buckets.sets_n_val() {
+            sources.sort();
+        }
         sources.into_iter().map(|(_, r)| r).collect()
     }
 

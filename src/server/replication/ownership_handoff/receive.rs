@@ -110,6 +110,24 @@ impl Transfers {
             cp.after = resume_after.map(|b| b.to_vec()).or(cp.after);
             cp.keys += keys;
             cp.bytes += bytes;
+            // Keys of buckets with fewer replicas than this node's place in
+            // the partition's list are not this node's to keep.
+            let items = if self.core.buckets.sets_n_val() {
+                let me = self.core.me();
+                let rank = self
+                    .core
+                    .cluster
+                    .ring()
+                    .target_replicas(p)
+                    .position(|r| r == me)
+                    .unwrap_or(0);
+                items
+                    .into_iter()
+                    .filter(|(k, _)| self.core.buckets.n_val_of(k) > rank)
+                    .collect()
+            } else {
+                items
+            };
             let save = cp.clone();
             let cp_name = name.clone();
             self.core
@@ -151,21 +169,32 @@ impl Transfers {
         // version; the report checks below that the transits are still those.
         let snapshot = self.core.cluster.snapshot();
         let ring = &snapshot.placement;
-        let mut by_peer: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // Per peer and tier (see `anti_entropy`): this node's place in the
+        // target list against the peer's in the serving one.
+        let tiered = self.core.buckets.sets_n_val();
+        let me = self.core.me();
+        let mut by_peer: BTreeMap<(String, u8), Vec<usize>> = BTreeMap::new();
         for c in &copied {
             for peer in self.sources(ring, c.partition) {
                 if peer != c.source {
-                    by_peer.entry(peer).or_default().push(c.partition);
+                    let tier = if tiered {
+                        let mine = ring.target_replicas(c.partition).position(|r| r == me);
+                        let theirs = ring.replicas(c.partition).position(|r| r == peer);
+                        mine.unwrap_or(0).max(theirs.unwrap_or(0)) as u8
+                    } else {
+                        0
+                    };
+                    by_peer.entry((peer, tier)).or_default().push(c.partition);
                 }
             }
         }
         let mut reached: HashMap<usize, usize> = HashMap::new();
-        for (peer, parts) in by_peer {
+        for ((peer, tier), parts) in by_peer {
             let mut summary = PassSummary::default();
             let mut differing = BTreeSet::new();
             match self
                 .ae
-                .exchange(&peer, &parts, false, &mut summary, &mut differing)
+                .exchange(&peer, &parts, tier, false, &mut summary, &mut differing)
                 .await
             {
                 Ok(()) => {
