@@ -39,8 +39,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Node-to-node address; outgoing connections are also opened from its IP.
     pub listen: SocketAddr,
-    /// HTTP API address.
+    /// HTTP API address (dynakv's and Riak's HTTP API).
     pub http: SocketAddr,
+    /// Riak Protocol Buffers API address.
+    pub pb: SocketAddr,
     /// Node-to-node addresses of existing members to join through.
     pub seeds: Vec<SocketAddr>,
     /// Replicas per key.
@@ -99,6 +101,7 @@ impl Default for Config {
             data_dir: PathBuf::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
             http: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            pb: SocketAddr::from(([127, 0, 0, 1], 8087)),
             seeds: Vec::new(),
             n: 3,
             r: 2,
@@ -190,6 +193,12 @@ impl Config {
             return Err(invalid(format!(
                 "listen and http must differ (both {})",
                 self.listen
+            )));
+        }
+        if self.pb == self.http || self.pb == self.listen {
+            return Err(invalid(format!(
+                "pb ({}) must differ from listen and http",
+                self.pb
             )));
         }
         if !(self.weight.is_finite() && self.weight > 0.0 && self.weight <= 100.0) {

@@ -81,6 +81,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             )
         })?;
     let http_listener = api::bind(&node.core.config).await?;
+    let pb_listener = tokio::net::TcpListener::bind(node.core.config.pb)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen for Riak Protocol Buffers on {}: {e}",
+                node.core.config.pb
+            )
+        })?;
     node.core.persist_members().await;
 
     let rpc_shutdown = CancellationToken::new();
@@ -122,7 +130,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             n.begin_shutdown();
         });
     }
-    tracing::info!(rpc = %node.core.config.listen, http = %node.core.config.http, "serving");
+    tasks.spawn(api::pb::serve(
+        Arc::clone(&node),
+        pb_listener,
+        shutdown.clone(),
+    ));
+    tracing::info!(rpc = %node.core.config.listen, http = %node.core.config.http, pb = %node.core.config.pb, "serving");
 
     let served = api::serve(Arc::clone(&node), http_listener, shutdown).await;
     node.workers.stop().await;

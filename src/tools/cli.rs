@@ -69,6 +69,9 @@ pub struct NodeArgs {
     /// HTTP address (default 127.0.0.1:8000).
     #[arg(long, env = "DYNAKV_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Riak Protocol Buffers address (default 127.0.0.1:8087).
+    #[arg(long, env = "DYNAKV_PB")]
+    pub pb: Option<SocketAddr>,
     /// Comma-separated node-to-node addresses of members to join through.
     #[arg(long, env = "DYNAKV_SEEDS", value_delimiter = ',')]
     pub seeds: Option<Vec<SocketAddr>>,
@@ -174,6 +177,7 @@ impl NodeArgs {
             data_dir,
             listen,
             http,
+            pb,
             seeds,
             n,
             r,

@@ -84,10 +84,11 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
     let n = args.nodes as usize;
     let rpc = |i: usize| format!("127.0.0.1:{}", 7000 + i);
     let http = |i: usize| format!("127.0.0.1:{}", 8000 + i);
+    let pb = |i: usize| format!("127.0.0.1:{}", 8086 + i);
     // Refuse to start over another cluster (say, one left running): its nodes
     // would answer our health checks.
     for i in 1..=n {
-        for addr in [rpc(i), http(i)] {
+        for addr in [rpc(i), http(i), pb(i)] {
             if std::net::TcpListener::bind(&addr).is_err() {
                 return Err(failure(format!(
                     "{addr} is in use (another dynakv dev still running?); stop it first"
@@ -129,7 +130,7 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
             .args(["--name", &name])
             .arg("--data-dir")
             .arg(args.data_dir.join(&name))
-            .args(["--listen", &rpc(i), "--http", &http(i)])
+            .args(["--listen", &rpc(i), "--http", &http(i), "--pb", &pb(i)])
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 log.try_clone().map_err(|e| failure(e.to_string()))?,
@@ -187,7 +188,12 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
         args.data_dir.display()
     );
     for i in 1..=n {
-        println!("  n{i}  http://{}  (nodes: {})", http(i), rpc(i));
+        println!(
+            "  n{i}  http://{}  riak pb {}  (nodes: {})",
+            http(i),
+            pb(i),
+            rpc(i)
+        );
     }
     println!();
     println!("try:");

@@ -51,6 +51,7 @@ pub struct TestNode {
     pub ip: Ipv4Addr,
     pub rpc_port: u16,
     pub http_port: u16,
+    pub pb_port: u16,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub args: Vec<String>,
@@ -68,6 +69,7 @@ impl TestNode {
             ip,
             rpc_port: free_port(ip),
             http_port: free_port(ip),
+            pb_port: free_port(ip),
             data_dir: root.join(name),
             log: root.join(format!("{name}.log")),
             args: Vec::new(),
@@ -85,6 +87,11 @@ impl TestNode {
 
     pub fn rpc_addr(&self) -> String {
         format!("{}:{}", self.ip, self.rpc_port)
+    }
+
+    /// The Riak Protocol Buffers address.
+    pub fn pb_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.pb_port)
     }
 
     pub fn url(&self) -> String {
@@ -108,6 +115,8 @@ impl TestNode {
             .arg(self.rpc_addr())
             .arg("--http")
             .arg(format!("{}:{}", self.ip, self.http_port))
+            .arg("--pb")
+            .arg(self.pb_addr())
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("RUST_LOG", "info")
@@ -128,6 +137,7 @@ impl TestNode {
                 Err(log) if !self.started_once && attempt < 2 && log.contains("cannot listen") => {
                     self.rpc_port = free_port(self.ip);
                     self.http_port = free_port(self.ip);
+                    self.pb_port = free_port(self.ip);
                 }
                 Err(log) => panic!("{} exited at start:\n{log}", self.name),
             }

@@ -6,6 +6,7 @@ mod error;
 mod kv;
 mod listener;
 mod ops;
+pub mod pb;
 mod riak;
 
 use std::sync::Arc;

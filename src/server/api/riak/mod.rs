@@ -8,7 +8,7 @@
 //! by `object.rs` (headers, siblings as `multipart/mixed`, conditional
 //! requests), the rest here.
 
-mod object;
+pub(crate) mod object;
 mod path;
 
 use std::collections::HashMap;

@@ -138,10 +138,9 @@ pub(crate) fn write_options(
     node: &Node,
     props: &Props,
     query: &Params,
-    delete: bool,
 ) -> Result<RequestOptions, ApiError> {
     let c = &node.core.config;
-    let w = if delete && query.contains_key("rw") {
+    let w = if query.contains_key("rw") {
         quorum_param(query, "rw", props.rw, props.n_val, c.w)?
     } else {
         quorum_param(query, "w", props.w, props.n_val, c.w)?
@@ -559,7 +558,7 @@ pub async fn put(
     let key = key.unwrap_or_else(new_key);
     let stored = stored_key(&ns, &key)?;
     let props = bucket_props(node, &ns)?;
-    let opts = write_options(node, &props, query, false)?;
+    let opts = write_options(node, &props, query)?;
     if body.len() > node.core.config.max_value_bytes {
         return Err(too_large(node, body.len()));
     }
@@ -617,7 +616,7 @@ pub async fn put(
 }
 
 /// A key for a `POST` to a bucket: 20 random alphanumerics.
-fn new_key() -> Vec<u8> {
+pub(crate) fn new_key() -> Vec<u8> {
     let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rng();
     (0..20)
@@ -636,7 +635,7 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let stored = stored_key(&ns, &key)?;
     let props = bucket_props(node, &ns)?;
-    let opts = write_options(node, &props, query, true)?;
+    let opts = write_options(node, &props, query)?;
     let context = match vclock(headers)? {
         Some(ctx) => ctx,
         None => {

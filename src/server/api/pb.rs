@@ -1,0 +1,615 @@
+//! Riak KV's Protocol Buffers API (SPEC §5), on `--pb` (port 8087 by
+//! default): the protocol most of Riak's client libraries speak.
+//!
+//! Each connection is a stream of frames (`dynakv_riakpb::RiakCodec`), one
+//! request at a time, answered in order. A frame whose body does not decode,
+//! or whose code is unknown, gets an `RpbErrorResp` and the connection goes
+//! on; a frame that breaks the framing itself (a length over the limit, a
+//! zero length, a stream cut mid-frame) gets an `RpbErrorResp` where it can
+//! and closes the connection, since the next frame boundary is unknown.
+//!
+//! Requests share the semantics of the Riak HTTP API (`api::riak`): the same
+//! namespaces, properties, quorum parameters, sibling rules and metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use dynakv_buckets::{Namespace, Props, QuorumProp, decode_key};
+use dynakv_riakpb::messages::{
+    RpbBucketKeyPreflistItem, RpbBucketProps, RpbContent, RpbGetBucketKeyPreflistResp,
+    RpbGetBucketResp, RpbGetClientIdResp, RpbGetResp, RpbGetServerInfoResp, RpbLink,
+    RpbListBucketsResp, RpbListKeysResp, RpbModFun, RpbPair, RpbPutResp,
+};
+use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError};
+use dynakv_storage::clock::now_ms;
+use dynakv_versioning::{CausalContext, Link, Metadata, Object, Version, VersionVector};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use super::ApiError;
+use super::riak::object::{read_options, stored_key, visible, vtag, write_options};
+use super::riak::{RIAK_KV_VERSION, bucket_props, change_metadata};
+use crate::server::node::Node;
+use crate::server::replication::coordinator::{Quorum, RequestOptions};
+
+/// Room for a frame's protobuf fields around the largest value.
+const FRAME_HEADROOM: usize = 64 << 10;
+
+type Conn = Framed<TcpStream, RiakCodec>;
+
+/// Accepts Protocol Buffers connections until `shutdown`.
+pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let node = Arc::clone(&node);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = connection(node, stream) => {}
+                    }
+                    tracing::debug!(%peer, "riak pb connection closed");
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a riak pb connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(node: Arc<Node>, stream: TcpStream) {
+    let max = node.core.config.max_value_bytes + FRAME_HEADROOM;
+    let mut conn = Framed::new(stream, RiakCodec::new(max));
+    let mut client_id = rand::random::<[u8; 4]>().to_vec();
+    while let Some(frame) = conn.next().await {
+        let (code, body) = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                if !matches!(e, WireError::Io(_)) {
+                    let _ = conn.send(Response::error(e.to_string())).await;
+                }
+                return;
+            }
+        };
+        let request = match Request::decode(code, &body) {
+            Ok(r) => r,
+            Err(e) => {
+                let closes = e.closes_connection();
+                if conn.send(Response::error(e.to_string())).await.is_err() || closes {
+                    return;
+                }
+                continue;
+            }
+        };
+        let result = handle(&node, request, &mut client_id, &mut conn).await;
+        let sent = match result {
+            Ok(Some(response)) => conn.send(response).await,
+            Ok(None) => Ok(()),
+            Err(e) => conn.send(Response::error(e.message)).await,
+        };
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+fn namespace(bucket_type: Option<Vec<u8>>, bucket: Vec<u8>) -> Namespace {
+    Namespace::new(
+        bucket_type.unwrap_or_else(|| dynakv_buckets::DEFAULT.to_vec()),
+        bucket,
+    )
+}
+
+/// A request's quorum fields as the HTTP API's query parameters.
+fn params(fields: &[(&str, Option<u32>)], timeout: Option<u32>) -> HashMap<String, String> {
+    let mut p = HashMap::new();
+    for (name, value) in fields {
+        if let Some(v) = value {
+            let text = match PbQuorum::from_wire(*v) {
+                PbQuorum::One => "one".to_string(),
+                PbQuorum::Quorum => "quorum".to_string(),
+                PbQuorum::All => "all".to_string(),
+                PbQuorum::Default => "default".to_string(),
+                PbQuorum::Exactly(k) => k.to_string(),
+            };
+            p.insert(name.to_string(), text);
+        }
+    }
+    if let Some(t) = timeout {
+        p.insert("timeout".into(), t.to_string());
+    }
+    p
+}
+
+fn vclock_of(vv: &VersionVector) -> Vec<u8> {
+    CausalContext(vv.clone()).to_bytes()
+}
+
+fn context_from(vclock: Option<&[u8]>) -> Result<VersionVector, ApiError> {
+    match vclock {
+        None | Some([]) => Ok(VersionVector::new()),
+        Some(bytes) => CausalContext::from_bytes(bytes)
+            .map(|c| c.0)
+            .map_err(|e| ApiError::bad_request(format!("bad vclock: {e}"))),
+    }
+}
+
+fn content_of(v: &Version, head: bool) -> RpbContent {
+    let meta = v.metadata();
+    RpbContent {
+        value: if head {
+            Vec::new()
+        } else {
+            v.data.as_deref().unwrap_or_default().to_vec()
+        },
+        content_type: Some(v.content_type.clone().into_bytes()),
+        charset: meta.charset.clone().map(String::into_bytes),
+        content_encoding: meta.content_encoding.clone().map(String::into_bytes),
+        vtag: Some(vtag(v).into_bytes()),
+        links: meta
+            .links
+            .iter()
+            .map(|l| RpbLink {
+                bucket: Some(l.bucket.to_vec()),
+                key: Some(l.key.to_vec()),
+                tag: Some(l.tag.to_vec()),
+            })
+            .collect(),
+        last_mod: Some((v.timestamp_ms / 1000) as u32),
+        last_mod_usecs: Some(((v.timestamp_ms % 1000) * 1000) as u32),
+        usermeta: meta
+            .user
+            .iter()
+            .map(|(k, v)| RpbPair {
+                key: k.clone().into_bytes(),
+                value: Some(v.to_vec()),
+            })
+            .collect(),
+        indexes: meta
+            .indexes
+            .iter()
+            .map(|(k, v)| RpbPair {
+                key: k.clone().into_bytes(),
+                value: Some(v.to_vec()),
+            })
+            .collect(),
+        deleted: v.is_tombstone().then_some(true),
+    }
+}
+
+fn version_from(content: RpbContent) -> Version {
+    let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
+    let meta = Metadata {
+        charset: text(content.charset),
+        content_encoding: text(content.content_encoding),
+        user: content
+            .usermeta
+            .into_iter()
+            .map(|p| {
+                (
+                    String::from_utf8_lossy(&p.key).into_owned(),
+                    Bytes::from(p.value.unwrap_or_default()),
+                )
+            })
+            .collect(),
+        links: content
+            .links
+            .into_iter()
+            .map(|l| Link {
+                bucket: Bytes::from(l.bucket.unwrap_or_default()),
+                key: Bytes::from(l.key.unwrap_or_default()),
+                tag: Bytes::from(l.tag.unwrap_or_default()),
+            })
+            .collect(),
+        indexes: content
+            .indexes
+            .into_iter()
+            .map(|p| {
+                (
+                    String::from_utf8_lossy(&p.key).into_owned(),
+                    Bytes::from(p.value.unwrap_or_default()),
+                )
+            })
+            .collect(),
+    };
+    let content_type = text(content.content_type)
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "application/octet-stream".into());
+    Version::value(content.value, content_type, now_ms()).with_meta(meta)
+}
+
+fn get_resp(object: &Object, props: &Props, head: bool) -> RpbGetResp {
+    RpbGetResp {
+        content: visible(object, props)
+            .into_iter()
+            .map(|v| content_of(v, head))
+            .collect(),
+        vclock: (!object.is_empty()).then(|| vclock_of(&object.context())),
+        unchanged: None,
+    }
+}
+
+fn error(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(message)
+}
+
+async fn handle(
+    node: &Arc<Node>,
+    request: Request,
+    client_id: &mut Vec<u8>,
+    conn: &mut Conn,
+) -> Result<Option<Response>, ApiError> {
+    Ok(Some(match request {
+        Request::Ping => Response::PingResp,
+        Request::GetClientId => Response::GetClientIdResp(RpbGetClientIdResp {
+            client_id: client_id.clone(),
+        }),
+        Request::SetClientId(r) => {
+            *client_id = r.client_id;
+            Response::SetClientIdResp
+        }
+        Request::GetServerInfo => Response::GetServerInfoResp(RpbGetServerInfoResp {
+            node: Some(node.core.me().as_bytes().to_vec()),
+            server_version: Some(RIAK_KV_VERSION.as_bytes().to_vec()),
+        }),
+        Request::Get(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            let stored = stored_key(&ns, &r.key)?;
+            let props = bucket_props(node, &ns)?;
+            let opts = read_options(
+                node,
+                &props,
+                &params(&[("r", r.r), ("pr", r.pr)], r.timeout),
+            )?;
+            let object = node.coordinator.coordinate_get(stored, opts).await?;
+            if let Some(since) = r.if_modified
+                && !object.is_empty()
+                && vclock_of(&object.context()) == since
+            {
+                return Ok(Some(Response::GetResp(RpbGetResp {
+                    unchanged: Some(true),
+                    ..RpbGetResp::default()
+                })));
+            }
+            let mut resp = get_resp(&object, &props, r.head.unwrap_or(false));
+            if resp.content.is_empty() && !r.deletedvclock.unwrap_or(false) {
+                resp.vclock = None;
+            }
+            Response::GetResp(resp)
+        }
+        Request::Put(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            let made = r.key.is_none();
+            let key = r.key.unwrap_or_else(super::riak::object::new_key);
+            let stored = stored_key(&ns, &key)?;
+            let props = bucket_props(node, &ns)?;
+            let q = params(&[("w", r.w), ("dw", r.dw), ("pw", r.pw)], r.timeout);
+            let opts = write_options(node, &props, &q)?;
+            if r.content.value.len() > node.core.config.max_value_bytes {
+                return Err(error(format!(
+                    "the value is {} bytes; the limit is {} bytes",
+                    r.content.value.len(),
+                    node.core.config.max_value_bytes
+                )));
+            }
+            let context = context_from(r.vclock.as_deref())?;
+            if r.if_none_match.unwrap_or(false) || r.if_not_modified.unwrap_or(false) {
+                let read = read_options(node, &props, &q)?;
+                let current = node
+                    .coordinator
+                    .coordinate_get(stored.clone(), read)
+                    .await?;
+                if r.if_none_match.unwrap_or(false) && !visible(&current, &props).is_empty() {
+                    return Err(error("match_found"));
+                }
+                if r.if_not_modified.unwrap_or(false) && current.context() != context {
+                    return Err(error("modified"));
+                }
+            }
+            let version = version_from(r.content);
+            let new_ctx = node
+                .coordinator
+                .coordinate_put(stored.clone(), context, version, opts)
+                .await?;
+            let mut resp = RpbPutResp {
+                key: made.then_some(key),
+                vclock: Some(vclock_of(&new_ctx)),
+                content: Vec::new(),
+            };
+            if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
+                let read = RequestOptions {
+                    quorum: Quorum::Exactly(1),
+                    ..read_options(node, &props, &q)?
+                };
+                let object = node.coordinator.coordinate_get(stored, read).await?;
+                let body = get_resp(&object, &props, !r.return_body.unwrap_or(false));
+                resp.content = body.content;
+                resp.vclock = body.vclock.or(resp.vclock);
+            }
+            Response::PutResp(resp)
+        }
+        Request::Del(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            let stored = stored_key(&ns, &r.key)?;
+            let props = bucket_props(node, &ns)?;
+            let q = params(
+                &[
+                    ("rw", r.rw),
+                    ("r", r.r),
+                    ("w", r.w),
+                    ("pr", r.pr),
+                    ("pw", r.pw),
+                    ("dw", r.dw),
+                ],
+                r.timeout,
+            );
+            let opts = write_options(node, &props, &q)?;
+            let context = match r.vclock.as_deref() {
+                Some(v) if !v.is_empty() => context_from(Some(v))?,
+                _ => {
+                    let read = read_options(node, &props, &q)?;
+                    let current = node
+                        .coordinator
+                        .coordinate_get(stored.clone(), read)
+                        .await?;
+                    if visible(&current, &props).is_empty() {
+                        return Ok(Some(Response::DelResp));
+                    }
+                    current.context()
+                }
+            };
+            node.coordinator
+                .coordinate_put(stored, context, Version::tombstone(now_ms()), opts)
+                .await?;
+            Response::DelResp
+        }
+        Request::ListKeys(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            ns.validate().map_err(error)?;
+            let props = bucket_props(node, &ns)?;
+            let default = ns.is_default_bucket();
+            let mut rx = node.coordinator.list_keys(ns.key_prefix(), props.n_val);
+            while let Some(batch) = rx.recv().await {
+                let keys: Vec<Vec<u8>> = batch?
+                    .iter()
+                    .map(|k| decode_key(k))
+                    .filter(|k| !default || k.is_default_bucket())
+                    .map(|k| k.key.to_vec())
+                    .collect();
+                if keys.is_empty() {
+                    continue;
+                }
+                send(
+                    conn,
+                    Response::ListKeysResp(RpbListKeysResp { keys, done: None }),
+                )
+                .await?;
+            }
+            Response::ListKeysResp(RpbListKeysResp {
+                keys: Vec::new(),
+                done: Some(true),
+            })
+        }
+        Request::ListBuckets(r) => {
+            let bucket_type = r.r#type.unwrap_or_else(|| dynakv_buckets::DEFAULT.to_vec());
+            node.core
+                .buckets
+                .usable(&bucket_type)
+                .map_err(super::riak::metadata_error)?;
+            let prefix = if bucket_type == dynakv_buckets::DEFAULT {
+                Vec::new()
+            } else {
+                let mut p = vec![0u8, bucket_type.len() as u8];
+                p.extend_from_slice(&bucket_type);
+                p
+            };
+            let stream = r.stream.unwrap_or(false);
+            let mut rx = node.coordinator.list_keys(prefix, node.core.buckets.n());
+            let mut seen = std::collections::BTreeSet::new();
+            let mut all = Vec::new();
+            while let Some(batch) = rx.recv().await {
+                let fresh: Vec<Vec<u8>> = batch?
+                    .iter()
+                    .map(|k| decode_key(k))
+                    .filter(|k| k.bucket_type == bucket_type.as_slice())
+                    .filter(|k| seen.insert(k.bucket.to_vec()))
+                    .map(|k| k.bucket.to_vec())
+                    .collect();
+                if stream && !fresh.is_empty() {
+                    send(
+                        conn,
+                        Response::ListBucketsResp(RpbListBucketsResp {
+                            buckets: fresh,
+                            done: None,
+                        }),
+                    )
+                    .await?;
+                } else {
+                    all.extend(fresh);
+                }
+            }
+            Response::ListBucketsResp(RpbListBucketsResp {
+                buckets: all,
+                done: Some(true),
+            })
+        }
+        Request::GetBucket(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            let props = bucket_props(node, &ns)?;
+            Response::GetBucketResp(RpbGetBucketResp {
+                props: props_to_pb(&props),
+            })
+        }
+        Request::SetBucket(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            let overlay = props_from_pb(&r.props);
+            change_metadata(node, |m, stamp, n| m.set_bucket(&ns, &overlay, n, stamp)).await?;
+            Response::SetBucketResp
+        }
+        Request::ResetBucket(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            change_metadata(node, |m, stamp, _| m.reset_bucket(&ns, stamp)).await?;
+            Response::ResetBucketResp
+        }
+        Request::GetBucketType(r) => {
+            let props = node
+                .core
+                .buckets
+                .type_props(&r.r#type)
+                .map_err(super::riak::metadata_error)?;
+            Response::GetBucketResp(RpbGetBucketResp {
+                props: props_to_pb(&props),
+            })
+        }
+        Request::SetBucketType(r) => {
+            let overlay = props_from_pb(&r.props);
+            change_metadata(node, |m, stamp, n| {
+                m.update_type(&r.r#type, &overlay, n, stamp)
+            })
+            .await?;
+            Response::SetBucketResp
+        }
+        Request::GetBucketKeyPreflist(r) => {
+            let ns = namespace(r.r#type, r.bucket);
+            let stored = stored_key(&ns, &r.key)?;
+            let props = bucket_props(node, &ns)?;
+            let ring = node.core.cluster.ring();
+            let partition = dynakv_ring::Ring::partition_of(dynakv_ring::token(&stored));
+            let primaries: Vec<&str> = ring.replicas(partition).take(props.n_val).collect();
+            let preflist = primaries
+                .iter()
+                .map(|name| RpbBucketKeyPreflistItem {
+                    partition: partition as i64,
+                    node: name.as_bytes().to_vec(),
+                    primary: !node.core.is_down(name),
+                })
+                .collect();
+            Response::GetBucketKeyPreflistResp(RpbGetBucketKeyPreflistResp { preflist })
+        }
+        Request::CounterUpdate(_) | Request::CounterGet(_) => {
+            return Err(error(
+                "Riak 1.4 counters are not supported by this node yet",
+            ));
+        }
+        Request::Other { code } => {
+            return Err(error(format!(
+                "{} is not supported",
+                dynakv_riakpb::codes::name(code).unwrap_or("this request")
+            )));
+        }
+    }))
+}
+
+async fn send(conn: &mut Conn, response: Response) -> Result<(), ApiError> {
+    conn.send(response)
+        .await
+        .map_err(|e| error(format!("the client went away: {e}")))
+}
+
+fn quorum_to_pb(q: QuorumProp) -> u32 {
+    match q {
+        QuorumProp::One => PbQuorum::One.to_wire(),
+        QuorumProp::Quorum => PbQuorum::Quorum.to_wire(),
+        QuorumProp::All => PbQuorum::All.to_wire(),
+        QuorumProp::Default => PbQuorum::Default.to_wire(),
+        QuorumProp::Count(k) => k,
+    }
+}
+
+fn quorum_json(v: u32) -> Value {
+    match PbQuorum::from_wire(v) {
+        PbQuorum::One => json!("one"),
+        PbQuorum::Quorum => json!("quorum"),
+        PbQuorum::All => json!("all"),
+        PbQuorum::Default => json!("default"),
+        PbQuorum::Exactly(k) => json!(k),
+    }
+}
+
+fn props_to_pb(p: &Props) -> RpbBucketProps {
+    let modfun = |m: &str, f: &str| {
+        Some(RpbModFun {
+            module: m.as_bytes().to_vec(),
+            function: f.as_bytes().to_vec(),
+        })
+    };
+    RpbBucketProps {
+        n_val: Some(p.n_val as u32),
+        allow_mult: Some(p.allow_mult),
+        last_write_wins: Some(p.last_write_wins),
+        has_precommit: Some(false),
+        has_postcommit: Some(false),
+        chash_keyfun: modfun("riak_core_util", "chash_std_keyfun"),
+        linkfun: modfun("riak_kv_wm_link_walker", "mapreduce_linkfun"),
+        old_vclock: Some(86400),
+        young_vclock: Some(20),
+        big_vclock: Some(50),
+        small_vclock: Some(50),
+        pr: Some(quorum_to_pb(p.pr)),
+        r: Some(quorum_to_pb(p.r)),
+        w: Some(quorum_to_pb(p.w)),
+        pw: Some(quorum_to_pb(p.pw)),
+        dw: Some(quorum_to_pb(p.dw)),
+        rw: Some(quorum_to_pb(p.rw)),
+        basic_quorum: Some(p.basic_quorum),
+        notfound_ok: Some(p.notfound_ok),
+        datatype: p.datatype.clone().map(String::into_bytes),
+        consistent: Some(false),
+        write_once: Some(p.write_once),
+        ..RpbBucketProps::default()
+    }
+}
+
+/// The properties a client set, as an overlay (only the fields present).
+fn props_from_pb(p: &RpbBucketProps) -> Value {
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    put("n_val", p.n_val.map(|v| json!(v)));
+    put("allow_mult", p.allow_mult.map(|v| json!(v)));
+    put("last_write_wins", p.last_write_wins.map(|v| json!(v)));
+    put("write_once", p.write_once.map(|v| json!(v)));
+    put("basic_quorum", p.basic_quorum.map(|v| json!(v)));
+    put("notfound_ok", p.notfound_ok.map(|v| json!(v)));
+    for (name, value) in [
+        ("r", p.r),
+        ("w", p.w),
+        ("pr", p.pr),
+        ("pw", p.pw),
+        ("dw", p.dw),
+        ("rw", p.rw),
+    ] {
+        put(name, value.map(quorum_json));
+    }
+    put(
+        "datatype",
+        p.datatype
+            .as_ref()
+            .map(|d| json!(String::from_utf8_lossy(d))),
+    );
+    put("consistent", p.consistent.filter(|c| *c).map(|c| json!(c)));
+    for (name, value) in [
+        ("old_vclock", p.old_vclock),
+        ("young_vclock", p.young_vclock),
+        ("big_vclock", p.big_vclock),
+        ("small_vclock", p.small_vclock),
+    ] {
+        put(name, value.map(|v| json!(v)));
+    }
+    Value::Object(m)
+}
