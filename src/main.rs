@@ -42,6 +42,8 @@ fn main() -> ExitCode {
         Command::Plan(a) => client::plan(a),
         Command::Load(a) => dynakv::tools::load::load(a),
         Command::Export(a) => dynakv::tools::load::export(a),
+        Command::BucketType(a) => dynakv::tools::buckets::bucket_type(a),
+        Command::Bucket(a) => dynakv::tools::buckets::bucket(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,11 @@ pub enum Command {
     Load(crate::tools::load::LoadArgs),
     /// Write every key with its live siblings as JSON Lines.
     Export(crate::tools::load::ExportArgs),
+    /// Bucket types, as riak-admin bucket-type: create, activate, update, status, list.
+    #[command(name = "bucket-type")]
+    BucketType(crate::tools::buckets::BucketTypeArgs),
+    /// A bucket's properties: get, set, reset.
+    Bucket(crate::tools::buckets::BucketArgs),
 }
 
 /// `dynakv node`: every setting of SPEC §3 as a flag; each flag also reads the

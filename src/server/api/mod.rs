@@ -2,6 +2,7 @@
 //! that carries them (connection cap, body limits, graceful shutdown).
 
 mod admin;
+mod bucket_types;
 mod error;
 mod kv;
 mod listener;
@@ -57,6 +58,17 @@ pub fn router(node: Arc<Node>) -> Router {
         .route(
             "/admin/ingest",
             post(admin::ingest).layer(DefaultBodyLimit::max(admin::INGEST_BODY_LIMIT)),
+        )
+        .route("/admin/bucket-types", get(bucket_types::list))
+        .route(
+            "/admin/bucket-types/{name}",
+            get(bucket_types::status)
+                .post(bucket_types::create)
+                .put(bucket_types::update),
+        )
+        .route(
+            "/admin/bucket-types/{name}/activate",
+            post(bucket_types::activate),
         )
         .route("/admin/{*rest}", post(admin::unknown_admin))
         .merge(riak::routes())

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ApiError;
 use super::riak::object::{read_options, stored_key, visible, vtag, write_options};
-use super::riak::{RIAK_KV_VERSION, bucket_props, change_metadata};
+use super::riak::{RIAK_KV_VERSION, bucket_props, change_metadata, next_batch};
 use crate::server::node::Node;
 use crate::server::replication::coordinator::{Quorum, RequestOptions};
 
@@ -72,7 +72,8 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
 async fn connection(node: Arc<Node>, stream: TcpStream) {
     let max = node.core.config.max_value_bytes + FRAME_HEADROOM;
     let mut conn = Framed::new(stream, RiakCodec::new(max));
-    let mut client_id = rand::random::<[u8; 4]>().to_vec();
+    // A client id of printable characters: clients decode it as text.
+    let mut client_id = super::riak::object::new_key()[..8].to_vec();
     while let Some(frame) = conn.next().await {
         let (code, body) = match frame {
             Ok(f) => f,
@@ -241,6 +242,13 @@ fn get_resp(object: &Object, props: &Props, head: bool) -> RpbGetResp {
     }
 }
 
+/// When a listing must end: `timeout` milliseconds from now, if given.
+fn listing_deadline(timeout: Option<u32>) -> Option<tokio::time::Instant> {
+    timeout
+        .filter(|&ms| ms > 0)
+        .map(|ms| tokio::time::Instant::now() + std::time::Duration::from_millis(u64::from(ms)))
+}
+
 fn error(message: impl Into<String>) -> ApiError {
     ApiError::bad_request(message)
 }
@@ -323,9 +331,11 @@ async fn handle(
                 .coordinator
                 .coordinate_put(stored.clone(), context, version, opts)
                 .await?;
+            // As Riak: the vclock only with the body (or head) asked for.
+            let _ = new_ctx;
             let mut resp = RpbPutResp {
                 key: made.then_some(key),
-                vclock: Some(vclock_of(&new_ctx)),
+                vclock: None,
                 content: Vec::new(),
             };
             if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
@@ -336,7 +346,7 @@ async fn handle(
                 let object = node.coordinator.coordinate_get(stored, read).await?;
                 let body = get_resp(&object, &props, !r.return_body.unwrap_or(false));
                 resp.content = body.content;
-                resp.vclock = body.vclock.or(resp.vclock);
+                resp.vclock = body.vclock;
             }
             Response::PutResp(resp)
         }
@@ -381,8 +391,10 @@ async fn handle(
             let props = bucket_props(node, &ns)?;
             let default = ns.is_default_bucket();
             let mut rx = node.coordinator.list_keys(ns.key_prefix(), props.n_val);
-            while let Some(batch) = rx.recv().await {
-                let keys: Vec<Vec<u8>> = batch?
+            let deadline = listing_deadline(r.timeout);
+            while let Some(batch) = next_batch(&mut rx, deadline).await {
+                let keys: Vec<Vec<u8>> = batch
+                    .map_err(error)?
                     .iter()
                     .map(|k| decode_key(k))
                     .filter(|k| !default || k.is_default_bucket())
@@ -417,10 +429,12 @@ async fn handle(
             };
             let stream = r.stream.unwrap_or(false);
             let mut rx = node.coordinator.list_keys(prefix, node.core.buckets.n());
+            let deadline = listing_deadline(r.timeout);
             let mut seen = std::collections::BTreeSet::new();
             let mut all = Vec::new();
-            while let Some(batch) = rx.recv().await {
-                let fresh: Vec<Vec<u8>> = batch?
+            while let Some(batch) = next_batch(&mut rx, deadline).await {
+                let fresh: Vec<Vec<u8>> = batch
+                    .map_err(error)?
                     .iter()
                     .map(|k| decode_key(k))
                     .filter(|k| k.bucket_type == bucket_type.as_slice())
@@ -483,17 +497,12 @@ async fn handle(
         }
         Request::GetBucketKeyPreflist(r) => {
             let ns = namespace(r.r#type, r.bucket);
-            let stored = stored_key(&ns, &r.key)?;
-            let props = bucket_props(node, &ns)?;
-            let ring = node.core.cluster.ring();
-            let partition = dynakv_ring::Ring::partition_of(dynakv_ring::token(&stored));
-            let primaries: Vec<&str> = ring.replicas(partition).take(props.n_val).collect();
-            let preflist = primaries
-                .iter()
-                .map(|name| RpbBucketKeyPreflistItem {
-                    partition: partition as i64,
-                    node: name.as_bytes().to_vec(),
-                    primary: !node.core.is_down(name),
+            let preflist = super::riak::object::preflist(node, &ns, &r.key)?
+                .into_iter()
+                .map(|(partition, name, primary)| RpbBucketKeyPreflistItem {
+                    partition,
+                    node: name.into_bytes(),
+                    primary,
                 })
                 .collect();
             Response::GetBucketKeyPreflistResp(RpbGetBucketKeyPreflistResp { preflist })

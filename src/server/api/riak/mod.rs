@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use dynakv_buckets::props::overlay_from_body;
 use dynakv_buckets::{MetadataError, Namespace, Props, decode_key};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use self::path::Target;
 use super::ApiError;
@@ -63,6 +63,7 @@ async fn resources(headers: HeaderMap) -> Response {
         "riak_kv_wm_link_walker": "/riak",
         "riak_kv_wm_object": "/buckets",
         "riak_kv_wm_ping": "/ping",
+        "riak_kv_wm_preflist": "/buckets",
         "riak_kv_wm_props": "/buckets",
         "riak_kv_wm_stats": "/stats",
     });
@@ -203,6 +204,15 @@ async fn dispatch(
         (Target::Object { ns, key }, Method::DELETE) => {
             object::delete(&node, ns, key, &query, &headers).await
         }
+        (Target::Preflist { ns, key }, Method::GET) => {
+            let items: Vec<Value> = object::preflist(&node, &ns, &key)?
+                .into_iter()
+                .map(|(partition, name, primary)| {
+                    json!({"partition": partition, "node": name, "primary": primary})
+                })
+                .collect();
+            Ok(axum::Json(json!({ "preflist": items })).into_response())
+        }
         (_, method) => Err(ApiError {
             status: StatusCode::METHOD_NOT_ALLOWED,
             code: "method_not_allowed",
@@ -275,6 +285,7 @@ async fn list_keys(node: &Arc<Node>, ns: Namespace, query: &Params) -> Result<Re
     };
     let prefix = ns.key_prefix();
     let rx = node.coordinator.list_keys(prefix, props.n_val);
+    let deadline = listing_deadline(query)?;
     let default = ns.is_default_bucket();
     let names = move |batch: Vec<bytes::Bytes>| -> Vec<String> {
         batch
@@ -285,7 +296,39 @@ async fn list_keys(node: &Arc<Node>, ns: Namespace, query: &Params) -> Result<Re
             .map(|k| String::from_utf8_lossy(k.key).into_owned())
             .collect()
     };
-    listing_response(rx, "keys", stream, names).await
+    listing_response(rx, deadline, "keys", stream, names).await
+}
+
+/// When a listing must end: `?timeout=` milliseconds from now, if given.
+fn listing_deadline(query: &Params) -> Result<Option<tokio::time::Instant>, ApiError> {
+    match query.get("timeout") {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(|ms| Some(tokio::time::Instant::now() + std::time::Duration::from_millis(ms)))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("timeout must be milliseconds, not {v:?}"))
+            }),
+    }
+}
+
+/// The next batch of a listing, or a timeout error once `deadline` passed.
+pub(crate) async fn next_batch(
+    rx: &mut tokio::sync::mpsc::Receiver<
+        Result<Vec<bytes::Bytes>, crate::server::error::CoordError>,
+    >,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<Result<Vec<bytes::Bytes>, String>> {
+    let next = match deadline {
+        None => rx.recv().await,
+        Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+            Ok(n) => n,
+            Err(_) => return Some(Err("timeout".to_string())),
+        },
+    };
+    next.map(|r| r.map_err(|e| e.to_string()))
 }
 
 async fn list_buckets(
@@ -314,6 +357,7 @@ async fn list_buckets(
         p
     };
     let rx = node.coordinator.list_keys(prefix, node.core.buckets.n());
+    let deadline = listing_deadline(query)?;
     let mut seen = std::collections::BTreeSet::new();
     let names = move |batch: Vec<bytes::Bytes>| -> Vec<String> {
         batch
@@ -324,21 +368,27 @@ async fn list_buckets(
             .map(|k| String::from_utf8_lossy(k.bucket).into_owned())
             .collect()
     };
-    listing_response(rx, "buckets", stream, names).await
+    listing_response(rx, deadline, "buckets", stream, names).await
 }
 
 async fn listing_response(
     mut rx: tokio::sync::mpsc::Receiver<
         Result<Vec<bytes::Bytes>, crate::server::error::CoordError>,
     >,
+    deadline: Option<tokio::time::Instant>,
     field: &'static str,
     stream: bool,
     mut names: impl FnMut(Vec<bytes::Bytes>) -> Vec<String> + Send + 'static,
 ) -> Result<Response, ApiError> {
     if !stream {
         let mut all = Vec::new();
-        while let Some(batch) = rx.recv().await {
-            all.extend(names(batch?));
+        while let Some(batch) = next_batch(&mut rx, deadline).await {
+            let batch = batch.map_err(|e| ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "listing_failed",
+                message: e,
+            })?;
+            all.extend(names(batch));
         }
         return Ok(axum::Json(json!({ field: all })).into_response());
     }
@@ -348,7 +398,7 @@ async fn listing_response(
             if ended {
                 return None;
             }
-            match rx.recv().await {
+            match next_batch(&mut rx, deadline).await {
                 Some(Ok(batch)) => {
                     let chunk = json!({ field: names(batch) }).to_string();
                     Some((
@@ -357,7 +407,7 @@ async fn listing_response(
                     ))
                 }
                 Some(Err(e)) => {
-                    let chunk = json!({"error": e.to_string()}).to_string();
+                    let chunk = json!({ "error": e }).to_string();
                     Some((Ok(Bytes::from(chunk)), (rx, names, true)))
                 }
                 None => None,

@@ -615,6 +615,24 @@ pub async fn put(
     Ok(resp)
 }
 
+/// The preference list of `key` in `ns`: (partition, node, primary) for
+/// each of its `n_val` replicas; a replica is primary while it is up.
+pub(crate) fn preflist(
+    node: &Node,
+    ns: &Namespace,
+    key: &[u8],
+) -> Result<Vec<(i64, String, bool)>, ApiError> {
+    let stored = stored_key(ns, key)?;
+    let props = bucket_props(node, ns)?;
+    let ring = node.core.cluster.ring();
+    let partition = dynakv_ring::Ring::partition_of(dynakv_ring::token(&stored));
+    Ok(ring
+        .replicas(partition)
+        .take(props.n_val)
+        .map(|name| (partition as i64, name.to_string(), !node.core.is_down(name)))
+        .collect())
+}
+
 /// A key for a `POST` to a bucket: 20 random alphanumerics.
 pub(crate) fn new_key() -> Vec<u8> {
     let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";

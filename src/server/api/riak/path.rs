@@ -30,6 +30,13 @@ pub enum Target {
         /// The bucket.
         ns: Namespace,
     },
+    /// `/buckets/B/keys/K/preflist`: where a key lives.
+    Preflist {
+        /// The bucket.
+        ns: Namespace,
+        /// The key.
+        key: Vec<u8>,
+    },
     /// `/buckets/B/keys/K`, legacy `/riak/B/K`: an object.
     Object {
         /// The bucket.
@@ -83,6 +90,7 @@ impl Target {
                     ["props"] => Ok(Target::Props { ns }),
                     ["keys"] | [] => Ok(Target::Keys { ns }),
                     ["keys", k] => Ok(Target::Object { ns, key: key(k)? }),
+                    ["keys", k, "preflist"] => Ok(Target::Preflist { ns, key: key(k)? }),
                     _ => Err(unknown()),
                 }
             }

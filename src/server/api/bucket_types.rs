@@ -1,0 +1,113 @@
+//! Bucket types over HTTP, shaped like `riak-admin bucket-type`:
+//! `GET /admin/bucket-types` (list), `GET /admin/bucket-types/{name}`
+//! (status and properties), `POST /admin/bucket-types/{name}` with
+//! `{"props": {...}}` (create), `POST /admin/bucket-types/{name}/activate`,
+//! and `PUT /admin/bucket-types/{name}` (update). Changes need the admin
+//! token when one is set; like bucket properties, they are cluster metadata,
+//! pushed to every member and gossiped.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use dynakv_buckets::TypeStatus;
+use dynakv_buckets::props::overlay_from_body;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::admin::authorize;
+use super::riak::{change_metadata, metadata_error};
+use crate::server::node::Node;
+
+fn status_name(s: TypeStatus) -> &'static str {
+    match s {
+        TypeStatus::Active => "active",
+        TypeStatus::Created => "created",
+    }
+}
+
+fn describe(node: &Node, name: &[u8]) -> Result<Value, ApiError> {
+    let props = node.core.buckets.type_props(name).map_err(metadata_error)?;
+    let status = node
+        .core
+        .buckets
+        .snapshot()
+        .type_status(name)
+        .map_or("unknown", status_name);
+    let name = String::from_utf8_lossy(name);
+    Ok(json!({"name": name, "status": status, "props": props.to_json(&name)}))
+}
+
+/// `GET /admin/bucket-types`.
+pub async fn list(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
+    let types = node.core.buckets.snapshot().types();
+    let out: Vec<Value> = types
+        .iter()
+        .map(|(name, _)| describe(&node, name))
+        .collect::<Result<_, _>>()?;
+    Ok(axum::Json(json!({ "types": out })).into_response())
+}
+
+/// `GET /admin/bucket-types/{name}`.
+pub async fn status(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(axum::Json(describe(&node, name.as_bytes())?).into_response())
+}
+
+fn overlay(body: &Bytes) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    overlay_from_body(body).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// `POST /admin/bucket-types/{name}`: create.
+pub async fn create(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers)?;
+    let props = overlay(&body)?;
+    change_metadata(&node, |m, stamp, n| {
+        m.create_type(name.as_bytes(), &props, n, stamp)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(describe(&node, name.as_bytes())?),
+    )
+        .into_response())
+}
+
+/// `POST /admin/bucket-types/{name}/activate`.
+pub async fn activate(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers)?;
+    change_metadata(&node, |m, stamp, _| m.activate_type(name.as_bytes(), stamp)).await?;
+    Ok(axum::Json(describe(&node, name.as_bytes())?).into_response())
+}
+
+/// `PUT /admin/bucket-types/{name}`: update.
+pub async fn update(
+    State(node): State<Arc<Node>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    authorize(&node, &headers)?;
+    let props = overlay(&body)?;
+    change_metadata(&node, |m, stamp, n| {
+        m.update_type(name.as_bytes(), &props, n, stamp)
+    })
+    .await?;
+    Ok(axum::Json(describe(&node, name.as_bytes())?).into_response())
+}
