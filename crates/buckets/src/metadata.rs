@@ -332,7 +332,7 @@ impl BucketMetadata {
     }
 
     /// The properties of bucket `ns` in a cluster of N `n` whose default
-    /// quorum mode is `quorum`: Riak's defaults, its type's overlay, then its
+    /// quorum mode is `quorum` (an error if its type is not active): Riak's defaults, its type's overlay, then its
     /// own. Bucket `default` of type `default` keeps siblings (`allow_mult`)
     /// unless set otherwise, so the native API never drops a concurrent write.
     pub fn props(
@@ -341,6 +341,7 @@ impl BucketMetadata {
         n: usize,
         quorum: QuorumMode,
     ) -> Result<Props, MetadataError> {
+        self.usable(&ns.bucket_type)?;
         let mut props = self.type_props(&ns.bucket_type, n, quorum)?;
         if ns.is_default_bucket() {
             props.allow_mult = true;
@@ -386,6 +387,10 @@ mod tests {
         m.create_type(b"maps", &json!({"datatype": "map"}), 3, at(1, "a"))
             .expect("created");
         let ns = Namespace::new("maps", "b");
+        assert_eq!(
+            m.props(&ns, 3, QuorumMode::Sloppy),
+            Err(MetadataError::NotActive("maps".into()))
+        );
         assert_eq!(
             m.set_bucket(&ns, &json!({"n_val": 2}), 3, at(2, "a")),
             Err(MetadataError::NotActive("maps".into()))

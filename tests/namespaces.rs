@@ -1,0 +1,318 @@
+//! Namespaces on a real cluster: a bucket's `n_val` decides how many copies
+//! its keys have (anti-entropy included), bucket types and properties are
+//! cluster metadata that survive restarts and reach a node that joins later,
+//! and a key listing streams with bounded memory.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+fn set_props(c: &Client, url: &str, props: Value) {
+    let r = c
+        .put(url)
+        .header("content-type", "application/json")
+        .body(json!({ "props": props }).to_string())
+        .send()
+        .expect("props");
+    assert_eq!(r.status(), 204, "{:?}", r.text());
+}
+
+fn local_keys(n: &TestNode) -> u64 {
+    n.status()["keys"].as_u64().expect("keys")
+}
+
+/// A repair pass on every node that compared ranges with all its peers.
+fn repair_all(nodes: &[TestNode]) {
+    for n in nodes {
+        let ok = wait_until(Duration::from_secs(60), || {
+            n.client().repair().is_ok_and(|p| {
+                p["ranges_compared"].as_u64().unwrap_or(0) > 0
+                    && p["peers_skipped"].as_array().is_some_and(Vec::is_empty)
+            })
+        });
+        assert!(ok, "{} could not repair with every peer", n.name);
+    }
+}
+
+fn first_replica(c: &Client, node: &TestNode, bucket: &str, key: &str) -> String {
+    let p: Value = c
+        .get(format!(
+            "{}/buckets/{bucket}/keys/{key}/preflist",
+            node.url()
+        ))
+        .send()
+        .expect("preflist")
+        .json()
+        .expect("json");
+    p["preflist"][0]["node"].as_str().expect("node").to_string()
+}
+
+#[test]
+fn n_val_sets_the_copies_and_anti_entropy_keeps_to_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let c = http();
+    set_props(
+        &c,
+        &format!("{}/buckets/one/props", nodes[0].url()),
+        json!({"n_val": 1}),
+    );
+    set_props(
+        &c,
+        &format!("{}/buckets/two/props", nodes[1].url()),
+        json!({"n_val": 2}),
+    );
+    const K: usize = 60;
+    for i in 0..K {
+        for bucket in ["one", "two"] {
+            let url = format!("{}/buckets/{bucket}/keys/k{i}", nodes[i % 3].url());
+            let r = c
+                .put(url)
+                .body(format!("{bucket}-{i}"))
+                .send()
+                .expect("put");
+            assert_eq!(r.status(), 204);
+        }
+    }
+    // One copy of each key of `one`, two of each of `two`, and anti-entropy
+    // spreads them no further.
+    let total = |nodes: &[TestNode]| nodes.iter().map(local_keys).sum::<u64>();
+    assert_eq!(total(&nodes), (K + 2 * K) as u64);
+    repair_all(&nodes);
+    assert_eq!(total(&nodes), (K + 2 * K) as u64);
+    for i in 0..K {
+        for bucket in ["one", "two"] {
+            let url = format!("{}/buckets/{bucket}/keys/k{i}", nodes[(i + 1) % 3].url());
+            let r = c.get(url).send().expect("get");
+            assert_eq!(r.text().expect("t"), format!("{bucket}-{i}"));
+        }
+    }
+
+    // n3 loses its disk. Its copies of `two` come back from the other
+    // replica through anti-entropy; keys of `one` whose only copy it held
+    // are gone, as n_val = 1 says.
+    let lost_ones = (0..K)
+        .filter(|i| first_replica(&c, &nodes[0], "one", &format!("k{i}")) == "n3")
+        .count();
+    assert!(lost_ones > 0 && lost_ones < K, "{lost_ones}");
+    nodes[2].kill();
+    std::fs::remove_dir_all(&nodes[2].data_dir).expect("wipe");
+    nodes[2].start();
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    repair_all(&nodes);
+    assert_eq!(total(&nodes), (K - lost_ones + 2 * K) as u64);
+    for i in 0..K {
+        let url = format!("{}/buckets/two/keys/k{i}?r=2", nodes[2].url());
+        assert_eq!(
+            c.get(url).send().expect("get").text().expect("t"),
+            format!("two-{i}")
+        );
+    }
+}
+
+#[test]
+fn bucket_types_and_props_survive_a_restart_and_reach_a_joiner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let c = http();
+    let url0 = nodes[0].url();
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("DYNAKV_NODE", &url0)
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&[
+        "bucket-type",
+        "create",
+        "pairs",
+        r#"{"props":{"n_val":2,"allow_mult":false}}"#,
+    ]);
+    // A created type is not usable until it is active.
+    let r = c
+        .put(format!("{}/types/pairs/buckets/b/keys/k", nodes[1].url()))
+        .body("v")
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 409, "{:?}", r.text());
+    assert!(cli(&["bucket-type", "list"]).contains("pairs (not active)"));
+    cli(&["bucket-type", "activate", "pairs"]);
+    cli(&[
+        "bucket",
+        "props",
+        "set",
+        "pairs/b",
+        r#"{"props":{"r":"one"}}"#,
+    ]);
+    cli(&[
+        "bucket",
+        "props",
+        "set",
+        "keep",
+        r#"{"props":{"allow_mult":true}}"#,
+    ]);
+    // The datatype of an active type is fixed.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "bucket-type",
+            "update",
+            "pairs",
+            r#"{"props":{"datatype":"set"}}"#,
+        ])
+        .env("DYNAKV_NODE", nodes[0].url())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+
+    let check = |n: &TestNode| -> bool {
+        let get = |path: &str| -> Value {
+            c.get(format!("{}{path}", n.url()))
+                .send()
+                .ok()
+                .and_then(|r| r.json().ok())
+                .unwrap_or(Value::Null)
+        };
+        let p = get("/types/pairs/buckets/b/props");
+        let k = get("/buckets/keep/props");
+        p["props"]["n_val"] == json!(2)
+            && p["props"]["r"] == json!("one")
+            && p["props"]["allow_mult"] == json!(false)
+            && k["props"]["allow_mult"] == json!(true)
+    };
+    for n in &nodes {
+        assert!(
+            wait_until(Duration::from_secs(10), || check(n)),
+            "{}",
+            n.name
+        );
+    }
+    let r = c
+        .put(format!("{}/types/pairs/buckets/b/keys/k", nodes[1].url()))
+        .body("v")
+        .send()
+        .expect("put");
+    assert_eq!(r.status(), 204);
+
+    // A full restart: every node reads the metadata back from its disk.
+    for n in nodes.iter_mut() {
+        n.stop();
+    }
+    for n in nodes.iter_mut() {
+        n.start();
+    }
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    for n in &nodes {
+        assert!(check(n), "{} lost its bucket metadata in a restart", n.name);
+    }
+
+    // A node that joins later gets it by gossip.
+    let mut n4 = TestNode::new(dir.path(), "n4", ip(5));
+    n4.args.extend(timing());
+    n4.args.extend(["--seeds".to_string(), nodes[0].rpc_addr()]);
+    n4.start();
+    assert!(
+        wait_until(Duration::from_secs(20), || check(&n4)),
+        "n4 never got the bucket metadata"
+    );
+    let r = c
+        .get(format!("{}/types/pairs/buckets/b/keys/k", n4.url()))
+        .send()
+        .expect("get");
+    assert_eq!(r.text().expect("t"), "v");
+    let types = cli(&["bucket-type", "status", "pairs"]);
+    assert!(types.contains("pairs is active"), "{types}");
+}
+
+/// The resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_streamed_listing_of_many_keys_holds_memory_flat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nodes = formed(dir.path(), &[]);
+    const KEYS: usize = 100_000;
+    let file = dir.path().join("keys.csv");
+    let csv: String = (0..KEYS).map(|i| format!("key{i:06},v\n")).collect();
+    std::fs::write(&file, csv).expect("write");
+    let urls: Vec<String> = nodes.iter().map(TestNode::url).collect();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "load",
+            file.to_str().expect("utf8"),
+            "--format",
+            "csv",
+            "--sst",
+            "--node",
+            &urls.join(","),
+        ])
+        .output()
+        .expect("load");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pid = nodes[0].pid().as_raw() as u32;
+    let before = rss_kib(pid);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (count, peak) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        });
+        let mut r = Client::builder()
+            .timeout(Duration::from_secs(300))
+            .build()
+            .expect("client")
+            .get(format!(
+                "{}/buckets/default/keys?keys=stream",
+                nodes[0].url()
+            ))
+            .send()
+            .expect("list");
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut body).expect("read");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut seen = BTreeSet::new();
+        for chunk in serde_json::Deserializer::from_slice(&body).into_iter::<Value>() {
+            for k in chunk.expect("chunk")["keys"].as_array().expect("keys") {
+                seen.insert(k.as_str().expect("str").to_string());
+            }
+        }
+        (seen.len(), sampler.join().expect("sampler"))
+    });
+    assert_eq!(count, KEYS);
+    let grew_mib = peak.saturating_sub(before) / 1024;
+    eprintln!(
+        "listing {KEYS} keys: rss before {} MiB, peak {} MiB",
+        before / 1024,
+        peak / 1024
+    );
+    assert!(grew_mib < 64, "the node grew {grew_mib} MiB while listing");
+}
