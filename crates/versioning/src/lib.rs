@@ -57,6 +57,7 @@
 
 mod actor;
 mod clock;
+mod counter;
 mod dvvset;
 mod incarnation;
 mod object;
@@ -64,6 +65,7 @@ mod token;
 
 pub use actor::ActorId;
 pub use clock::VersionVector;
+pub use counter::{COUNTER_CONTENT_TYPE, PnCounter};
 pub use dvvset::{Dot, DvvSet};
 pub use incarnation::Incarnation;
 pub use object::{Link, Metadata, Object, TooManySiblings, Version};

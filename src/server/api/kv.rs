@@ -91,6 +91,7 @@ fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOption
         mode,
         timeout: Duration::from_millis(timeout_ms),
         replace: false,
+        increment: None,
     })
 }
 

@@ -17,9 +17,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dynakv_buckets::{Namespace, Props, QuorumProp, decode_key};
 use dynakv_riakpb::messages::{
-    RpbBucketKeyPreflistItem, RpbBucketProps, RpbContent, RpbGetBucketKeyPreflistResp,
-    RpbGetBucketResp, RpbGetClientIdResp, RpbGetResp, RpbGetServerInfoResp, RpbLink,
-    RpbListBucketsResp, RpbListKeysResp, RpbModFun, RpbPair, RpbPutResp,
+    RpbBucketKeyPreflistItem, RpbBucketProps, RpbContent, RpbCounterGetResp, RpbCounterUpdateResp,
+    RpbGetBucketKeyPreflistResp, RpbGetBucketResp, RpbGetClientIdResp, RpbGetResp,
+    RpbGetServerInfoResp, RpbLink, RpbListBucketsResp, RpbListKeysResp, RpbModFun, RpbPair,
+    RpbPutResp,
 };
 use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError};
 use dynakv_storage::clock::now_ms;
@@ -507,10 +508,25 @@ async fn handle(
                 .collect();
             Response::GetBucketKeyPreflistResp(RpbGetBucketKeyPreflistResp { preflist })
         }
-        Request::CounterUpdate(_) | Request::CounterGet(_) => {
-            return Err(error(
-                "Riak 1.4 counters are not supported by this node yet",
-            ));
+        Request::CounterUpdate(r) => {
+            let ns = namespace(None, r.bucket);
+            let q = params(&[("w", r.w), ("dw", r.dw), ("pw", r.pw)], None);
+            let value = super::riak::counter::update(
+                node,
+                &ns,
+                &r.key,
+                r.amount,
+                &q,
+                r.returnvalue.unwrap_or(false),
+            )
+            .await?;
+            Response::CounterUpdateResp(RpbCounterUpdateResp { value })
+        }
+        Request::CounterGet(r) => {
+            let ns = namespace(None, r.bucket);
+            let q = params(&[("r", r.r), ("pr", r.pr)], None);
+            let value = super::riak::counter::get(node, &ns, &r.key, &q).await?;
+            Response::CounterGetResp(RpbCounterGetResp { value })
         }
         Request::Other { code } => {
             return Err(error(format!(

@@ -8,6 +8,7 @@
 //! by `object.rs` (headers, siblings as `multipart/mixed`, conditional
 //! requests), the rest here.
 
+pub(crate) mod counter;
 pub(crate) mod object;
 mod path;
 
@@ -203,6 +204,20 @@ async fn dispatch(
         }
         (Target::Object { ns, key }, Method::DELETE) => {
             object::delete(&node, ns, key, &query, &headers).await
+        }
+        (Target::Counter { ns, key }, Method::GET) => {
+            match counter::get(&node, &ns, &key, &query).await? {
+                Some(v) => Ok(v.to_string().into_response()),
+                None => Err(ApiError::not_found("not found")),
+            }
+        }
+        (Target::Counter { ns, key }, Method::POST) => {
+            let by = counter::parse_amount(&body()?)?;
+            let returnvalue = query.get("returnvalue").is_some_and(|v| v == "true");
+            match counter::update(&node, &ns, &key, by, &query, returnvalue).await? {
+                Some(v) => Ok(v.to_string().into_response()),
+                None => Ok(StatusCode::NO_CONTENT.into_response()),
+            }
         }
         (Target::Preflist { ns, key }, Method::GET) => {
             let items: Vec<Value> = object::preflist(&node, &ns, &key)?

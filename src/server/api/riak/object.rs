@@ -130,6 +130,7 @@ pub(crate) fn read_options(
         mode: mode(props, pr),
         timeout: timeout(node, query)?,
         replace: false,
+        increment: None,
     })
 }
 
@@ -152,6 +153,7 @@ pub(crate) fn write_options(
         mode: mode(props, pw),
         timeout: timeout(node, query)?,
         replace: props.replaces_on_write(),
+        increment: None,
     })
 }
 

@@ -30,6 +30,13 @@ pub enum Target {
         /// The bucket.
         ns: Namespace,
     },
+    /// `/buckets/B/counters/K`: a Riak 1.4 counter.
+    Counter {
+        /// The bucket.
+        ns: Namespace,
+        /// The key.
+        key: Vec<u8>,
+    },
     /// `/buckets/B/keys/K/preflist`: where a key lives.
     Preflist {
         /// The bucket.
@@ -91,6 +98,7 @@ impl Target {
                     ["keys"] | [] => Ok(Target::Keys { ns }),
                     ["keys", k] => Ok(Target::Object { ns, key: key(k)? }),
                     ["keys", k, "preflist"] => Ok(Target::Preflist { ns, key: key(k)? }),
+                    ["counters", k] => Ok(Target::Counter { ns, key: key(k)? }),
                     _ => Err(unknown()),
                 }
             }

@@ -324,6 +324,8 @@ pub struct ForwardedWrite {
     /// The write replaces every version the coordinator holds, whatever
     /// `context` says (a `last_write_wins` bucket).
     pub replace: bool,
+    /// A counter increment (see `RequestOptions::increment`).
+    pub increment: Option<i64>,
     /// How long to wait for them.
     pub timeout_ms: u64,
 }

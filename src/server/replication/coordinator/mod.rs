@@ -120,6 +120,12 @@ pub struct RequestOptions {
     /// A write replaces every version its coordinator holds, whatever
     /// context the client sent (buckets with `last_write_wins`).
     pub replace: bool,
+    /// The write adds this to a counter (Riak 1.4's): the coordinating
+    /// replica merges the counter's siblings, adds it under its own actor
+    /// and stores the result over everything it holds, all under the key's
+    /// lock, so concurrent increments through one node never overwrite each
+    /// other. The version passed with the write is not used.
+    pub increment: Option<i64>,
 }
 
 /// Where a key lives under the current ring: the first `n` nodes of each

@@ -146,6 +146,7 @@ impl Coordinator {
             w,
             strict,
             replace,
+            increment,
             timeout_ms,
         } = write;
         let opts = RequestOptions {
@@ -157,6 +158,7 @@ impl Coordinator {
             },
             timeout: Duration::from_millis(timeout_ms.clamp(1, 120_000)),
             replace,
+            increment,
         };
         let ring = self.core.cluster.ring();
         let placement = Placement::of(&ring, &key, self.core.buckets.n_val_of(&key));

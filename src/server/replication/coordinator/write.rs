@@ -22,6 +22,32 @@ use crate::server::metrics::Op;
 
 use super::{CoordError, Coordinator, MAX_CLOCK_ACTORS, Placement, Quorum, RequestOptions};
 
+/// The version a counter increment stores: the merge of every counter
+/// among `object`'s siblings, plus `by` as `actor`.
+fn counter_version(
+    object: &Object,
+    actor: dynakv_versioning::ActorId,
+    by: i64,
+    timestamp_ms: u64,
+) -> Version {
+    let mut counter = dynakv_versioning::PnCounter::default();
+    for v in object.values() {
+        if let Some(c) = v
+            .data
+            .as_deref()
+            .and_then(dynakv_versioning::PnCounter::decode)
+        {
+            counter.merge(&c);
+        }
+    }
+    counter.increment(actor, by);
+    Version::value(
+        counter.encode(),
+        dynakv_versioning::COUNTER_CONTENT_TYPE,
+        timestamp_ms,
+    )
+}
+
 /// Why the write closure refused.
 pub(super) enum Refused {
     Siblings(TooManySiblings),
@@ -181,6 +207,7 @@ impl Coordinator {
                 w: opts.quorum.resolve(placement.n, placement.n),
                 strict: opts.mode == QuorumMode::Strict,
                 replace: opts.replace,
+                increment: opts.increment,
                 timeout_ms: opts.timeout.as_millis() as u64,
             });
             let needed = opts.quorum.resolve(placement.n, placement.replicas.len());
@@ -285,6 +312,7 @@ impl Coordinator {
     ) -> Result<VersionVector, CoordError> {
         let sloppy = opts.mode == QuorumMode::Sloppy;
         let replace = opts.replace;
+        let increment = opts.increment;
         let quorum = WriteQuorum::new(&placement, opts.quorum, placement.n);
         if !sloppy && !quorum.reachable(|r| !self.core.is_down(r)) {
             // Refuse before storing anything: nothing is acknowledged.
@@ -313,8 +341,16 @@ impl Coordinator {
                         // copy holds its newest dot (SPEC §2; see
                         // `dynakv_versioning::Incarnation`).
                         let actor = core.storage.actor_for(&write_key, o);
-                        // A `last_write_wins` bucket: replace what is held here.
-                        let context = if replace { known } else { context };
+                        // A counter increment: the merge of the local siblings
+                        // plus this one, over everything held here.
+                        let (context, version) = match increment {
+                            Some(by) => {
+                                (known, counter_version(o, actor, by, version.timestamp_ms))
+                            }
+                            // A `last_write_wins` bucket: replace what is held here.
+                            None if replace => (known, version),
+                            None => (context, version),
+                        };
                         o.write_capped(&context, actor, version, max)
                             .map(|_dot| ())
                             .map_err(Refused::Siblings)
