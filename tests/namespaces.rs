@@ -93,10 +93,53 @@ fn n_val_sets_the_copies_and_anti_entropy_keeps_to_it() {
         }
     }
 
+    // Lowering a bucket's n_val: the copies outside it go to the replica
+    // that keeps the key, and only then leave.
+    for i in 0..K {
+        let url = format!("{}/buckets/shrink/keys/k{i}", nodes[i % 3].url());
+        assert_eq!(
+            c.put(url)
+                .body(format!("s-{i}"))
+                .send()
+                .expect("put")
+                .status(),
+            204
+        );
+    }
+    assert_eq!(total(&nodes), (K + 2 * K + 3 * K) as u64);
+    set_props(
+        &c,
+        &format!("{}/buckets/shrink/props", nodes[2].url()),
+        json!({"n_val": 1}),
+    );
+    repair_all(&nodes);
+    assert_eq!(total(&nodes), (K + 2 * K + K) as u64);
+    for i in 0..K {
+        let url = format!("{}/buckets/shrink/keys/k{i}", nodes[i % 3].url());
+        assert_eq!(
+            c.get(url).send().expect("get").text().expect("t"),
+            format!("s-{i}")
+        );
+    }
+    let r = c
+        .delete(format!("{}/buckets/shrink/props", nodes[0].url()))
+        .send()
+        .expect("reset");
+    assert_eq!(r.status(), 204);
+    repair_all(&nodes);
+    assert_eq!(total(&nodes), (K + 2 * K + 3 * K) as u64);
+    set_props(
+        &c,
+        &format!("{}/buckets/shrink/props", nodes[2].url()),
+        json!({"n_val": 1}),
+    );
+    repair_all(&nodes);
+    assert_eq!(total(&nodes), (K + 2 * K + K) as u64);
+
     // n3 loses its disk. Its copies of `two` come back from the other
     // replica through anti-entropy; keys of `one` whose only copy it held
     // are gone, as n_val = 1 says.
-    let lost_ones = (0..K)
+    let lost_ones: usize = (0..K)
         .filter(|i| first_replica(&c, &nodes[0], "one", &format!("k{i}")) == "n3")
         .count();
     assert!(lost_ones > 0 && lost_ones < K, "{lost_ones}");
@@ -105,7 +148,13 @@ fn n_val_sets_the_copies_and_anti_entropy_keeps_to_it() {
     nodes[2].start();
     wait_formed(&nodes.iter().collect::<Vec<_>>());
     repair_all(&nodes);
-    assert_eq!(total(&nodes), (K - lost_ones + 2 * K) as u64);
+    let lost_shrunk = (0..K)
+        .filter(|i| first_replica(&c, &nodes[0], "shrink", &format!("k{i}")) == "n3")
+        .count();
+    assert_eq!(
+        total(&nodes),
+        (K - lost_ones + 2 * K + K - lost_shrunk) as u64
+    );
     for i in 0..K {
         let url = format!("{}/buckets/two/keys/k{i}?r=2", nodes[2].url());
         assert_eq!(

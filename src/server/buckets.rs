@@ -19,6 +19,9 @@ use parking_lot::RwLock;
 use crate::server::clock::now_ms;
 use crate::server::config::{self, Config};
 
+/// Most buckets whose resolved properties are cached.
+const MAX_CACHED: usize = 10_000;
+
 /// The metadata record the map is persisted under.
 pub const META_BUCKETS: &str = "buckets";
 
@@ -33,6 +36,9 @@ pub struct Buckets {
     /// True if any type or bucket sets `n_val`: otherwise every key has N
     /// replicas and nothing needs to look at a key's bucket to place it.
     sets_n_val: std::sync::atomic::AtomicBool,
+    /// Bumped on every change of the map: properties computed from an older
+    /// map are not cached.
+    generation: std::sync::atomic::AtomicU64,
     n: usize,
     quorum: QuorumMode,
     me: String,
@@ -54,12 +60,19 @@ impl Buckets {
             map: RwLock::new(map),
             cache: RwLock::default(),
             sets_n_val: Default::default(),
+            generation: Default::default(),
             n: config.n,
             quorum: mode_of(config),
             me: me.to_string(),
         };
         b.refresh();
         b
+    }
+
+    /// Changes whenever the map does (caches of anything derived from it
+    /// compare it).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The cluster's N (the largest `n_val`).
@@ -69,7 +82,12 @@ impl Buckets {
 
     fn refresh(&self) {
         let map = self.map.read();
-        self.cache.write().clear();
+        {
+            let mut cache = self.cache.write();
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            cache.clear();
+        }
         if let Ok(p) = map.props(&Namespace::default_bucket(), self.n, self.quorum) {
             *self.default_props.write() = Arc::new(p);
         }
@@ -120,8 +138,18 @@ impl Buckets {
         if let Some(p) = self.cache.read().get(ns) {
             return Ok(Arc::clone(p));
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let props = Arc::new(self.map.read().props(ns, self.n, self.quorum)?);
-        self.cache.write().insert(ns.clone(), Arc::clone(&props));
+        let mut cache = self.cache.write();
+        // Cached only if the map did not change meanwhile (its refresh
+        // clears the cache under this lock), and the cache stays bounded
+        // whatever bucket names clients make up.
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(ns.clone(), Arc::clone(&props));
+        }
         Ok(props)
     }
 

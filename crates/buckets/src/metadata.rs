@@ -116,12 +116,21 @@ impl BucketMetadata {
     pub fn merge(&mut self, other: &BucketMetadata) -> bool {
         let mut changed = false;
         for (name, theirs) in &other.types {
-            if self
-                .types
-                .get(name)
-                .is_none_or(|ours| ours.stamp < theirs.stamp)
-            {
+            let Some(ours) = self.types.get_mut(name) else {
                 self.types.insert(name.clone(), theirs.clone());
+                changed = true;
+                continue;
+            };
+            // Properties: the later write. Activation is never undone (a
+            // change made where the activation had not arrived yet keeps
+            // the type active), so the state merges on its own.
+            let active = ours.status == TypeStatus::Active || theirs.status == TypeStatus::Active;
+            if ours.stamp < theirs.stamp {
+                *ours = theirs.clone();
+                changed = true;
+            }
+            if active && ours.status != TypeStatus::Active {
+                ours.status = TypeStatus::Active;
                 changed = true;
             }
         }
@@ -431,6 +440,27 @@ mod tests {
             !m.props(&Namespace::new("default", "b"), 3, q)
                 .expect("p")
                 .allow_mult
+        );
+    }
+
+    #[test]
+    fn an_update_that_missed_the_activation_does_not_undo_it() {
+        let mut a = BucketMetadata::new();
+        a.create_type(b"t", &json!({}), 3, at(1, "a"))
+            .expect("created");
+        let mut b = a.clone();
+        a.activate_type(b"t", at(2, "a")).expect("activated");
+        b.update_type(b"t", &json!({"n_val": 2}), 3, at(3, "b"))
+            .expect("updated");
+        a.merge(&b);
+        b.merge(&a);
+        assert_eq!(a, b);
+        assert_eq!(a.type_status(b"t"), Some(TypeStatus::Active));
+        assert_eq!(
+            a.type_props(b"t", 3, QuorumMode::Sloppy)
+                .expect("props")
+                .n_val,
+            2
         );
     }
 

@@ -14,8 +14,8 @@
 //! | `pr`, `pw` | above 0: the request counts only the key's own replicas (a strict quorum) and needs at least this many |
 //! | `dw` | durable writes: a write is acknowledged once written by `max(w, dw)` replicas (fsync follows `sync_writes`) |
 //! | `rw` | the quorum of a delete when the request names none |
-//! | `allow_mult` | `true`: concurrent writes are kept as siblings; `false`: a read shows the newest version by timestamp |
-//! | `last_write_wins`, `write_once` | a write replaces every version its coordinator holds, whatever context the client sent |
+//! | `allow_mult` | `true`: concurrent writes are kept as siblings; `false`: a write replaces every version its coordinator holds, whatever context the client sent, and a read shows the newest version by timestamp |
+//! | `last_write_wins`, `write_once` | as `allow_mult = false` |
 //! | `notfound_ok`, `basic_quorum` | stored and reported; a replica's "not found" always counts as an answer |
 //! | `datatype` | on a bucket type only, fixed once the type is active |
 //! | `quorum` | dynakv's `sloppy` (fallbacks count) or `strict` |
@@ -213,9 +213,14 @@ impl Props {
         !self.allow_mult || self.last_write_wins || self.write_once
     }
 
-    /// True if a write replaces every version its coordinator holds.
+    /// True if a write replaces every version its coordinator holds: in a
+    /// bucket that resolves siblings (`allow_mult = false`,
+    /// `last_write_wins`, `write_once`), as Riak's vnode does, so blind
+    /// writes never pile up siblings nobody sees. Only writes coordinated
+    /// at the same moment by different replicas meet as siblings; a read
+    /// shows the newest, and the next write replaces them.
     pub fn replaces_on_write(&self) -> bool {
-        self.last_write_wins || self.write_once
+        self.resolves_siblings()
     }
 
     /// Applies a validated overlay (see [`validate_overlay`]); `max_n` caps

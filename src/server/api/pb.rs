@@ -35,7 +35,6 @@ use super::ApiError;
 use super::riak::object::{read_options, stored_key, visible, vtag, write_options};
 use super::riak::{RIAK_KV_VERSION, bucket_props, change_metadata, next_batch};
 use crate::server::node::Node;
-use crate::server::replication::coordinator::{Quorum, RequestOptions};
 
 /// Room for a frame's protobuf fields around the largest value.
 const FRAME_HEADROOM: usize = 64 << 10;
@@ -340,10 +339,8 @@ async fn handle(
                 content: Vec::new(),
             };
             if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
-                let read = RequestOptions {
-                    quorum: Quorum::Exactly(1),
-                    ..read_options(node, &props, &q)?
-                };
+                // Read back at the bucket's R, as a client reading after its write.
+                let read = read_options(node, &props, &q)?;
                 let object = node.coordinator.coordinate_get(stored, read).await?;
                 let body = get_resp(&object, &props, !r.return_body.unwrap_or(false));
                 resp.content = body.content;

@@ -88,6 +88,10 @@ pub struct PassSummary {
     pub bytes_received: u64,
     /// Tombstones purged.
     pub tombstones_purged: u64,
+    /// Keys held here although their bucket's `n_val` leaves this node out
+    /// (a ring change moved it down a partition's list, or `n_val` was
+    /// lowered), handed to their replicas and removed here.
+    pub keys_rehomed: u64,
     /// Peers that could not be compared (down or failing).
     pub peers_skipped: Vec<String>,
     /// Duration.
@@ -97,6 +101,91 @@ pub struct PassSummary {
 /// A cached tree: the partition generation it was built at, when it was last
 /// used, and the tree.
 type CachedTree = (u64, Instant, Arc<PartitionTree>);
+
+/// Most keys per push of keys to their replicas (well under the RPC's item
+/// limit, whatever the records' size).
+const PUSH_ITEMS: usize = 4096;
+
+/// Sends the keys of partition `p` that `select` picks to their replicas
+/// under `ring` (the first `n_val` of the partition's target list; a merge,
+/// so what they hold already is unchanged). Returns the keys sent, each with
+/// the digest of the record read, once every replica acknowledged; `None`
+/// if one did not.
+pub(crate) async fn push_to_replicas(
+    core: &Arc<Core>,
+    ring: &Ring,
+    p: usize,
+    select: impl Fn(&[u8]) -> bool,
+) -> Option<Vec<(Bytes, u64)>> {
+    let mut sent = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let resume = after.clone();
+        let batch = core
+            .blocking(move |core| {
+                core.storage
+                    .scan_objects(Ring::range_of(p), resume.as_deref(), 4 << 20)
+            })
+            .await
+            .ok()?;
+        let mut by_target: BTreeMap<String, Vec<(Bytes, Object)>> = BTreeMap::new();
+        for (key, object, _) in batch.items {
+            if !select(&key) {
+                continue;
+            }
+            let n_val = core.buckets.n_val_of(&key);
+            let key = Bytes::from(key);
+            for target in ring.target_replicas(p).take(n_val) {
+                if target != core.me() {
+                    by_target
+                        .entry(target.to_string())
+                        .or_default()
+                        .push((key.clone(), object.clone()));
+                }
+            }
+            let digest = dynakv_storage::digest_of(&codec::encode(&object));
+            sent.push((key, digest));
+        }
+        for (target, items) in by_target {
+            let addr = core.cluster.rpc_addr(&target)?;
+            // Requests of at most PUSH_ITEMS keys and about BYTES_PER_REQUEST.
+            let mut chunks: Vec<Vec<(Bytes, Object)>> = vec![Vec::new()];
+            let mut bytes = 0;
+            for item in items {
+                let size = item.0.len()
+                    + item
+                        .1
+                        .values()
+                        .map(|v| v.data.as_ref().map_or(0, |d| d.len()))
+                        .sum::<usize>();
+                let last = chunks.last_mut().expect("never empty");
+                if !last.is_empty()
+                    && (last.len() >= PUSH_ITEMS || bytes + size > BYTES_PER_REQUEST)
+                {
+                    chunks.push(Vec::new());
+                    bytes = 0;
+                }
+                bytes += size;
+                chunks.last_mut().expect("never empty").push(item);
+            }
+            for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+                let request = Request::AePush { items: chunk };
+                let answer = core
+                    .rpc
+                    .call(addr, Some(&target), request, Duration::from_secs(30))
+                    .await;
+                if !matches!(answer, Ok(Response::AePushed(_))) {
+                    tracing::info!(partition = p, %target, "could not hand keys to their replica yet");
+                    return None;
+                }
+            }
+        }
+        if batch.done {
+            return Some(sent);
+        }
+        after = batch.resume_after;
+    }
+}
 
 /// Trees unused for this long are dropped: the cache only has to live through
 /// one exchange, and holding every tree would cost ~50 bytes per stored key.
@@ -181,7 +270,13 @@ impl AntiEntropy {
         partition: usize,
         tier: u8,
     ) -> Result<Arc<PartitionTree>, StorageError> {
-        let generation = self.core.storage.generation(partition);
+        // A write to the partition, or a change of bucket metadata (which
+        // keys a tier holds), makes the cached tree stale.
+        let generation = self
+            .core
+            .storage
+            .generation(partition)
+            .wrapping_add(self.core.buckets.generation() << 40);
         if let Some((g, used, t)) = self.trees.lock().get_mut(&(partition, tier))
             && *g == generation
         {
@@ -291,6 +386,9 @@ impl AntiEntropy {
             })
             .collect();
         summary.tombstones_purged = self.purge(&ring, &complete, &mut summary).await;
+        if self.core.buckets.sets_n_val() {
+            summary.keys_rehomed = self.rehome_strays(&ring, &mine).await;
+        }
         summary.ms = started.elapsed().as_millis() as u64;
         self.record(&summary, &complete, differing);
         summary
@@ -547,6 +645,50 @@ impl AntiEntropy {
         }
         summary.keys_repaired += repaired.len() as u64;
         Ok(())
+    }
+
+    /// Hands the keys this node holds but whose bucket's `n_val` leaves it
+    /// out (its place in the partition's list is `n_val` or later) to their
+    /// replicas, then removes them here if they did not change meanwhile.
+    /// Only in partitions at rest: a partition in transit is handed off by
+    /// ownership handoff. Without this, a key of a bucket with fewer than N
+    /// replicas could sit where no read looks after a ring change moved its
+    /// first replica down the list.
+    async fn rehome_strays(self: &Arc<Self>, ring: &Ring, mine: &[usize]) -> u64 {
+        let me = self.core.me().to_string();
+        let mut rehomed = 0;
+        for &p in mine {
+            if ring.is_moving(p) {
+                continue;
+            }
+            let Some(rank) = ring.replicas(p).position(|r| r == me) else {
+                continue;
+            };
+            let core = &self.core;
+            let Some(sent) =
+                push_to_replicas(core, ring, p, |key| core.buckets.n_val_of(key) <= rank).await
+            else {
+                continue;
+            };
+            if sent.is_empty() {
+                continue;
+            }
+            rehomed += self
+                .core
+                .blocking(move |core| {
+                    sent.iter()
+                        .filter(|(k, d)| core.storage.remove_if_unchanged(k, *d).unwrap_or(false))
+                        .count() as u64
+                })
+                .await;
+        }
+        if rehomed > 0 {
+            tracing::info!(
+                keys = rehomed,
+                "keys held outside their bucket's n_val handed to their replicas"
+            );
+        }
+        rehomed
     }
 
     /// Purges tombstones past their grace in partitions every replica synced.

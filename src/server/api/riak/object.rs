@@ -43,6 +43,13 @@ type Params = HashMap<String, String>;
 /// The stored key of `key` in `ns`, after checking both.
 pub(crate) fn stored_key(ns: &Namespace, key: &[u8]) -> Result<bytes::Bytes, ApiError> {
     ns.validate().map_err(ApiError::bad_request)?;
+    let max = crate::server::api::kv::MAX_KEY_BYTES;
+    if key.is_empty() || key.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "a key is 1 to {max} bytes, not {}",
+            key.len()
+        )));
+    }
     if ns.is_default_bucket() && !is_plain_key(key) {
         return Err(ApiError::bad_request(
             "keys of the default bucket may not begin with a zero byte",
@@ -62,7 +69,10 @@ fn vclock(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     let Some(v) = headers.get(VCLOCK) else {
         return Ok(None);
     };
-    let text = v.to_str().unwrap_or_default().trim();
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("X-Riak-Vclock is not base64"))?
+        .trim();
     if text.is_empty() {
         return Ok(None);
     }
@@ -373,8 +383,14 @@ fn siblings(ns: &Namespace, versions: &[&Version], headers: &HeaderMap) -> Respo
     let mut body = Vec::new();
     for v in versions {
         body.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+        // Only what would be a valid header (stored metadata may hold any
+        // byte, and a line break would forge a header of the part).
         for (name, value) in version_headers(ns, v) {
-            body.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            if HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && HeaderValue::from_str(&value).is_ok()
+            {
+                body.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            }
         }
         body.extend_from_slice(b"\r\n");
         body.extend_from_slice(v.data.as_deref().unwrap_or_default());
@@ -593,10 +609,8 @@ pub async fn put(
     let location = path_of(&ns, Some(&key));
     let returnbody = query.get("returnbody").is_some_and(|v| v == "true");
     let mut resp = if returnbody {
-        let read = RequestOptions {
-            quorum: Quorum::Exactly(1),
-            ..read_options(node, &props, query)?
-        };
+        // Read back at the bucket's R, as a client reading after its write.
+        let read = read_options(node, &props, query)?;
         let object = node.coordinator.coordinate_get(stored, read).await?;
         let mut r = render(&ns, &object, &props, query, headers, false);
         if made && r.status() == StatusCode::OK {

@@ -129,6 +129,11 @@ impl Transfers {
         if ring.is_member(me) || (0..PARTITIONS).any(|p| ring.holds(me, p)) {
             return false;
         }
+        // Keys of buckets with fewer replicas than N may have their only
+        // copies here until the handed-off partitions are pushed and dropped.
+        if self.core.buckets.sets_n_val() && !self.handed_off.lock().is_empty() {
+            return false;
+        }
         self.core.cluster.set_left();
         self.core.persist_members().await;
         tracing::info!("every partition handed off: this node has left the cluster");
@@ -142,64 +147,12 @@ impl Transfers {
     /// already is unchanged). True once all of them acknowledged.
     async fn push_short_keys(self: &Arc<Self>, ring: &Ring, p: usize) -> bool {
         let n = ring.n();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let resume = after.clone();
-            let batch = self
-                .core
-                .blocking(move |core| {
-                    core.storage
-                        .scan_objects(Ring::range_of(p), resume.as_deref(), 4 << 20)
-                })
-                .await;
-            let Ok(batch) = batch else {
-                return false;
-            };
-            let mut by_target: std::collections::BTreeMap<
-                String,
-                Vec<(bytes::Bytes, dynakv_versioning::Object)>,
-            > = Default::default();
-            for (key, object, _) in batch.items {
-                let n_val = self.core.buckets.n_val_of(&key);
-                if n_val >= n {
-                    continue;
-                }
-                let key = bytes::Bytes::from(key);
-                for target in ring.target_replicas(p).take(n_val) {
-                    by_target
-                        .entry(target.to_string())
-                        .or_default()
-                        .push((key.clone(), object.clone()));
-                }
-            }
-            for (target, items) in by_target {
-                let Some(addr) = self.core.cluster.rpc_addr(&target) else {
-                    return false;
-                };
-                let request = crate::server::cluster::rpc::Request::AePush { items };
-                let answer = self
-                    .core
-                    .rpc
-                    .call(
-                        addr,
-                        Some(&target),
-                        request,
-                        std::time::Duration::from_secs(30),
-                    )
-                    .await;
-                if !matches!(
-                    answer,
-                    Ok(crate::server::cluster::rpc::Response::AePushed(_))
-                ) {
-                    tracing::info!(partition = p, %target, "could not hand a key with fewer replicas than N to its replica yet; the partition is kept");
-                    return false;
-                }
-            }
-            if batch.done {
-                return true;
-            }
-            after = batch.resume_after;
-        }
+        let core = &self.core;
+        crate::server::replication::anti_entropy::push_to_replicas(core, ring, p, |key| {
+            core.buckets.n_val_of(key) < n
+        })
+        .await
+        .is_some()
     }
 }
 
