@@ -365,3 +365,61 @@ fn a_streamed_listing_of_many_keys_holds_memory_flat() {
     );
     assert!(grew_mib < 64, "the node grew {grew_mib} MiB while listing");
 }
+
+#[test]
+fn a_node_that_leaves_hands_over_the_keys_it_alone_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    // Four nodes, so one can leave with N = 3 kept.
+    let mut n4 = TestNode::new(dir.path(), "n4", ip(5));
+    n4.args.extend(timing());
+    n4.args.extend([
+        "--fault-injection".to_string(),
+        "--seeds".to_string(),
+        nodes[0].rpc_addr(),
+    ]);
+    n4.start();
+    nodes.push(n4);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    let c = http();
+    set_props(
+        &c,
+        &format!("{}/buckets/solo/props", nodes[0].url()),
+        json!({"n_val": 1}),
+    );
+    const K: usize = 90;
+    for i in 0..K {
+        let url = format!("{}/buckets/solo/keys/k{i}", nodes[i % 4].url());
+        assert_eq!(
+            c.put(url)
+                .body(format!("v{i}"))
+                .send()
+                .expect("put")
+                .status(),
+            204
+        );
+    }
+    let on_n3 = (0..K)
+        .filter(|i| first_replica(&c, &nodes[0], "solo", &format!("k{i}")) == "n3")
+        .count();
+    assert!(on_n3 > 0, "no key of n3 to hand over");
+    // n3 leaves: every key whose only copy it held goes to its new replica
+    // before n3 stops.
+    nodes[2].client().leave().expect("leave");
+    assert!(
+        wait_until(Duration::from_secs(120), || !nodes[2].alive()),
+        "n3 did not stop after leaving"
+    );
+    nodes.remove(2);
+    let rest: Vec<&TestNode> = nodes.iter().collect();
+    wait_settled(&rest, Duration::from_secs(60));
+    for i in 0..K {
+        let url = format!("{}/buckets/solo/keys/k{i}", nodes[i % 3].url());
+        let r = c.get(url).send().expect("get");
+        assert_eq!(r.status(), 200, "k{i} lost when n3 left");
+        assert_eq!(r.text().expect("t"), format!("v{i}"));
+    }
+    repair_all(&nodes);
+    let total: u64 = nodes.iter().map(local_keys).sum();
+    assert_eq!(total, K as u64, "one copy of each key, no more");
+}
