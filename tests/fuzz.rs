@@ -52,6 +52,18 @@ fn random_path(rng: &mut StdRng) -> String {
         "/",
         "/kv",
         "/admin/repair",
+        "/admin/bucket-types/",
+        "/buckets",
+        "/buckets/",
+        "/buckets/b/keys/",
+        "/buckets/b/props",
+        "/buckets/b/counters/",
+        "/types/",
+        "/types/default/buckets/b/keys/",
+        "/riak/",
+        "/riak/b/",
+        "/ping",
+        "/stats",
     ];
     let mut path = prefixes[rng.random_range(0..prefixes.len())].to_string();
     for _ in 0..rng.random_range(0..3) {
@@ -74,6 +86,17 @@ fn random_path(rng: &mut StdRng) -> String {
             "weight",
             "zone",
             "x",
+            "returnbody",
+            "keys",
+            "buckets",
+            "vtag",
+            "pr",
+            "pw",
+            "dw",
+            "rw",
+            "timeout",
+            "props",
+            "returnvalue",
         ];
         for i in 0..rng.random_range(1..4) {
             if i > 0 {
@@ -97,6 +120,8 @@ fn random_path(rng: &mut StdRng) -> String {
                 "nan",
                 "1e308",
                 "",
+                "true",
+                "stream",
             ];
             if rng.random_bool(0.7) {
                 path.push_str(values[rng.random_range(0..values.len())]);
@@ -148,6 +173,15 @@ fn random_requests_never_crash_a_node_and_errors_are_json() {
         "accept",
         "authorization",
         "x-random",
+        "x-riak-vclock",
+        "x-riak-meta-m",
+        "x-riak-index-i_int",
+        "x-riak-index-i_bin",
+        "link",
+        "if-none-match",
+        "if-match",
+        "if-modified-since",
+        "if-unmodified-since",
     ];
     for i in 0..REQUESTS {
         let method = methods[rng.random_range(0..methods.len())];
@@ -208,5 +242,139 @@ fn random_requests_never_crash_a_node_and_errors_are_json() {
     assert_eq!(resp.status(), 204, "seed {SEED}");
     assert_eq!(values(&client, &node.key_url("after-fuzz")), vec!["alive"]);
     assert!(node.alive(), "seed {SEED}: the node died");
+    assert_eq!(metric(&node, "dynakv_handler_panics_total"), 0.0);
+}
+
+/// A Protocol Buffers frame: random, or a real message with random fields,
+/// or a broken length.
+fn random_frame(rng: &mut StdRng) -> Vec<u8> {
+    match rng.random_range(0..4) {
+        // A known or unknown code with a random body.
+        0 | 1 => {
+            let body = random_bytes(rng, 200);
+            let code: u8 = if rng.random_bool(0.7) {
+                rng.random_range(0..40)
+            } else {
+                rng.random()
+            };
+            let mut f = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+            f.push(code);
+            f.extend(body);
+            f
+        }
+        // A well-formed request with random names and values.
+        2 => {
+            use dynakv_riakpb::Request;
+            use dynakv_riakpb::messages::*;
+            let bucket = random_bytes(rng, 300);
+            let key = random_bytes(rng, 1100);
+            let req = match rng.random_range(0..6) {
+                0 => Request::Get(RpbGetReq {
+                    bucket,
+                    key,
+                    r: Some(rng.random()),
+                    ..Default::default()
+                }),
+                1 => Request::Put(RpbPutReq {
+                    bucket,
+                    key: Some(key),
+                    vclock: rng.random_bool(0.5).then(|| random_bytes(rng, 40)),
+                    content: RpbContent {
+                        value: random_bytes(rng, 100),
+                        ..Default::default()
+                    },
+                    w: Some(rng.random()),
+                    ..Default::default()
+                }),
+                2 => Request::Del(RpbDelReq {
+                    bucket,
+                    key,
+                    rw: Some(rng.random()),
+                    ..Default::default()
+                }),
+                3 => Request::ListKeys(RpbListKeysReq {
+                    bucket,
+                    timeout: Some(rng.random_range(0..50)),
+                    r#type: None,
+                }),
+                4 => Request::SetBucket(RpbSetBucketReq {
+                    bucket,
+                    props: RpbBucketProps {
+                        n_val: Some(rng.random_range(0..6)),
+                        r: Some(rng.random()),
+                        ..Default::default()
+                    },
+                    r#type: rng.random_bool(0.5).then(|| random_bytes(rng, 10)),
+                }),
+                _ => Request::CounterUpdate(RpbCounterUpdateReq {
+                    bucket,
+                    key,
+                    amount: rng.random(),
+                    ..Default::default()
+                }),
+            };
+            let mut buf = bytes::BytesMut::new();
+            req.encode_frame(&mut buf);
+            buf.to_vec()
+        }
+        // A length prefix that lies.
+        _ => {
+            let mut f = rng.random::<u32>().to_be_bytes().to_vec();
+            f.extend(random_bytes(rng, 20));
+            f
+        }
+    }
+}
+
+#[test]
+fn random_protocol_buffers_frames_never_crash_a_node() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut node = TestNode::new(root.path(), "pbfuzz", ip(1));
+    node.args
+        .extend(["--max-value-bytes".to_string(), "65536".to_string()]);
+    node.start();
+    let mut rng = StdRng::seed_from_u64(SEED);
+    for conn in 0..150 {
+        let mut s = TcpStream::connect(node.pb_addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        for _ in 0..rng.random_range(1..8) {
+            if s.write_all(&random_frame(&mut rng)).is_err() {
+                break;
+            }
+        }
+        // Half the time, read what comes back: every answer a valid frame.
+        if rng.random_bool(0.5) {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut answers = Vec::new();
+            let _ = s.read_to_end(&mut answers);
+            let mut rest = &answers[..];
+            while rest.len() >= 5 {
+                let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                assert!(
+                    len >= 1 && rest.len() >= 4 + len,
+                    "connection {conn}: a broken answer frame"
+                );
+                dynakv_riakpb::Response::decode(rest[4], &rest[5..4 + len])
+                    .unwrap_or_else(|e| panic!("connection {conn}: an undecodable answer: {e}"));
+                rest = &rest[4 + len..];
+            }
+        }
+        assert!(
+            node.alive(),
+            "seed {SEED}: the node died at connection {conn}"
+        );
+    }
+    // Still serving both APIs.
+    let mut s = TcpStream::connect(node.pb_addr()).expect("connect");
+    s.write_all(&[0, 0, 0, 1, 1]).expect("ping");
+    let mut pong = [0u8; 5];
+    s.read_exact(&mut pong).expect("pong");
+    assert_eq!(pong, [0, 0, 0, 1, 2]);
+    let client = http();
+    assert_eq!(
+        put(&client, &node.key_url("after"), "alive", None).status(),
+        204
+    );
     assert_eq!(metric(&node, "dynakv_handler_panics_total"), 0.0);
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use dynakv_buckets::TypeStatus;
 use dynakv_buckets::props::overlay_from_body;
@@ -20,6 +20,23 @@ use super::ApiError;
 use super::admin::authorize;
 use super::riak::{change_metadata, metadata_error};
 use crate::server::node::Node;
+
+/// The type named in the path (`/admin/bucket-types/{name}[/activate]`),
+/// percent-decoded to bytes.
+fn type_name(uri: &Uri) -> Result<String, ApiError> {
+    let raw = uri
+        .path()
+        .strip_prefix("/admin/bucket-types/")
+        .unwrap_or_default();
+    let raw = raw.strip_suffix("/activate").unwrap_or(raw);
+    let name: Vec<u8> = percent_encoding::percent_decode_str(raw).collect();
+    if name.is_empty() || name.len() > 255 || name.contains(&b'/') {
+        return Err(ApiError::bad_request(
+            "a bucket type name is 1 to 255 bytes",
+        ));
+    }
+    String::from_utf8(name).map_err(|_| ApiError::bad_request("a bucket type name is UTF-8 text"))
+}
 
 fn status_name(s: TypeStatus) -> &'static str {
     match s {
@@ -51,10 +68,8 @@ pub async fn list(State(node): State<Arc<Node>>) -> Result<Response, ApiError> {
 }
 
 /// `GET /admin/bucket-types/{name}`.
-pub async fn status(
-    State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn status(State(node): State<Arc<Node>>, uri: Uri) -> Result<Response, ApiError> {
+    let name = type_name(&uri)?;
     Ok(axum::Json(describe(&node, name.as_bytes())?).into_response())
 }
 
@@ -68,11 +83,13 @@ fn overlay(body: &Bytes) -> Result<Value, ApiError> {
 /// `POST /admin/bucket-types/{name}`: create.
 pub async fn create(
     State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&node, &headers)?;
+    let name = type_name(&uri)?;
+    let body = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
     let props = overlay(&body)?;
     change_metadata(&node, |m, stamp, n| {
         m.create_type(name.as_bytes(), &props, n, stamp)
@@ -88,10 +105,11 @@ pub async fn create(
 /// `POST /admin/bucket-types/{name}/activate`.
 pub async fn activate(
     State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&node, &headers)?;
+    let name = type_name(&uri)?;
     change_metadata(&node, |m, stamp, _| m.activate_type(name.as_bytes(), stamp)).await?;
     Ok(axum::Json(describe(&node, name.as_bytes())?).into_response())
 }
@@ -99,11 +117,13 @@ pub async fn activate(
 /// `PUT /admin/bucket-types/{name}`: update.
 pub async fn update(
     State(node): State<Arc<Node>>,
-    Path(name): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&node, &headers)?;
+    let name = type_name(&uri)?;
+    let body = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
     let props = overlay(&body)?;
     change_metadata(&node, |m, stamp, n| {
         m.update_type(name.as_bytes(), &props, n, stamp)
