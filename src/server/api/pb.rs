@@ -339,9 +339,15 @@ async fn handle(
                 content: Vec::new(),
             };
             if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
-                // Read back at the bucket's R, as a client reading after its write.
-                let read = read_options(node, &props, &q)?;
-                let object = node.coordinator.coordinate_get(stored, read).await?;
+                // The coordinator's copy when this node coordinated the write;
+                // otherwise a read at the bucket's R.
+                let object = match node.coordinator.local_copy(&stored) {
+                    Some(o) => o,
+                    None => {
+                        let read = read_options(node, &props, &q)?;
+                        node.coordinator.coordinate_get(stored, read).await?
+                    }
+                };
                 let body = get_resp(&object, &props, !r.return_body.unwrap_or(false));
                 resp.content = body.content;
                 resp.vclock = body.vclock;

@@ -31,6 +31,7 @@
 
 mod driver;
 mod report;
+mod riak;
 pub mod workload;
 
 pub use driver::{ByOp, Driven, HdrLog, OpSource, OpStats, Plan, Recorder, Stop, drive};
@@ -50,6 +51,17 @@ use rand::RngCore;
 
 use crate::tools::common::{CliError, NodeList, failure, usage};
 use workload::{Distribution, Generator, Keyspace, Op, Workload};
+
+/// Which API the run speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// dynakv's native HTTP API (`/kv/`).
+    Http,
+    /// Riak's Protocol Buffers API (`--pb`), on the same records.
+    Pb,
+    /// Riak's HTTP API (`/types/default/buckets/default/keys/`), on the same records.
+    RiakHttp,
+}
 
 /// Whether to load the records first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -123,6 +135,12 @@ pub struct BenchArgs {
     /// Admin bearer token (loading uses an admin endpoint).
     #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// The API the run speaks (loading always uses the native one).
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: Protocol,
+    /// Comma-separated Protocol Buffers addresses, for `--protocol pb`.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8087")]
+    pub pb: Vec<std::net::SocketAddr>,
 }
 
 /// The key of record `i`.
@@ -203,6 +221,15 @@ async fn run_async(args: BenchArgs) -> Result<(), CliError> {
         contexts: Mutex::new(HashMap::new()),
         read: options(&args.r)?,
         write: options(&args.w)?,
+        riak: match args.protocol {
+            Protocol::Http => None,
+            Protocol::Pb => Some(riak::RiakClient::pb(args.pb.clone(), args.clients)),
+            Protocol::RiakHttp => Some(riak::RiakClient::http(
+                args.nodes.node.clone(),
+                args.clients,
+            )),
+        },
+        vclocks: Mutex::new(HashMap::new()),
     };
     let plan = Plan {
         clients: args.clients,
@@ -254,9 +281,42 @@ struct Run {
     contexts: Mutex<HashMap<u64, Context>>,
     read: Options,
     write: Options,
+    /// A Riak protocol's client, when the run speaks one.
+    riak: Option<riak::RiakClient>,
+    /// The vclock last seen per record (Riak protocols).
+    vclocks: Mutex<HashMap<u64, Vec<u8>>>,
 }
 
 impl Run {
+    /// Performs one operation through a Riak protocol.
+    async fn execute_riak(&self, riak: &riak::RiakClient, op: Op) -> Result<(), String> {
+        let record = op.record();
+        let key = key_name(record);
+        let value = self.value.value.clone();
+        let vclock = match op {
+            Op::Read(_) => riak.get(&key).await?,
+            Op::Update(_) => {
+                let seen = self.vclocks.lock().get(&record).cloned();
+                riak.put(&key, &value, seen).await?
+            }
+            Op::Insert(_) => {
+                let r = riak.put(&key, &value, None).await;
+                self.keys.inserted(record);
+                r?
+            }
+            Op::ReadModifyWrite(_) => {
+                let seen = match riak.get(&key).await {
+                    Ok(v) => Some(v),
+                    Err(e) if e == "not_found" => None,
+                    Err(e) => return Err(e),
+                };
+                riak.put(&key, &value, seen).await?
+            }
+        };
+        self.vclocks.lock().insert(record, vclock);
+        Ok(())
+    }
+
     /// Writes the run's value under `key` with `ctx`; the new context.
     async fn write(&self, key: &str, ctx: Option<Context>) -> Result<Option<Context>, Error> {
         self.client
@@ -272,6 +332,9 @@ impl Run {
 
     /// Performs one operation.
     async fn execute(&self, op: Op) -> Result<(), String> {
+        if let Some(riak) = &self.riak {
+            return self.execute_riak(riak, op).await;
+        }
         let record = op.record();
         let key = key_name(record);
         let outcome = match op {

@@ -83,6 +83,7 @@ pub(super) fn report(args: &BenchArgs, plan: &Plan, loaded: u64, driven: Driven,
     if args.json {
         let out = json!({
             "nodes": args.nodes.node, "routing": routing(args),
+            "protocol": format!("{:?}", args.protocol).to_lowercase(),
             "workload": format!("{:?}", args.workload).to_lowercase(),
             "distribution": format!("{distribution:?}").to_lowercase(),
             "records": args.records, "loaded": loaded, "clients": args.clients,
@@ -95,7 +96,8 @@ pub(super) fn report(args: &BenchArgs, plan: &Plan, loaded: u64, driven: Driven,
         return;
     }
     println!(
-        "workload {:?} ({:?} keys), {} records of {} B, {} clients, {} node(s), {} routing, seed {}, {:.1} s",
+        "{:?} protocol, workload {:?} ({:?} keys), {} records of {} B, {} clients, {} node(s), {} routing, seed {}, {:.1} s",
+        args.protocol,
         args.workload,
         distribution,
         args.records,

@@ -609,9 +609,15 @@ pub async fn put(
     let location = path_of(&ns, Some(&key));
     let returnbody = query.get("returnbody").is_some_and(|v| v == "true");
     let mut resp = if returnbody {
-        // Read back at the bucket's R, as a client reading after its write.
-        let read = read_options(node, &props, query)?;
-        let object = node.coordinator.coordinate_get(stored, read).await?;
+        // The coordinator's copy when this node coordinated the write;
+        // otherwise a read at the bucket's R.
+        let object = match node.coordinator.local_copy(&stored) {
+            Some(o) => o,
+            None => {
+                let read = read_options(node, &props, query)?;
+                node.coordinator.coordinate_get(stored, read).await?
+            }
+        };
         let mut r = render(&ns, &object, &props, query, headers, false);
         if made && r.status() == StatusCode::OK {
             *r.status_mut() = StatusCode::CREATED;

@@ -226,6 +226,21 @@ impl Coordinator {
         CoordError::Internal("the ring gives this key no replica".into())
     }
 
+    /// This node's own copy of `key` if it is one of the key's serving
+    /// replicas: what a write it just coordinated left here (Riak's
+    /// `returnbody` answers with the coordinating vnode's object, too).
+    /// `None` on any other node, which reads back through a quorum.
+    pub fn local_copy(&self, key: &[u8]) -> Option<dynakv_versioning::Object> {
+        let ring = self.core.cluster.ring();
+        let placement = Placement::of(&ring, key, self.core.buckets.n_val_of(key));
+        if !placement.replicas.iter().any(|r| r == self.core.me()) {
+            return None;
+        }
+        dynakv_storage::ObjectStore::get(&self.core.storage, key)
+            .ok()
+            .flatten()
+    }
+
     /// True if this node keeps `key`'s partition under its ring (serving it,
     /// or receiving it as a new replica). A node with no ring yet (the ring
     /// founded a moment ago has not reached it) takes the word of the peer
