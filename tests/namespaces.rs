@@ -282,6 +282,77 @@ fn bucket_types_and_props_survive_a_restart_and_reach_a_joiner() {
     assert_eq!(r.text().expect("t"), "v");
     let types = cli(&["bucket-type", "status", "pairs"]);
     assert!(types.contains("pairs is active"), "{types}");
+
+    // get, put and delete of a key of another bucket from the command line.
+    let run = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .args(args)
+            .env("DYNAKV_NODE", n4.url())
+            .output()
+            .expect("run")
+    };
+    let out = run(&["put", "--type", "pairs", "--bucket", "b", "cli", "hello"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+        "no context printed"
+    );
+    let out = run(&["put", "--type", "pairs", "--bucket", "b", "cli", "again"]);
+    assert!(out.status.success());
+    let out = run(&["get", "--type", "pairs", "--bucket", "b", "cli"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "again");
+    let r = c
+        .get(format!("{}/types/pairs/buckets/b/keys/cli", nodes[0].url()))
+        .send()
+        .expect("get");
+    assert_eq!(r.text().expect("t"), "again");
+    assert!(
+        run(&["delete", "--type", "pairs", "--bucket", "b", "cli"])
+            .status
+            .success()
+    );
+    let out = run(&["get", "--type", "pairs", "--bucket", "b", "cli"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    let out = run(&["get", "--type", "nosuch", "--bucket", "b", "cli"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Export names the bucket and type of a key outside the default bucket;
+    // load, which writes the default bucket, refuses such a record clearly.
+    let out = run(&["export"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = exported
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("json line"))
+        .find(|r| r["bucket"] == json!("b"))
+        .unwrap_or_else(|| panic!("no record of bucket b in {exported}"));
+    assert_eq!(
+        (line["type"].clone(), line["key"].clone()),
+        (json!("pairs"), json!("k"))
+    );
+    let file = dir.path().join("export.jsonl");
+    std::fs::write(&file, &exported).expect("write");
+    let out = run(&["load", file.to_str().expect("utf8")]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("default bucket"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The resident memory of a process, in KiB.

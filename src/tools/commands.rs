@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::tools::bucket_keys::BucketKey;
 use crate::tools::common::{AdminArgs, CliError, NodeUrl, failure, usage};
 
 fn client(
@@ -41,6 +42,10 @@ fn options(quorum: &Option<String>) -> Result<Options, CliError> {
 /// terminal), the context on stderr; siblings are listed with the context to
 /// resolve them.
 pub fn get(args: GetArgs) -> Result<(), CliError> {
+    if let Some(bucket) = &args.bucket {
+        let k = BucketKey::new(&args.node.node, args.r#type.as_deref(), bucket, &args.key);
+        return crate::tools::bucket_keys::get(&k, &args.r);
+    }
     let http = client(&args.node, Duration::from_secs(30), None)?;
     let object = match http.get_with(args.key.as_bytes(), &options(&args.r)?) {
         Err(Error::NotFound { .. }) => return Err(failure(format!("not found: {}", args.key))),
@@ -85,6 +90,17 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
             .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?,
         _ => return Err(usage("give a VALUE or --file, not both")),
     };
+    if let Some(bucket) = &args.bucket {
+        let k = BucketKey::new(&args.node.node, args.r#type.as_deref(), bucket, &args.key);
+        return crate::tools::bucket_keys::put(
+            &k,
+            value,
+            &args.content_type,
+            args.context.clone(),
+            args.blind,
+            &args.w,
+        );
+    }
     let http = client(&args.node, Duration::from_secs(30), None)?;
     let key = args.key.as_bytes();
     // A person typing a put means "set it to this": read the current context first.
@@ -109,6 +125,10 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
 
 /// `dynakv delete`.
 pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
+    if let Some(bucket) = &args.bucket {
+        let k = BucketKey::new(&args.node.node, args.r#type.as_deref(), bucket, &args.key);
+        return crate::tools::bucket_keys::delete(&k, args.context.clone(), &args.w);
+    }
     let http = client(&args.node, Duration::from_secs(30), None)?;
     let context = args.context.clone().map(Context::from_token);
     http.delete_with(args.key.as_bytes(), context.as_ref(), &options(&args.w)?)?;
@@ -395,6 +415,13 @@ pub struct GetArgs {
     /// Read quorum.
     #[arg(long)]
     pub r: Option<String>,
+    /// A bucket other than the native API's (through the Riak API; the
+    /// context is then the key's Riak vclock).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// The bucket's type (with --bucket; `default` when not given).
+    #[arg(long, requires = "bucket")]
+    pub r#type: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeUrl,
@@ -423,6 +450,13 @@ pub struct PutArgs {
     /// Write quorum.
     #[arg(long)]
     pub w: Option<String>,
+    /// A bucket other than the native API's (through the Riak API; the
+    /// context is then the key's Riak vclock).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// The bucket's type (with --bucket; `default` when not given).
+    #[arg(long, requires = "bucket")]
+    pub r#type: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeUrl,
@@ -439,6 +473,13 @@ pub struct DeleteArgs {
     /// Write quorum.
     #[arg(long)]
     pub w: Option<String>,
+    /// A bucket other than the native API's (through the Riak API; the
+    /// context is then the key's Riak vclock).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// The bucket's type (with --bucket; `default` when not given).
+    #[arg(long, requires = "bucket")]
+    pub r#type: Option<String>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeUrl,

@@ -233,6 +233,9 @@ impl Records {
                     return Some(Parsed::Nothing);
                 }
                 Some(match Record::from_json(&text) {
+                    Ok(r) if r.bucket.is_some() => Parsed::Bad(
+                        "a record of a bucket other than the default: load writes the default bucket only (use the Riak API for others)".into(),
+                    ),
                     Ok(r) => Parsed::Record(r),
                     Err(e) => Parsed::Bad(e),
                 })
@@ -292,6 +295,7 @@ fn csv_record(key: &str, value: &str, content_type: Option<&str>) -> Result<Reco
         ));
     }
     Ok(Record {
+        bucket: None,
         key: key.as_bytes().to_vec(),
         siblings: vec![Sibling::new(
             value.to_string(),

@@ -22,7 +22,11 @@ pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// One key and the values to store (or that are stored) under it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// The key's bytes.
+    /// The bucket type and bucket of an exported key outside the default
+    /// bucket (`"type"` and `"bucket"` in the JSON); `None` for the native
+    /// API's bucket, the only one `load` writes to.
+    pub bucket: Option<(Vec<u8>, Vec<u8>)>,
+    /// The key's bytes (within its bucket).
     pub key: Vec<u8>,
     /// Its values: one for a loaded record, every live sibling for an
     /// exported one.
@@ -60,7 +64,16 @@ impl Record {
         if siblings.is_empty() {
             return Err("no values".into());
         }
-        Ok(Record { key, siblings })
+        let bucket = match (name(obj, "type")?, name(obj, "bucket")?) {
+            (None, None) => None,
+            (t, Some(b)) => Some((t.unwrap_or_else(|| b"default".to_vec()), b)),
+            (Some(_), None) => return Err("\"type\" without \"bucket\"".into()),
+        };
+        Ok(Record {
+            bucket,
+            key,
+            siblings,
+        })
     }
 
     /// The record as one JSON line (without the newline), in the export form.
@@ -74,8 +87,31 @@ impl Record {
             Ok(k) => json!({ "key": k }),
             Err(_) => json!({ "key_base64": STANDARD.encode(&self.key) }),
         };
+        if let Some((t, b)) = &self.bucket {
+            for (field, bytes) in [("type", t), ("bucket", b)] {
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => v[field] = json!(s),
+                    Err(_) => v[format!("{field}_base64")] = json!(STANDARD.encode(bytes)),
+                }
+            }
+        }
         v["siblings"] = Value::Array(siblings);
         v.to_string()
+    }
+}
+
+/// A bucket or type name: `"<field>"` (text) or `"<field>_base64"`.
+fn name(obj: &serde_json::Map<String, Value>, field: &str) -> Result<Option<Vec<u8>>, String> {
+    match (obj.get(field), obj.get(&format!("{field}_base64"))) {
+        (None, None) => Ok(None),
+        (Some(Value::String(s)), None) if !s.is_empty() => Ok(Some(s.as_bytes().to_vec())),
+        (None, Some(Value::String(s))) => STANDARD
+            .decode(s)
+            .map(Some)
+            .map_err(|e| format!("{field}_base64 is not base64: {e}")),
+        _ => Err(format!(
+            "give one non-empty string \"{field}\" or \"{field}_base64\""
+        )),
     }
 }
 
@@ -238,10 +274,12 @@ mod tests {
     fn an_ingest_batch_round_trips_and_rejects_broken_bytes() {
         let records = [
             Record {
+                bucket: None,
                 key: b"k".to_vec(),
                 siblings: vec![Sibling::new("v", "text/plain")],
             },
             Record {
+                bucket: None,
                 key: vec![0xff, 0],
                 siblings: vec![
                     Sibling::new(vec![0u8, 1, 2], DEFAULT_CONTENT_TYPE),

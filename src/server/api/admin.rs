@@ -518,10 +518,23 @@ pub async fn export(
             if siblings.is_empty() {
                 return None;
             }
-            let mut record = match std::str::from_utf8(key) {
-                Ok(k) => json!({ "key": k }),
-                Err(_) => json!({ "key_base64": STANDARD.encode(key) }),
+            // A key of another bucket than the native API's: its key
+            // within the bucket, with the bucket and type beside it.
+            let nk = dynakv_buckets::decode_key(key);
+            let text = |field: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
+                Ok(s) => (field.to_string(), json!(s)),
+                Err(_) => (format!("{field}_base64"), json!(STANDARD.encode(bytes))),
             };
+            let mut record = serde_json::Map::new();
+            let (k, v) = text("key", nk.key);
+            record.insert(k, v);
+            if !nk.is_default_bucket() {
+                for (field, bytes) in [("type", nk.bucket_type), ("bucket", nk.bucket)] {
+                    let (k, v) = text(field, bytes);
+                    record.insert(k, v);
+                }
+            }
+            let mut record = Value::Object(record);
             record["siblings"] = Value::Array(siblings);
             Some(record)
         })

@@ -423,6 +423,7 @@ async fn load(args: &BenchArgs, client: &Client) -> Result<u64, CliError> {
                 rng.fill_bytes(&mut value);
                 if let Some(b) = blocks.last_mut() {
                     b.push(&Record {
+                        bucket: None,
                         key: key_name(i).into_bytes(),
                         siblings: vec![Sibling::new(value, "application/octet-stream")],
                     });

@@ -1,0 +1,155 @@
+//! `dynakv get|put|delete --bucket B [--type T]`: keys of other buckets than
+//! the native API's, through the node's Riak HTTP API. The context printed
+//! and taken (`--context`) is then the Riak vclock of the key.
+
+use std::io::Write;
+use std::time::Duration;
+
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::blocking::{Client, Response};
+
+use crate::tools::common::{CliError, failure, usage};
+
+/// Where a key of a bucket lives on a node.
+pub struct BucketKey {
+    url: String,
+    key: String,
+}
+
+impl BucketKey {
+    /// `key` of `bucket` (of `bucket_type`, `default` when none) on `node`.
+    pub fn new(node: &str, bucket_type: Option<&str>, bucket: &str, key: &str) -> BucketKey {
+        let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let url = format!(
+            "{node}/types/{}/buckets/{}/keys/{}",
+            enc(bucket_type.unwrap_or("default")),
+            enc(bucket),
+            enc(key)
+        );
+        BucketKey {
+            url,
+            key: key.to_string(),
+        }
+    }
+}
+
+fn http() -> Result<Client, CliError> {
+    Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| failure(format!("cannot build an HTTP client: {e}")))
+}
+
+fn vclock(r: &Response) -> Option<String> {
+    r.headers()
+        .get("x-riak-vclock")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+fn check(r: Response) -> Result<Response, CliError> {
+    let status = r.status();
+    if status.is_success() || status.as_u16() == 300 {
+        return Ok(r);
+    }
+    let text = r.text().unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    Err(if status.as_u16() == 404 {
+        failure("not found")
+    } else if status.is_client_error() {
+        usage(message)
+    } else {
+        failure(message)
+    })
+}
+
+fn quorum(url: &str, name: &str, value: &Option<String>) -> String {
+    match value {
+        Some(v) => format!("{url}?{name}={v}"),
+        None => url.to_string(),
+    }
+}
+
+/// `dynakv get --bucket`.
+pub fn get(k: &BucketKey, r: &Option<String>) -> Result<(), CliError> {
+    let resp = http()?
+        .get(quorum(&k.url, "r", r))
+        .header("accept", "multipart/mixed")
+        .send()
+        .map_err(|e| failure(format!("node unreachable: {e}")))?;
+    let resp = check(resp).map_err(|e| {
+        if e.message == "not found" {
+            failure(format!("not found: {}", k.key))
+        } else {
+            e
+        }
+    })?;
+    let ctx = vclock(&resp).unwrap_or_default();
+    if resp.status().as_u16() == 300 {
+        let body = resp.text().unwrap_or_default();
+        println!("siblings:\n{body}");
+        println!("context: {ctx}");
+        eprintln!("write back with --context to resolve the siblings");
+        return Ok(());
+    }
+    let body = resp.bytes().map_err(|e| failure(e.to_string()))?;
+    std::io::stdout()
+        .write_all(&body)
+        .map_err(|e| failure(format!("writing the value: {e}")))?;
+    eprintln!("context: {ctx}");
+    Ok(())
+}
+
+/// `dynakv put --bucket`: reads the key's vclock first unless given one or
+/// `blind`; prints the new one.
+pub fn put(
+    k: &BucketKey,
+    value: Vec<u8>,
+    content_type: &str,
+    context: Option<String>,
+    blind: bool,
+    w: &Option<String>,
+) -> Result<(), CliError> {
+    let c = http()?;
+    let context = match (context, blind) {
+        (Some(ctx), _) => Some(ctx),
+        (None, true) => None,
+        (None, false) => {
+            let r = c
+                .get(&k.url)
+                .send()
+                .map_err(|e| failure(format!("node unreachable: {e}")))?;
+            vclock(&r)
+        }
+    };
+    let mut req = c
+        .put(quorum(&k.url, "w", w))
+        .header("content-type", content_type)
+        .body(value);
+    if let Some(ctx) = context {
+        req = req.header("x-riak-vclock", ctx);
+    }
+    let resp = check(
+        req.send()
+            .map_err(|e| failure(format!("node unreachable: {e}")))?,
+    )?;
+    println!("{}", vclock(&resp).unwrap_or_default());
+    Ok(())
+}
+
+/// `dynakv delete --bucket`.
+pub fn delete(k: &BucketKey, context: Option<String>, w: &Option<String>) -> Result<(), CliError> {
+    let mut req = http()?.delete(quorum(&k.url, "w", w));
+    if let Some(ctx) = context {
+        req = req.header("x-riak-vclock", ctx);
+    }
+    check(
+        req.send()
+            .map_err(|e| failure(format!("node unreachable: {e}")))?,
+    )?;
+    eprintln!("deleted {}", k.key);
+    Ok(())
+}
