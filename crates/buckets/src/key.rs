@@ -86,6 +86,18 @@ impl Namespace {
     }
 }
 
+/// The prefix every key of every bucket of type `bucket_type` starts with,
+/// once encoded: empty for the default type, whose default bucket's keys
+/// are plain (a listing of its buckets then reads every key).
+pub fn type_prefix(bucket_type: &[u8]) -> Vec<u8> {
+    if bucket_type == DEFAULT {
+        return Vec::new();
+    }
+    let mut p = vec![MARK, bucket_type.len() as u8];
+    p.extend_from_slice(bucket_type);
+    p
+}
+
 /// A key with its namespace, borrowed from an encoded key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NamespacedKey<'a> {

@@ -21,6 +21,8 @@ pub mod key;
 pub mod metadata;
 pub mod props;
 
-pub use key::{DEFAULT, Namespace, NamespacedKey, decode_key, encode_key, is_plain_key};
+pub use key::{
+    DEFAULT, Namespace, NamespacedKey, decode_key, encode_key, is_plain_key, type_prefix,
+};
 pub use metadata::{BucketMetadata, MetadataError, Stamp, TypeStatus};
 pub use props::{Props, PropsError, QuorumMode, QuorumProp};

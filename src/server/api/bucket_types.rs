@@ -80,6 +80,32 @@ fn overlay(body: &Bytes) -> Result<Value, ApiError> {
     overlay_from_body(body).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// A change of a type's properties (create or update): authorizes, reads
+/// the overlay, applies and spreads the change; the type as it is now.
+async fn change_props(
+    node: &Arc<Node>,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    change: impl FnOnce(
+        &mut dynakv_buckets::BucketMetadata,
+        &[u8],
+        &Value,
+        usize,
+        dynakv_buckets::Stamp,
+    ) -> Result<(), dynakv_buckets::MetadataError>,
+) -> Result<Value, ApiError> {
+    authorize(node, headers)?;
+    let name = type_name(uri)?;
+    let body = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+    let props = overlay(&body)?;
+    change_metadata(node, |m, stamp, n| {
+        change(m, name.as_bytes(), &props, n, stamp)
+    })
+    .await?;
+    describe(node, name.as_bytes())
+}
+
 /// `POST /admin/bucket-types/{name}`: create.
 pub async fn create(
     State(node): State<Arc<Node>>,
@@ -87,19 +113,11 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&node, &headers)?;
-    let name = type_name(&uri)?;
-    let body = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-    let props = overlay(&body)?;
-    change_metadata(&node, |m, stamp, n| {
-        m.create_type(name.as_bytes(), &props, n, stamp)
+    let t = change_props(&node, &uri, &headers, body, |m, name, props, n, stamp| {
+        m.create_type(name, props, n, stamp)
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(describe(&node, name.as_bytes())?),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, axum::Json(t)).into_response())
 }
 
 /// `POST /admin/bucket-types/{name}/activate`.
@@ -121,13 +139,9 @@ pub async fn update(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&node, &headers)?;
-    let name = type_name(&uri)?;
-    let body = body.map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
-    let props = overlay(&body)?;
-    change_metadata(&node, |m, stamp, n| {
-        m.update_type(name.as_bytes(), &props, n, stamp)
+    let t = change_props(&node, &uri, &headers, body, |m, name, props, n, stamp| {
+        m.update_type(name, props, n, stamp)
     })
     .await?;
-    Ok(axum::Json(describe(&node, name.as_bytes())?).into_response())
+    Ok(axum::Json(t).into_response())
 }

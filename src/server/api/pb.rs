@@ -339,15 +339,7 @@ async fn handle(
                 content: Vec::new(),
             };
             if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
-                // The coordinator's copy when this node coordinated the write;
-                // otherwise a read at the bucket's R.
-                let object = match node.coordinator.local_copy(&stored) {
-                    Some(o) => o,
-                    None => {
-                        let read = read_options(node, &props, &q)?;
-                        node.coordinator.coordinate_get(stored, read).await?
-                    }
-                };
+                let object = super::riak::object::read_back(node, stored, &props, &q).await?;
                 let body = get_resp(&object, &props, !r.return_body.unwrap_or(false));
                 resp.content = body.content;
                 resp.vclock = body.vclock;
@@ -424,13 +416,7 @@ async fn handle(
                 .buckets
                 .usable(&bucket_type)
                 .map_err(super::riak::metadata_error)?;
-            let prefix = if bucket_type == dynakv_buckets::DEFAULT {
-                Vec::new()
-            } else {
-                let mut p = vec![0u8, bucket_type.len() as u8];
-                p.extend_from_slice(&bucket_type);
-                p
-            };
+            let prefix = dynakv_buckets::type_prefix(&bucket_type);
             let stream = r.stream.unwrap_or(false);
             let mut rx = node.coordinator.list_keys(prefix, node.core.buckets.n());
             let deadline = listing_deadline(r.timeout);

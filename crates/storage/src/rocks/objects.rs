@@ -270,22 +270,7 @@ impl Storage {
     ) -> Result<ObjectBatch, StorageError> {
         let mut batch = ObjectBatch::default();
         let mut bytes = 0usize;
-        let mut ro = ReadOptions::default();
-        ro.fill_cache(false);
-        ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
-        if range.end < u64::MAX {
-            ro.set_iterate_upper_bound((range.end + 1).to_be_bytes().to_vec());
-        }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(Cf::Objects), ro);
-        match after {
-            Some(k) => {
-                it.seek(k);
-                if it.key() == Some(k) {
-                    it.next();
-                }
-            }
-            None => it.seek(range.start.to_be_bytes()),
-        }
+        let mut it = self.range_after(Cf::Objects, range, after);
         while let (Some(skey), Some(value)) = (it.key(), it.value()) {
             if bytes >= max_bytes {
                 it.status()?;
@@ -310,6 +295,34 @@ impl Storage {
         Ok(batch)
     }
 
+    /// A raw iterator over `range` of `cf`, positioned after the storage key
+    /// `after` (at the range's start when `None`), not filling the block
+    /// cache: the start of every resumable range scan.
+    fn range_after(
+        &self,
+        cf: Cf,
+        range: TokenRange,
+        after: Option<&[u8]>,
+    ) -> rocksdb::DBRawIteratorWithThreadMode<'_, rocksdb::DB> {
+        let mut ro = ReadOptions::default();
+        ro.fill_cache(false);
+        ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
+        if range.end < u64::MAX {
+            ro.set_iterate_upper_bound((range.end + 1).to_be_bytes().to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf), ro);
+        match after {
+            Some(k) => {
+                it.seek(k);
+                if it.key() == Some(k) {
+                    it.next();
+                }
+            }
+            None => it.seek(range.start.to_be_bytes()),
+        }
+        it
+    }
+
     /// Keys of `range` that start with `prefix` and hold a live version, in
     /// on-disk order after the storage key `after`, at most `limit`: one
     /// step of a key listing. Reads only the digest column family (a few
@@ -323,22 +336,7 @@ impl Storage {
         limit: usize,
     ) -> Result<KeyBatch, StorageError> {
         let mut batch = KeyBatch::default();
-        let mut ro = ReadOptions::default();
-        ro.fill_cache(false);
-        ro.set_iterate_lower_bound(range.start.to_be_bytes().to_vec());
-        if range.end < u64::MAX {
-            ro.set_iterate_upper_bound((range.end + 1).to_be_bytes().to_vec());
-        }
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(Cf::Digests), ro);
-        match after {
-            Some(k) => {
-                it.seek(k);
-                if it.key() == Some(k) {
-                    it.next();
-                }
-            }
-            None => it.seek(range.start.to_be_bytes()),
-        }
+        let mut it = self.range_after(Cf::Digests, range, after);
         while let (Some(skey), Some(value)) = (it.key(), it.value()) {
             if batch.keys.len() >= limit {
                 it.status()?;

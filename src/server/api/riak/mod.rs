@@ -364,13 +364,7 @@ async fn list_buckets(
             )));
         }
     };
-    let prefix = if bucket_type == dynakv_buckets::DEFAULT {
-        Vec::new()
-    } else {
-        let mut p = vec![0u8, bucket_type.len() as u8];
-        p.extend_from_slice(&bucket_type);
-        p
-    };
+    let prefix = dynakv_buckets::type_prefix(&bucket_type);
     let rx = node.coordinator.list_keys(prefix, node.core.buckets.n());
     let deadline = listing_deadline(query)?;
     let mut seen = std::collections::BTreeSet::new();

@@ -609,15 +609,7 @@ pub async fn put(
     let location = path_of(&ns, Some(&key));
     let returnbody = query.get("returnbody").is_some_and(|v| v == "true");
     let mut resp = if returnbody {
-        // The coordinator's copy when this node coordinated the write;
-        // otherwise a read at the bucket's R.
-        let object = match node.coordinator.local_copy(&stored) {
-            Some(o) => o,
-            None => {
-                let read = read_options(node, &props, query)?;
-                node.coordinator.coordinate_get(stored, read).await?
-            }
-        };
+        let object = read_back(node, stored, &props, query).await?;
         let mut r = render(&ns, &object, &props, query, headers, false);
         if made && r.status() == StatusCode::OK {
             *r.status_mut() = StatusCode::CREATED;
@@ -635,6 +627,23 @@ pub async fn put(
         resp.headers_mut().insert(VCLOCK, vclock_value(&new_ctx));
     }
     Ok(resp)
+}
+
+/// The object after a write, for `returnbody`: the coordinator's copy when
+/// this node coordinated the write; otherwise a read at the bucket's R.
+pub(crate) async fn read_back(
+    node: &Arc<Node>,
+    stored: bytes::Bytes,
+    props: &Props,
+    query: &Params,
+) -> Result<Object, ApiError> {
+    match node.coordinator.local_copy(&stored) {
+        Some(o) => Ok(o),
+        None => {
+            let read = read_options(node, props, query)?;
+            Ok(node.coordinator.coordinate_get(stored, read).await?)
+        }
+    }
 }
 
 /// The preference list of `key` in `ns`: (partition, node, primary) for
