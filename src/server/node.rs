@@ -253,6 +253,7 @@ impl Handler for Node {
             Request::AeRoots { partitions, tier } => self.ae.on_ae_roots(partitions, tier).await,
             Request::AeNodes { nodes, tier } => self.ae.on_ae_nodes(nodes, tier).await,
             Request::AeFetch { keys } => self.ae.on_ae_fetch(keys).await,
+            Request::AeHandOver { items } => self.ae.on_hand_over(items).await,
             Request::AePush { items } => self.ae.on_ae_push(items).await,
             Request::AePurge { items } => self.ae.on_ae_purge(items).await,
             Request::TransferFetch {

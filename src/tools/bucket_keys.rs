@@ -57,26 +57,31 @@ fn check(r: Response) -> Result<Response, CliError> {
         .ok()
         .and_then(|v| v["message"].as_str().map(str::to_string))
         .unwrap_or(text);
-    Err(if status.as_u16() == 404 {
-        failure("not found")
-    } else if status.is_client_error() {
-        usage(message)
-    } else {
-        failure(message)
+    Err(match status.as_u16() {
+        404 => failure("not found"),
+        400 => usage(message),
+        _ => failure(message),
     })
 }
 
-fn quorum(url: &str, name: &str, value: &Option<String>) -> String {
-    match value {
-        Some(v) => format!("{url}?{name}={v}"),
-        None => url.to_string(),
+/// The query of a request: a quorum if given, and whatever else it needs.
+fn query<'a>(
+    name: &'a str,
+    value: &'a Option<String>,
+    more: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut q: Vec<(&str, &str)> = more.to_vec();
+    if let Some(v) = value {
+        q.push((name, v));
     }
+    q
 }
 
 /// `dynakv get --bucket`.
 pub fn get(k: &BucketKey, r: &Option<String>) -> Result<(), CliError> {
     let resp = http()?
-        .get(quorum(&k.url, "r", r))
+        .get(&k.url)
+        .query(&query("r", r, &[]))
         .header("accept", "multipart/mixed")
         .send()
         .map_err(|e| failure(format!("node unreachable: {e}")))?;
@@ -122,11 +127,17 @@ pub fn put(
                 .get(&k.url)
                 .send()
                 .map_err(|e| failure(format!("node unreachable: {e}")))?;
-            vclock(&r)
+            if r.status().as_u16() == 404 {
+                vclock(&r)
+            } else {
+                vclock(&check(r)?)
+            }
         }
     };
+    // With the body back, the vclock printed covers exactly what it shows.
     let mut req = c
-        .put(quorum(&k.url, "w", w))
+        .put(&k.url)
+        .query(&query("w", w, &[("returnbody", "true")]))
         .header("content-type", content_type)
         .body(value);
     if let Some(ctx) = context {
@@ -137,12 +148,15 @@ pub fn put(
             .map_err(|e| failure(format!("node unreachable: {e}")))?,
     )?;
     println!("{}", vclock(&resp).unwrap_or_default());
+    if resp.status().as_u16() == 300 {
+        eprintln!("the key holds siblings: `dynakv get --bucket` shows them");
+    }
     Ok(())
 }
 
 /// `dynakv delete --bucket`.
 pub fn delete(k: &BucketKey, context: Option<String>, w: &Option<String>) -> Result<(), CliError> {
-    let mut req = http()?.delete(quorum(&k.url, "w", w));
+    let mut req = http()?.delete(&k.url).query(&query("w", w, &[]));
     if let Some(ctx) = context {
         req = req.header("x-riak-vclock", ctx);
     }

@@ -66,7 +66,11 @@ impl Record {
         }
         let bucket = match (name(obj, "type")?, name(obj, "bucket")?) {
             (None, None) => None,
-            (t, Some(b)) => Some((t.unwrap_or_else(|| b"default".to_vec()), b)),
+            (t, Some(b)) => {
+                let t = t.unwrap_or_else(|| b"default".to_vec());
+                // Bucket `default` of type `default` is the native API's.
+                (t != b"default" || b != b"default").then_some((t, b))
+            }
             (Some(_), None) => return Err("\"type\" without \"bucket\"".into()),
         };
         Ok(Record {
@@ -105,10 +109,11 @@ fn name(obj: &serde_json::Map<String, Value>, field: &str) -> Result<Option<Vec<
     match (obj.get(field), obj.get(&format!("{field}_base64"))) {
         (None, None) => Ok(None),
         (Some(Value::String(s)), None) if !s.is_empty() => Ok(Some(s.as_bytes().to_vec())),
-        (None, Some(Value::String(s))) => STANDARD
-            .decode(s)
-            .map(Some)
-            .map_err(|e| format!("{field}_base64 is not base64: {e}")),
+        (None, Some(Value::String(s))) => match STANDARD.decode(s) {
+            Ok(b) if !b.is_empty() => Ok(Some(b)),
+            Ok(_) => Err(format!("{field}_base64 is empty")),
+            Err(e) => Err(format!("{field}_base64 is not base64: {e}")),
+        },
         _ => Err(format!(
             "give one non-empty string \"{field}\" or \"{field}_base64\""
         )),

@@ -106,18 +106,31 @@ type CachedTree = (u64, Instant, Arc<PartitionTree>);
 /// limit, whatever the records' size).
 const PUSH_ITEMS: usize = 4096;
 
+/// What [`push_to_replicas`] does with a key once its replicas hold it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterPush {
+    /// Keep this copy (a handed-off partition, dropped whole afterwards).
+    Keep,
+    /// Remove this copy if it did not change meanwhile and the ring is
+    /// still the one the push was placed by (a stray outside its `n_val`).
+    Remove,
+}
+
 /// Sends the keys of partition `p` that `select` picks to their replicas
-/// under `ring` (the first `n_val` of the partition's target list; a merge,
-/// so what they hold already is unchanged). Returns the keys sent, each with
-/// the digest of the record read, once every replica acknowledged; `None`
-/// if one did not.
+/// under the current ring (the first `n_val` of the partition's target
+/// list; a merge, so what they hold already is unchanged), one scan batch at
+/// a time. A replica that refuses (it does not hold the partition under its
+/// ring) or fails to store counts as a failure. Returns the keys removed
+/// (`AfterPush::Remove`), or `None` if a replica did not take its keys, or
+/// the ring changed while the keys were being placed.
 pub(crate) async fn push_to_replicas(
     core: &Arc<Core>,
-    ring: &Ring,
     p: usize,
     select: impl Fn(&[u8]) -> bool,
-) -> Option<Vec<(Bytes, u64)>> {
-    let mut sent = Vec::new();
+    after_push: AfterPush,
+) -> Option<u64> {
+    let ring = core.cluster.ring();
+    let mut removed = 0;
     let mut after: Option<Vec<u8>> = None;
     loop {
         let resume = after.clone();
@@ -129,6 +142,7 @@ pub(crate) async fn push_to_replicas(
             .await
             .ok()?;
         let mut by_target: BTreeMap<String, Vec<(Bytes, Object)>> = BTreeMap::new();
+        let mut pushed = Vec::new();
         for (key, object, _) in batch.items {
             if !select(&key) {
                 continue;
@@ -143,8 +157,7 @@ pub(crate) async fn push_to_replicas(
                         .push((key.clone(), object.clone()));
                 }
             }
-            let digest = dynakv_storage::digest_of(&codec::encode(&object));
-            sent.push((key, digest));
+            pushed.push((key, object));
         }
         for (target, items) in by_target {
             let addr = core.cluster.rpc_addr(&target)?;
@@ -169,7 +182,7 @@ pub(crate) async fn push_to_replicas(
                 chunks.last_mut().expect("never empty").push(item);
             }
             for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
-                let request = Request::AePush { items: chunk };
+                let request = Request::AeHandOver { items: chunk };
                 let answer = core
                     .rpc
                     .call(addr, Some(&target), request, Duration::from_secs(30))
@@ -180,8 +193,23 @@ pub(crate) async fn push_to_replicas(
                 }
             }
         }
+        if after_push == AfterPush::Remove && !pushed.is_empty() {
+            // Placed by the ring read at the start: removed only if the
+            // ring is still that one.
+            if !Arc::ptr_eq(&core.cluster.ring(), &ring) {
+                return None;
+            }
+            removed += core
+                .blocking(move |core| {
+                    pushed
+                        .iter()
+                        .filter(|(k, o)| core.storage.remove_if_same(k, o).unwrap_or(false))
+                        .count() as u64
+                })
+                .await;
+        }
         if batch.done {
-            return Some(sent);
+            return Some(removed);
         }
         after = batch.resume_after;
     }
@@ -387,7 +415,7 @@ impl AntiEntropy {
             .collect();
         summary.tombstones_purged = self.purge(&ring, &complete, &mut summary).await;
         if self.core.buckets.sets_n_val() {
-            summary.keys_rehomed = self.rehome_strays(&ring, &mine).await;
+            summary.keys_rehomed = self.rehome_strays(&mine).await;
         }
         summary.ms = started.elapsed().as_millis() as u64;
         self.record(&summary, &complete, differing);
@@ -654,33 +682,24 @@ impl AntiEntropy {
     /// ownership handoff. Without this, a key of a bucket with fewer than N
     /// replicas could sit where no read looks after a ring change moved its
     /// first replica down the list.
-    async fn rehome_strays(self: &Arc<Self>, ring: &Ring, mine: &[usize]) -> u64 {
+    async fn rehome_strays(self: &Arc<Self>, mine: &[usize]) -> u64 {
         let me = self.core.me().to_string();
         let mut rehomed = 0;
         for &p in mine {
+            // The ring as it is now, not as the pass began.
+            let ring = self.core.cluster.ring();
             if ring.is_moving(p) {
                 continue;
             }
-            let Some(rank) = ring.replicas(p).position(|r| r == me) else {
+            // The first replica of a partition holds every key of it.
+            let Some(rank) = ring.replicas(p).position(|r| r == me).filter(|&r| r > 0) else {
                 continue;
             };
             let core = &self.core;
-            let Some(sent) =
-                push_to_replicas(core, ring, p, |key| core.buckets.n_val_of(key) <= rank).await
-            else {
-                continue;
-            };
-            if sent.is_empty() {
-                continue;
-            }
-            rehomed += self
-                .core
-                .blocking(move |core| {
-                    sent.iter()
-                        .filter(|(k, d)| core.storage.remove_if_unchanged(k, *d).unwrap_or(false))
-                        .count() as u64
-                })
-                .await;
+            let select = |key: &[u8]| core.buckets.n_val_of(key) <= rank;
+            rehomed += push_to_replicas(core, p, select, AfterPush::Remove)
+                .await
+                .unwrap_or(0);
         }
         if rehomed > 0 {
             tracing::info!(
@@ -824,6 +843,40 @@ impl AntiEntropy {
             })
             .await;
         Response::AePushed(changed)
+    }
+
+    /// Serves `AeHandOver`: keys whose sender is about to drop its copy.
+    /// Refused unless this node holds every key's partition under its ring,
+    /// and answered only once every key is stored: the sender deletes after
+    /// this answer, so a failed merge must not look like a success.
+    pub async fn on_hand_over(self: &Arc<Self>, items: Vec<(Bytes, Object)>) -> Response {
+        let ring = self.core.cluster.ring();
+        let me = self.core.me();
+        if items
+            .iter()
+            .any(|(k, _)| !ring.holds(me, Ring::partition_of(dynakv_ring::token(k))))
+        {
+            return Response::NotReplica;
+        }
+        let result = self
+            .core
+            .blocking(move |core| -> Result<Vec<Bytes>, StorageError> {
+                let mut changed = Vec::new();
+                for (k, o) in items {
+                    if core.storage.merge(&k, &o)?.changed {
+                        changed.push(k);
+                    }
+                }
+                Ok(changed)
+            })
+            .await;
+        match result {
+            Ok(changed) => Response::AePushed(changed),
+            Err(e) => {
+                self.core.note_storage_error(&e);
+                Response::Error(e.to_string())
+            }
+        }
     }
 
     /// Serves `AePurge`.

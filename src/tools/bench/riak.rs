@@ -172,7 +172,7 @@ impl RiakClient {
             RiakClient::Http { client, urls, next } => {
                 let url = &urls[next.fetch_add(1, Ordering::Relaxed) % urls.len()];
                 let mut req = client
-                    .put(format!("{url}{BUCKET}{key}"))
+                    .put(format!("{url}{BUCKET}{key}?returnbody=true"))
                     .header("content-type", "application/octet-stream")
                     .body(value.clone());
                 if let Some(v) = vclock.filter(|v| !v.is_empty()) {
@@ -187,7 +187,7 @@ impl RiakClient {
                     .unwrap_or_default();
                 let _ = r.bytes().await;
                 match status {
-                    200 | 204 => Ok(vclock),
+                    200 | 204 | 300 => Ok(vclock),
                     s => Err(format!("http ({s})")),
                 }
             }

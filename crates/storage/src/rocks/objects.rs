@@ -211,6 +211,23 @@ impl Storage {
         Ok(true)
     }
 
+    /// Removes a key only if its stored object is still `expected` (a copy
+    /// handed to the key's replicas: nothing arrived meanwhile). Compares
+    /// objects, not record bytes, so a record of the format before this one
+    /// compares equal to what was read from it.
+    pub fn remove_if_same(&self, key: &[u8], expected: &Object) -> Result<bool, StorageError> {
+        let skey = storage_key(key);
+        let _guard = self.lock(&skey);
+        match self.read_object(&skey)? {
+            None => Ok(false),
+            Some(current) if &current == expected => {
+                self.delete_locked(&skey, true)?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+        }
+    }
+
     /// Deletes the object and digest of `skey` (its stripe lock held), retiring
     /// this incarnation's actors in it; `counted` if it was counted in `keys`.
     pub(super) fn delete_locked(&self, skey: &[u8], counted: bool) -> Result<(), StorageError> {

@@ -623,9 +623,10 @@ pub async fn put(
     if made && let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    if !returnbody {
-        resp.headers_mut().insert(VCLOCK, vclock_value(&new_ctx));
-    }
+    // As Riak: the vclock comes with the body. Without it, the context of
+    // the object as the coordinator holds it would cover siblings the
+    // client never saw, and writing back with it would replace them.
+    let _ = new_ctx;
     Ok(resp)
 }
 

@@ -135,6 +135,15 @@ pub enum Request {
         /// (key, object) pairs.
         items: Vec<(Bytes, Object)>,
     },
+    /// Keys a node hands to their replicas before it drops its own copy
+    /// (keys of buckets with fewer replicas than N): merge them. Answered
+    /// with [`Response::AePushed`] once every one is stored,
+    /// [`Response::NotReplica`] if the receiver does not hold a key's
+    /// partition, or [`Response::Error`].
+    AeHandOver {
+        /// (key, object) pairs.
+        items: Vec<(Bytes, Object)>,
+    },
     /// Tombstone purge: remove these keys if their digest is still the one
     /// given (every replica holds the same tombstones). Answered with
     /// [`Response::AePurged`].
@@ -257,7 +266,7 @@ impl Request {
                     && nodes.iter().all(|&(p, id)| p < partitions && id.is_valid())
             }
             Request::AeFetch { keys } => keys.len() <= MAX_ITEMS && keys.iter().all(|k| key_ok(k)),
-            Request::AePush { items } => {
+            Request::AePush { items } | Request::AeHandOver { items } => {
                 items.len() <= MAX_ITEMS && items.iter().all(|(k, _)| key_ok(k))
             }
             Request::AePurge { items } => {
@@ -298,6 +307,7 @@ impl Request {
             Request::AeNodes { .. } => "ae_nodes",
             Request::AeFetch { .. } => "ae_fetch",
             Request::AePush { .. } => "ae_push",
+            Request::AeHandOver { .. } => "ae_hand_over",
             Request::AePurge { .. } => "ae_purge",
             Request::TransferFetch { .. } => "transfer_fetch",
             Request::Ingest { .. } => "ingest",

@@ -146,11 +146,15 @@ impl Transfers {
     /// replicas to those replicas under `ring` (a merge: what they hold
     /// already is unchanged). True once all of them acknowledged.
     async fn push_short_keys(self: &Arc<Self>, ring: &Ring, p: usize) -> bool {
+        use crate::server::replication::anti_entropy::{AfterPush, push_to_replicas};
         let n = ring.n();
         let core = &self.core;
-        crate::server::replication::anti_entropy::push_to_replicas(core, ring, p, |key| {
-            core.buckets.n_val_of(key) < n
-        })
+        push_to_replicas(
+            core,
+            p,
+            |key| core.buckets.n_val_of(key) < n,
+            AfterPush::Keep,
+        )
         .await
         .is_some()
     }
