@@ -494,3 +494,65 @@ fn a_node_that_leaves_hands_over_the_keys_it_alone_held() {
     let total: u64 = nodes.iter().map(local_keys).sum();
     assert_eq!(total, K as u64, "one copy of each key, no more");
 }
+
+#[test]
+fn after_a_removal_the_keys_of_an_n_val_2_bucket_are_whole_again_within_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = formed(dir.path(), &[]);
+    let mut n4 = TestNode::new(dir.path(), "n4", ip(5));
+    n4.args.extend(timing());
+    n4.args.extend([
+        "--fault-injection".to_string(),
+        "--seeds".to_string(),
+        nodes[0].rpc_addr(),
+    ]);
+    n4.start();
+    nodes.push(n4);
+    wait_formed(&nodes.iter().collect::<Vec<_>>());
+    let c = http();
+    set_props(
+        &c,
+        &format!("{}/buckets/pair/props", nodes[0].url()),
+        json!({"n_val": 2}),
+    );
+    const K: usize = 120;
+    for i in 0..K {
+        let url = format!("{}/buckets/pair/keys/k{i}", nodes[i % 4].url());
+        assert_eq!(
+            c.put(url)
+                .body(format!("v{i}"))
+                .send()
+                .expect("put")
+                .status(),
+            204
+        );
+    }
+    // n4 dies for good and is removed: for the partitions it was a first or
+    // second replica of, another node moves up and has to get those keys.
+    nodes[3].kill();
+    assert!(wait_until(Duration::from_secs(20), || sees(
+        &nodes[0], "n4", "down"
+    )));
+    nodes[0].client().remove("n4").expect("remove");
+    nodes.truncate(3);
+    wait_settled(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(60));
+    // Within seconds (not an anti-entropy interval, 600 s here), both
+    // replicas of every key hold it: the total is two copies a key.
+    let whole = wait_until(Duration::from_secs(30), || {
+        nodes.iter().map(local_keys).sum::<u64>() == 2 * K as u64
+    });
+    assert!(
+        whole,
+        "{} copies of {K} keys of an n_val=2 bucket",
+        nodes.iter().map(local_keys).sum::<u64>()
+    );
+    for i in 0..K {
+        for n in &nodes {
+            let url = format!("{}/buckets/pair/keys/k{i}?r=1", n.url());
+            assert_eq!(
+                c.get(url).send().expect("get").text().expect("t"),
+                format!("v{i}")
+            );
+        }
+    }
+}

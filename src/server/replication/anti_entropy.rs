@@ -897,14 +897,43 @@ impl AntiEntropy {
 
 /// Anti-entropy (Dynamo §4.7): every `anti_entropy_interval_s` (jittered),
 /// one repair pass over every range this node replicates.
+///
+/// With buckets that keep fewer replicas than N, also a pass soon after the
+/// ring settles on a new version: a ring change can move a node up a
+/// partition's list, where it lacks keys of such buckets, or down, where it
+/// holds keys no read looks for; the pass repairs the first and hands the
+/// second to their replicas, in seconds instead of an interval.
 pub struct AntiEntropyWorker {
     ae: Arc<AntiEntropy>,
+    /// The ring of the last pass (or the node's first).
+    last_ring: Option<Arc<Ring>>,
 }
+
+/// How often the worker looks whether the ring settled on a new version.
+const RING_CHECK: Duration = Duration::from_secs(1);
 
 impl AntiEntropyWorker {
     /// An anti-entropy worker over `ae`.
     pub fn new(ae: Arc<AntiEntropy>) -> AntiEntropyWorker {
-        AntiEntropyWorker { ae }
+        let ring = ae.core.cluster.ring();
+        AntiEntropyWorker {
+            ae,
+            last_ring: Some(ring),
+        }
+    }
+
+    /// True if some bucket keeps fewer than N replicas and the ring settled
+    /// (nothing moving) on a version other than the last pass's.
+    fn ring_settled_anew(&self) -> bool {
+        let core = &self.ae.core;
+        if !core.buckets.sets_n_val() {
+            return false;
+        }
+        let ring = core.cluster.ring();
+        let Some(last) = &self.last_ring else {
+            return false;
+        };
+        !Arc::ptr_eq(last, &ring) && !ring.is_empty() && ring.moving().next().is_none()
     }
 }
 
@@ -920,11 +949,22 @@ impl Worker for AntiEntropyWorker {
             .config
             .anti_entropy_interval_s
             .saturating_mul(1000);
-        tokio::time::sleep(jittered(interval)).await;
+        let until = Instant::now() + jittered(interval);
+        while Instant::now() < until {
+            tokio::time::sleep(RING_CHECK.min(until.saturating_duration_since(Instant::now())))
+                .await;
+            if self.ring_settled_anew() {
+                tracing::info!(
+                    "the ring settled on a new version: anti-entropy now, for buckets with fewer replicas than N"
+                );
+                return;
+            }
+        }
     }
 
     async fn work(&mut self, status: &WorkerHandle) -> Next {
         status.busy();
+        self.last_ring = Some(self.ae.core.cluster.ring());
         let summary = self.ae.repair_pass(true).await;
         if !summary.peers_skipped.is_empty() {
             status.error(format!(
