@@ -176,6 +176,7 @@ fn a_short_quorum_is_a_retryable_error_and_a_dead_first_node_is_skipped() {
         quorum: Some(Quorum::All),
         strict: Some(true),
         timeout: Some(std::time::Duration::from_millis(500)),
+        bucket: None,
     };
     let short = client
         .put_with(b"k2", text("v"), None, &strict_all)

@@ -326,8 +326,8 @@ fn bucket_types_and_props_survive_a_restart_and_reach_a_joiner() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Export names the bucket and type of a key outside the default bucket;
-    // load, which writes the default bucket, refuses such a record clearly.
+    // Export names the bucket and type of a key outside the default bucket,
+    // and load writes it back there (not through --sst, which refuses it).
     let out = run(&["export"]);
     assert!(
         out.status.success(),
@@ -346,13 +346,26 @@ fn bucket_types_and_props_survive_a_restart_and_reach_a_joiner() {
     );
     let file = dir.path().join("export.jsonl");
     std::fs::write(&file, &exported).expect("write");
+    let k_url = format!("{}/types/pairs/buckets/b/keys/k", nodes[0].url());
+    assert_eq!(c.delete(&k_url).send().expect("delete").status(), 204);
+    assert_eq!(c.get(&k_url).send().expect("get").status(), 404);
     let out = run(&["load", file.to_str().expect("utf8")]);
-    assert_ne!(out.status.code(), Some(0));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("default bucket"),
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(c.get(&k_url).send().expect("get").text().expect("t"), "v");
+    // Loading again adds nothing.
+    let out = run(&["load", file.to_str().expect("utf8")]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success() && err.contains("loaded 0 values"),
+        "{err}"
+    );
+    let out = run(&["load", file.to_str().expect("utf8"), "--sst"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sst loads the default bucket only"));
 }
 
 /// The resident memory of a process, in KiB.

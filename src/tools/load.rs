@@ -233,9 +233,6 @@ impl Records {
                     return Some(Parsed::Nothing);
                 }
                 Some(match Record::from_json(&text) {
-                    Ok(r) if r.bucket.is_some() => Parsed::Bad(
-                        "a record of a bucket other than the default: load writes the default bucket only (use the Riak API for others)".into(),
-                    ),
                     Ok(r) => Parsed::Record(r),
                     Err(e) => Parsed::Bad(e),
                 })
@@ -365,6 +362,20 @@ async fn store_with_retries(
     blind: bool,
 ) -> (usize, Result<u64, Error>) {
     let values = record.siblings.len();
+    // A record of another bucket than the native API's names it.
+    let (read, write) = match &record.bucket {
+        None => (read, write),
+        Some(b) => (
+            Arc::new(Options {
+                bucket: Some(b.clone()),
+                ..(*read).clone()
+            }),
+            Arc::new(Options {
+                bucket: Some(b.clone()),
+                ..(*write).clone()
+            }),
+        ),
+    };
     let mut attempt = 1u64;
     loop {
         match store(&client, &record, &read, &write, blind).await {
@@ -584,6 +595,10 @@ fn load_sst(
     let (mut line, mut bad, mut read) = (0u64, 0u64, 0u64);
     while let Some(parsed) = records.next(&mut line) {
         let parsed = match parsed {
+            Parsed::Record(r) if r.bucket.is_some() => Parsed::Bad(
+                "--sst loads the default bucket only: load records of other buckets without --sst"
+                    .into(),
+            ),
             Parsed::Record(r) if r.siblings.iter().any(|s| s.value.len() > max_value) => {
                 Parsed::Bad(format!(
                     "a value is over the node's max_value_bytes ({max_value})"

@@ -115,6 +115,9 @@ pub struct Options {
     pub strict: Option<bool>,
     /// How long the coordinating node waits for its quorum.
     pub timeout: Option<Duration>,
+    /// The bucket type and bucket of the key, when not the native API's
+    /// bucket (`default` of type `default`).
+    pub bucket: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Options {
@@ -139,6 +142,13 @@ impl Options {
         }
         if let Some(t) = self.timeout {
             parts.push(format!("timeout_ms={}", t.as_millis().max(1)));
+        }
+        if let Some((t, b)) = &self.bucket {
+            parts.push(format!(
+                "type={}&bucket={}",
+                percent_encode(t, KEY_SET),
+                percent_encode(b, KEY_SET)
+            ));
         }
         if parts.is_empty() {
             String::new()

@@ -57,10 +57,39 @@ fn parse_key(uri: &Uri) -> Result<Bytes, ApiError> {
     Ok(Bytes::from(key))
 }
 
+/// The query string's parameters; a malformed one is a 400.
+fn params(query: QueryParams) -> Result<HashMap<String, String>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+    Ok(q)
+}
+
+/// The stored key a request addresses: the path's key, in bucket `default`
+/// of type `default` unless `?bucket=` (and `?type=`) name another, whose
+/// type must be active.
+fn stored_key(node: &Node, uri: &Uri, q: &HashMap<String, String>) -> Result<Bytes, ApiError> {
+    let key = parse_key(uri)?;
+    let ns = match (q.get("type"), q.get("bucket")) {
+        (None, None) => return Ok(key),
+        (t, Some(b)) => dynakv_buckets::Namespace::new(
+            t.map_or(dynakv_buckets::DEFAULT.to_vec(), |t| t.as_bytes().to_vec()),
+            b.as_bytes(),
+        ),
+        (Some(_), None) => return Err(ApiError::bad_request("type is given without bucket")),
+    };
+    node.core
+        .buckets
+        .usable(&ns.bucket_type)
+        .map_err(super::riak::metadata_error)?;
+    super::riak::object::stored_key(&ns, &key)
+}
+
 /// Request options from the query string (`r` or `w`, `quorum`, `timeout_ms`)
 /// with the node's defaults.
-fn options(node: &Node, query: QueryParams, which: &str) -> Result<RequestOptions, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?;
+fn options(
+    node: &Node,
+    q: &HashMap<String, String>,
+    which: &str,
+) -> Result<RequestOptions, ApiError> {
     let n = node.core.config.n;
     let default = if which == "r" {
         node.core.config.r
@@ -125,8 +154,9 @@ pub async fn put(
     query: QueryParams,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&uri)?;
-    let opts = options(&node, query, "w")?;
+    let q = params(query)?;
+    let key = stored_key(&node, &uri, &q)?;
+    let opts = options(&node, &q, "w")?;
     let ctx = context(&headers)?.unwrap_or_default();
     let body = body.map_err(|e| body_error(&node, e))?;
     if body.len() > node.core.config.max_value_bytes {
@@ -181,8 +211,9 @@ pub async fn get(
     headers: HeaderMap,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&uri)?;
-    let opts = options(&node, query, "r")?;
+    let q = params(query)?;
+    let key = stored_key(&node, &uri, &q)?;
+    let opts = options(&node, &q, "r")?;
     let object = node.coordinator.coordinate_get(key, opts).await?;
     let wants_json = headers
         .get(header::ACCEPT)
@@ -249,8 +280,9 @@ pub async fn delete(
     headers: HeaderMap,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(&uri)?;
-    let opts = options(&node, query, "w")?;
+    let q = params(query)?;
+    let key = stored_key(&node, &uri, &q)?;
+    let opts = options(&node, &q, "w")?;
     let ctx = match context(&headers)? {
         Some(ctx) => ctx,
         None => {
