@@ -13,7 +13,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use crate::tools::bucket_keys::BucketKey;
 use crate::tools::common::{AdminArgs, CliError, NodeUrl, failure, usage};
 
 fn client(
@@ -27,8 +26,9 @@ fn client(
         .build_blocking()?)
 }
 
-fn options(quorum: &Option<String>) -> Result<Options, CliError> {
+fn options(quorum: &Option<String>, bucket: &BucketSel) -> Result<Options, CliError> {
     Ok(Options {
+        bucket: bucket.selected(),
         quorum: quorum
             .as_deref()
             .map(str::parse::<Quorum>)
@@ -42,12 +42,8 @@ fn options(quorum: &Option<String>) -> Result<Options, CliError> {
 /// terminal), the context on stderr; siblings are listed with the context to
 /// resolve them.
 pub fn get(args: GetArgs) -> Result<(), CliError> {
-    if let Some(bucket) = &args.bucket {
-        let k = BucketKey::new(&args.node.node, args.r#type.as_deref(), bucket, &args.key);
-        return crate::tools::bucket_keys::get(&k, &args.r);
-    }
     let http = client(&args.node, Duration::from_secs(30), None)?;
-    let object = match http.get_with(args.key.as_bytes(), &options(&args.r)?) {
+    let object = match http.get_with(args.key.as_bytes(), &options(&args.r, &args.bucket)?) {
         Err(Error::NotFound { .. }) => return Err(failure(format!("not found: {}", args.key))),
         other => other?,
     };
@@ -90,24 +86,13 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
             .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?,
         _ => return Err(usage("give a VALUE or --file, not both")),
     };
-    if let Some(bucket) = &args.bucket {
-        let k = BucketKey::new(&args.node.node, args.r#type.as_deref(), bucket, &args.key);
-        return crate::tools::bucket_keys::put(
-            &k,
-            value,
-            &args.content_type,
-            args.context.clone(),
-            args.blind,
-            &args.w,
-        );
-    }
     let http = client(&args.node, Duration::from_secs(30), None)?;
     let key = args.key.as_bytes();
     // A person typing a put means "set it to this": read the current context first.
     let context = match (&args.context, args.blind) {
         (Some(c), _) => Some(Context::from_token(c.clone())),
         (None, true) => None,
-        (None, false) => match http.get(key) {
+        (None, false) => match http.get_with(key, &options(&None, &args.bucket)?) {
             Ok(o) => Some(o.context),
             Err(Error::NotFound { context }) => context,
             Err(e) => return Err(e.into()),
@@ -117,7 +102,7 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
         key,
         Sibling::new(value, args.content_type.clone()),
         context.as_ref(),
-        &options(&args.w)?,
+        &options(&args.w, &args.bucket)?,
     )?;
     println!("{written}");
     Ok(())
@@ -125,13 +110,13 @@ pub fn put(args: PutArgs) -> Result<(), CliError> {
 
 /// `dynakv delete`.
 pub fn delete(args: DeleteArgs) -> Result<(), CliError> {
-    if let Some(bucket) = &args.bucket {
-        let k = BucketKey::new(&args.node.node, args.r#type.as_deref(), bucket, &args.key);
-        return crate::tools::bucket_keys::delete(&k, args.context.clone(), &args.w);
-    }
     let http = client(&args.node, Duration::from_secs(30), None)?;
     let context = args.context.clone().map(Context::from_token);
-    http.delete_with(args.key.as_bytes(), context.as_ref(), &options(&args.w)?)?;
+    http.delete_with(
+        args.key.as_bytes(),
+        context.as_ref(),
+        &options(&args.w, &args.bucket)?,
+    )?;
     eprintln!("deleted {}", args.key);
     Ok(())
 }
@@ -407,6 +392,27 @@ pub enum PlanChange {
     },
 }
 
+/// The bucket a key command addresses (`--bucket`, `--type`); the native
+/// API's bucket when none.
+#[derive(Args, Debug)]
+pub struct BucketSel {
+    /// A bucket other than the native API's.
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// The bucket's type (with --bucket; `default` when not given).
+    #[arg(long, requires = "bucket")]
+    pub r#type: Option<String>,
+}
+
+impl BucketSel {
+    /// (type, bucket), as `dynakv_client::Options::bucket` takes it.
+    fn selected(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let b = self.bucket.as_ref()?;
+        let t = self.r#type.as_deref().unwrap_or("default");
+        Some((t.as_bytes().to_vec(), b.as_bytes().to_vec()))
+    }
+}
+
 /// `dynakv get`.
 #[derive(Args, Debug)]
 pub struct GetArgs {
@@ -415,13 +421,9 @@ pub struct GetArgs {
     /// Read quorum.
     #[arg(long)]
     pub r: Option<String>,
-    /// A bucket other than the native API's (through the Riak API; the
-    /// context is then the key's Riak vclock).
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// The bucket's type (with --bucket; `default` when not given).
-    #[arg(long, requires = "bucket")]
-    pub r#type: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bucket: BucketSel,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeUrl,
@@ -450,13 +452,9 @@ pub struct PutArgs {
     /// Write quorum.
     #[arg(long)]
     pub w: Option<String>,
-    /// A bucket other than the native API's (through the Riak API; the
-    /// context is then the key's Riak vclock).
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// The bucket's type (with --bucket; `default` when not given).
-    #[arg(long, requires = "bucket")]
-    pub r#type: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bucket: BucketSel,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeUrl,
@@ -473,13 +471,9 @@ pub struct DeleteArgs {
     /// Write quorum.
     #[arg(long)]
     pub w: Option<String>,
-    /// A bucket other than the native API's (through the Riak API; the
-    /// context is then the key's Riak vclock).
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// The bucket's type (with --bucket; `default` when not given).
-    #[arg(long, requires = "bucket")]
-    pub r#type: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub bucket: BucketSel,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub node: NodeUrl,

@@ -13,7 +13,6 @@
 //! * [`bench`](mod@bench) — the load generator.
 
 pub mod bench;
-pub mod bucket_keys;
 pub mod buckets;
 pub mod cli;
 pub mod commands;

@@ -185,7 +185,8 @@ pub async fn put(
         .into_response())
 }
 
-fn too_large(node: &Node, len: usize) -> ApiError {
+/// `413 value_too_large`, for a value of `len` bytes or more.
+pub(crate) fn too_large(node: &Node, len: usize) -> ApiError {
     ApiError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
         code: "value_too_large",
@@ -196,7 +197,8 @@ fn too_large(node: &Node, len: usize) -> ApiError {
     }
 }
 
-fn body_error(node: &Node, e: BytesRejection) -> ApiError {
+/// The answer to a body that could not be read.
+pub(crate) fn body_error(node: &Node, e: BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large(node, node.core.config.max_value_bytes + 1)
     } else {

@@ -327,12 +327,10 @@ async fn handle(
                 }
             }
             let version = version_from(r.content);
-            let new_ctx = node
-                .coordinator
+            // As Riak: the vclock only with the body (or head) asked for.
+            node.coordinator
                 .coordinate_put(stored.clone(), context, version, opts)
                 .await?;
-            // As Riak: the vclock only with the body (or head) asked for.
-            let _ = new_ctx;
             let mut resp = RpbPutResp {
                 key: made.then_some(key),
                 vclock: None,

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -30,6 +29,7 @@ use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode
 use rand::Rng;
 
 use super::{ApiError, bucket_props};
+pub(crate) use crate::server::api::kv::{body_error, too_large};
 use crate::server::config::QuorumMode;
 use crate::server::node::Node;
 use crate::server::replication::coordinator::{Quorum, RequestOptions};
@@ -602,8 +602,10 @@ pub async fn put(
     let context = vclock(headers)?.unwrap_or_default();
     preconditions(node, &stored, &props, query, headers).await?;
     let version = Version::value(body, content_type, now_ms()).with_meta(meta);
-    let new_ctx = node
-        .coordinator
+    // As Riak: the vclock comes with the body only. Without it, the context
+    // of the object as the coordinator holds it would cover siblings the
+    // client never saw, and writing back with it would replace them.
+    node.coordinator
         .coordinate_put(stored.clone(), context, version, opts)
         .await?;
     let location = path_of(&ns, Some(&key));
@@ -623,10 +625,6 @@ pub async fn put(
     if made && let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(header::LOCATION, v);
     }
-    // As Riak: the vclock comes with the body. Without it, the context of
-    // the object as the coordinator holds it would cover siblings the
-    // client never saw, and writing back with it would replace them.
-    let _ = new_ctx;
     Ok(resp)
 }
 
@@ -704,24 +702,4 @@ pub async fn delete(
         .coordinate_put(stored, context, Version::tombstone(now_ms()), opts)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn too_large(node: &Node, len: usize) -> ApiError {
-    ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        code: "value_too_large",
-        message: format!(
-            "the value is {len} bytes or more; the limit is {} bytes",
-            node.core.config.max_value_bytes
-        ),
-    }
-}
-
-/// The answer to a body that could not be read.
-pub(crate) fn body_error(node: &Node, e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        too_large(node, node.core.config.max_value_bytes + 1)
-    } else {
-        ApiError::bad_request(format!("cannot read the request body: {e}"))
-    }
 }
