@@ -559,6 +559,25 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `record` with its key as the node stores it: the bucket type and bucket
+/// encoded in front of it (`dynakv_buckets::encode_key`), plain for the
+/// default bucket.
+fn stored_key(record: Record) -> Result<Record, String> {
+    let Some((bucket_type, bucket)) = record.bucket else {
+        if !dynakv_buckets::is_plain_key(&record.key) {
+            return Err("a key of the default bucket may not begin with a zero byte".into());
+        }
+        return Ok(record);
+    };
+    let ns = dynakv_buckets::Namespace::new(bucket_type, bucket);
+    ns.validate()?;
+    Ok(Record {
+        bucket: None,
+        key: dynakv_buckets::encode_key(&ns, &record.key),
+        siblings: record.siblings,
+    })
+}
+
 /// `dynakv load --sst`: reads and checks every line first (a malformed one
 /// stops the load before anything is sent), groups the records by partition
 /// in token order, then has each partition ingested by its replicas
@@ -595,15 +614,17 @@ fn load_sst(
     let (mut line, mut bad, mut read) = (0u64, 0u64, 0u64);
     while let Some(parsed) = records.next(&mut line) {
         let parsed = match parsed {
-            Parsed::Record(r) if r.bucket.is_some() => Parsed::Bad(
-                "--sst loads the default bucket only: load records of other buckets without --sst"
-                    .into(),
-            ),
             Parsed::Record(r) if r.siblings.iter().any(|s| s.value.len() > max_value) => {
                 Parsed::Bad(format!(
                     "a value is over the node's max_value_bytes ({max_value})"
                 ))
             }
+            // Records travel with the key the node stores, which names
+            // their bucket (and places them).
+            Parsed::Record(r) => match stored_key(r) {
+                Ok(r) => Parsed::Record(r),
+                Err(reason) => Parsed::Bad(reason),
+            },
             other => other,
         };
         match parsed {

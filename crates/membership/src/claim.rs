@@ -27,7 +27,10 @@
 //! each such partition, the replicas that served it before ([`ClusterRing::moving`]);
 //! they keep serving until every new (pending) replica reports, in its gossiped
 //! [`Entry::received`](crate::Entry::received), that it holds a full copy made
-//! for that transit. Then
+//! for that transit. A replica that only moves up the partition's list (its
+//! set is unchanged, its place earlier) is in transit the same way: with
+//! buckets of fewer replicas than N it lacks their keys for its new place.
+//! Then
 //! the claimant drops the partition from `moving`, and the new replicas take
 //! over. The node binary does the copying; this module only decides.
 
@@ -50,16 +53,18 @@ pub fn apply(ring: &ClusterRing, wanted: &[RingEvent], n: usize) -> ClusterRing 
     if !before.is_empty() {
         for p in 0..PARTITIONS {
             let from: Vec<String> = before.replicas(p).map(str::to_string).collect();
-            let serving: BTreeSet<&str> = from.iter().map(String::as_str).collect();
-            let placed: BTreeSet<&str> = target.target_replicas(p).collect();
-            if serving == placed {
+            // Compared in order: a replica moving up the list is in transit
+            // too (see `Ring::promoted`).
+            let placed: Vec<&str> = target.target_replicas(p).collect();
+            if from.iter().map(String::as_str).eq(placed.iter().copied()) {
                 continue;
             }
             // A transit whose source and destination did not change keeps its
             // version, so copies already complete for it stay valid.
-            let unchanged = ring.moving.get(&(p as u16)).filter(|t| {
-                t.from == from && before.target_replicas(p).collect::<BTreeSet<_>>() == placed
-            });
+            let unchanged = ring
+                .moving
+                .get(&(p as u16))
+                .filter(|t| t.from == from && before.target_replicas(p).eq(placed.iter().copied()));
             let since = unchanged.map_or(ring.version + 1, |t| t.since);
             next.moving.insert(p as u16, Transit { from, since });
         }
@@ -159,7 +164,11 @@ pub fn claim(
         .iter()
         .filter(|&(&p, t)| {
             let p = usize::from(p);
-            (view.pending(p).all(|g| holds_copy(g, p, t.since)) && everyone_knows(t.since))
+            (view
+                .pending(p)
+                .chain(view.promoted(p))
+                .all(|g| holds_copy(g, p, t.since))
+                && everyone_knows(t.since))
                 || !view.replicas(p).any(can_send)
         })
         .map(|(&p, _)| p)
@@ -245,13 +254,19 @@ mod tests {
         .expect("join");
         let view = next.ring(3);
         let mut entries = table(&["a", "b", "c", "d"], next.stamp());
-        // d reports a copy of every partition it is pending for.
-        entries.get_mut("d").expect("d").received = next
-            .moving
-            .iter()
-            .filter(|(p, _)| view.pending(usize::from(**p)).any(|g| g == "d"))
-            .map(|(&p, t)| (p, t.since))
-            .collect();
+        // Every node reports a copy of every partition it is pending for or
+        // moves up in.
+        for (name, e) in entries.iter_mut() {
+            e.received = next
+                .moving
+                .iter()
+                .filter(|(p, _)| {
+                    let p = usize::from(**p);
+                    view.pending(p).chain(view.promoted(p)).any(|g| g == name)
+                })
+                .map(|(&p, t)| (p, t.since))
+                .collect();
+        }
         // b still serves the older ring: it may route writes without d.
         entries.get_mut("b").expect("b").ring = ring.stamp();
         assert!(claim(&next, &entries, &all, "a", 3).is_none());
@@ -262,7 +277,7 @@ mod tests {
         entries.get_mut("b").expect("b").ring = next.stamp();
         assert!(claim(&next, &entries, &all, "a", 3).is_some_and(|r| r.moving.is_empty()));
         // A copy made for another transit of the partition does not count.
-        for since in entries.get_mut("d").expect("d").received.values_mut() {
+        for since in entries.values_mut().flat_map(|e| e.received.values_mut()) {
             *since += 1;
         }
         assert!(claim(&next, &entries, &all, "a", 3).is_none());

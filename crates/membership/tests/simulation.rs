@@ -108,7 +108,7 @@ impl Sim {
     }
 
     /// Every live node reports a full copy of each partition it is pending for
-    /// (what the node binary's transfer worker does once a copy is complete).
+    /// or moves up in (what the node binary's transfer worker does once a copy is complete).
     fn copy_pending(&mut self) {
         for i in 0..self.nodes.len() {
             if self.silent.contains(&i) {
@@ -121,7 +121,10 @@ impl Sim {
                 .ring()
                 .moving
                 .iter()
-                .filter(|&(&p, _)| ring.pending(usize::from(p)).any(|g| g == me))
+                .filter(|&(&p, _)| {
+                    let p = usize::from(p);
+                    ring.pending(p).chain(ring.promoted(p)).any(|g| g == me)
+                })
                 .map(|(&p, t)| (p, t.since))
                 .collect();
             self.nodes[i].set_received(received);

@@ -303,7 +303,8 @@ impl Ring {
 
     /// The same ring with partitions in transit: `moving` maps a partition to
     /// the replicas that serve it until its new replicas hold a full copy. A
-    /// partition whose serving set equals its target set is not in transit.
+    /// partition whose serving list equals its target list, in order, is not
+    /// in transit.
     pub fn with_serving(mut self, moving: &BTreeMap<u16, Vec<String>>) -> Ring {
         for (&p, holders) in moving {
             let p = usize::from(p);
@@ -323,9 +324,10 @@ impl Ring {
                     idx.push(i as u16);
                 }
             }
-            let target: BTreeSet<u16> = self.target_idx(p).iter().copied().collect();
-            let serving: BTreeSet<u16> = idx.iter().copied().collect();
-            if target != serving {
+            // In order: a node that moves up the list without joining the
+            // set is in transit too (it lacks keys of buckets with fewer
+            // replicas than N).
+            if self.target_idx(p) != idx.as_slice() {
                 self.serving[p] = Some(idx);
             }
         }
@@ -474,7 +476,26 @@ impl Ring {
             .map(|&i| self.name(i))
     }
 
-    /// True if the partition's serving replicas differ from its target ones.
+    /// Target replicas that serve the partition already but at a later place
+    /// of its list than their target one: they hold its keys of N replicas,
+    /// but not those of buckets with fewer replicas than their new place, so
+    /// they receive those before the partition switches.
+    pub fn promoted(&self, partition: usize) -> impl Iterator<Item = &str> + '_ {
+        let serving = self.serving_idx(partition);
+        self.target_idx(partition)
+            .iter()
+            .enumerate()
+            .filter(move |&(rank, i)| {
+                serving
+                    .iter()
+                    .position(|s| s == i)
+                    .is_some_and(|r| r > rank)
+            })
+            .map(|(_, &i)| self.name(i))
+    }
+
+    /// True if the partition's serving replicas differ from its target ones
+    /// (as a set, or in order).
     pub fn is_moving(&self, partition: usize) -> bool {
         matches!(self.serving.get(partition), Some(Some(_)))
     }

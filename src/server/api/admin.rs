@@ -576,8 +576,27 @@ pub async fn ingest(
     let mut records = Vec::with_capacity(raw.len());
     for (i, r) in raw.into_iter().enumerate() {
         let bad = |what: &str| ApiError::bad_request(format!("record {}: {what}", i + 1));
-        if r.key.is_empty() || r.key.len() > MAX_KEY_BYTES {
+        // The key as stored: a plain key of the default bucket, or a
+        // namespaced one of a bucket type that exists and is active.
+        let nk = dynakv_buckets::decode_key(r.key);
+        if nk.key.is_empty() || nk.key.len() > MAX_KEY_BYTES {
             return Err(bad(&format!("a key is 1-{MAX_KEY_BYTES} bytes")));
+        }
+        if nk.is_default_bucket() && !dynakv_buckets::is_plain_key(r.key) {
+            return Err(bad(
+                "a key of the default bucket may not begin with a zero byte",
+            ));
+        }
+        if !nk.is_default_bucket() {
+            nk.namespace()
+                .validate()
+                .and_then(|()| {
+                    node.core
+                        .buckets
+                        .usable(nk.bucket_type)
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| bad(&e))?;
         }
         if r.values.is_empty() {
             return Err(bad("no values"));

@@ -1,6 +1,7 @@
 //! Bulk load through SST ingestion (`dynakv load --sst`, `POST
 //! /admin/ingest`): records become versioned objects on one replica of their
-//! partitions, and every replica takes them as SST files where its copy of a
+//! keys, and every replica (the first `n_val` of the key's partition, its
+//! bucket's) takes them as SST files where its copy of a
 //! partition is empty, or merges them elsewhere
 //! (`dynakv_storage::Storage::ingest`). A batch covers many partitions with
 //! the same replicas, so each replica ingests it at once (a pair of files per
@@ -56,15 +57,20 @@ fn partition_of(key: &[u8]) -> usize {
 /// them. Returns the per-replica outcome as JSON.
 pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, LoadError> {
     let ring = core.cluster.ring();
-    if let Some((key, _)) = records
-        .iter()
-        .find(|(k, _)| !ring.replicas(partition_of(k)).any(|r| r == core.me()))
-    {
+    // A key lives on the first `n_val` replicas of its partition (its
+    // bucket's): this node must be one of them, since it mints the key's
+    // dot and skips the values its copy already holds.
+    if let Some((key, _)) = records.iter().find(|(k, _)| {
+        !ring
+            .replicas(partition_of(k))
+            .take(core.buckets.n_val_of(k))
+            .any(|r| r == core.me())
+    }) {
         return Err(LoadError::NotReplica(format!(
-            "{} does not serve partition {} (key {:?})",
+            "{} is not a replica of key {:?} (partition {})",
             core.me(),
+            String::from_utf8_lossy(key),
             partition_of(key),
-            String::from_utf8_lossy(key)
         )));
     }
     let now = crate::server::clock::now_ms();
@@ -147,20 +153,24 @@ pub async fn load(core: &Arc<Core>, records: Vec<LoadRecord>) -> Result<Value, L
         .await
         .map_err(|e| LoadError::Failed(format!("reading the stored values: {e}")))?;
     let keys = items.len();
-    // The items go to every replica of their partition: grouped by replica
-    // set, each group is one request per replica.
+    // The items go to every replica of their key (the first `n_val` of its
+    // partition's serving and target lists): grouped by replica set, each
+    // group is one request per replica.
     let mut groups: BTreeMap<Vec<String>, Vec<IngestItem>> = BTreeMap::new();
     for item in items {
         let p = partition_of(&item.key);
+        let n = core.buckets.n_val_of(&item.key);
         let mut targets: Vec<String> = ring
             .replicas(p)
-            .chain(ring.pending(p))
+            .take(n)
+            .chain(ring.target_replicas(p).take(n))
             .map(str::to_string)
             .collect();
-        // The set, not the preference order: partitions with the same
-        // replicas in another order would otherwise make interleaved groups,
-        // whose files overlap and must be compacted.
         targets.sort();
+        targets.dedup();
+        // The set (sorted above), not the preference order: partitions
+        // with the same replicas in another order would otherwise make
+        // interleaved groups, whose files overlap and must be compacted.
         groups.entry(targets).or_default().push(item);
     }
     let mut replicas: BTreeMap<String, (u64, u64)> = BTreeMap::new();

@@ -12,6 +12,10 @@
 //!    the key holds W copies of every acknowledged write; a pending replica
 //!    that is down adds no requirement of its own (see the coordinator's
 //!    `WriteQuorum`).
+//!    A replica that only moves up the partition's list is in transit the
+//!    same way ([`Ring::promoted`]): with a bucket of fewer replicas than N it
+//!    lacks that bucket's keys for its new place. Without such buckets it
+//!    has nothing to fetch and reports its copy at once.
 //! 2. Each pending replica **pulls** the partition from one serving replica,
 //!    preferring one that is giving it up: batches of about
 //!    [`BATCH_BYTES`] from one contiguous scan of the objects column family in
@@ -223,6 +227,12 @@ pub(super) struct Copied {
     started: Instant,
 }
 
+/// True if `me` receives partition `p` in its transit: a new (pending)
+/// replica, or one moving up the list (`Ring::promoted`).
+fn receives(ring: &Ring, p: usize, me: &str) -> bool {
+    ring.pending(p).chain(ring.promoted(p)).any(|g| g == me)
+}
+
 /// What this node still has to do for the current ring change.
 #[derive(Debug, Default)]
 pub struct Pending {
@@ -242,9 +252,7 @@ impl Transfers {
         let mut pending = Pending::default();
         for (&p, transit) in &state.moving {
             let p = usize::from(p);
-            if ring.pending(p).any(|g| g == me)
-                && own.received.get(&(p as u16)) != Some(&transit.since)
-            {
+            if receives(ring, p, me) && own.received.get(&(p as u16)) != Some(&transit.since) {
                 pending.receive.insert(p);
             }
             if transit.from.iter().any(|f| f == me) {
@@ -263,7 +271,7 @@ impl Transfers {
             .moving
             .get(&(p as u16))
             .is_some_and(|t| t.since == since)
-            && snapshot.placement.pending(p).any(|g| g == me)
+            && receives(&snapshot.placement, p, me)
     }
 
     /// Serving replicas to copy `p` from: live ones, those giving the partition
@@ -289,6 +297,34 @@ impl Transfers {
         }
     }
 
+    /// Reports at once the partitions this node only moves up in, when no
+    /// bucket keeps fewer replicas than N: it already holds every key its
+    /// new place needs. Returns them (nothing to pull).
+    fn report_promotions(&self, snapshot: &RingSnapshot, pending: &Pending) -> BTreeSet<usize> {
+        if self.core.buckets.sets_n_val() {
+            return BTreeSet::new();
+        }
+        let me = self.core.identity.name.as_str();
+        let ring = &snapshot.placement;
+        let mut received = self.core.cluster.own().received;
+        let mut reported = BTreeSet::new();
+        for &p in &pending.receive {
+            if ring.pending(p).any(|g| g == me) {
+                continue;
+            }
+            if let Some(t) = snapshot.state.moving.get(&(p as u16)) {
+                received.insert(p as u16, t.since);
+                reported.insert(p);
+            }
+        }
+        if !reported.is_empty() {
+            self.inbound.lock().retain(|p, _| !reported.contains(p));
+            self.core.cluster.set_received(received);
+            *self.dirty.lock() = true;
+        }
+        reported
+    }
+
     /// Forgets copies reported for transits that ended or changed.
     fn prune_received(&self) {
         let me = self.core.identity.name.as_str();
@@ -298,7 +334,7 @@ impl Transfers {
         let mut received = own.received.clone();
         received.retain(|&p, since| {
             state.moving.get(&p).is_some_and(|t| t.since == *since)
-                && ring.pending(usize::from(p)).any(|g| g == me)
+                && receives(ring, usize::from(p), me)
         });
         if received != own.received {
             self.core.cluster.set_received(received);

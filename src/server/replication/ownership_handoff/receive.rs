@@ -231,7 +231,10 @@ impl Transfers {
             let needed = serving
                 .saturating_sub(self.core.config.w.min(serving))
                 .saturating_add(1);
-            let have = 1 + reached.get(&p).copied().unwrap_or(0);
+            // A replica moving up the list serves the partition already:
+            // its own copy counts as one of the serving replicas'.
+            let own = usize::from(ring.replicas(p).any(|r| r == me));
+            let have = 1 + own + reached.get(&p).copied().unwrap_or(0);
             if have < needed {
                 self.core
                     .metrics

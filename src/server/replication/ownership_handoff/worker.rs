@@ -138,11 +138,13 @@ impl Worker for OwnershipHandoffWorker {
             }
         }
         let state = &snapshot.state;
+        let reported = transfers.report_promotions(&snapshot, &pending);
         for &p in &pending.receive {
             if self.active.len() >= transfers.core.config.transfer_limit {
                 break;
             }
-            if self.active.contains(&p)
+            if reported.contains(&p)
+                || self.active.contains(&p)
                 || self.copied.iter().any(|c| c.partition == p)
                 || self.retry_at.get(&p).is_some_and(|t| *t > Instant::now())
             {
