@@ -281,12 +281,12 @@ mod rpc_bench {
     }
 
     fn shared(name: &str) -> Arc<RpcShared> {
-        Arc::new(RpcShared {
-            name: name.into(),
-            secret: Some("bench".into()),
-            faults: Faults::default(),
-            metrics: Arc::new(Metrics::new()),
-        })
+        Arc::new(RpcShared::new(
+            name.into(),
+            Some("bench".into()),
+            Faults::default(),
+            Arc::new(Metrics::new()),
+        ))
     }
 
     /// An RPC server answering pings, and a client connected to it.

@@ -214,6 +214,64 @@ fn a_node_without_the_cluster_secret_is_refused_and_never_becomes_a_member() {
     intruder.kill();
 }
 
+/// Two clusters (same secret) whose nodes are seeded with each other's
+/// addresses never merge: each refuses the other's gossip, and says so.
+#[test]
+fn a_node_of_another_cluster_is_refused_and_the_clusters_never_merge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut a = TestNode::new(dir.path(), "a1", ip(2));
+    a.args.extend(timing());
+    a.start();
+    let mut b = TestNode::new(dir.path(), "b1", ip(3));
+    b.args.extend(timing());
+    b.start();
+    let id = |n: &TestNode| n.status()["cluster_id"].as_str().expect("id").to_string();
+    let (id_a, id_b) = (id(&a), id(&b));
+    assert_ne!(id_a, id_b, "two clusters founded apart share an id");
+    assert_ne!(id_a, "0000000000000000");
+    // b restarts seeded with a: it is a cluster of its own, with its ring.
+    b.stop();
+    b.args.extend(["--seeds".to_string(), a.rpc_addr()]);
+    b.start();
+    std::thread::sleep(Duration::from_millis(10 * GOSSIP_MS));
+    assert_eq!(statuses(&a).keys().collect::<Vec<_>>(), ["a1"]);
+    assert_eq!(statuses(&b).keys().collect::<Vec<_>>(), ["b1"]);
+    assert_eq!((id(&a), id(&b)), (id_a.clone(), id_b.clone()));
+    assert!(
+        a.log_text().contains("another cluster"),
+        "no log line on a1:\n{}",
+        a.log_text()
+    );
+    assert!(metric(&a, "dynakv_gossip_exchanges_total{reason=\"foreign\"}") > 0.0);
+    // The id survives a restart.
+    a.stop();
+    a.start();
+    assert_eq!(id(&a), id_a);
+}
+
+/// An address that means "every interface" is never advertised: the node
+/// refuses to start and says which flag to give.
+#[test]
+fn binding_every_address_needs_an_advertised_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(BIN)
+        .args([
+            "node",
+            "--name",
+            "n1",
+            "--listen",
+            "0.0.0.0:7999",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("n1"))
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--advertise"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 #[test]
 fn corrupted_and_oversized_frames_close_the_connection_and_are_counted() {
     use std::io::{Read, Write};

@@ -183,12 +183,12 @@ fn a_run_of_replica_writes_is_acknowledged_and_stored_whole() {
     let addr: std::net::SocketAddr = nodes[0].rpc_addr().parse().expect("addr");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let client = RpcClient::new(
-        Arc::new(RpcShared {
-            name: "tester".into(),
-            secret: Some(format!("test-{}", dir.path().display())),
-            faults: Faults::default(),
-            metrics: Arc::new(Metrics::new()),
-        }),
+        Arc::new(RpcShared::new(
+            "tester".into(),
+            Some(format!("test-{}", dir.path().display())),
+            Faults::default(),
+            Arc::new(Metrics::new()),
+        )),
         "127.0.0.1".parse().expect("ip"),
     );
     let timeout = Duration::from_secs(10);

@@ -43,6 +43,13 @@ pub struct Config {
     pub http: SocketAddr,
     /// Riak Protocol Buffers API address.
     pub pb: SocketAddr,
+    /// The node-to-node address other members reach this node at (default:
+    /// `listen`). Required when `listen` binds every address (0.0.0.0, ::).
+    pub advertise: Option<SocketAddr>,
+    /// The HTTP address clients and other members are told to use for this
+    /// node (default: `http`, or the `advertise` host with `http`'s port when
+    /// `http` binds every address).
+    pub http_advertise: Option<SocketAddr>,
     /// Node-to-node addresses of existing members to join through.
     pub seeds: Vec<SocketAddr>,
     /// Replicas per key.
@@ -102,6 +109,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
             http: SocketAddr::from(([127, 0, 0, 1], 8000)),
             pb: SocketAddr::from(([127, 0, 0, 1], 8087)),
+            advertise: None,
+            http_advertise: None,
             seeds: Vec::new(),
             n: 3,
             r: 2,
@@ -157,6 +166,23 @@ impl Config {
         })
     }
 
+    /// The node-to-node address members dial: `advertise`, or `listen`.
+    pub fn rpc_advertise(&self) -> SocketAddr {
+        self.advertise.unwrap_or(self.listen)
+    }
+
+    /// The HTTP address this node advertises: `http_advertise`, or `http`
+    /// (with the `advertise` host when `http` binds every address).
+    pub fn http_advertise(&self) -> SocketAddr {
+        match (self.http_advertise, self.advertise) {
+            (Some(a), _) => a,
+            (None, Some(rpc)) if self.http.ip().is_unspecified() => {
+                SocketAddr::new(rpc.ip(), self.http.port())
+            }
+            _ => self.http,
+        }
+    }
+
     /// Checks every setting; the error is one line naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
@@ -200,6 +226,25 @@ impl Config {
                 "pb ({}) must differ from listen and http",
                 self.pb
             )));
+        }
+        // Members dial what a node advertises: an address that means "every
+        // address here" would have them dial themselves.
+        if self.rpc_advertise().ip().is_unspecified() {
+            return Err(invalid(format!(
+                "listen = {} binds every address, which other nodes cannot dial: give --advertise HOST:PORT, the address they reach this node at",
+                self.listen
+            )));
+        }
+        if self.http_advertise().ip().is_unspecified() {
+            return Err(invalid(format!(
+                "{} is not an address clients can reach: give --http-advertise HOST:PORT",
+                self.http_advertise()
+            )));
+        }
+        if self.advertise.is_some_and(|a| a.port() == 0)
+            || self.http_advertise.is_some_and(|a| a.port() == 0)
+        {
+            return Err(invalid("an advertised address needs a port"));
         }
         if !(self.weight.is_finite() && self.weight > 0.0 && self.weight <= 100.0) {
             return Err(invalid(format!(
@@ -309,6 +354,37 @@ mod tests {
         assert!(c.validate().expect_err("r > n").0.contains("r = 4"));
         let c = Config { w: 0, ..valid() };
         assert!(c.validate().is_err());
+    }
+
+    #[test]
+    fn an_address_of_every_interface_is_never_advertised() {
+        let any: SocketAddr = "0.0.0.0:7000".parse().expect("addr");
+        let c = Config {
+            listen: any,
+            ..valid()
+        };
+        let err = c.validate().expect_err("0.0.0.0 advertised").0;
+        assert!(err.contains("--advertise"), "{err}");
+        assert!(!err.contains('\n'));
+        let c = Config {
+            listen: any,
+            http: "0.0.0.0:8000".parse().expect("addr"),
+            advertise: Some("10.1.2.3:7000".parse().expect("addr")),
+            ..valid()
+        };
+        c.validate().expect("advertised");
+        assert_eq!(c.rpc_advertise(), "10.1.2.3:7000".parse().expect("addr"));
+        assert_eq!(c.http_advertise(), "10.1.2.3:8000".parse().expect("addr"));
+        let c = Config {
+            advertise: Some("[::]:7000".parse().expect("addr")),
+            ..valid()
+        };
+        assert!(c.validate().is_err(), "[::] as advertise");
+        let c = Config {
+            http_advertise: Some("0.0.0.0:8000".parse().expect("addr")),
+            ..valid()
+        };
+        assert!(c.validate().is_err(), "0.0.0.0 as http advertise");
     }
 
     #[test]

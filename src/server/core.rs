@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::buckets::{Buckets, META_BUCKETS};
 use crate::server::cluster::rpc::{Faults, RpcClient, RpcShared};
-use crate::server::cluster::{Cluster, META_MEMBERS, META_RING};
+use crate::server::cluster::{Cluster, META_CLUSTER_ID, META_MEMBERS, META_RING};
 use crate::server::config::Config;
 use crate::server::handoff_budget::HandoffBudget;
 use crate::server::metrics::Metrics;
@@ -115,6 +115,10 @@ impl Core {
                 let _order = core.persist_lock.lock();
                 core.storage
                     .put_meta(META_MEMBERS, &core.cluster.entries())?;
+                let id = core.cluster.cluster_id();
+                if id != 0 {
+                    core.storage.put_meta(META_CLUSTER_ID, &id)?;
+                }
                 core.storage
                     .put_meta(META_RING, &*core.cluster.ring_state())
             })

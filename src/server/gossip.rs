@@ -19,6 +19,14 @@ use crate::server::worker::{Next, Worker, WorkerHandle, jittered};
 
 /// Answers a gossip message from a peer with this node's table.
 pub async fn on_gossip(core: &Arc<Core>, message: GossipMessage) -> Response {
+    if core.cluster.is_foreign(&message) {
+        refuse_foreign(core, &message);
+        return Response::Error(format!(
+            "{} belongs to another cluster (id {:016x})",
+            core.me(),
+            core.cluster.cluster_id()
+        ));
+    }
     let (structural, returned) = core.cluster.receive(&message);
     for addr in returned {
         core.rpc.reset_backoff(addr);
@@ -29,6 +37,24 @@ pub async fn on_gossip(core: &Arc<Core>, message: GossipMessage) -> Response {
         core.ring_changed.notify_one();
     }
     Response::Gossip(core.cluster.message_for(&message.from))
+}
+
+/// Logs (at most every few seconds) that a node of another cluster
+/// gossiped with this one; nothing of its table or ring is taken.
+fn refuse_foreign(core: &Core, message: &GossipMessage) {
+    core.metrics
+        .gossip_exchanges
+        .get_or_create(&Reason::from("foreign"))
+        .inc();
+    if let Some(suppressed) = core.cluster.foreign_log.allow() {
+        tracing::warn!(
+            from = ?crate::server::limits::truncated(&message.from, 64),
+            theirs = %format!("{:016x}", message.cluster),
+            ours = %format!("{:016x}", core.cluster.cluster_id()),
+            suppressed,
+            "refused gossip from a node of another cluster: two clusters never merge; check its --seeds"
+        );
+    }
 }
 
 /// Gossip (Dynamo §4.8): every `gossip_interval_ms` (jittered), one round of
@@ -181,6 +207,16 @@ async fn exchange(core: Arc<Core>, out: Outgoing) {
         )
         .await;
     let outcome = match result {
+        Ok(Response::Gossip(reply)) if core.cluster.is_foreign(&reply) => {
+            refuse_foreign(&core, &reply);
+            "foreign"
+        }
+        Ok(Response::Error(reason)) => {
+            if let Some(suppressed) = core.cluster.foreign_log.allow() {
+                tracing::warn!(to = %out.to, %reason, suppressed, "a node refused this node's gossip");
+            }
+            "refused"
+        }
         Ok(Response::Gossip(reply)) => {
             let (structural, returned) = core.cluster.receive(&reply);
             for addr in returned {

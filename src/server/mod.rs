@@ -11,6 +11,7 @@
 //!    environment and flags; [`clock`], the one clock;
 //! 2. [`metrics`] — what the node counts, exported at `/metrics`; [`error`],
 //!    the error of a coordinated request, shared by every layer it crosses;
+//!    [`limits`], the bounds on what unauthenticated peers can make it do;
 //! 3. [`cluster::rpc`] — the node-to-node protocol: framing,
 //!    authentication, connections, the request and response types;
 //! 4. [`cluster`] — the member table and the ring every node derives from
@@ -42,6 +43,7 @@ pub mod core;
 pub mod error;
 pub mod gossip;
 pub mod handoff_budget;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod replication;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::clock::now_ms;
 use crate::server::cluster::rpc::{Faults, Handler, Request, Response, RpcClient, RpcShared};
-use crate::server::cluster::{Cluster, META_MEMBERS, META_RING};
+use crate::server::cluster::{Cluster, META_CLUSTER_ID, META_MEMBERS, META_RING};
 use crate::server::config::Config;
 use crate::server::core::Core;
 use crate::server::gossip;
@@ -85,12 +85,12 @@ impl Node {
         let now = now_ms();
         let me = MemberInfo {
             name: identity.name.clone(),
-            rpc_addr: config.listen,
-            http_addr: config.http,
+            rpc_addr: config.rpc_advertise(),
+            http_addr: config.http_advertise(),
             zone: config.zone.clone(),
             weight: config.weight,
         };
-        let membership = Membership::new(
+        let mut membership = Membership::new(
             me,
             now,
             persisted,
@@ -103,13 +103,22 @@ impl Node {
             },
             now,
         );
+        // The cluster this node belongs to: kept from an earlier run, or
+        // made now by a node that founds a cluster alone.
+        match storage.get_meta::<u64>(META_CLUSTER_ID)? {
+            Some(id) => membership.set_cluster_id(id),
+            None if membership.cluster_id() != 0 => {
+                storage.put_meta(META_CLUSTER_ID, &membership.cluster_id())?;
+            }
+            None => {}
+        }
         let metrics = Arc::new(Metrics::new());
-        let rpc_shared = Arc::new(RpcShared {
-            name: identity.name.clone(),
-            secret: config.cluster_secret.clone(),
-            faults: Faults::default(),
-            metrics: Arc::clone(&metrics),
-        });
+        let rpc_shared = Arc::new(RpcShared::new(
+            identity.name.clone(),
+            config.cluster_secret.clone(),
+            Faults::default(),
+            Arc::clone(&metrics),
+        ));
         let handoff_budget = HandoffBudget::new(config.transfer_rate_mb_s);
         let bucket_map = storage
             .get_meta(crate::server::buckets::META_BUCKETS)?

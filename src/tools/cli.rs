@@ -77,6 +77,14 @@ pub struct NodeArgs {
     /// Riak Protocol Buffers address (default 127.0.0.1:8087).
     #[arg(long, env = "DYNAKV_PB")]
     pub pb: Option<SocketAddr>,
+    /// Node-to-node address other members dial (default: --listen; required
+    /// when --listen is 0.0.0.0 or [::]).
+    #[arg(long, env = "DYNAKV_ADVERTISE")]
+    pub advertise: Option<SocketAddr>,
+    /// HTTP address clients are told to use for this node (default: --http,
+    /// or the --advertise host with its port when --http binds every address).
+    #[arg(long, env = "DYNAKV_HTTP_ADVERTISE")]
+    pub http_advertise: Option<SocketAddr>,
     /// Comma-separated node-to-node addresses of members to join through.
     #[arg(long, env = "DYNAKV_SEEDS", value_delimiter = ',')]
     pub seeds: Option<Vec<SocketAddr>>,
@@ -206,6 +214,12 @@ impl NodeArgs {
         );
         if let Some(z) = &self.zone {
             c.zone = Some(z.clone());
+        }
+        if let Some(a) = self.advertise {
+            c.advertise = Some(a);
+        }
+        if let Some(a) = self.http_advertise {
+            c.http_advertise = Some(a);
         }
         if let Some(s) = &self.cluster_secret {
             c.cluster_secret = Some(s.clone());

@@ -61,6 +61,9 @@ pub struct GossipMessage {
     /// Its cluster ring, when the receiver may not have it (its gossiped stamp
     /// differs from the sender's).
     pub ring: Option<ClusterRing>,
+    /// The id of its cluster (0: it belongs to none yet). A node never
+    /// merges the table or ring of another cluster.
+    pub cluster: u64,
 }
 
 /// A message to send.
@@ -129,6 +132,21 @@ pub struct Membership {
     /// Members whose entry this incarnation received newer than it had (not
     /// merely persisted last time): the ones founding a ring may count on.
     heard: std::collections::BTreeSet<String>,
+    /// The cluster's id, made by the node that founded it (0: none yet).
+    cluster_id: u64,
+}
+
+/// A cluster id for a ring founded by `founder` at `now_ms` with `members`:
+/// never 0, and two clusters founded apart differ.
+fn mint_cluster_id(founder: &str, now_ms: u64, members: &[&str]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(founder.as_bytes());
+    h.update(&now_ms.to_le_bytes());
+    for m in members {
+        h.update(&[0]);
+        h.update(m.as_bytes());
+    }
+    h.digest().max(1)
 }
 
 impl Membership {
@@ -152,10 +170,14 @@ impl Membership {
         now_ms: u64,
     ) -> Membership {
         let seeds: Vec<SocketAddr> = seeds.into_iter().filter(|s| *s != me.rpc_addr).collect();
-        let ring = if ring.is_empty() && seeds.is_empty() {
-            ClusterRing::bootstrap(&me.name, me.weight, me.zone.clone())
+        let (ring, cluster_id) = if ring.is_empty() && seeds.is_empty() {
+            let id = mint_cluster_id(&me.name, now_ms, &[]);
+            (
+                ClusterRing::bootstrap(&me.name, me.weight, me.zone.clone()),
+                id,
+            )
         } else {
-            ring
+            (ring, 0)
         };
         let placement = ring.ring(config.n);
         let mut m = Membership {
@@ -170,6 +192,7 @@ impl Membership {
             placement,
             started_ms: now_ms,
             heard: std::collections::BTreeSet::new(),
+            cluster_id,
         };
         let mut generation = generation;
         let mut state = MemberState::Active;
@@ -226,6 +249,7 @@ impl Membership {
             from: self.me.clone(),
             entries: self.entries.values().cloned().collect(),
             ring: Some(self.ring.clone()),
+            cluster: self.cluster_id,
         }
     }
 
@@ -236,7 +260,26 @@ impl Membership {
             from: self.me.clone(),
             entries: self.entries.values().cloned().collect(),
             ring: (theirs != Some(self.stamp)).then(|| self.ring.clone()),
+            cluster: self.cluster_id,
         }
+    }
+
+    /// The id of this node's cluster (0: none yet).
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id
+    }
+
+    /// Restores the cluster id persisted by an earlier run.
+    pub fn set_cluster_id(&mut self, id: u64) {
+        if id != 0 {
+            self.cluster_id = id;
+        }
+    }
+
+    /// True if `message` comes from a node of another cluster: both have an
+    /// id and they differ. Such a message must not be merged.
+    pub fn is_foreign(&self, message: &GossipMessage) -> bool {
+        message.cluster != 0 && self.cluster_id != 0 && message.cluster != self.cluster_id
     }
 
     /// The cluster ring.
@@ -295,6 +338,12 @@ impl Membership {
             })
             .cloned()
             .collect();
+        // A ring made before clusters had ids (an upgraded cluster): its
+        // claimant names it, and the others take the id from gossip.
+        if self.cluster_id == 0 && !self.ring.is_empty() {
+            let members: Vec<&str> = self.entries.keys().map(String::as_str).collect();
+            self.cluster_id = mint_cluster_id(&self.me, now_ms, &members);
+        }
         match claim(&self.ring, &self.entries, &live, &self.me, self.config.n) {
             Some(next) => {
                 self.set_ring(next);
@@ -352,6 +401,8 @@ impl Membership {
                 .map(|e| (e.info.name.clone(), e.info.weight, e.info.zone.clone()))
                 .collect();
             let me = self.me.clone();
+            let names: Vec<&str> = members.iter().map(|m| m.0.as_str()).collect();
+            self.cluster_id = mint_cluster_id(&me, now_ms, &names);
             self.set_ring(ClusterRing::found(&me, &members));
         }
     }
@@ -484,8 +535,18 @@ impl Membership {
     /// Returns true if the table changed structurally (a member, address,
     /// weight or state changed, or the ring: worth persisting), not just
     /// heartbeats.
+    ///
+    /// A message of another cluster ([`Membership::is_foreign`]) changes
+    /// nothing; a node with no id yet (a joiner) takes the sender's.
     pub fn receive(&mut self, message: &GossipMessage, now_ms: u64) -> bool {
+        if self.is_foreign(message) {
+            return false;
+        }
         let mut structural = false;
+        if self.cluster_id == 0 && message.cluster != 0 {
+            self.cluster_id = message.cluster;
+            structural = true;
+        }
         if let Some(ring) = &message.ring
             && ring.version >= self.stamp.version
             && ring.stamp() > self.stamp

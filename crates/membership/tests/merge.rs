@@ -47,6 +47,7 @@ fn message() -> impl Strategy<Value = GossipMessage> {
             from: "x".into(),
             entries,
             ring: None,
+            cluster: 0,
         }
     })
 }

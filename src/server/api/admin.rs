@@ -93,6 +93,7 @@ pub async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
         "node": node.core.identity.name,
         "actor": node.core.identity.actor.to_string(),
         "incarnation": format!("{:08x}", node.core.storage.incarnation().id()),
+        "cluster_id": format!("{:016x}", node.core.cluster.cluster_id()),
         "state": format!("{:?}", node.core.cluster.own_state()).to_lowercase(),
         "members": members,
         "ownership": ring.ownership(),

@@ -32,6 +32,8 @@ use crate::server::clock::now_ms;
 pub const META_MEMBERS: &str = "members.v2";
 /// The metadata record holding the cluster ring.
 pub const META_RING: &str = "ring";
+/// The metadata record holding the cluster's id.
+pub const META_CLUSTER_ID: &str = "cluster_id";
 
 /// One version of the ring as request handlers and workers read it: the
 /// placement, the ring state it was computed from, and their stamp.
@@ -93,6 +95,8 @@ impl Settling {
 pub struct Cluster {
     membership: Mutex<Membership>,
     shared: RwLock<Arc<RingSnapshot>>,
+    /// Gossip refused from another cluster is logged at most this often.
+    pub foreign_log: crate::server::limits::LogLimiter,
 }
 
 impl Cluster {
@@ -102,7 +106,18 @@ impl Cluster {
         Cluster {
             membership: Mutex::new(membership),
             shared: RwLock::new(shared),
+            foreign_log: crate::server::limits::LogLimiter::new(std::time::Duration::from_secs(10)),
         }
+    }
+
+    /// The id of this node's cluster (0: none yet).
+    pub fn cluster_id(&self) -> u64 {
+        self.membership.lock().cluster_id()
+    }
+
+    /// True if `message` comes from a node of another cluster.
+    pub fn is_foreign(&self, message: &GossipMessage) -> bool {
+        self.membership.lock().is_foreign(message)
     }
 
     /// The current ring version: placement, state and stamp of one version.

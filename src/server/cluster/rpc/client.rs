@@ -167,6 +167,17 @@ impl RpcClient {
         let peer = self.peer(addr);
         let _permit = peer.in_flight.acquire().await.expect("never closed");
         let conn = self.connection(&peer, addr).await?;
+        // The member this call is for, and no other, answers it: an address
+        // that now reaches another node (restarted elsewhere, or advertised
+        // wrongly) is not that member.
+        if let Some(expected) = name
+            && conn.peer != expected
+        {
+            return Err(RpcError::Auth(format!(
+                "{addr} is {}, not {expected}",
+                conn.peer
+            )));
+        }
         if faults.drops_to(&conn.peer) {
             return Err(RpcError::Dropped);
         }
@@ -355,7 +366,7 @@ impl RpcClient {
         framed
             .send(Frame::Hello(Hello::Proof {
                 name: self.shared.name.clone(),
-                proof: auth::prove(secret, Role::Client, &nonce),
+                proof: auth::prove(secret, Role::Client, &nonce, &self.shared.name),
                 nonce: mine,
             }))
             .await
@@ -367,8 +378,13 @@ impl RpcClient {
         };
         match answer.map_err(protocol)? {
             Frame::Hello(Hello::Accept { name, proof })
-                if auth::verify(secret, Role::Server, &mine, &proof) =>
+                if auth::verify(secret, Role::Server, &mine, &name, &proof) =>
             {
+                if name == self.shared.name {
+                    return Err(RpcError::Auth(format!(
+                        "the address reaches this node itself ({name})"
+                    )));
+                }
                 Ok(name)
             }
             Frame::Hello(Hello::Accept { .. }) => {
@@ -404,12 +420,12 @@ mod tests {
             }
         });
         let client = RpcClient::new(
-            Arc::new(RpcShared {
-                name: "caller".into(),
-                secret: None,
-                faults: Faults::default(),
-                metrics: Arc::new(Metrics::new()),
-            }),
+            Arc::new(RpcShared::new(
+                "caller".into(),
+                None,
+                Faults::default(),
+                Arc::new(Metrics::new()),
+            )),
             "127.0.0.1".parse().expect("ip"),
         );
         let result = client

@@ -16,14 +16,21 @@ use super::auth::{self, Role};
 use super::faults::Faults;
 use super::frame::{Frame, FrameCodec, FrameError, write_batched};
 use super::message::{Hello, Request, Response};
+use crate::server::limits::{LogLimiter, PerIpLimit, Slot, truncated};
 use crate::server::metrics::Metrics;
 
 /// How long a connecting peer has to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Requests served concurrently per connection before reading pauses.
 const IN_FLIGHT_PER_CONNECTION: usize = 512;
-/// Node-to-node connections accepted at once.
+/// Node-to-node connections served at once; one over it is closed at once.
 const MAX_CONNECTIONS: usize = 1024;
+/// Handshakes in progress at once from one address, and in all: a peer that
+/// proved nothing holds few slots, and one that stalls cannot hold them all.
+const HANDSHAKES_PER_IP: usize = 8;
+const HANDSHAKES: usize = 64;
+/// How long a connecting peer has to prove the secret before it is dropped.
+const SERVER_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Quick requests answered together at most (see [`Handler::handle_quick_run`]).
 const MAX_QUICK_RUN: usize = 64;
 /// A run stops growing once its values add up to this: its replica writes
@@ -42,6 +49,26 @@ pub struct RpcShared {
     pub faults: Faults,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Refused handshakes are logged at most this often.
+    pub refusal_log: LogLimiter,
+}
+
+impl RpcShared {
+    /// What both sides share, for the node named `name`.
+    pub fn new(
+        name: String,
+        secret: Option<String>,
+        faults: Faults,
+        metrics: Arc<Metrics>,
+    ) -> RpcShared {
+        RpcShared {
+            name,
+            secret,
+            faults,
+            metrics,
+            refusal_log: LogLimiter::new(Duration::from_secs(10)),
+        }
+    }
 }
 
 /// Serves requests from authenticated peers.
@@ -93,12 +120,9 @@ pub async fn serve<H: Handler>(
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let handshakes = PerIpLimit::new(HANDSHAKES_PER_IP, HANDSHAKES);
     let mut backoff = Duration::from_millis(5);
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = Arc::clone(&limit).acquire_owned() => p.expect("never closed"),
-        };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => a,
@@ -106,13 +130,23 @@ pub async fn serve<H: Handler>(
         match accepted {
             Ok((stream, addr)) => {
                 backoff = Duration::from_millis(5);
+                // Over a limit, the connection closes at once (the peer
+                // retries with backoff) rather than waiting in the backlog.
+                let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+                    shared.metrics.handshake_refused.inc();
+                    continue;
+                };
+                let Some(slot) = handshakes.try_take(addr.ip()) else {
+                    shared.metrics.handshake_refused.inc();
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let handler = Arc::clone(&handler);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    if let Err(e) = connection(stream, shared, handler, shutdown).await {
+                    if let Err(e) = connection(stream, shared, handler, shutdown, slot).await {
                         tracing::debug!(peer = %addr, error = %e, "node-to-node connection closed");
                     }
                 });
@@ -145,7 +179,7 @@ async fn handshake(
     framed
         .send(Frame::Hello(Hello::Challenge { nonce }))
         .await?;
-    let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
+    let reply = tokio::time::timeout(SERVER_HANDSHAKE_TIMEOUT, framed.next())
         .await
         .map_err(|_| ConnError::Handshake("timed out".into()))?;
     let Some(reply) = reply else {
@@ -159,19 +193,51 @@ async fn handshake(
     else {
         return Err(ConnError::Protocol("expected a handshake proof"));
     };
-    if !auth::verify(shared.secret.as_deref(), Role::Client, &nonce, &proof) {
+    let from = framed
+        .get_ref()
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    if !auth::verify(
+        shared.secret.as_deref(),
+        Role::Client,
+        &nonce,
+        &name,
+        &proof,
+    ) {
         shared.metrics.handshake_refused.inc();
-        tracing::warn!(peer = %name, "refused a node-to-node connection: it cannot prove the cluster secret");
+        // The name is the peer's word, unproven: quoted, cut short, and
+        // logged at most once per interval however often it is tried.
+        if let Some(suppressed) = shared.refusal_log.allow() {
+            tracing::warn!(%from, claimed = ?truncated(&name, 64), suppressed, "refused a node-to-node connection: it cannot prove the cluster secret");
+        }
         let _ = framed
             .send(Frame::Hello(Hello::Reject {
                 reason: "cluster secret mismatch".into(),
             }))
             .await;
         return Err(ConnError::Handshake(format!(
-            "{name} failed authentication"
+            "{from} failed authentication"
         )));
     }
-    let proof = auth::prove(shared.secret.as_deref(), Role::Server, &client_nonce);
+    // A node that dials itself (a member advertised at an address that
+    // reaches this node) must not count as another replica; nor may two
+    // nodes share a name.
+    if name == shared.name {
+        let _ = framed
+            .send(Frame::Hello(Hello::Reject {
+                reason: format!("{name} is the node that answers at this address"),
+            }))
+            .await;
+        return Err(ConnError::Handshake(format!(
+            "{from} connected with this node's own name"
+        )));
+    }
+    let proof = auth::prove(
+        shared.secret.as_deref(),
+        Role::Server,
+        &client_nonce,
+        &shared.name,
+    );
     framed
         .send(Frame::Hello(Hello::Accept {
             name: shared.name.clone(),
@@ -186,6 +252,7 @@ async fn connection<H: Handler>(
     shared: Arc<RpcShared>,
     handler: Arc<H>,
     shutdown: CancellationToken,
+    handshake_slot: Slot,
 ) -> Result<(), ConnError> {
     let mut framed = Framed::new(stream, FrameCodec::handshake());
     let peer = handshake(&mut framed, &shared).await.inspect_err(|e| {
@@ -197,6 +264,7 @@ async fn connection<H: Handler>(
                 .inc();
         }
     })?;
+    drop(handshake_slot);
     framed.codec_mut().authenticated();
     let (sink, mut frames) = framed.split();
     let (tx, rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_CONNECTION);
@@ -397,7 +465,7 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
-    use crate::server::cluster::rpc::RpcClient;
+    use crate::server::cluster::rpc::{RpcClient, RpcError};
 
     /// Answers a replica read with its key (as an error text, so the answer
     /// names its request) and records the runs it was given (a read answered
@@ -447,14 +515,7 @@ mod tests {
 
     /// A server with `handler`, and a client already connected to it.
     async fn pair(handler: Arc<Echo>) -> (RpcClient, SocketAddr, CancellationToken) {
-        let shared = |name: &str| {
-            Arc::new(RpcShared {
-                name: name.into(),
-                secret: Some("test".into()),
-                faults: Faults::default(),
-                metrics: Arc::new(Metrics::new()),
-            })
-        };
+        let shared = |name: &str| shared(name, "test");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = CancellationToken::new();
@@ -473,6 +534,49 @@ mod tests {
             key: Bytes::from(key.to_owned()),
             hints_for: Vec::new(),
         }
+    }
+
+    fn shared(name: &str, secret: &str) -> Arc<RpcShared> {
+        Arc::new(RpcShared::new(
+            name.into(),
+            Some(secret.into()),
+            Faults::default(),
+            Arc::new(Metrics::new()),
+        ))
+    }
+
+    /// A node that reaches itself (an address advertised wrongly) is refused
+    /// by both sides, and a call meant for one member never reaches another:
+    /// no node counts twice toward a quorum.
+    #[tokio::test]
+    async fn a_peer_is_the_member_dialled_and_never_this_node() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(
+            listener,
+            shared("n1", "s"),
+            Arc::new(Echo::default()),
+            stop.clone(),
+        ));
+        let ip = "127.0.0.1".parse().expect("ip");
+        let timeout = Duration::from_secs(5);
+        let itself = RpcClient::new(shared("n1", "s"), ip);
+        let answer = itself.call(addr, None, Request::Ping, timeout).await;
+        assert!(matches!(answer, Err(RpcError::Auth(_))), "{answer:?}");
+        let other = RpcClient::new(shared("n2", "s"), ip);
+        let answer = other.call(addr, Some("n3"), Request::Ping, timeout).await;
+        assert!(
+            matches!(&answer, Err(RpcError::Auth(m)) if m.contains("not n3")),
+            "{answer:?}"
+        );
+        let answer = other.call(addr, Some("n1"), Request::Ping, timeout).await;
+        assert!(matches!(answer, Ok(Response::Pong)), "{answer:?}");
+        // A wrong secret is refused.
+        let stranger = RpcClient::new(shared("n4", "other"), ip);
+        let answer = stranger.call(addr, None, Request::Ping, timeout).await;
+        assert!(matches!(answer, Err(RpcError::Auth(_))), "{answer:?}");
+        stop.cancel();
     }
 
     /// Many quick requests sent at once are answered in runs, and every
