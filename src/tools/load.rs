@@ -99,6 +99,9 @@ pub struct ExportArgs {
     /// Write to this file instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Admin bearer token (export reads through an admin endpoint).
+    #[arg(long, env = "DYNAKV_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -717,6 +720,7 @@ pub fn export(args: ExportArgs) -> Result<(), CliError> {
     let client = ClientBuilder::new(args.nodes.node.clone())
         .timeout(Duration::from_secs(120))
         .route_to_replicas(true)
+        .admin_token(args.admin_token.clone())
         .build()
         .map_err(|e| usage(e.to_string()))?;
     let mut out: Box<dyn Write> = match &args.out {

@@ -477,7 +477,11 @@ impl Client {
         let mut last = None;
         for base in router.partition(partition) {
             let url = format!("{base}/admin/export?partition={partition}");
-            let resp = match self.inner.http.get(&url).send().await {
+            let mut req = self.inner.http.get(&url);
+            if let Some(token) = &self.inner.admin_token {
+                req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+            }
+            let resp = match req.send().await {
                 Ok(r) => r,
                 Err(e) => {
                     last = Some(transport(base, &e));

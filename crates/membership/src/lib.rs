@@ -40,8 +40,9 @@ mod member;
 mod ring;
 mod state;
 
-pub use member::{Entry, MemberInfo, MemberState};
+pub use member::{Entry, MemberInfo, MemberState, valid_weight, valid_zone};
 pub use ring::{ClusterRing, RingStamp, Transit};
 pub use state::{
-    GossipConfig, GossipMessage, MemberView, Membership, Outgoing, Status, Transition,
+    FORGET_AFTER_MS, GossipConfig, GossipMessage, MAX_MEMBERS, MemberView, Membership, Outgoing,
+    Status, Transition,
 };

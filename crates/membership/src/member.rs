@@ -71,4 +71,58 @@ impl Entry {
     pub(crate) fn is_gone(&self) -> bool {
         matches!(self.state, MemberState::Left | MemberState::Removed)
     }
+
+    /// Why this entry cannot be a member's, if it cannot: gossip is checked
+    /// field by field before anything of it is merged (a weight of -1 would
+    /// break the ring's arithmetic on every node).
+    pub fn invalid(&self) -> Option<String> {
+        self.info.invalid()
+    }
+}
+
+/// Longest zone name.
+pub const MAX_ZONE_LEN: usize = 64;
+
+/// True if `name` is a valid member name: 1-64 characters of `A-Z a-z 0-9 -
+/// _ .` (as a node's configuration requires).
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// True if `weight` is a valid ring weight: finite, in (0, 100].
+pub fn valid_weight(weight: f64) -> bool {
+    weight.is_finite() && weight > 0.0 && weight <= 100.0
+}
+
+/// True if `zone` is a valid zone name.
+pub fn valid_zone(zone: Option<&str>) -> bool {
+    zone.is_none_or(|z| (1..=MAX_ZONE_LEN).contains(&z.len()))
+}
+
+impl MemberInfo {
+    /// Why this description cannot be a member's, if it cannot.
+    pub fn invalid(&self) -> Option<String> {
+        if !valid_name(&self.name) {
+            return Some("a member name is 1-64 characters of A-Z a-z 0-9 - _ .".into());
+        }
+        if !valid_weight(self.weight) {
+            return Some(format!(
+                "{}: weight {} is not in (0, 100]",
+                self.name, self.weight
+            ));
+        }
+        if !valid_zone(self.zone.as_deref()) {
+            return Some(format!("{}: a zone is 1-{MAX_ZONE_LEN} bytes", self.name));
+        }
+        if self.rpc_addr.ip().is_unspecified() || self.rpc_addr.port() == 0 {
+            return Some(format!(
+                "{}: {} cannot be dialled",
+                self.name, self.rpc_addr
+            ));
+        }
+        None
+    }
 }

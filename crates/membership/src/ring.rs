@@ -9,6 +9,9 @@ use dynakv_ring::{Change, Ring, RingEvent};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+/// Most changes a ring's log may hold (each join, update and leave is one).
+pub const MAX_LOG: usize = 65_536;
+
 /// Identifies one version of the cluster ring: higher versions win, and two
 /// different rings of one version (two claimants at once) are ordered by digest.
 #[derive(
@@ -117,6 +120,34 @@ impl ClusterRing {
             version: self.version,
             digest: h.digest(),
         }
+    }
+
+    /// Why this ring cannot be adopted, if it cannot: a member name, weight
+    /// or zone no member could have, or a transit of a partition that does
+    /// not exist.
+    pub fn invalid(&self) -> Option<String> {
+        use crate::member::{valid_name, valid_weight, valid_zone};
+        if self.log.len() > MAX_LOG {
+            return Some(format!("a ring log of {} changes", self.log.len()));
+        }
+        for e in &self.log {
+            if !valid_name(&e.name) {
+                return Some("a ring change names an invalid member".into());
+            }
+            if let Change::Join { weight, zone } | Change::Update { weight, zone } = &e.change
+                && (!valid_weight(*weight) || !valid_zone(zone.as_deref()))
+            {
+                return Some(format!("{}: weight {weight} or zone is invalid", e.name));
+            }
+        }
+        if self
+            .moving
+            .keys()
+            .any(|&p| usize::from(p) >= dynakv_ring::PARTITIONS)
+        {
+            return Some("a transit of a partition that does not exist".into());
+        }
+        None
     }
 
     /// True if no member ever joined.

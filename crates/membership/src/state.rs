@@ -51,6 +51,14 @@ impl Default for GossipConfig {
     }
 }
 
+/// Most members a table holds: entries of members beyond it are ignored.
+pub const MAX_MEMBERS: usize = 1024;
+
+/// How long a member that left or was removed stays in the table (so every
+/// node learns it left, and it cannot start again on its old data), before
+/// it is forgotten: a week.
+pub const FORGET_AFTER_MS: u64 = 7 * 24 * 3600 * 1000;
+
 /// A gossip message: the sender's whole table (small: one row per member).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GossipMessage {
@@ -550,12 +558,26 @@ impl Membership {
         if let Some(ring) = &message.ring
             && ring.version >= self.stamp.version
             && ring.stamp() > self.stamp
+            && ring.invalid().is_none()
         {
             self.set_ring(ring.clone());
             structural = true;
         }
         for theirs in &message.entries {
             let name = &theirs.info.name;
+            // Checked field by field; a table bigger than any cluster is
+            // taken no further.
+            if theirs.invalid().is_some()
+                || (!self.entries.contains_key(name) && self.entries.len() >= MAX_MEMBERS)
+            {
+                continue;
+            }
+            // A member gone for longer than the grace period is forgotten,
+            // and not learned again from a node that still lists it.
+            if theirs.is_gone() && now_ms.saturating_sub(theirs.state_changed_at) > FORGET_AFTER_MS
+            {
+                continue;
+            }
             if *name == self.me {
                 self.absorb_own(theirs);
                 continue;
@@ -622,8 +644,22 @@ impl Membership {
         }
     }
 
-    /// Recomputes every member's status, returning the changes since last time.
+    /// Recomputes every member's status, returning the changes since last
+    /// time, and forgets members that left (or were removed) more than
+    /// [`FORGET_AFTER_MS`] ago and are no longer in the ring.
     pub fn refresh(&mut self, now_ms: u64) -> Vec<Transition> {
+        let ring_members = self.ring.members();
+        let me = self.me.clone();
+        self.entries.retain(|name, e| {
+            *name == me
+                || !e.is_gone()
+                || ring_members.contains_key(name)
+                || now_ms.saturating_sub(e.state_changed_at) <= FORGET_AFTER_MS
+        });
+        let entries = &self.entries;
+        self.last_status
+            .retain(|name, _| entries.contains_key(name));
+        self.last_rise.retain(|name, _| entries.contains_key(name));
         let mut changes = Vec::new();
         let names: Vec<String> = self.entries.keys().cloned().collect();
         for name in names {

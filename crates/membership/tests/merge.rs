@@ -95,3 +95,63 @@ proptest! {
         }
     }
 }
+
+/// Gossip is checked field by field: a member with a weight the ring cannot
+/// use, a zone too long or an address nobody can dial is not taken in, and a
+/// ring whose log holds such a weight is not adopted.
+#[test]
+fn implausible_members_and_rings_are_not_merged() {
+    let mut m = observer();
+    let mut bad = entry(1, 1, 1, false);
+    bad.info.weight = -1.0;
+    let mut nan = entry(2, 1, 1, false);
+    nan.info.weight = f64::NAN;
+    let mut zone = entry(3, 1, 1, false);
+    zone.info.zone = Some("z".repeat(65));
+    let mut unspecified = entry(4, 1, 1, false);
+    unspecified.info.rpc_addr = SocketAddr::from(([0, 0, 0, 0], 7000));
+    let good = entry(5, 1, 1, false);
+    let mut ring = ClusterRing::bootstrap("m1", -1.0, None);
+    ring.version = 99;
+    m.receive(
+        &GossipMessage {
+            from: "x".into(),
+            entries: vec![bad, nan, zone, unspecified, good],
+            ring: Some(ring),
+            cluster: 0,
+        },
+        1,
+    );
+    let names: Vec<String> = table(&m).into_iter().map(|e| e.info.name).collect();
+    assert_eq!(names, ["m5", "observer"]);
+    assert_eq!(
+        m.ring().version,
+        0,
+        "a ring with a negative weight was adopted"
+    );
+}
+
+/// A member removed more than the grace period ago is forgotten, and not
+/// learned again from a node that still lists it.
+#[test]
+fn members_gone_long_ago_are_forgotten() {
+    let week = dynakv_membership::FORGET_AFTER_MS;
+    let mut m = observer();
+    let mut gone = entry(1, 1, 1, true);
+    gone.state_changed_at = 10;
+    let msg = GossipMessage {
+        from: "x".into(),
+        entries: vec![gone],
+        ring: None,
+        cluster: 0,
+    };
+    m.receive(&msg, 20);
+    assert!(m.entry("m1").is_some(), "a recent removal is kept");
+    m.refresh(week + 100);
+    assert!(
+        m.entry("m1").is_none(),
+        "not forgotten after the grace period"
+    );
+    m.receive(&msg, week + 100);
+    assert!(m.entry("m1").is_none(), "learned again");
+}

@@ -466,10 +466,13 @@ pub async fn unknown_admin(
 /// `409 not_a_replica`.
 pub async fn export(
     State(node): State<Arc<Node>>,
+    headers: HeaderMap,
     query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
+    // It reads whole partitions: the admin token guards it like any write.
+    authorize(&node, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let partition = query
         .get("partition")
@@ -560,10 +563,19 @@ const INGEST_MAX_RECORDS: usize = 65_536;
 pub async fn ingest(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
-    body: bytes::Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<Value>, ApiError> {
     use dynakv_client::records::{INGEST_BATCH_TYPE, MAX_KEY_BYTES, decode_ingest_batch};
+    // The credential first: a body of up to 256 MiB is read only for a
+    // caller that may send it.
     authorize(&node, &headers)?;
+    let body = axum::body::to_bytes(body, INGEST_BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body_too_large",
+            message: format!("an ingest body is at most {INGEST_BODY_LIMIT} bytes"),
+        })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,6 +1,10 @@
-//! A TCP listener that caps concurrent connections (as mini-redis's `Semaphore`):
-//! past the cap, new connections wait in the kernel backlog instead of exhausting
-//! file descriptors and memory.
+//! A TCP listener that caps concurrent connections (as mini-redis's
+//! `Semaphore`). A connection over the cap is not left waiting in the kernel
+//! backlog, where `/health` would hang with it: it gets one short answer and
+//! is closed, `200` to `GET /health` (a load balancer keeps seeing a live
+//! node) and `503 overloaded` to anything else (nothing was applied: a client
+//! may send even a write elsewhere). At most [`OVERFLOW`] such answers are
+//! written at once; beyond them a connection is closed unanswered.
 
 use std::io;
 use std::net::SocketAddr;
@@ -9,14 +13,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Connections over the cap answered at once.
+pub const OVERFLOW: usize = 4096;
+/// How long an over-cap connection has to send its request line.
+const OVERFLOW_READ: Duration = Duration::from_secs(1);
 
 /// A listener handing out at most `max` live connections at a time.
 pub struct CappedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
+    overflow: Arc<Semaphore>,
 }
 
 impl CappedListener {
@@ -25,42 +35,41 @@ impl CappedListener {
         CappedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
+            overflow: Arc::new(Semaphore::new(OVERFLOW)),
         }
     }
-}
 
-/// A connection holding one of the listener's permits until it closes.
-pub struct CappedStream {
-    stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl axum::serve::Listener for CappedListener {
-    type Io = CappedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection under the cap; those over it are answered and
+    /// closed meanwhile.
+    pub async fn accept(&mut self) -> (CappedStream, SocketAddr) {
         let mut backoff = Duration::from_millis(5);
         loop {
-            // The semaphore is never closed, so acquiring only waits.
-            let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                unreachable!("connection semaphore closed");
-            };
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
-                    return (
-                        CappedStream {
-                            stream,
-                            _permit: permit,
-                        },
-                        addr,
-                    );
+                    match Arc::clone(&self.permits).try_acquire_owned() {
+                        Ok(permit) => {
+                            return (
+                                CappedStream {
+                                    stream,
+                                    _permit: permit,
+                                },
+                                addr,
+                            );
+                        }
+                        Err(_) => {
+                            if let Ok(slot) = Arc::clone(&self.overflow).try_acquire_owned() {
+                                tokio::spawn(async move {
+                                    over_capacity(stream).await;
+                                    drop(slot);
+                                });
+                            }
+                        }
+                    }
                 }
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed; backing off");
-                    drop(permit);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
@@ -68,9 +77,46 @@ impl axum::serve::Listener for CappedListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
+    /// The bound address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
+}
+
+/// Answers one connection over the cap and closes it.
+async fn over_capacity(mut stream: TcpStream) {
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(OVERFLOW_READ, stream.read(&mut head))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
+    let line = &head[..n];
+    let live = [b"GET /health ".as_slice(), b"GET /health/live "]
+        .iter()
+        .any(|p| line.starts_with(p));
+    let (status, body) = if live {
+        ("200 OK", r#"{"status":"ok"}"#.to_string())
+    } else {
+        (
+            "503 Service Unavailable",
+            r#"{"error":"overloaded","message":"the node is at its connection cap (max_connections); nothing was applied, retry"}"#
+                .to_string(),
+        )
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}: true\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len(),
+        dynakv_client::NOT_APPLIED_HEADER
+    );
+    let _ = tokio::time::timeout(OVERFLOW_READ, stream.write_all(response.as_bytes())).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A connection holding one of the listener's permits until it closes.
+pub struct CappedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
 }
 
 impl AsyncRead for CappedStream {

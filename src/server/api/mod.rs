@@ -11,7 +11,7 @@ pub mod pb;
 mod riak;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -57,7 +57,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/admin/export", get(admin::export))
         .route(
             "/admin/ingest",
-            post(admin::ingest).layer(DefaultBodyLimit::max(admin::INGEST_BODY_LIMIT)),
+            post(admin::ingest).layer(DefaultBodyLimit::disable()),
         )
         .route("/admin/bucket-types", get(bucket_types::list))
         .route(
@@ -79,16 +79,53 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-/// Serves until `shutdown` is cancelled, then lets in-flight requests finish.
+/// How long a connection may take to send a request's headers, and stay
+/// idle between requests: a connection that sends half a header, or nothing,
+/// is closed after it (hyper's `header_read_timeout`, which also runs while a
+/// kept-alive connection waits for its next request).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a shutdown waits for requests in flight.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves until `shutdown` is cancelled, then lets in-flight requests finish
+/// (for at most [`DRAIN`]).
 pub async fn serve(
     node: Arc<Node>,
-    listener: CappedListener,
+    mut listener: CappedListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    use tower::Service;
     let app = router(node);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| app.clone().call(request));
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still in flight after {} s; stopping anyway",
+            DRAIN.as_secs()
+        );
+    }
     Ok(())
 }
 
