@@ -126,3 +126,32 @@ fn a_huge_ingest_body_without_the_token_is_refused_before_it_is_read() {
         .expect("export");
     assert_eq!(r.status(), 200);
 }
+
+#[test]
+fn an_object_larger_than_a_frame_is_refused_at_write_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = TestNode::new(dir.path(), "n1", ip(5));
+    node.args
+        .extend(["--max-value-bytes".to_string(), (64 << 20).to_string()]);
+    node.start();
+    let c = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    let value = vec![b'x'; 45 << 20];
+    // Two writes without a context are siblings: together 90 MiB, more than
+    // one node-to-node frame carries. The second is refused, nothing stored.
+    let first = c
+        .put(node.key_url("big"))
+        .body(value.clone())
+        .send()
+        .expect("put");
+    assert_eq!(first.status(), 204);
+    let second = c.put(node.key_url("big")).body(value).send().expect("put");
+    assert_eq!(second.status(), 413);
+    let body = second.text().expect("text");
+    assert!(body.contains("object_too_large"), "{body}");
+    let read = c.get(node.key_url("big")).send().expect("get");
+    assert_eq!(read.status(), 200, "one value, as before the refused write");
+    assert_eq!(read.bytes().expect("bytes").len(), 45 << 20);
+}

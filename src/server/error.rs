@@ -39,6 +39,17 @@ pub enum CoordError {
         /// The limit.
         limit: usize,
     },
+    /// The key's values, siblings together, would exceed what one object
+    /// may hold (`MAX_OBJECT_BYTES`): nothing was written.
+    #[error(
+        "the key's values would add up to {bytes} bytes, over the {limit} one key may hold; resolve its siblings (write with its context) or store less; nothing was written"
+    )]
+    ObjectTooLarge {
+        /// Bytes the object would hold.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// This node has not joined a cluster ring yet (started with seeds, it
     /// is still finding them): it cannot place the key. Nothing was written.
     #[error(

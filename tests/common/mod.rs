@@ -41,6 +41,8 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn http() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(20))
+        // Nodes close connections idle for 15 s.
+        .pool_idle_timeout(Duration::from_secs(10))
         .build()
         .expect("http client")
 }

@@ -221,6 +221,9 @@ impl ClientBuilder {
         let http = reqwest::Client::builder()
             .timeout(self.timeout)
             .pool_max_idle_per_host(self.connections)
+            // Nodes close a connection idle for 15 s: drop ours first, so a
+            // request never goes out on one the node is closing.
+            .pool_idle_timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::InvalidResponse(format!("cannot build an HTTP client: {e}")))?;

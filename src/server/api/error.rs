@@ -71,6 +71,9 @@ impl From<CoordError> for ApiError {
             }
             CoordError::TooManySiblings(_) => (StatusCode::CONFLICT, "too_many_siblings"),
             CoordError::ClockTooLarge { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            CoordError::ObjectTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "object_too_large")
+            }
             CoordError::Corrupt => (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_record"),
             CoordError::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
             CoordError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),

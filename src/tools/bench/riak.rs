@@ -56,6 +56,7 @@ impl RiakClient {
     pub fn http(urls: Vec<String>, slots: usize) -> RiakClient {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(slots)
+            .pool_idle_timeout(std::time::Duration::from_secs(10))
             .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("an HTTP client builds");

@@ -92,6 +92,12 @@ use crate::server::replication::group_commit::GroupCommit;
 /// carry (about 12 KB at this size), so every key's context stays usable.
 pub const MAX_CLOCK_ACTORS: usize = 1024;
 
+/// Most bytes of values one key may hold, its siblings together: an object
+/// travels between nodes in one frame (`rpc::frame::MAX_FRAME_BYTES`, 96 MiB),
+/// so a write that would make it larger is refused (413) rather than stored
+/// where no replica, hint or handoff could carry it.
+pub const MAX_OBJECT_BYTES: usize = 80 << 20;
+
 /// A requested quorum size (`r=2`, `w=quorum`, …): the client library's
 /// type, parsed here against the node's N ([`parse_quorum`]).
 pub use dynakv_client::Quorum;

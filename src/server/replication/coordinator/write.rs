@@ -20,7 +20,9 @@ use crate::server::cluster::rpc::{ForwardedWrite, Request, Response, RpcError};
 use crate::server::config::QuorumMode;
 use crate::server::metrics::Op;
 
-use super::{CoordError, Coordinator, MAX_CLOCK_ACTORS, Placement, Quorum, RequestOptions};
+use super::{
+    CoordError, Coordinator, MAX_CLOCK_ACTORS, MAX_OBJECT_BYTES, Placement, Quorum, RequestOptions,
+};
 
 /// The version a counter increment stores: the merge of every counter
 /// among `object`'s siblings, plus `by` as `actor`.
@@ -52,6 +54,8 @@ fn counter_version(
 pub(super) enum Refused {
     Siblings(TooManySiblings),
     Clock(usize),
+    /// The key's values would add up to this many bytes.
+    TooLarge(usize),
 }
 
 /// Extra time a forwarder waits beyond the replica's own deadline.
@@ -352,8 +356,18 @@ impl Coordinator {
                             None => (context, version),
                         };
                         o.write_capped(&context, actor, version, max)
-                            .map(|_dot| ())
-                            .map_err(Refused::Siblings)
+                            .map_err(Refused::Siblings)?;
+                        // Not stored (the closure's error leaves the key as
+                        // it was) if no frame could carry it to a replica.
+                        let bytes: usize = o
+                            .live()
+                            .iter()
+                            .map(|v| v.data.as_ref().map_or(0, |d| d.len()) + 64)
+                            .sum();
+                        if bytes > MAX_OBJECT_BYTES {
+                            return Err(Refused::TooLarge(bytes));
+                        }
+                        Ok(())
                     }),
                 },
                 bytes,
@@ -365,6 +379,10 @@ impl Coordinator {
                 Refused::Clock(actors) => CoordError::ClockTooLarge {
                     actors,
                     limit: MAX_CLOCK_ACTORS,
+                },
+                Refused::TooLarge(bytes) => CoordError::ObjectTooLarge {
+                    bytes,
+                    limit: MAX_OBJECT_BYTES,
                 },
             })?;
         let object = Arc::new(object);
