@@ -78,7 +78,7 @@ pub struct NodeArgs {
     #[arg(long, env = "DYNAKV_PB")]
     pub pb: Option<SocketAddr>,
     /// Node-to-node address other members dial (default: --listen; required
-    /// when --listen is 0.0.0.0 or [::]).
+    /// when --listen is 0.0.0.0 or `[::]`).
     #[arg(long, env = "DYNAKV_ADVERTISE")]
     pub advertise: Option<SocketAddr>,
     /// HTTP address clients are told to use for this node (default: --http,

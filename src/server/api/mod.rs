@@ -89,7 +89,7 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 const DRAIN: Duration = Duration::from_secs(30);
 
 /// Serves until `shutdown` is cancelled, then lets in-flight requests finish
-/// (for at most [`DRAIN`]).
+/// (for at most 30 s).
 pub async fn serve(
     node: Arc<Node>,
     mut listener: CappedListener,
