@@ -827,6 +827,61 @@ fn with_sync_writes_acknowledged_writes_survive_sigkill() {
     }
 }
 
+/// The key a test node signs contexts with: its cluster secret (the
+/// harness's) and its cluster id. Only a party holding the secret has it.
+fn context_key_of(node: &TestNode, root: &std::path::Path) -> dynakv_versioning::ContextKey {
+    let id = node.status()["cluster_id"]
+        .as_str()
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .expect("cluster id");
+    dynakv_versioning::ContextKey::derive(format!("test-{}", root.display()).as_bytes(), id)
+}
+
+/// A context raising a known actor's counter would make a replica that
+/// missed it drop that actor's later, acknowledged writes. Contexts are
+/// signed: a client cannot make one, whatever it knows of the key.
+#[test]
+fn a_forged_context_raising_an_actors_counter_is_refused() {
+    use dynakv_versioning::{ActorId, CausalContext, ContextKey, VersionVector};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = TestNode::new(dir.path(), "n1", std::net::Ipv4Addr::LOCALHOST);
+    node.start();
+    let c = http();
+    let url = node.key_url("victim");
+    assert_eq!(put(&c, &url, "v1", None).status(), 204);
+    let actor = u64::from_str_radix(node.status()["actor"].as_str().expect("actor"), 16)
+        .expect("hex actor");
+    let raised: VersionVector = [(ActorId(actor), 1000)].into_iter().collect();
+    let id =
+        u64::from_str_radix(node.status()["cluster_id"].as_str().expect("id"), 16).expect("hex id");
+    // Signed with a guessed key (no secret, the right cluster id), and in
+    // the unsigned format of earlier versions.
+    let guessed = CausalContext(raised.clone()).encode(&ContextKey::derive(b"", id));
+    let unsigned = {
+        use base64::Engine;
+        let mut b = vec![1u8, 1];
+        b.extend_from_slice(&actor.to_le_bytes());
+        b.extend_from_slice(&[0xe8, 0x07]);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    for forged in [guessed, unsigned] {
+        let resp = put(&c, &url, "forged", Some(&forged));
+        assert_eq!(resp.status(), 400, "a forged context was taken");
+    }
+    // A context altered by one character is refused too.
+    let real = ctx_of(&c.get(&url).send().expect("get"));
+    let mut altered = real.clone().into_bytes();
+    altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).expect("ascii");
+    assert_eq!(put(&c, &url, "forged", Some(&altered)).status(), 400);
+    assert_eq!(values(&c, &url), vec!["v1"]);
+    // The real one works.
+    assert_eq!(put(&c, &url, "v2", Some(&real)).status(), 204);
+    assert_eq!(values(&c, &url), vec!["v2"]);
+}
+
 #[test]
 fn a_crafted_context_cannot_grow_a_clock_without_bound() {
     use dynakv_versioning::{ActorId, CausalContext, VersionVector};
@@ -836,11 +891,14 @@ fn a_crafted_context_cannot_grow_a_clock_without_bound() {
     let c = http();
     let url = node.key_url("bloated");
     assert_eq!(put(&c, &url, "v", None).status(), 204);
-    // Each token names 300 actors no replica ever had: every write that
-    // carries one grows the clock, until the cap (1,024) refuses with a JSON 400.
+    // Signed with the cluster's own key (as only a node, or someone with
+    // the secret, can): each token names 300 actors no replica ever had, and
+    // every write that carries one grows the clock, until the cap (1,024)
+    // refuses with a JSON 400.
+    let key = context_key_of(&node, dir.path());
     let forged = |base: u64| {
         let vv: VersionVector = (0..300u64).map(|i| (ActorId(base + i), 1)).collect();
-        CausalContext(vv).encode()
+        CausalContext(vv).encode(&key)
     };
     let mut accepted = 0;
     let mut refused = None;

@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::buckets::{Buckets, META_BUCKETS};
 use crate::server::cluster::rpc::{Faults, RpcClient, RpcShared};
+use dynakv_versioning::ContextKey;
+
 use crate::server::cluster::{Cluster, META_CLUSTER_ID, META_MEMBERS, META_RING};
 use crate::server::config::Config;
 use crate::server::handoff_budget::HandoffBudget;
@@ -45,9 +47,28 @@ pub struct Core {
     pub handoff_budget: HandoffBudget,
     /// Bucket types and bucket properties (each key's `n_val`).
     pub buckets: Buckets,
+    /// The key causal contexts are signed with, for the cluster id it was
+    /// derived for ([`Core::context_key`]).
+    pub context_key: parking_lot::Mutex<Option<(u64, Arc<ContextKey>)>>,
 }
 
 impl Core {
+    /// The key this cluster signs causal contexts with: derived from the
+    /// cluster secret and the cluster's id, the same on every member.
+    pub fn context_key(&self) -> Arc<ContextKey> {
+        let id = self.cluster.cluster_id();
+        let mut cached = self.context_key.lock();
+        match &*cached {
+            Some((for_id, key)) if *for_id == id => Arc::clone(key),
+            _ => {
+                let secret = self.config.cluster_secret.as_deref().unwrap_or("");
+                let key = Arc::new(ContextKey::derive(secret.as_bytes(), id));
+                *cached = Some((id, Arc::clone(&key)));
+                key
+            }
+        }
+    }
+
     /// This node's name.
     pub fn me(&self) -> &str {
         &self.identity.name

@@ -39,17 +39,6 @@ pub enum CoordError {
         /// The limit.
         limit: usize,
     },
-    /// The key's values, siblings together, would exceed what one object
-    /// may hold (`MAX_OBJECT_BYTES`): nothing was written.
-    #[error(
-        "the key's values would add up to {bytes} bytes, over the {limit} one key may hold; resolve its siblings (write with its context) or store less; nothing was written"
-    )]
-    ObjectTooLarge {
-        /// Bytes the object would hold.
-        bytes: usize,
-        /// The limit.
-        limit: usize,
-    },
     /// This node has not joined a cluster ring yet (started with seeds, it
     /// is still finding them): it cannot place the key. Nothing was written.
     #[error(
@@ -67,6 +56,17 @@ pub enum CoordError {
     /// counted.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The key's values, siblings together, would exceed what one object
+    /// may hold (`MAX_OBJECT_BYTES`): nothing was written.
+    #[error(
+        "the key's values would add up to {bytes} bytes, over the {limit} one key may hold; resolve its siblings (write with its context) or store less; nothing was written"
+    )]
+    ObjectTooLarge {
+        /// Bytes the object would hold.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl From<StorageError> for CoordError {
@@ -112,6 +112,13 @@ mod tests {
             (CoordError::NotReady, 5),
             (CoordError::RingChanging, 6),
             (CoordError::Internal("bug".into()), 7),
+            (
+                CoordError::ObjectTooLarge {
+                    bytes: 90 << 20,
+                    limit: 80 << 20,
+                },
+                8,
+            ),
         ];
         for (error, index) in cases {
             let bytes = dynakv_storage::codec::encode(&error);

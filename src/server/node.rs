@@ -103,14 +103,13 @@ impl Node {
             },
             now,
         );
-        // The cluster this node belongs to: kept from an earlier run, or
-        // made now by a node that founds a cluster alone.
-        match storage.get_meta::<u64>(META_CLUSTER_ID)? {
-            Some(id) => membership.set_cluster_id(id),
-            None if membership.cluster_id() != 0 => {
-                storage.put_meta(META_CLUSTER_ID, &membership.cluster_id())?;
-            }
-            None => {}
+        // The cluster this node belongs to: kept from an earlier run, made
+        // now by a node that founds a cluster alone, or derived from a ring
+        // made before clusters had ids.
+        let persisted_id = storage.get_meta::<u64>(META_CLUSTER_ID)?;
+        membership.set_cluster_id(persisted_id);
+        if persisted_id.is_none() && membership.cluster_id() != 0 {
+            storage.put_meta(META_CLUSTER_ID, &membership.cluster_id())?;
         }
         let metrics = Arc::new(Metrics::new());
         let rpc_shared = Arc::new(RpcShared::new(
@@ -137,6 +136,7 @@ impl Node {
             persist_lock: parking_lot::Mutex::new(()),
             ring_changed: tokio::sync::Notify::new(),
             handoff_budget,
+            context_key: parking_lot::Mutex::new(None),
         });
         let ae = Arc::new(AntiEntropy::new(Arc::clone(&core)));
         let transfers = Arc::new(Transfers::new(Arc::clone(&core), Arc::clone(&ae)));

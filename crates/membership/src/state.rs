@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use dynakv_ring::Ring;
+use dynakv_ring::{Change, Ring};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
@@ -277,10 +277,27 @@ impl Membership {
         self.cluster_id
     }
 
-    /// Restores the cluster id persisted by an earlier run.
-    pub fn set_cluster_id(&mut self, id: u64) {
-        if id != 0 {
-            self.cluster_id = id;
+    /// Restores the cluster id persisted by an earlier run (`None`: there
+    /// was none). A node that holds a ring made before clusters had ids
+    /// derives it from the ring's first change, the founding join, which
+    /// every member of that cluster holds: they all agree on it without a
+    /// word exchanged.
+    pub fn set_cluster_id(&mut self, id: Option<u64>) {
+        match id {
+            Some(id) if id != 0 => self.cluster_id = id,
+            _ if self.cluster_id == 0 => {
+                if let Some(first) = self.ring.log.first() {
+                    let (weight, zone) = match &first.change {
+                        Change::Join { weight, zone } | Change::Update { weight, zone } => {
+                            (weight.to_bits(), zone.as_deref().unwrap_or(""))
+                        }
+                        Change::Leave => (0, ""),
+                    };
+                    let founding = format!("{}\0{weight}\0{zone}", first.name);
+                    self.cluster_id = mint_cluster_id(&founding, 0, &[]);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -346,12 +363,6 @@ impl Membership {
             })
             .cloned()
             .collect();
-        // A ring made before clusters had ids (an upgraded cluster): its
-        // claimant names it, and the others take the id from gossip.
-        if self.cluster_id == 0 && !self.ring.is_empty() {
-            let members: Vec<&str> = self.entries.keys().map(String::as_str).collect();
-            self.cluster_id = mint_cluster_id(&self.me, now_ms, &members);
-        }
         match claim(&self.ring, &self.entries, &live, &self.me, self.config.n) {
             Some(next) => {
                 self.set_ring(next);
@@ -574,7 +585,9 @@ impl Membership {
             }
             // A member gone for longer than the grace period is forgotten,
             // and not learned again from a node that still lists it.
-            if theirs.is_gone() && now_ms.saturating_sub(theirs.state_changed_at) > FORGET_AFTER_MS
+            if theirs.is_gone()
+                && *name != self.me
+                && now_ms.saturating_sub(theirs.state_changed_at) > FORGET_AFTER_MS
             {
                 continue;
             }

@@ -40,8 +40,8 @@
 //! # Causal-context tokens
 //!
 //! Clients never parse a context: [`CausalContext`] encodes a [`VersionVector`] as
-//! a compact, URL-safe, checksummed token and rejects malformed or tampered tokens
-//! with a typed [`TokenError`].
+//! a compact, URL-safe token signed with the cluster's [`ContextKey`], and
+//! rejects malformed, tampered or forged tokens with a typed [`TokenError`].
 //!
 //! # Actor ids
 //!
@@ -69,4 +69,4 @@ pub use counter::{COUNTER_CONTENT_TYPE, PnCounter};
 pub use dvvset::{Dot, DvvSet};
 pub use incarnation::Incarnation;
 pub use object::{Link, Metadata, Object, TooManySiblings, Version};
-pub use token::{CausalContext, MAX_ACTORS, MAX_COUNTER, TokenError};
+pub use token::{CausalContext, ContextKey, MAX_ACTORS, MAX_COUNTER, TokenError};

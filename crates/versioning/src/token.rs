@@ -1,27 +1,33 @@
 //! Causal-context tokens: the opaque form of a version vector that clients carry.
 //!
 //! Layout before encoding: a format byte, a varint count of entries, then per
-//! entry the actor id (8 bytes, little endian) and a varint counter, then a
-//! CRC-32 of everything before it. The bytes are encoded as unpadded URL-safe
+//! entry the actor id (8 bytes, little endian) and a varint counter, then the
+//! first 16 bytes of an HMAC-SHA256 of everything before it, keyed with the
+//! cluster's [`ContextKey`]. The bytes are encoded as unpadded URL-safe
 //! base64, so a token can travel in a header or a query string unchanged.
 //!
-//! Every single-character change is rejected: the base64 decoder refuses
-//! characters outside the alphabet and non-zero trailing bits, and the CRC-32
-//! catches any change of up to 32 consecutive bits. Tokens are checksummed, not
-//! signed: a client able to forge a plausible context can only make its own write
-//! supersede or not supersede versions, which it could do with a real context too.
+//! **Signed, so a context cannot be forged.** A context says which versions a
+//! write supersedes. One that raised a known actor's counter beyond what the
+//! client read would make a replica that missed that forged write discard
+//! the actor's *later, acknowledged* writes when it merges (they look already
+//! seen). Only a node of the cluster can make a valid token: a changed,
+//! truncated or invented one, or one of another cluster, is refused
+//! ([`TokenError::Signature`]) before it is used.
 //!
-//! A forged token cannot hurt the store either: every decoded context is
-//! validated by bounds — at most [`MAX_ACTORS`] actors, every counter at most
-//! [`MAX_COUNTER`] (2^48: one actor would need that many writes of one key) —
-//! so no counter built from a client's context can overflow.
+//! Decoded contexts are also bounded: at most [`MAX_ACTORS`] actors, every
+//! counter at most [`MAX_COUNTER`] (2^48), so no counter built from a context
+//! can overflow.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::{ActorId, VersionVector};
 
-const FORMAT_V1: u8 = 1;
+const FORMAT_V2: u8 = 2;
+/// Bytes of the signature kept in a token.
+const MAC_LEN: usize = 16;
 /// Largest counter a context may carry.
 pub const MAX_COUNTER: u64 = 1 << 48;
 /// Most actors a context may name.
@@ -30,21 +36,57 @@ pub const MAX_ACTORS: u64 = 4096;
 /// replica actor that ever wrote the key: thousands would already be absurd).
 const MAX_TOKEN_LEN: usize = 64 * 1024;
 
+type HmacSha256 = Hmac<Sha256>;
+
 /// Why a causal-context token was rejected.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
     /// The token is not unpadded URL-safe base64 (or is implausibly long).
     #[error("causal context is not a valid token encoding")]
     Encoding,
-    /// The token decoded, but its checksum does not match: it was altered or cut.
-    #[error("causal context checksum mismatch (token altered or truncated)")]
-    Checksum,
-    /// The token was made by an unknown format version.
-    #[error("causal context has unknown format version {0}")]
+    /// The signature does not match: the token was altered, cut, forged, or
+    /// made by another cluster (or before its cluster secret changed).
+    #[error(
+        "causal context signature mismatch (altered, forged, or from another cluster): read the key again for a fresh one"
+    )]
+    Signature,
+    /// The token was made by an unknown format version (version 1 tokens,
+    /// unsigned, came from dynakv before contexts were signed).
+    #[error("causal context has unknown format version {0}: read the key again for a fresh one")]
     Format(u8),
-    /// The checksum matched but the contents are malformed.
+    /// The signature matched but the contents are malformed.
     #[error("causal context is malformed")]
     Malformed,
+}
+
+/// The key a cluster signs its contexts with: derived from the cluster
+/// secret and the cluster's id, so every node of one cluster has it and no
+/// client can compute it.
+#[derive(Clone)]
+pub struct ContextKey([u8; 32]);
+
+impl std::fmt::Debug for ContextKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContextKey(..)")
+    }
+}
+
+impl ContextKey {
+    /// The key of the cluster `cluster` whose nodes share `secret` (empty
+    /// without one: then anyone who learns the id can sign, as anyone can
+    /// join such a cluster).
+    pub fn derive(secret: &[u8], cluster: u64) -> ContextKey {
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(b"dynakv causal context key");
+        mac.update(&cluster.to_le_bytes());
+        ContextKey(mac.finalize().into_bytes().into())
+    }
+
+    fn mac(&self, body: &[u8]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(body);
+        mac
+    }
 }
 
 /// The causal context a client received with a read or write, to hand back with
@@ -53,53 +95,52 @@ pub enum TokenError {
 pub struct CausalContext(pub VersionVector);
 
 impl CausalContext {
-    /// The opaque token form.
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(self.to_bytes())
+    /// The opaque token form, signed with `key`.
+    pub fn encode(&self, key: &ContextKey) -> String {
+        URL_SAFE_NO_PAD.encode(self.to_bytes(key))
     }
 
     /// The token's bytes before text encoding: what Riak's protocols carry as
     /// the vclock (raw in Protocol Buffers, standard base64 in HTTP).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut buf = Vec::with_capacity(2 + self.0.len() * 12 + 4);
-        buf.push(FORMAT_V1);
+    pub fn to_bytes(&self, key: &ContextKey) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(2 + self.0.len() * 12 + MAC_LEN);
+        buf.push(FORMAT_V2);
         put_varint(&mut buf, self.0.len() as u64);
         for (actor, counter) in self.0.iter() {
             buf.extend_from_slice(&actor.0.to_le_bytes());
             put_varint(&mut buf, counter);
         }
-        let crc = crc32fast::hash(&buf);
-        buf.extend_from_slice(&crc.to_le_bytes());
+        let mac = key.mac(&buf).finalize().into_bytes();
+        buf.extend_from_slice(&mac[..MAC_LEN]);
         buf
     }
 
-    /// Parses a token produced by [`CausalContext::encode`].
-    pub fn decode(token: &str) -> Result<Self, TokenError> {
+    /// Parses and checks a token produced by [`CausalContext::encode`] with `key`.
+    pub fn decode(token: &str, key: &ContextKey) -> Result<Self, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Encoding);
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(token.as_bytes())
             .map_err(|_| TokenError::Encoding)?;
-        Self::from_bytes(&bytes)
+        Self::from_bytes(&bytes, key)
     }
 
-    /// Parses the bytes of [`CausalContext::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, TokenError> {
+    /// Parses and checks the bytes of [`CausalContext::to_bytes`] with `key`.
+    pub fn from_bytes(bytes: &[u8], key: &ContextKey) -> Result<Self, TokenError> {
         if bytes.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Encoding);
         }
-        if bytes.len() < 5 {
-            return Err(TokenError::Checksum);
+        match bytes.first() {
+            None => return Err(TokenError::Signature),
+            Some(&f) if f != FORMAT_V2 => return Err(TokenError::Format(f)),
+            Some(_) if bytes.len() < 2 + MAC_LEN => return Err(TokenError::Signature),
+            Some(_) => {}
         }
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        if crc32fast::hash(body) != crc {
-            return Err(TokenError::Checksum);
-        }
-        if body[0] != FORMAT_V1 {
-            return Err(TokenError::Format(body[0]));
-        }
+        let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
+        key.mac(body)
+            .verify_truncated_left(mac)
+            .map_err(|_| TokenError::Signature)?;
         let mut rest = &body[1..];
         let count = get_varint(&mut rest)?;
         if count > MAX_ACTORS {
@@ -152,37 +193,75 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, TokenError> {
 mod tests {
     use super::*;
 
+    fn key() -> ContextKey {
+        ContextKey::derive(b"secret", 7)
+    }
+
     #[test]
     fn forged_tokens_outside_the_bounds_are_refused() {
         let mut vv = VersionVector::new();
         vv.observe(ActorId(1), MAX_COUNTER + 1);
-        let t = CausalContext(vv).encode();
-        assert_eq!(CausalContext::decode(&t), Err(TokenError::Malformed));
+        let t = CausalContext(vv).encode(&key());
+        assert_eq!(
+            CausalContext::decode(&t, &key()),
+            Err(TokenError::Malformed)
+        );
         let mut vv = VersionVector::new();
         vv.observe(ActorId(1), MAX_COUNTER);
-        let t = CausalContext(vv.clone()).encode();
-        assert_eq!(CausalContext::decode(&t), Ok(CausalContext(vv)));
+        let t = CausalContext(vv.clone()).encode(&key());
+        assert_eq!(CausalContext::decode(&t, &key()), Ok(CausalContext(vv)));
         let many: VersionVector = (0..=MAX_ACTORS).map(|i| (ActorId(i), 1)).collect();
-        let t = CausalContext(many).encode();
-        assert_eq!(CausalContext::decode(&t), Err(TokenError::Malformed));
+        let t = CausalContext(many).encode(&key());
+        assert_eq!(
+            CausalContext::decode(&t, &key()),
+            Err(TokenError::Malformed)
+        );
     }
 
     #[test]
     fn empty_context_round_trips() {
-        let t = CausalContext::default().encode();
-        assert_eq!(CausalContext::decode(&t), Ok(CausalContext::default()));
+        let t = CausalContext::default().encode(&key());
+        assert_eq!(
+            CausalContext::decode(&t, &key()),
+            Ok(CausalContext::default())
+        );
+    }
+
+    #[test]
+    fn a_token_of_another_key_or_cluster_is_refused() {
+        let mut vv = VersionVector::new();
+        vv.observe(ActorId(9), 1000);
+        let forged = CausalContext(vv).encode(&ContextKey::derive(b"guess", 7));
+        assert_eq!(
+            CausalContext::decode(&forged, &key()),
+            Err(TokenError::Signature)
+        );
+        let other = CausalContext::default().encode(&ContextKey::derive(b"secret", 8));
+        assert_eq!(
+            CausalContext::decode(&other, &key()),
+            Err(TokenError::Signature)
+        );
+        // An unsigned token of the format before signing.
+        let v1 = URL_SAFE_NO_PAD.encode([1u8, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            CausalContext::decode(&v1, &key()),
+            Err(TokenError::Format(1))
+        );
     }
 
     #[test]
     fn garbage_is_rejected_with_a_typed_error() {
         assert_eq!(
-            CausalContext::decode("not a token!"),
+            CausalContext::decode("not a token!", &key()),
             Err(TokenError::Encoding)
         );
-        assert_eq!(CausalContext::decode(""), Err(TokenError::Checksum));
         assert_eq!(
-            CausalContext::decode("AAAAAAAAAA"),
-            Err(TokenError::Checksum)
+            CausalContext::decode("", &key()),
+            Err(TokenError::Signature)
+        );
+        assert_eq!(
+            CausalContext::decode("AgAAAAAAAAAAAAAAAAAAAA", &key()),
+            Err(TokenError::Signature)
         );
     }
 }

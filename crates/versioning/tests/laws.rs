@@ -138,7 +138,8 @@ proptest! {
     fn token_round_trips(entries in proptest::collection::btree_map(any::<u64>(), 1..=dynakv_versioning::MAX_COUNTER, 0..12)) {
         let vv: VersionVector = entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
         let ctx = CausalContext(vv);
-        prop_assert_eq!(CausalContext::decode(&ctx.encode()), Ok(ctx));
+        let key = dynakv_versioning::ContextKey::derive(b"k", 1);
+        prop_assert_eq!(CausalContext::decode(&ctx.encode(&key), &key), Ok(ctx));
     }
 
     #[test]
@@ -149,7 +150,8 @@ proptest! {
     ) {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let vv: VersionVector = entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
-        let token = CausalContext(vv).encode().into_bytes();
+        let key = dynakv_versioning::ContextKey::derive(b"k", 1);
+        let token = CausalContext(vv).encode(&key).into_bytes();
         let i = pos.index(token.len());
         let mut c = ALPHABET[replacement.index(ALPHABET.len())];
         if c == token[i] {
@@ -158,7 +160,7 @@ proptest! {
         let mut tampered = token.clone();
         tampered[i] = c;
         let tampered = String::from_utf8(tampered).expect("ascii");
-        prop_assert!(CausalContext::decode(&tampered).is_err());
+        prop_assert!(CausalContext::decode(&tampered, &key).is_err());
     }
 }
 
@@ -199,8 +201,9 @@ proptest! {
     ) {
         use dynakv_versioning::{ActorId, CausalContext, Object, Version, VersionVector};
         let vv: VersionVector = entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
-        let token = CausalContext(vv).encode();
-        let ctx = CausalContext::decode(&token).expect("within bounds").0;
+        let key = dynakv_versioning::ContextKey::derive(b"k", 1);
+        let token = CausalContext(vv).encode(&key);
+        let ctx = CausalContext::decode(&token, &key).expect("within bounds").0;
         let mut o = Object::new();
         for i in 0..writes {
             o.update(&ctx, ActorId(i as u64 % 4), Version::value(vec![i as u8], "", i as u64));

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use dynakv_storage::clock::now_ms;
-use dynakv_versioning::{CausalContext, Object, Version, VersionVector};
+use dynakv_versioning::{CausalContext, ContextKey, Object, Version, VersionVector};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
@@ -125,7 +125,7 @@ fn options(
 }
 
 /// The causal context a client sent, if any; a malformed one is a 400.
-fn context(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+fn context(key: &ContextKey, headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     let Some(value) = headers.get(CONTEXT_HEADER) else {
         return Ok(None);
     };
@@ -136,13 +136,13 @@ fn context(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     if token.is_empty() {
         return Ok(None);
     }
-    CausalContext::decode(token)
+    CausalContext::decode(token, key)
         .map(|c| Some(c.0))
         .map_err(|e| ApiError::bad_request(format!("X-Causal-Context rejected: {e}")))
 }
 
-fn context_value(vv: &VersionVector) -> HeaderValue {
-    HeaderValue::from_str(&CausalContext(vv.clone()).encode())
+fn context_value(key: &ContextKey, vv: &VersionVector) -> HeaderValue {
+    HeaderValue::from_str(&CausalContext(vv.clone()).encode(key))
         .expect("tokens are URL-safe base64, always a valid header value")
 }
 
@@ -157,7 +157,7 @@ pub async fn put(
     let q = params(query)?;
     let key = stored_key(&node, &uri, &q)?;
     let opts = options(&node, &q, "w")?;
-    let ctx = context(&headers)?.unwrap_or_default();
+    let ctx = context(&node.core.context_key(), &headers)?.unwrap_or_default();
     let body = body.map_err(|e| body_error(&node, e))?;
     if body.len() > node.core.config.max_value_bytes {
         return Err(too_large(&node, body.len()));
@@ -180,7 +180,10 @@ pub async fn put(
         .await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(CONTEXT_HEADER, context_value(&new_ctx))],
+        [(
+            CONTEXT_HEADER,
+            context_value(&node.core.context_key(), &new_ctx),
+        )],
     )
         .into_response())
 }
@@ -221,18 +224,18 @@ pub async fn get(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    Ok(render(&object, wants_json))
+    Ok(render(&node.core.context_key(), &object, wants_json))
 }
 
 /// The response for a read: `404`, one raw value, or the JSON sibling form.
-fn render(object: &Object, wants_json: bool) -> Response {
+fn render(key: &ContextKey, object: &Object, wants_json: bool) -> Response {
     let ctx = object.context();
     let live = object.live();
     if live.is_empty() {
         let mut resp = ApiError::not_found("no live version of this key").into_response();
         if !object.is_empty() {
             resp.headers_mut()
-                .insert(CONTEXT_HEADER, context_value(&ctx));
+                .insert(CONTEXT_HEADER, context_value(key, &ctx));
         }
         return resp;
     }
@@ -245,13 +248,16 @@ fn render(object: &Object, wants_json: bool) -> Response {
             StatusCode::OK,
             [
                 (header::CONTENT_TYPE, ct),
-                (CONTEXT_HEADER.parse().expect("static"), context_value(&ctx)),
+                (
+                    CONTEXT_HEADER.parse().expect("static"),
+                    context_value(key, &ctx),
+                ),
             ],
             body,
         )
             .into_response();
     }
-    let token = CausalContext(ctx.clone()).encode();
+    let token = CausalContext(ctx.clone()).encode(key);
     let siblings: Vec<_> = live
         .iter()
         .map(|v| {
@@ -268,7 +274,7 @@ fn render(object: &Object, wants_json: bool) -> Response {
     };
     (
         status,
-        [(CONTEXT_HEADER, context_value(&ctx))],
+        [(CONTEXT_HEADER, context_value(key, &ctx))],
         Json(json!({"context": token, "siblings": siblings})),
     )
         .into_response()
@@ -285,7 +291,7 @@ pub async fn delete(
     let q = params(query)?;
     let key = stored_key(&node, &uri, &q)?;
     let opts = options(&node, &q, "w")?;
-    let ctx = match context(&headers)? {
+    let ctx = match context(&node.core.context_key(), &headers)? {
         Some(ctx) => ctx,
         None => {
             let read = RequestOptions {
@@ -297,8 +303,10 @@ pub async fn delete(
                 // Nothing live to delete: succeed without writing another tombstone.
                 let mut resp = StatusCode::NO_CONTENT.into_response();
                 if !current.is_empty() {
-                    resp.headers_mut()
-                        .insert(CONTEXT_HEADER, context_value(&current.context()));
+                    resp.headers_mut().insert(
+                        CONTEXT_HEADER,
+                        context_value(&node.core.context_key(), &current.context()),
+                    );
                 }
                 return Ok(resp);
             }
@@ -311,7 +319,10 @@ pub async fn delete(
         .await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(CONTEXT_HEADER, context_value(&new_ctx))],
+        [(
+            CONTEXT_HEADER,
+            context_value(&node.core.context_key(), &new_ctx),
+        )],
     )
         .into_response())
 }

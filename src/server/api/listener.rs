@@ -111,6 +111,19 @@ async fn over_capacity(mut stream: TcpStream) {
     );
     let _ = tokio::time::timeout(OVERFLOW_READ, stream.write_all(response.as_bytes())).await;
     let _ = stream.shutdown().await;
+    // Read (a little of) what the client still sends, so closing does not
+    // reset the connection before it reads the answer.
+    let mut rest = [0u8; 4096];
+    let drain = async {
+        let mut left = 64 << 10;
+        while left > 0 {
+            match stream.read(&mut rest).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left -= n.min(left),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(OVERFLOW_READ, drain).await;
 }
 
 /// A connection holding one of the listener's permits until it closes.

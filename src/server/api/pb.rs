@@ -24,7 +24,9 @@ use dynakv_riakpb::messages::{
 };
 use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError};
 use dynakv_storage::clock::now_ms;
-use dynakv_versioning::{CausalContext, Link, Metadata, Object, Version, VersionVector};
+use dynakv_versioning::{
+    CausalContext, ContextKey, Link, Metadata, Object, Version, VersionVector,
+};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -134,14 +136,14 @@ fn params(fields: &[(&str, Option<u32>)], timeout: Option<u32>) -> HashMap<Strin
     p
 }
 
-fn vclock_of(vv: &VersionVector) -> Vec<u8> {
-    CausalContext(vv.clone()).to_bytes()
+fn vclock_of(key: &ContextKey, vv: &VersionVector) -> Vec<u8> {
+    CausalContext(vv.clone()).to_bytes(key)
 }
 
-fn context_from(vclock: Option<&[u8]>) -> Result<VersionVector, ApiError> {
+fn context_from(key: &ContextKey, vclock: Option<&[u8]>) -> Result<VersionVector, ApiError> {
     match vclock {
         None | Some([]) => Ok(VersionVector::new()),
-        Some(bytes) => CausalContext::from_bytes(bytes)
+        Some(bytes) => CausalContext::from_bytes(bytes, key)
             .map(|c| c.0)
             .map_err(|e| ApiError::bad_request(format!("bad vclock: {e}"))),
     }
@@ -231,13 +233,13 @@ fn version_from(content: RpbContent) -> Version {
     Version::value(content.value, content_type, now_ms()).with_meta(meta)
 }
 
-fn get_resp(object: &Object, props: &Props, head: bool) -> RpbGetResp {
+fn get_resp(key: &ContextKey, object: &Object, props: &Props, head: bool) -> RpbGetResp {
     RpbGetResp {
         content: visible(object, props)
             .into_iter()
             .map(|v| content_of(v, head))
             .collect(),
-        vclock: (!object.is_empty()).then(|| vclock_of(&object.context())),
+        vclock: (!object.is_empty()).then(|| vclock_of(key, &object.context())),
         unchanged: None,
     }
 }
@@ -284,14 +286,19 @@ async fn handle(
             let object = node.coordinator.coordinate_get(stored, opts).await?;
             if let Some(since) = r.if_modified
                 && !object.is_empty()
-                && vclock_of(&object.context()) == since
+                && vclock_of(&node.core.context_key(), &object.context()) == since
             {
                 return Ok(Some(Response::GetResp(RpbGetResp {
                     unchanged: Some(true),
                     ..RpbGetResp::default()
                 })));
             }
-            let mut resp = get_resp(&object, &props, r.head.unwrap_or(false));
+            let mut resp = get_resp(
+                &node.core.context_key(),
+                &object,
+                &props,
+                r.head.unwrap_or(false),
+            );
             if resp.content.is_empty() && !r.deletedvclock.unwrap_or(false) {
                 resp.vclock = None;
             }
@@ -312,7 +319,7 @@ async fn handle(
                     node.core.config.max_value_bytes
                 )));
             }
-            let context = context_from(r.vclock.as_deref())?;
+            let context = context_from(&node.core.context_key(), r.vclock.as_deref())?;
             if r.if_none_match.unwrap_or(false) || r.if_not_modified.unwrap_or(false) {
                 let read = read_options(node, &props, &q)?;
                 let current = node
@@ -338,7 +345,12 @@ async fn handle(
             };
             if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
                 let object = super::riak::object::read_back(node, stored, &props, &q).await?;
-                let body = get_resp(&object, &props, !r.return_body.unwrap_or(false));
+                let body = get_resp(
+                    &node.core.context_key(),
+                    &object,
+                    &props,
+                    !r.return_body.unwrap_or(false),
+                );
                 resp.content = body.content;
                 resp.vclock = body.vclock;
             }
@@ -361,7 +373,7 @@ async fn handle(
             );
             let opts = write_options(node, &props, &q)?;
             let context = match r.vclock.as_deref() {
-                Some(v) if !v.is_empty() => context_from(Some(v))?,
+                Some(v) if !v.is_empty() => context_from(&node.core.context_key(), Some(v))?,
                 _ => {
                     let read = read_options(node, &props, &q)?;
                     let current = node

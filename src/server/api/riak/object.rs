@@ -24,7 +24,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use dynakv_buckets::{Namespace, Props, encode_key, is_plain_key};
 use dynakv_storage::clock::now_ms;
-use dynakv_versioning::{CausalContext, Link, Metadata, Object, Version, VersionVector};
+use dynakv_versioning::{
+    CausalContext, ContextKey, Link, Metadata, Object, Version, VersionVector,
+};
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use rand::Rng;
 
@@ -59,13 +61,13 @@ pub(crate) fn stored_key(ns: &Namespace, key: &[u8]) -> Result<bytes::Bytes, Api
 }
 
 /// The vclock header's value for a context.
-pub(crate) fn vclock_value(vv: &VersionVector) -> HeaderValue {
-    HeaderValue::from_str(&STANDARD.encode(CausalContext(vv.clone()).to_bytes()))
+pub(crate) fn vclock_value(key: &ContextKey, vv: &VersionVector) -> HeaderValue {
+    HeaderValue::from_str(&STANDARD.encode(CausalContext(vv.clone()).to_bytes(key)))
         .expect("base64 is always a valid header value")
 }
 
 /// The context in an `X-Riak-Vclock` header; a malformed one is a 400.
-fn vclock(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+fn vclock(key: &ContextKey, headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     let Some(v) = headers.get(VCLOCK) else {
         return Ok(None);
     };
@@ -79,7 +81,7 @@ fn vclock(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     let bytes = STANDARD
         .decode(text)
         .map_err(|_| ApiError::bad_request("X-Riak-Vclock is not base64"))?;
-    CausalContext::from_bytes(&bytes)
+    CausalContext::from_bytes(&bytes, key)
         .map(|c| Some(c.0))
         .map_err(|e| ApiError::bad_request(format!("X-Riak-Vclock rejected: {e}")))
 }
@@ -290,6 +292,7 @@ fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response 
 
 /// The answer to a read (or a write with `returnbody`) of `object`.
 fn render(
+    key: &ContextKey,
     ns: &Namespace,
     object: &Object,
     props: &Props,
@@ -328,7 +331,7 @@ fn render(
         siblings(ns, &versions, headers)
     };
     if !object.is_empty() {
-        resp.headers_mut().insert(VCLOCK, vclock_value(&ctx));
+        resp.headers_mut().insert(VCLOCK, vclock_value(key, &ctx));
     }
     resp.headers_mut().insert(
         header::VARY,
@@ -419,7 +422,15 @@ pub async fn get(
     let props = bucket_props(node, &ns)?;
     let opts = read_options(node, &props, query)?;
     let object = node.coordinator.coordinate_get(stored, opts).await?;
-    Ok(render(&ns, &object, &props, query, headers, false))
+    Ok(render(
+        &node.core.context_key(),
+        &ns,
+        &object,
+        &props,
+        query,
+        headers,
+        false,
+    ))
 }
 
 /// Reads `Link` headers (Riak's forms) into links.
@@ -599,7 +610,7 @@ pub async fn put(
         }
     };
     let meta = metadata(headers, charset)?;
-    let context = vclock(headers)?.unwrap_or_default();
+    let context = vclock(&node.core.context_key(), headers)?.unwrap_or_default();
     preconditions(node, &stored, &props, query, headers).await?;
     let version = Version::value(body, content_type, now_ms()).with_meta(meta);
     // As Riak: the vclock comes with the body only. Without it, the context
@@ -612,7 +623,15 @@ pub async fn put(
     let returnbody = query.get("returnbody").is_some_and(|v| v == "true");
     let mut resp = if returnbody {
         let object = read_back(node, stored, &props, query).await?;
-        let mut r = render(&ns, &object, &props, query, headers, false);
+        let mut r = render(
+            &node.core.context_key(),
+            &ns,
+            &object,
+            &props,
+            query,
+            headers,
+            false,
+        );
         if made && r.status() == StatusCode::OK {
             *r.status_mut() = StatusCode::CREATED;
         }
@@ -684,7 +703,7 @@ pub async fn delete(
     let stored = stored_key(&ns, &key)?;
     let props = bucket_props(node, &ns)?;
     let opts = write_options(node, &props, query)?;
-    let context = match vclock(headers)? {
+    let context = match vclock(&node.core.context_key(), headers)? {
         Some(ctx) => ctx,
         None => {
             let read = read_options(node, &props, query)?;

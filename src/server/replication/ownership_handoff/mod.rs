@@ -298,18 +298,24 @@ impl Transfers {
     }
 
     /// Reports at once the partitions this node only moves up in, when no
-    /// bucket keeps fewer replicas than N: it already holds every key its
-    /// new place needs. Returns them (nothing to pull).
+    /// bucket keeps fewer replicas than N (it already holds every key its
+    /// new place needs) or no other serving replica is up to copy from.
+    /// Returns them (nothing to pull).
     fn report_promotions(&self, snapshot: &RingSnapshot, pending: &Pending) -> BTreeSet<usize> {
-        if self.core.buckets.sets_n_val() {
-            return BTreeSet::new();
-        }
+        let short = self.core.buckets.sets_n_val();
         let me = self.core.identity.name.as_str();
         let ring = &snapshot.placement;
         let mut received = self.core.cluster.own().received;
         let mut reported = BTreeSet::new();
         for &p in &pending.receive {
             if ring.pending(p).any(|g| g == me) {
+                continue;
+            }
+            // With buckets of fewer replicas than N, a node moving up pulls
+            // their keys, unless no other serving replica is up to give
+            // them: then there is nothing it could still get, and waiting
+            // would hold the partition in transit for ever.
+            if short && !self.sources(ring, p).is_empty() {
                 continue;
             }
             if let Some(t) = snapshot.state.moving.get(&(p as u16)) {
