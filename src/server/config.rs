@@ -99,6 +99,14 @@ pub struct Config {
     pub transfer_rate_mb_s: f64,
     /// Enables `POST /admin/faults` (tests only).
     pub fault_injection: bool,
+    /// This node's TLS certificate (PEM). With `tls_key` and `tls_ca`, every
+    /// listener speaks TLS only: HTTP, PB (after `RpbStartTls`) and
+    /// node-to-node (mutual, against the CA). Reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA's certificate (PEM).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -134,6 +142,9 @@ impl Default for Config {
             transfer_limit: 2,
             transfer_rate_mb_s: 64.0,
             fault_injection: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -225,6 +236,23 @@ impl Config {
             return Err(invalid(format!(
                 "pb ({}) must differ from listen and http",
                 self.pb
+            )));
+        }
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) | (Some(_), Some(_), Some(_)) => {}
+            _ => {
+                return Err(invalid(
+                    "TLS needs all three of tls_cert, tls_key and tls_ca (dynakv certs makes them)",
+                ));
+            }
+        }
+        if self.tls_cert.is_some()
+            && (rustls::pki_types::ServerName::try_from(self.name.as_str()).is_err()
+                || self.name.contains('_'))
+        {
+            return Err(invalid(format!(
+                "with TLS, name {:?} must be a DNS name (letters, digits, - and .): peers check it against the node's certificate",
+                self.name
             )));
         }
         // Members dial what a node advertises: an address that means "every

@@ -47,6 +47,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod replication;
+pub mod tls;
 pub mod worker;
 
 use std::sync::Arc;
@@ -55,6 +56,26 @@ use tokio_util::sync::CancellationToken;
 
 use config::Config;
 use node::Node;
+
+/// Says, once at start, what of the node is open to whoever reaches its
+/// ports.
+fn warn_what_is_open(config: &Config) {
+    let mut open = Vec::new();
+    if config.cluster_secret.is_none() {
+        open.push(format!(
+            "no cluster_secret: any process that reaches {} can join the cluster",
+            config.listen
+        ));
+    }
+    if config.tls_cert.is_none() {
+        open.push("no TLS: client, PB and node-to-node traffic is plain text".to_string());
+    }
+    if config.admin_token.is_none() {
+        open.push("no admin_token: POST /admin/* and export are open".to_string());
+    }
+    open.push("reads and writes need no credential (users and grants are not built yet)".into());
+    tracing::warn!(open = %open.join("; "), "what this node leaves open");
+}
 
 /// Starts a node and serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -68,11 +89,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         members = node.core.cluster.view().len(),
         "node opened"
     );
-    if node.core.config.cluster_secret.is_none() {
-        tracing::warn!(
-            "no cluster_secret set: any process that can reach {} can join the cluster",
-            node.core.config.listen
-        );
+    warn_what_is_open(&node.core.config);
+    if let Some(tls) = node.core.rpc_shared.tls.clone() {
+        // SIGHUP reads the certificate files again (renewed certificates
+        // take effect for new connections without a restart).
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("TLS certificates reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "TLS certificates not reloaded; the old ones stay in use")
+                    }
+                }
+            }
+        });
     }
     let rpc_listener = tokio::net::TcpListener::bind(node.core.config.listen)
         .await

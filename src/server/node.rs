@@ -112,12 +112,40 @@ impl Node {
             storage.put_meta(META_CLUSTER_ID, &membership.cluster_id())?;
         }
         let metrics = Arc::new(Metrics::new());
-        let rpc_shared = Arc::new(RpcShared::new(
-            identity.name.clone(),
-            config.cluster_secret.clone(),
-            Faults::default(),
-            Arc::clone(&metrics),
-        ));
+        let tls = match (&config.tls_cert, &config.tls_key, &config.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(Arc::new(
+                crate::server::tls::Tls::load(crate::server::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                })
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+            )),
+            _ => None,
+        };
+        // Peers check that a node's certificate names it: one that does not
+        // could never join, so it does not start.
+        if let Some(cert) = &config.tls_cert {
+            let own =
+                crate::server::tls::read_certs(cert).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+            if !crate::server::tls::names(&own[0], &identity.name) {
+                anyhow::bail!(
+                    "TLS: the certificate in {} does not name this node ({}); make one with `dynakv certs node {}`",
+                    cert.display(),
+                    identity.name,
+                    identity.name
+                );
+            }
+        }
+        let rpc_shared = Arc::new(
+            RpcShared::new(
+                identity.name.clone(),
+                config.cluster_secret.clone(),
+                Faults::default(),
+                Arc::clone(&metrics),
+            )
+            .with_tls(tls),
+        );
         let handoff_budget = HandoffBudget::new(config.transfer_rate_mb_s);
         let bucket_map = storage
             .get_meta(crate::server::buckets::META_BUCKETS)?

@@ -77,6 +77,16 @@ pub struct NodeArgs {
     /// Riak Protocol Buffers address (default 127.0.0.1:8087).
     #[arg(long, env = "DYNAKV_PB")]
     pub pb: Option<SocketAddr>,
+    /// This node's TLS certificate (PEM); with --tls-key and --tls-ca every
+    /// listener speaks TLS only (reloaded on SIGHUP).
+    #[arg(long, env = "DYNAKV_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM).
+    #[arg(long, env = "DYNAKV_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) peers are checked against.
+    #[arg(long, env = "DYNAKV_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     /// Node-to-node address other members dial (default: --listen; required
     /// when --listen is 0.0.0.0 or `[::]`).
     #[arg(long, env = "DYNAKV_ADVERTISE")]
@@ -217,6 +227,15 @@ impl NodeArgs {
         }
         if let Some(a) = self.advertise {
             c.advertise = Some(a);
+        }
+        if let Some(p) = &self.tls_cert {
+            c.tls_cert = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_key {
+            c.tls_key = Some(p.clone());
+        }
+        if let Some(p) = &self.tls_ca {
+            c.tls_ca = Some(p.clone());
         }
         if let Some(a) = self.http_advertise {
             c.http_advertise = Some(a);

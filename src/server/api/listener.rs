@@ -27,6 +27,9 @@ pub struct CappedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     overflow: Arc<Semaphore>,
+    /// Over-cap connections get a plaintext answer (not under TLS, where
+    /// they are closed: a TLS client could not read it).
+    answer: bool,
 }
 
 impl CappedListener {
@@ -36,7 +39,14 @@ impl CappedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
             overflow: Arc::new(Semaphore::new(OVERFLOW)),
+            answer: true,
         }
+    }
+
+    /// Over-cap connections are closed unanswered (the port speaks TLS).
+    pub fn closing_over_cap(mut self) -> Self {
+        self.answer = false;
+        self
     }
 
     /// The next connection under the cap; those over it are answered and
@@ -57,6 +67,7 @@ impl CappedListener {
                                 addr,
                             );
                         }
+                        Err(_) if !self.answer => drop(stream),
                         Err(_) => {
                             if let Ok(slot) = Arc::clone(&self.overflow).try_acquire_owned() {
                                 tokio::spawn(async move {

@@ -33,7 +33,12 @@ pub async fn bind(config: &Config) -> anyhow::Result<CappedListener> {
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http))?;
-    Ok(CappedListener::new(listener, config.max_connections))
+    let capped = CappedListener::new(listener, config.max_connections);
+    Ok(if config.tls_cert.is_some() {
+        capped.closing_over_cap()
+    } else {
+        capped
+    })
 }
 
 /// The routes.
@@ -96,6 +101,7 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     use tower::Service;
+    let tls = node.core.rpc_shared.tls.clone();
     let app = router(node);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
@@ -105,13 +111,32 @@ pub async fn serve(
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |request| app.clone().call(request));
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT);
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let served = match tls {
+                None => {
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    watcher.watch(http.serve_connection(io, service)).await
+                }
+                // With TLS, only TLS: a plaintext request fails the
+                // handshake, which must end within the header timeout.
+                Some(tls) => {
+                    let accepted =
+                        tokio::time::timeout(HEADER_TIMEOUT, tls.for_clients().accept(stream))
+                            .await;
+                    let Ok(Ok(stream)) = accepted else {
+                        tracing::debug!("HTTP connection without a TLS handshake; closed");
+                        return;
+                    };
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    watcher.watch(http.serve_connection(io, service)).await
+                }
+            };
+            if let Err(e) = served {
                 tracing::debug!(error = %e, "HTTP connection ended");
             }
         });

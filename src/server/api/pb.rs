@@ -22,7 +22,7 @@ use dynakv_riakpb::messages::{
     RpbGetServerInfoResp, RpbLink, RpbListBucketsResp, RpbListKeysResp, RpbModFun, RpbPair,
     RpbPutResp,
 };
-use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError};
+use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError, codes};
 use dynakv_storage::clock::now_ms;
 use dynakv_versioning::{
     CausalContext, ContextKey, Link, Metadata, Object, Version, VersionVector,
@@ -36,12 +36,13 @@ use tokio_util::sync::CancellationToken;
 use super::ApiError;
 use super::riak::object::{read_options, stored_key, visible, vtag, write_options};
 use super::riak::{RIAK_KV_VERSION, bucket_props, change_metadata, next_batch};
+use crate::server::cluster::rpc::BoxIo;
 use crate::server::node::Node;
 
 /// Room for a frame's protobuf fields around the largest value.
 const FRAME_HEADROOM: usize = 64 << 10;
 
-type Conn = Framed<TcpStream, RiakCodec>;
+type Conn = Framed<BoxIo, RiakCodec>;
 
 /// Accepts Protocol Buffers connections until `shutdown`.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
@@ -73,7 +74,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
 
 async fn connection(node: Arc<Node>, stream: TcpStream) {
     let max = node.core.config.max_value_bytes + FRAME_HEADROOM;
-    let mut conn = Framed::new(stream, RiakCodec::new(max));
+    let mut conn: Conn = Framed::new(Box::new(stream), RiakCodec::new(max));
+    // With TLS, nothing but `RpbStartTls` is served before the handshake.
+    let tls = node.core.rpc_shared.tls.clone();
+    let mut secured = tls.is_none();
     // A client id of printable characters: clients decode it as text.
     let mut client_id = super::riak::object::new_key()[..8].to_vec();
     while let Some(frame) = conn.next().await {
@@ -86,6 +90,33 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
                 return;
             }
         };
+        if let Some(tls) = tls.as_ref().filter(|_| !secured) {
+            if code != codes::START_TLS {
+                // Riak's words, which clients recognise.
+                let refused = Response::error("Security is enabled, please STARTTLS first");
+                if conn.send(refused).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            if conn.send((codes::START_TLS, Bytes::new())).await.is_err() {
+                return;
+            }
+            // The client starts the TLS handshake once it reads the answer:
+            // nothing of it is buffered yet.
+            let io = conn.into_parts().io;
+            let accepted = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                tls.for_clients().accept(io),
+            )
+            .await;
+            let Ok(Ok(stream)) = accepted else {
+                return;
+            };
+            conn = Framed::new(Box::new(stream), RiakCodec::new(max));
+            secured = true;
+            continue;
+        }
         let request = match Request::decode(code, &body) {
             Ok(r) => r,
             Err(e) => {

@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use super::BoxIo;
 use super::auth::{self, Role};
 use super::frame::{Frame, FrameCodec, write_batched};
 use super::message::{Hello, Request, Response};
@@ -263,10 +264,39 @@ impl RpcClient {
             .await
             .map_err(|e| RpcError::Unreachable(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let mut framed = Framed::new(stream, FrameCodec::handshake());
+        let (io, cert): (BoxIo, _) = match &self.shared.tls {
+            None => (Box::new(stream), None),
+            Some(tls) => {
+                // Any name: the peer's certificate is checked against the
+                // CA here, and against the name it proves below.
+                let sni =
+                    rustls::pki_types::ServerName::try_from("dynakv-peer").expect("a DNS name");
+                let connected = tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    tls.for_peers_out().connect(sni, stream),
+                )
+                .await
+                .map_err(|_| RpcError::Auth(format!("{addr}: TLS handshake timed out")))?
+                .map_err(|e| RpcError::Auth(format!("{addr}: TLS: {e}")))?;
+                let cert = connected
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.clone().into_owned());
+                (Box::new(connected), cert)
+            }
+        };
+        let mut framed = Framed::new(io, FrameCodec::handshake());
         let peer = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.handshake(&mut framed))
             .await
             .map_err(|_| RpcError::Auth(format!("{addr}: handshake timed out")))??;
+        if self.shared.tls.is_some() && !cert.is_some_and(|c| crate::server::tls::names(&c, &peer))
+        {
+            return Err(RpcError::Auth(format!(
+                "{addr}: its certificate does not name {peer}"
+            )));
+        }
         framed.codec_mut().authenticated();
 
         let (sink, mut frames) = framed.split();
@@ -350,10 +380,7 @@ impl RpcClient {
         })
     }
 
-    async fn handshake(
-        &self,
-        framed: &mut Framed<tokio::net::TcpStream, FrameCodec>,
-    ) -> Result<String, RpcError> {
+    async fn handshake(&self, framed: &mut Framed<BoxIo, FrameCodec>) -> Result<String, RpcError> {
         let protocol = |e: super::frame::FrameError| RpcError::Protocol(e.to_string());
         let Some(first) = framed.next().await else {
             return Err(RpcError::ConnectionLost);

@@ -16,8 +16,12 @@ use super::auth::{self, Role};
 use super::faults::Faults;
 use super::frame::{Frame, FrameCodec, FrameError, write_batched};
 use super::message::{Hello, Request, Response};
+use rustls::pki_types::CertificateDer;
+
+use super::BoxIo;
 use crate::server::limits::{LogLimiter, PerIpLimit, Slot, truncated};
 use crate::server::metrics::Metrics;
+use crate::server::tls::Tls;
 
 /// How long a connecting peer has to complete the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,6 +55,8 @@ pub struct RpcShared {
     pub metrics: Arc<Metrics>,
     /// Refused handshakes are logged at most this often.
     pub refusal_log: LogLimiter,
+    /// TLS for node-to-node connections (mutual, against the cluster CA).
+    pub tls: Option<Arc<Tls>>,
 }
 
 impl RpcShared {
@@ -67,7 +73,14 @@ impl RpcShared {
             faults,
             metrics,
             refusal_log: LogLimiter::new(Duration::from_secs(10)),
+            tls: None,
         }
+    }
+
+    /// The same, speaking TLS to peers.
+    pub fn with_tls(mut self, tls: Option<Arc<Tls>>) -> RpcShared {
+        self.tls = tls;
+        self
     }
 }
 
@@ -172,8 +185,10 @@ enum ConnError {
 }
 
 async fn handshake(
-    framed: &mut Framed<TcpStream, FrameCodec>,
+    framed: &mut Framed<BoxIo, FrameCodec>,
     shared: &RpcShared,
+    from: &str,
+    cert: Option<&CertificateDer<'static>>,
 ) -> Result<String, ConnError> {
     let nonce = auth::nonce();
     framed
@@ -193,10 +208,6 @@ async fn handshake(
     else {
         return Err(ConnError::Protocol("expected a handshake proof"));
     };
-    let from = framed
-        .get_ref()
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     if !auth::verify(
         shared.secret.as_deref(),
         Role::Client,
@@ -232,6 +243,22 @@ async fn handshake(
             "{from} connected with this node's own name"
         )));
     }
+    // Under TLS, the name proven must be one the peer's certificate (signed
+    // by the cluster CA) carries: a node cannot speak for another.
+    if shared.tls.is_some() && !cert.is_some_and(|c| crate::server::tls::names(c, &name)) {
+        shared.metrics.handshake_refused.inc();
+        if let Some(suppressed) = shared.refusal_log.allow() {
+            tracing::warn!(%from, claimed = ?truncated(&name, 64), suppressed, "refused a node-to-node connection: its certificate does not name it");
+        }
+        let _ = framed
+            .send(Frame::Hello(Hello::Reject {
+                reason: "the certificate does not name this node".into(),
+            }))
+            .await;
+        return Err(ConnError::Handshake(format!(
+            "{from}: a certificate for another name"
+        )));
+    }
     let proof = auth::prove(
         shared.secret.as_deref(),
         Role::Server,
@@ -254,16 +281,44 @@ async fn connection<H: Handler>(
     shutdown: CancellationToken,
     handshake_slot: Slot,
 ) -> Result<(), ConnError> {
-    let mut framed = Framed::new(stream, FrameCodec::handshake());
-    let peer = handshake(&mut framed, &shared).await.inspect_err(|e| {
-        if let ConnError::Frame(f) = e {
-            shared
-                .metrics
-                .frame_errors
-                .get_or_create(&f.label().into())
-                .inc();
+    let from = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let (io, cert): (BoxIo, Option<CertificateDer<'static>>) = match &shared.tls {
+        None => (Box::new(stream), None),
+        Some(tls) => {
+            let accepted =
+                tokio::time::timeout(SERVER_HANDSHAKE_TIMEOUT, tls.for_peers_in().accept(stream))
+                    .await
+                    .map_err(|_| ConnError::Handshake("TLS handshake timed out".into()))?
+                    .map_err(|e| {
+                        shared.metrics.handshake_refused.inc();
+                        if let Some(suppressed) = shared.refusal_log.allow() {
+                            tracing::warn!(%from, error = %e, suppressed, "refused a node-to-node connection: TLS");
+                        }
+                        ConnError::Handshake(format!("TLS: {e}"))
+                    })?;
+            let cert = accepted
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned());
+            (Box::new(accepted), cert)
         }
-    })?;
+    };
+    let mut framed = Framed::new(io, FrameCodec::handshake());
+    let peer = handshake(&mut framed, &shared, &from, cert.as_ref())
+        .await
+        .inspect_err(|e| {
+            if let ConnError::Frame(f) = e {
+                shared
+                    .metrics
+                    .frame_errors
+                    .get_or_create(&f.label().into())
+                    .inc();
+            }
+        })?;
     drop(handshake_slot);
     framed.codec_mut().authenticated();
     let (sink, mut frames) = framed.split();
