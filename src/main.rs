@@ -44,6 +44,7 @@ fn main() -> ExitCode {
         Command::Export(a) => dynakv::tools::load::export(a),
         Command::BucketType(a) => dynakv::tools::buckets::bucket_type(a),
         Command::Bucket(a) => dynakv::tools::buckets::bucket(a),
+        Command::Certs(a) => dynakv::tools::certs::certs(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,6 +52,8 @@ pub enum Command {
     BucketType(crate::tools::buckets::BucketTypeArgs),
     /// A bucket's properties: get, set, reset.
     Bucket(crate::tools::buckets::BucketArgs),
+    /// TLS certificates: a CA for the cluster (init), one per node (node).
+    Certs(crate::tools::certs::CertsArgs),
 }
 
 /// `dynakv node`: every setting of SPEC §3 as a flag; each flag also reads the

@@ -23,6 +23,7 @@ fn client(
     Ok(ClientBuilder::new([node.node.clone()])
         .timeout(timeout)
         .admin_token(admin_token)
+        .ca_pem(crate::tools::common::ca_pem(&node.ca)?)
         .build_blocking()?)
 }
 

@@ -52,6 +52,9 @@ pub struct NodeList {
         default_value = "http://127.0.0.1:8000"
     )]
     pub node: Vec<String>,
+    /// CA certificate (PEM) that `https://` nodes are checked against.
+    #[arg(long, env = "DYNAKV_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// Which node a client command talks to.
@@ -60,6 +63,17 @@ pub struct NodeUrl {
     /// Node HTTP URL.
     #[arg(long, env = "DYNAKV_NODE", default_value = "http://127.0.0.1:8000")]
     pub node: String,
+    /// CA certificate (PEM) that an `https://` node is checked against.
+    #[arg(long, env = "DYNAKV_CA")]
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// The CA file's bytes, if one was given; a file that cannot be read is a
+/// usage error.
+pub(crate) fn ca_pem(path: &Option<std::path::PathBuf>) -> Result<Option<Vec<u8>>, CliError> {
+    path.as_ref()
+        .map(|p| std::fs::read(p).map_err(|e| usage(format!("--ca {}: {e}", p.display()))))
+        .transpose()
 }
 
 /// A client command calling an admin endpoint.

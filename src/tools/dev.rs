@@ -27,6 +27,10 @@ pub struct DevArgs {
     /// Directory for the nodes' data and logs.
     #[arg(long, default_value = "./dynakv-dev")]
     pub data_dir: PathBuf,
+    /// Speak TLS on every listener, with a CA and node certificates made in
+    /// DATA_DIR/certs (`dynakv certs`); clients pass `--ca DATA_DIR/certs/ca.pem`.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 fn failure(message: impl Into<String>) -> CliError {
@@ -112,6 +116,26 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
             watch(SignalKind::hangup())?,
         ]
     };
+    // TLS: a CA and a certificate per node, made once and kept with the data.
+    let certs = args.data_dir.join("certs");
+    if args.tls {
+        use crate::server::tls::certs as make;
+        if !certs.join("ca.pem").exists() {
+            make::init(&certs, "dev").map_err(failure)?;
+        }
+        for i in 1..=n {
+            let name = format!("n{i}");
+            if !certs.join(format!("{name}.pem")).exists() {
+                make::node(
+                    &certs,
+                    &name,
+                    &["127.0.0.1".to_string(), "localhost".to_string()],
+                )
+                .map_err(failure)?;
+            }
+        }
+    }
+    let scheme = if args.tls { "https" } else { "http" };
     let mut children = Children(Vec::new());
     for i in 1..=n {
         let name = format!("n{i}");
@@ -139,22 +163,33 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
         if !seeds.is_empty() {
             cmd.args(["--seeds", &seeds.join(",")]);
         }
+        if args.tls {
+            cmd.arg("--tls-cert")
+                .arg(certs.join(format!("{name}.pem")))
+                .arg("--tls-key")
+                .arg(certs.join(format!("{name}.key")))
+                .arg("--tls-ca")
+                .arg(certs.join("ca.pem"));
+        }
         let child = cmd
             .spawn()
             .map_err(|e| failure(format!("cannot start {name}: {e}")))?;
         children.0.push((name, child));
     }
 
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| failure(e.to_string()))?;
+    let mut client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2));
+    if args.tls {
+        let pem = std::fs::read(certs.join("ca.pem")).map_err(|e| failure(e.to_string()))?;
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| failure(e.to_string()))?;
+        client = client.add_root_certificate(ca);
+    }
+    let client = client.build().map_err(|e| failure(e.to_string()))?;
     // Wait (bounded) until every node is ready: it serves a ring that holds
     // it, so it takes writes for the whole cluster.
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
     for i in 1..=n {
-        let url = format!("http://{}/health/ready", http(i));
+        let url = format!("{scheme}://{}/health/ready", http(i));
         loop {
             if let Some((name, c)) = children.0.get_mut(i - 1)
                 && let Ok(Some(status)) = c.try_wait()
@@ -189,7 +224,7 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
     );
     for i in 1..=n {
         println!(
-            "  n{i}  http://{}  riak pb {}  (nodes: {})",
+            "  n{i}  {scheme}://{}  riak pb {}  (nodes: {})",
             http(i),
             pb(i),
             rpc(i)
@@ -197,12 +232,21 @@ pub fn run(args: DevArgs) -> Result<(), CliError> {
     }
     println!();
     println!("try:");
+    let ca = certs.join("ca.pem");
+    let (curl_ca, cli_ca) = if args.tls {
+        (
+            format!(" --cacert {}", ca.display()),
+            format!(" DYNAKV_CA={}", ca.display()),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     println!(
-        "  curl -X PUT --data 'hello' http://{}/kv/greeting",
+        "  curl{curl_ca} -X PUT --data 'hello' {scheme}://{}/kv/greeting",
         http(1)
     );
-    println!("  curl -i http://{}/kv/greeting", http(n));
-    println!("  DYNAKV_NODE=http://{} dynakv status", http(1));
+    println!("  curl{curl_ca} -i {scheme}://{}/kv/greeting", http(n));
+    println!("  DYNAKV_NODE={scheme}://{}{cli_ca} dynakv status", http(1));
     println!();
     println!("Ctrl-C stops the cluster.");
 

@@ -449,6 +449,7 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
         return load_sst(&args, format, counted, bar);
     }
     let client = ClientBuilder::new(args.nodes.node.clone())
+        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
         .connections(args.concurrency)
         .timeout(Duration::from_secs(30))
         .route_to_replicas(true)
@@ -594,6 +595,7 @@ fn load_sst(
     use std::collections::BTreeMap;
     let started = Instant::now();
     let client = ClientBuilder::new(args.nodes.node.clone())
+        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
         .timeout(Duration::from_secs(300))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())
@@ -718,6 +720,7 @@ impl Read for CountingReader {
 /// `dynakv export`.
 pub fn export(args: ExportArgs) -> Result<(), CliError> {
     let client = ClientBuilder::new(args.nodes.node.clone())
+        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
         .timeout(Duration::from_secs(120))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())

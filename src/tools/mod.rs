@@ -7,6 +7,7 @@
 //!   code, the node flags;
 //! * [`commands`] — `get`, `put`, `delete`, `status`, `repair`, `leave`,
 //!   `remove`, `plan`;
+//! * [`certs`] — a cluster CA and node certificates for TLS;
 //! * [`dev`] — a local cluster of real node processes;
 //! * [`load`] — bulk load and export, and [`sst`], the `--sst` path it
 //!   shares with the load generator's preload;
@@ -14,6 +15,7 @@
 
 pub mod bench;
 pub mod buckets;
+pub mod certs;
 pub mod cli;
 pub mod commands;
 pub mod common;

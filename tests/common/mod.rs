@@ -61,6 +61,8 @@ pub struct TestNode {
     child: Option<Child>,
     paused: bool,
     started_once: bool,
+    /// With TLS: the CA its certificate is signed by (its URLs are https).
+    pub ca: Option<PathBuf>,
 }
 
 impl TestNode {
@@ -84,6 +86,7 @@ impl TestNode {
             child: None,
             paused: false,
             started_once: false,
+            ca: None,
         }
     }
 
@@ -97,7 +100,20 @@ impl TestNode {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.ip, self.http_port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}:{}", self.ip, self.http_port)
+    }
+
+    /// An HTTP client that trusts this node (its CA, under TLS).
+    pub fn http(&self) -> Client {
+        let mut b = Client::builder()
+            .timeout(Duration::from_secs(20))
+            .pool_idle_timeout(Duration::from_secs(10));
+        if let Some(ca) = &self.ca {
+            let pem = std::fs::read(ca).expect("CA file");
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("CA"));
+        }
+        b.build().expect("http client")
     }
 
     /// Extra flags for every start.
@@ -160,7 +176,7 @@ impl TestNode {
             .spawn()
             .expect("spawn dynakv");
         self.child = Some(child);
-        let client = http();
+        let client = self.http();
         let url = format!("{}/health", self.url());
         let mut exited = false;
         // Generous: a fresh RocksDB syncs several files, slow on a loaded disk.
@@ -255,6 +271,7 @@ impl TestNode {
     pub fn client(&self) -> dynakv_client::blocking::Client {
         dynakv_client::ClientBuilder::new([self.url()])
             .timeout(Duration::from_secs(10))
+            .ca_pem(self.ca.as_ref().map(|p| std::fs::read(p).expect("CA file")))
             .build_blocking()
             .expect("client")
     }

@@ -166,6 +166,7 @@ pub struct ClientBuilder {
     route_to_replicas: bool,
     admin_token: Option<String>,
     connections: usize,
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl ClientBuilder {
@@ -180,7 +181,16 @@ impl ClientBuilder {
             route_to_replicas: false,
             admin_token: None,
             connections: 16,
+            ca_pem: None,
         }
+    }
+
+    /// The CA (PEM) that `https://` nodes' certificates must be signed by
+    /// (`dynakv certs init` makes one). Without it, an `https://` node is
+    /// trusted by nothing and every request to it fails.
+    pub fn ca_pem(mut self, pem: Option<Vec<u8>>) -> Self {
+        self.ca_pem = pem;
+        self
     }
 
     /// How long one HTTP exchange may take (default 10 s).
@@ -218,7 +228,18 @@ impl ClientBuilder {
                 message: "a client needs at least one node URL".into(),
             });
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder();
+        if let Some(pem) = &self.ca_pem {
+            for cert in
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::BadRequest {
+                    status: 0,
+                    message: format!("the CA file: {e}"),
+                })?
+            {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http
             .timeout(self.timeout)
             .pool_max_idle_per_host(self.connections)
             // Nodes close a connection idle for 15 s: drop ours first, so a
@@ -701,7 +722,13 @@ impl Client {
             else {
                 continue;
             };
-            if let Ok(router) = Router::from_answers(&ring, &status) {
+            // The members are reached the way this node was.
+            let scheme = if base.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
+            if let Ok(router) = Router::from_answers_with(&ring, &status, scheme) {
                 return Some(router);
             }
         }

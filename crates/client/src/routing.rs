@@ -17,6 +17,16 @@ impl Router {
         ring: &serde_json::Value,
         status: &serde_json::Value,
     ) -> Result<Router, String> {
+        Router::from_answers_with(ring, status, "http")
+    }
+
+    /// [`Router::from_answers`], reaching the members with `scheme`
+    /// (`https` for a cluster that speaks TLS).
+    pub fn from_answers_with(
+        ring: &serde_json::Value,
+        status: &serde_json::Value,
+        scheme: &str,
+    ) -> Result<Router, String> {
         let mut urls = HashMap::new();
         for m in status["members"].as_array().into_iter().flatten() {
             if let (Some(name), Some(addr), Some("up")) = (
@@ -24,7 +34,7 @@ impl Router {
                 m["http_addr"].as_str(),
                 m["status"].as_str(),
             ) {
-                urls.insert(name.to_string(), format!("http://{addr}"));
+                urls.insert(name.to_string(), format!("{scheme}://{addr}"));
             }
         }
         let mut by_partition = vec![Vec::new(); dynakv_ring::PARTITIONS];
