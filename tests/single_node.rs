@@ -829,12 +829,20 @@ fn with_sync_writes_acknowledged_writes_survive_sigkill() {
 
 /// The key a test node signs contexts with: its cluster secret (the
 /// harness's) and its cluster id. Only a party holding the secret has it.
-fn context_key_of(node: &TestNode, root: &std::path::Path) -> dynakv_versioning::ContextKey {
+fn context_signer_of(
+    node: &TestNode,
+    root: &std::path::Path,
+    key: &str,
+) -> dynakv_versioning::ContextSigner {
     let id = node.status()["cluster_id"]
         .as_str()
         .and_then(|h| u64::from_str_radix(h, 16).ok())
         .expect("cluster id");
-    dynakv_versioning::ContextKey::derive(format!("test-{}", root.display()).as_bytes(), id)
+    let secret = format!("test-{}", root.display());
+    dynakv_versioning::ContextSigner::new(
+        std::sync::Arc::new(dynakv_versioning::ContextKey::derive(secret.as_bytes(), id)),
+        bytes::Bytes::copy_from_slice(key.as_bytes()),
+    )
 }
 
 /// A context raising a known actor's counter would make a replica that
@@ -842,7 +850,7 @@ fn context_key_of(node: &TestNode, root: &std::path::Path) -> dynakv_versioning:
 /// signed: a client cannot make one, whatever it knows of the key.
 #[test]
 fn a_forged_context_raising_an_actors_counter_is_refused() {
-    use dynakv_versioning::{ActorId, CausalContext, ContextKey, VersionVector};
+    use dynakv_versioning::{ActorId, CausalContext, ContextKey, ContextSigner, VersionVector};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut node = TestNode::new(dir.path(), "n1", std::net::Ipv4Addr::LOCALHOST);
     node.start();
@@ -856,7 +864,10 @@ fn a_forged_context_raising_an_actors_counter_is_refused() {
         u64::from_str_radix(node.status()["cluster_id"].as_str().expect("id"), 16).expect("hex id");
     // Signed with a guessed key (no secret, the right cluster id), and in
     // the unsigned format of earlier versions.
-    let guessed = CausalContext(raised.clone()).encode(&ContextKey::derive(b"", id));
+    let guessed = CausalContext(raised.clone()).encode(&ContextSigner::new(
+        std::sync::Arc::new(ContextKey::derive(b"", id)),
+        bytes::Bytes::from_static(b"victim"),
+    ));
     let unsigned = {
         use base64::Engine;
         let mut b = vec![1u8, 1];
@@ -870,6 +881,15 @@ fn a_forged_context_raising_an_actors_counter_is_refused() {
         let resp = put(&c, &url, "forged", Some(&forged));
         assert_eq!(resp.status(), 400, "a forged context was taken");
     }
+    // A genuine context, of another key whose counters are higher: it would
+    // make the victim's replicas drop its later writes. Refused.
+    let hot = node.key_url("hot");
+    let mut hot_ctx = None;
+    for i in 0..20 {
+        hot_ctx = Some(ctx_of(&put(&c, &hot, format!("h{i}"), hot_ctx.as_deref())));
+    }
+    let resp = put(&c, &url, "forged", hot_ctx.as_deref());
+    assert_eq!(resp.status(), 400, "another key's context was taken");
     // A context altered by one character is refused too.
     let real = ctx_of(&c.get(&url).send().expect("get"));
     let mut altered = real.clone().into_bytes();
@@ -895,7 +915,7 @@ fn a_crafted_context_cannot_grow_a_clock_without_bound() {
     // the secret, can): each token names 300 actors no replica ever had, and
     // every write that carries one grows the clock, until the cap (1,024)
     // refuses with a JSON 400.
-    let key = context_key_of(&node, dir.path());
+    let key = context_signer_of(&node, dir.path(), "bloated");
     let forged = |base: u64| {
         let vv: VersionVector = (0..300u64).map(|i| (ActorId(base + i), 1)).collect();
         CausalContext(vv).encode(&key)

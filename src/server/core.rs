@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::server::buckets::{Buckets, META_BUCKETS};
 use crate::server::cluster::rpc::{Faults, RpcClient, RpcShared};
-use dynakv_versioning::ContextKey;
+use dynakv_versioning::{ContextKey, ContextSigner};
 
 use crate::server::cluster::{Cluster, META_CLUSTER_ID, META_MEMBERS, META_RING};
 use crate::server::config::Config;
@@ -53,6 +53,12 @@ pub struct Core {
 }
 
 impl Core {
+    /// Signs and checks the causal contexts of the object stored under
+    /// `object` (see [`ContextSigner`]).
+    pub fn context_signer(&self, object: &[u8]) -> ContextSigner {
+        ContextSigner::new(self.context_key(), bytes::Bytes::copy_from_slice(object))
+    }
+
     /// The key this cluster signs causal contexts with: derived from the
     /// cluster secret and the cluster's id, the same on every member.
     pub fn context_key(&self) -> Arc<ContextKey> {

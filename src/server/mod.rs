@@ -113,7 +113,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 node.core.config.listen
             )
         })?;
-    let http_listener = api::bind(&node.core.config).await?;
+    let http_listener = api::bind(&node.core.config, node.core.rpc_shared.tls.clone()).await?;
     let pb_listener = tokio::net::TcpListener::bind(node.core.config.pb)
         .await
         .map_err(|e| {

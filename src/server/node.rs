@@ -112,31 +112,22 @@ impl Node {
             storage.put_meta(META_CLUSTER_ID, &membership.cluster_id())?;
         }
         let metrics = Arc::new(Metrics::new());
+        // Peers check that a node's certificate names it: one that does not
+        // could never join, so it does not start.
         let tls = match (&config.tls_cert, &config.tls_key, &config.tls_ca) {
             (Some(cert), Some(key), Some(ca)) => Some(Arc::new(
-                crate::server::tls::Tls::load(crate::server::tls::TlsFiles {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    ca: ca.clone(),
-                })
+                crate::server::tls::Tls::load_for(
+                    crate::server::tls::TlsFiles {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                        ca: ca.clone(),
+                    },
+                    &identity.name,
+                )
                 .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
             )),
             _ => None,
         };
-        // Peers check that a node's certificate names it: one that does not
-        // could never join, so it does not start.
-        if let Some(cert) = &config.tls_cert {
-            let own =
-                crate::server::tls::read_certs(cert).map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-            if !crate::server::tls::names(&own[0], &identity.name) {
-                anyhow::bail!(
-                    "TLS: the certificate in {} does not name this node ({}); make one with `dynakv certs node {}`",
-                    cert.display(),
-                    identity.name,
-                    identity.name
-                );
-            }
-        }
         let rpc_shared = Arc::new(
             RpcShared::new(
                 identity.name.clone(),

@@ -46,6 +46,8 @@ struct Loaded {
 /// A node's TLS: acceptors and connectors over the current certificates.
 pub struct Tls {
     files: TlsFiles,
+    /// The node the certificate must name (checked at every load).
+    node: Option<String>,
     loaded: RwLock<Arc<Loaded>>,
 }
 
@@ -123,13 +125,27 @@ impl Tls {
         let loaded = load(&files)?;
         Ok(Tls {
             files,
+            node: None,
             loaded: RwLock::new(Arc::new(loaded)),
         })
+    }
+
+    /// [`Tls::load`] for the node named `node`, whose certificate must name
+    /// it (peers check it: one that did not could never join), now and at
+    /// every reload.
+    pub fn load_for(files: TlsFiles, node: &str) -> Result<Tls, String> {
+        check_names(&files, node)?;
+        let mut tls = Tls::load(files)?;
+        tls.node = Some(node.to_string());
+        Ok(tls)
     }
 
     /// Reads the files again (`SIGHUP`): new connections use the new
     /// certificates; on an error the old ones stay.
     pub fn reload(&self) -> Result<(), String> {
+        if let Some(node) = &self.node {
+            check_names(&self.files, node)?;
+        }
         let loaded = load(&self.files)?;
         *self.loaded.write() = Arc::new(loaded);
         Ok(())
@@ -149,6 +165,18 @@ impl Tls {
     /// against the CA (their name is checked after the RPC handshake).
     pub fn for_peers_out(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(Arc::clone(&self.loaded.read().peers_out))
+    }
+}
+
+fn check_names(files: &TlsFiles, node: &str) -> Result<(), String> {
+    let own = read_certs(&files.cert)?;
+    if names(&own[0], node) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the certificate in {} does not name this node ({node}); make one with `dynakv certs node {node}`",
+            files.cert.display()
+        ))
     }
 }
 

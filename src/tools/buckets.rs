@@ -102,11 +102,35 @@ enum PropsAction {
     },
 }
 
-fn http() -> Result<Client, CliError> {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
+fn http(node: &NodeUrl) -> Result<Client, CliError> {
+    let mut b = Client::builder().timeout(Duration::from_secs(30));
+    if let Some(pem) = crate::tools::common::ca_pem(&node.ca)? {
+        let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| usage(format!("--ca: {e}")))?;
+        b = b.add_root_certificate(ca);
+    }
+    b.build()
         .map_err(|e| failure(format!("cannot build an HTTP client: {e}")))
+}
+
+impl TypeAction {
+    fn node(&self) -> &NodeUrl {
+        match self {
+            TypeAction::Create { admin, .. }
+            | TypeAction::Activate { admin, .. }
+            | TypeAction::Update { admin, .. } => &admin.node,
+            TypeAction::Status { node, .. } | TypeAction::List { node, .. } => node,
+        }
+    }
+}
+
+impl PropsAction {
+    fn node(&self) -> &NodeUrl {
+        match self {
+            PropsAction::Get { node, .. }
+            | PropsAction::Set { node, .. }
+            | PropsAction::Reset { node, .. } => node,
+        }
+    }
 }
 
 fn enc(s: &str) -> String {
@@ -149,7 +173,7 @@ fn check_json(props: &str) -> Result<String, CliError> {
 
 /// `dynakv bucket-type`.
 pub fn bucket_type(args: BucketTypeArgs) -> Result<(), CliError> {
-    let c = http()?;
+    let c = http(args.action.node())?;
     match args.action {
         TypeAction::Create { name, props, admin } => {
             let body = check_json(props.as_deref().unwrap_or("{\"props\":{}}"))?;
@@ -217,8 +241,8 @@ fn props_url(node: &str, target: &str) -> Result<String, CliError> {
 
 /// `dynakv bucket props`.
 pub fn bucket(args: BucketArgs) -> Result<(), CliError> {
-    let c = http()?;
     let BucketWhat::Props { action } = args.what;
+    let c = http(action.node())?;
     match action {
         PropsAction::Get { bucket, node } => {
             let p = send(c.get(props_url(&node.node, &bucket)?))?;

@@ -69,4 +69,4 @@ pub use counter::{COUNTER_CONTENT_TYPE, PnCounter};
 pub use dvvset::{Dot, DvvSet};
 pub use incarnation::Incarnation;
 pub use object::{Link, Metadata, Object, TooManySiblings, Version};
-pub use token::{CausalContext, ContextKey, MAX_ACTORS, MAX_COUNTER, TokenError};
+pub use token::{CausalContext, ContextKey, ContextSigner, MAX_ACTORS, MAX_COUNTER, TokenError};

@@ -82,10 +82,34 @@ impl ContextKey {
         ContextKey(mac.finalize().into_bytes().into())
     }
 
-    fn mac(&self, body: &[u8]) -> HmacSha256 {
+    fn mac(&self, object: &[u8], body: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        mac.update(&(object.len() as u64).to_le_bytes());
+        mac.update(object);
         mac.update(body);
         mac
+    }
+}
+
+/// What a context is signed for: the cluster's [`ContextKey`] and the
+/// stored key of the object it was issued with. A context is valid only for
+/// that object: one read from a busy key, whose counters are high, cannot be
+/// sent with a write of another key to make its replicas drop that key's
+/// acknowledged writes.
+#[derive(Clone, Debug)]
+pub struct ContextSigner {
+    key: std::sync::Arc<ContextKey>,
+    object: bytes::Bytes,
+}
+
+impl ContextSigner {
+    /// Signs and checks contexts of the object stored under `object`.
+    pub fn new(key: std::sync::Arc<ContextKey>, object: bytes::Bytes) -> ContextSigner {
+        ContextSigner { key, object }
+    }
+
+    fn mac(&self, body: &[u8]) -> HmacSha256 {
+        self.key.mac(&self.object, body)
     }
 }
 
@@ -95,14 +119,14 @@ impl ContextKey {
 pub struct CausalContext(pub VersionVector);
 
 impl CausalContext {
-    /// The opaque token form, signed with `key`.
-    pub fn encode(&self, key: &ContextKey) -> String {
+    /// The opaque token form, signed for `key`'s object.
+    pub fn encode(&self, key: &ContextSigner) -> String {
         URL_SAFE_NO_PAD.encode(self.to_bytes(key))
     }
 
     /// The token's bytes before text encoding: what Riak's protocols carry as
     /// the vclock (raw in Protocol Buffers, standard base64 in HTTP).
-    pub fn to_bytes(&self, key: &ContextKey) -> Vec<u8> {
+    pub fn to_bytes(&self, key: &ContextSigner) -> Vec<u8> {
         let mut buf = Vec::with_capacity(2 + self.0.len() * 12 + MAC_LEN);
         buf.push(FORMAT_V2);
         put_varint(&mut buf, self.0.len() as u64);
@@ -115,8 +139,9 @@ impl CausalContext {
         buf
     }
 
-    /// Parses and checks a token produced by [`CausalContext::encode`] with `key`.
-    pub fn decode(token: &str, key: &ContextKey) -> Result<Self, TokenError> {
+    /// Parses and checks a token produced by [`CausalContext::encode`] for
+    /// the same object.
+    pub fn decode(token: &str, key: &ContextSigner) -> Result<Self, TokenError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Encoding);
         }
@@ -126,8 +151,9 @@ impl CausalContext {
         Self::from_bytes(&bytes, key)
     }
 
-    /// Parses and checks the bytes of [`CausalContext::to_bytes`] with `key`.
-    pub fn from_bytes(bytes: &[u8], key: &ContextKey) -> Result<Self, TokenError> {
+    /// Parses and checks the bytes of [`CausalContext::to_bytes`] for the
+    /// same object.
+    pub fn from_bytes(bytes: &[u8], key: &ContextSigner) -> Result<Self, TokenError> {
         if bytes.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Encoding);
         }
@@ -193,8 +219,15 @@ fn get_varint(input: &mut &[u8]) -> Result<u64, TokenError> {
 mod tests {
     use super::*;
 
-    fn key() -> ContextKey {
-        ContextKey::derive(b"secret", 7)
+    fn signer(secret: &[u8], cluster: u64, object: &[u8]) -> ContextSigner {
+        ContextSigner::new(
+            std::sync::Arc::new(ContextKey::derive(secret, cluster)),
+            bytes::Bytes::copy_from_slice(object),
+        )
+    }
+
+    fn key() -> ContextSigner {
+        signer(b"secret", 7, b"k")
     }
 
     #[test]
@@ -228,17 +261,23 @@ mod tests {
     }
 
     #[test]
-    fn a_token_of_another_key_or_cluster_is_refused() {
+    fn a_token_of_another_key_cluster_or_object_is_refused() {
         let mut vv = VersionVector::new();
         vv.observe(ActorId(9), 1000);
-        let forged = CausalContext(vv).encode(&ContextKey::derive(b"guess", 7));
+        let forged = CausalContext(vv.clone()).encode(&signer(b"guess", 7, b"k"));
         assert_eq!(
             CausalContext::decode(&forged, &key()),
             Err(TokenError::Signature)
         );
-        let other = CausalContext::default().encode(&ContextKey::derive(b"secret", 8));
+        let other = CausalContext::default().encode(&signer(b"secret", 8, b"k"));
         assert_eq!(
             CausalContext::decode(&other, &key()),
+            Err(TokenError::Signature)
+        );
+        // A genuine context of another object.
+        let elsewhere = CausalContext(vv).encode(&signer(b"secret", 7, b"hot"));
+        assert_eq!(
+            CausalContext::decode(&elsewhere, &key()),
             Err(TokenError::Signature)
         );
         // An unsigned token of the format before signing.

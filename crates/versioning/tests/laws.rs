@@ -138,7 +138,7 @@ proptest! {
     fn token_round_trips(entries in proptest::collection::btree_map(any::<u64>(), 1..=dynakv_versioning::MAX_COUNTER, 0..12)) {
         let vv: VersionVector = entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
         let ctx = CausalContext(vv);
-        let key = dynakv_versioning::ContextKey::derive(b"k", 1);
+        let key = dynakv_versioning::ContextSigner::new(std::sync::Arc::new(dynakv_versioning::ContextKey::derive(b"k", 1)), bytes::Bytes::from_static(b"key"));
         prop_assert_eq!(CausalContext::decode(&ctx.encode(&key), &key), Ok(ctx));
     }
 
@@ -150,7 +150,7 @@ proptest! {
     ) {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let vv: VersionVector = entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
-        let key = dynakv_versioning::ContextKey::derive(b"k", 1);
+        let key = dynakv_versioning::ContextSigner::new(std::sync::Arc::new(dynakv_versioning::ContextKey::derive(b"k", 1)), bytes::Bytes::from_static(b"key"));
         let token = CausalContext(vv).encode(&key).into_bytes();
         let i = pos.index(token.len());
         let mut c = ALPHABET[replacement.index(ALPHABET.len())];
@@ -201,7 +201,7 @@ proptest! {
     ) {
         use dynakv_versioning::{ActorId, CausalContext, Object, Version, VersionVector};
         let vv: VersionVector = entries.into_iter().map(|(a, c)| (ActorId(a), c)).collect();
-        let key = dynakv_versioning::ContextKey::derive(b"k", 1);
+        let key = dynakv_versioning::ContextSigner::new(std::sync::Arc::new(dynakv_versioning::ContextKey::derive(b"k", 1)), bytes::Bytes::from_static(b"key"));
         let token = CausalContext(vv).encode(&key);
         let ctx = CausalContext::decode(&token, &key).expect("within bounds").0;
         let mut o = Object::new();

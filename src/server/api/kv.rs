@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use dynakv_storage::clock::now_ms;
-use dynakv_versioning::{CausalContext, ContextKey, Object, Version, VersionVector};
+use dynakv_versioning::{CausalContext, ContextSigner, Object, Version, VersionVector};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
@@ -125,7 +125,7 @@ fn options(
 }
 
 /// The causal context a client sent, if any; a malformed one is a 400.
-fn context(key: &ContextKey, headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+fn context(key: &ContextSigner, headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     let Some(value) = headers.get(CONTEXT_HEADER) else {
         return Ok(None);
     };
@@ -141,7 +141,7 @@ fn context(key: &ContextKey, headers: &HeaderMap) -> Result<Option<VersionVector
         .map_err(|e| ApiError::bad_request(format!("X-Causal-Context rejected: {e}")))
 }
 
-fn context_value(key: &ContextKey, vv: &VersionVector) -> HeaderValue {
+fn context_value(key: &ContextSigner, vv: &VersionVector) -> HeaderValue {
     HeaderValue::from_str(&CausalContext(vv.clone()).encode(key))
         .expect("tokens are URL-safe base64, always a valid header value")
 }
@@ -156,8 +156,9 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let q = params(query)?;
     let key = stored_key(&node, &uri, &q)?;
+    let signer = node.core.context_signer(&key);
     let opts = options(&node, &q, "w")?;
-    let ctx = context(&node.core.context_key(), &headers)?.unwrap_or_default();
+    let ctx = context(&signer, &headers)?.unwrap_or_default();
     let body = body.map_err(|e| body_error(&node, e))?;
     if body.len() > node.core.config.max_value_bytes {
         return Err(too_large(&node, body.len()));
@@ -180,10 +181,7 @@ pub async fn put(
         .await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(
-            CONTEXT_HEADER,
-            context_value(&node.core.context_key(), &new_ctx),
-        )],
+        [(CONTEXT_HEADER, context_value(&signer, &new_ctx))],
     )
         .into_response())
 }
@@ -218,17 +216,18 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let q = params(query)?;
     let key = stored_key(&node, &uri, &q)?;
+    let signer = node.core.context_signer(&key);
     let opts = options(&node, &q, "r")?;
     let object = node.coordinator.coordinate_get(key, opts).await?;
     let wants_json = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
-    Ok(render(&node.core.context_key(), &object, wants_json))
+    Ok(render(&signer, &object, wants_json))
 }
 
 /// The response for a read: `404`, one raw value, or the JSON sibling form.
-fn render(key: &ContextKey, object: &Object, wants_json: bool) -> Response {
+fn render(key: &ContextSigner, object: &Object, wants_json: bool) -> Response {
     let ctx = object.context();
     let live = object.live();
     if live.is_empty() {
@@ -290,8 +289,9 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let q = params(query)?;
     let key = stored_key(&node, &uri, &q)?;
+    let signer = node.core.context_signer(&key);
     let opts = options(&node, &q, "w")?;
-    let ctx = match context(&node.core.context_key(), &headers)? {
+    let ctx = match context(&signer, &headers)? {
         Some(ctx) => ctx,
         None => {
             let read = RequestOptions {
@@ -303,10 +303,8 @@ pub async fn delete(
                 // Nothing live to delete: succeed without writing another tombstone.
                 let mut resp = StatusCode::NO_CONTENT.into_response();
                 if !current.is_empty() {
-                    resp.headers_mut().insert(
-                        CONTEXT_HEADER,
-                        context_value(&node.core.context_key(), &current.context()),
-                    );
+                    resp.headers_mut()
+                        .insert(CONTEXT_HEADER, context_value(&signer, &current.context()));
                 }
                 return Ok(resp);
             }
@@ -319,10 +317,7 @@ pub async fn delete(
         .await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(
-            CONTEXT_HEADER,
-            context_value(&node.core.context_key(), &new_ctx),
-        )],
+        [(CONTEXT_HEADER, context_value(&signer, &new_ctx))],
     )
         .into_response())
 }

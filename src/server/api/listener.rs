@@ -27,9 +27,8 @@ pub struct CappedListener {
     inner: TcpListener,
     permits: Arc<Semaphore>,
     overflow: Arc<Semaphore>,
-    /// Over-cap connections get a plaintext answer (not under TLS, where
-    /// they are closed: a TLS client could not read it).
-    answer: bool,
+    /// Under TLS, over-cap connections are answered over TLS.
+    tls: Option<Arc<crate::server::tls::Tls>>,
 }
 
 impl CappedListener {
@@ -39,13 +38,13 @@ impl CappedListener {
             inner,
             permits: Arc::new(Semaphore::new(max)),
             overflow: Arc::new(Semaphore::new(OVERFLOW)),
-            answer: true,
+            tls: None,
         }
     }
 
-    /// Over-cap connections are closed unanswered (the port speaks TLS).
-    pub fn closing_over_cap(mut self) -> Self {
-        self.answer = false;
+    /// The port speaks TLS: over-cap connections are answered over it.
+    pub fn with_tls(mut self, tls: Option<Arc<crate::server::tls::Tls>>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -67,11 +66,23 @@ impl CappedListener {
                                 addr,
                             );
                         }
-                        Err(_) if !self.answer => drop(stream),
                         Err(_) => {
                             if let Ok(slot) = Arc::clone(&self.overflow).try_acquire_owned() {
+                                let tls = self.tls.clone();
                                 tokio::spawn(async move {
-                                    over_capacity(stream).await;
+                                    match tls {
+                                        None => over_capacity(stream).await,
+                                        Some(tls) => {
+                                            let accepted = tokio::time::timeout(
+                                                OVERFLOW_READ,
+                                                tls.for_clients().accept(stream),
+                                            )
+                                            .await;
+                                            if let Ok(Ok(stream)) = accepted {
+                                                over_capacity(stream).await;
+                                            }
+                                        }
+                                    }
                                     drop(slot);
                                 });
                             }
@@ -95,7 +106,7 @@ impl CappedListener {
 }
 
 /// Answers one connection over the cap and closes it.
-async fn over_capacity(mut stream: TcpStream) {
+async fn over_capacity<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
     let mut head = [0u8; 64];
     let n = tokio::time::timeout(OVERFLOW_READ, stream.read(&mut head))
         .await

@@ -28,17 +28,16 @@ use crate::server::config::Config;
 use crate::server::metrics::{Op, OpLabels, RequestLabels};
 use crate::server::node::Node;
 
-/// Binds the HTTP listener, with the configured connection cap.
-pub async fn bind(config: &Config) -> anyhow::Result<CappedListener> {
+/// Binds the HTTP listener, with the configured connection cap (and TLS,
+/// for the answers over it).
+pub async fn bind(
+    config: &Config,
+    tls: Option<Arc<crate::server::tls::Tls>>,
+) -> anyhow::Result<CappedListener> {
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for HTTP on {}: {e}", config.http))?;
-    let capped = CappedListener::new(listener, config.max_connections);
-    Ok(if config.tls_cert.is_some() {
-        capped.closing_over_cap()
-    } else {
-        capped
-    })
+    Ok(CappedListener::new(listener, config.max_connections).with_tls(tls))
 }
 
 /// The routes.

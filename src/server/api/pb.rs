@@ -25,7 +25,7 @@ use dynakv_riakpb::messages::{
 use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError, codes};
 use dynakv_storage::clock::now_ms;
 use dynakv_versioning::{
-    CausalContext, ContextKey, Link, Metadata, Object, Version, VersionVector,
+    CausalContext, ContextSigner, Link, Metadata, Object, Version, VersionVector,
 };
 use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
@@ -74,10 +74,12 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
 
 async fn connection(node: Arc<Node>, stream: TcpStream) {
     let max = node.core.config.max_value_bytes + FRAME_HEADROOM;
-    let mut conn: Conn = Framed::new(Box::new(stream), RiakCodec::new(max));
-    // With TLS, nothing but `RpbStartTls` is served before the handshake.
+    // With TLS, nothing but `RpbStartTls` is served before the handshake,
+    // and no frame larger than a small one is read.
     let tls = node.core.rpc_shared.tls.clone();
     let mut secured = tls.is_none();
+    let first_max = if secured { max } else { 64 << 10 };
+    let mut conn: Conn = Framed::new(Box::new(stream), RiakCodec::new(first_max));
     // A client id of printable characters: clients decode it as text.
     let mut client_id = super::riak::object::new_key()[..8].to_vec();
     while let Some(frame) = conn.next().await {
@@ -103,8 +105,12 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
                 return;
             }
             // The client starts the TLS handshake once it reads the answer:
-            // nothing of it is buffered yet.
-            let io = conn.into_parts().io;
+            // bytes it sent before are not a handshake this can resume.
+            let parts = conn.into_parts();
+            if !parts.read_buf.is_empty() {
+                return;
+            }
+            let io = parts.io;
             let accepted = tokio::time::timeout(
                 std::time::Duration::from_secs(10),
                 tls.for_clients().accept(io),
@@ -167,11 +173,11 @@ fn params(fields: &[(&str, Option<u32>)], timeout: Option<u32>) -> HashMap<Strin
     p
 }
 
-fn vclock_of(key: &ContextKey, vv: &VersionVector) -> Vec<u8> {
+fn vclock_of(key: &ContextSigner, vv: &VersionVector) -> Vec<u8> {
     CausalContext(vv.clone()).to_bytes(key)
 }
 
-fn context_from(key: &ContextKey, vclock: Option<&[u8]>) -> Result<VersionVector, ApiError> {
+fn context_from(key: &ContextSigner, vclock: Option<&[u8]>) -> Result<VersionVector, ApiError> {
     match vclock {
         None | Some([]) => Ok(VersionVector::new()),
         Some(bytes) => CausalContext::from_bytes(bytes, key)
@@ -264,7 +270,7 @@ fn version_from(content: RpbContent) -> Version {
     Version::value(content.value, content_type, now_ms()).with_meta(meta)
 }
 
-fn get_resp(key: &ContextKey, object: &Object, props: &Props, head: bool) -> RpbGetResp {
+fn get_resp(key: &ContextSigner, object: &Object, props: &Props, head: bool) -> RpbGetResp {
     RpbGetResp {
         content: visible(object, props)
             .into_iter()
@@ -308,6 +314,7 @@ async fn handle(
         Request::Get(r) => {
             let ns = namespace(r.r#type, r.bucket);
             let stored = stored_key(&ns, &r.key)?;
+            let signer = node.core.context_signer(&stored);
             let props = bucket_props(node, &ns)?;
             let opts = read_options(
                 node,
@@ -317,19 +324,14 @@ async fn handle(
             let object = node.coordinator.coordinate_get(stored, opts).await?;
             if let Some(since) = r.if_modified
                 && !object.is_empty()
-                && vclock_of(&node.core.context_key(), &object.context()) == since
+                && vclock_of(&signer, &object.context()) == since
             {
                 return Ok(Some(Response::GetResp(RpbGetResp {
                     unchanged: Some(true),
                     ..RpbGetResp::default()
                 })));
             }
-            let mut resp = get_resp(
-                &node.core.context_key(),
-                &object,
-                &props,
-                r.head.unwrap_or(false),
-            );
+            let mut resp = get_resp(&signer, &object, &props, r.head.unwrap_or(false));
             if resp.content.is_empty() && !r.deletedvclock.unwrap_or(false) {
                 resp.vclock = None;
             }
@@ -340,6 +342,7 @@ async fn handle(
             let made = r.key.is_none();
             let key = r.key.unwrap_or_else(super::riak::object::new_key);
             let stored = stored_key(&ns, &key)?;
+            let signer = node.core.context_signer(&stored);
             let props = bucket_props(node, &ns)?;
             let q = params(&[("w", r.w), ("dw", r.dw), ("pw", r.pw)], r.timeout);
             let opts = write_options(node, &props, &q)?;
@@ -350,7 +353,7 @@ async fn handle(
                     node.core.config.max_value_bytes
                 )));
             }
-            let context = context_from(&node.core.context_key(), r.vclock.as_deref())?;
+            let context = context_from(&signer, r.vclock.as_deref())?;
             if r.if_none_match.unwrap_or(false) || r.if_not_modified.unwrap_or(false) {
                 let read = read_options(node, &props, &q)?;
                 let current = node
@@ -376,12 +379,7 @@ async fn handle(
             };
             if r.return_body.unwrap_or(false) || r.return_head.unwrap_or(false) {
                 let object = super::riak::object::read_back(node, stored, &props, &q).await?;
-                let body = get_resp(
-                    &node.core.context_key(),
-                    &object,
-                    &props,
-                    !r.return_body.unwrap_or(false),
-                );
+                let body = get_resp(&signer, &object, &props, !r.return_body.unwrap_or(false));
                 resp.content = body.content;
                 resp.vclock = body.vclock;
             }
@@ -390,6 +388,7 @@ async fn handle(
         Request::Del(r) => {
             let ns = namespace(r.r#type, r.bucket);
             let stored = stored_key(&ns, &r.key)?;
+            let signer = node.core.context_signer(&stored);
             let props = bucket_props(node, &ns)?;
             let q = params(
                 &[
@@ -404,7 +403,7 @@ async fn handle(
             );
             let opts = write_options(node, &props, &q)?;
             let context = match r.vclock.as_deref() {
-                Some(v) if !v.is_empty() => context_from(&node.core.context_key(), Some(v))?,
+                Some(v) if !v.is_empty() => context_from(&signer, Some(v))?,
                 _ => {
                     let read = read_options(node, &props, &q)?;
                     let current = node

@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD;
 use dynakv_buckets::{Namespace, Props, encode_key, is_plain_key};
 use dynakv_storage::clock::now_ms;
 use dynakv_versioning::{
-    CausalContext, ContextKey, Link, Metadata, Object, Version, VersionVector,
+    CausalContext, ContextSigner, Link, Metadata, Object, Version, VersionVector,
 };
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use rand::Rng;
@@ -61,13 +61,13 @@ pub(crate) fn stored_key(ns: &Namespace, key: &[u8]) -> Result<bytes::Bytes, Api
 }
 
 /// The vclock header's value for a context.
-pub(crate) fn vclock_value(key: &ContextKey, vv: &VersionVector) -> HeaderValue {
+pub(crate) fn vclock_value(key: &ContextSigner, vv: &VersionVector) -> HeaderValue {
     HeaderValue::from_str(&STANDARD.encode(CausalContext(vv.clone()).to_bytes(key)))
         .expect("base64 is always a valid header value")
 }
 
 /// The context in an `X-Riak-Vclock` header; a malformed one is a 400.
-fn vclock(key: &ContextKey, headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+fn vclock(key: &ContextSigner, headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
     let Some(v) = headers.get(VCLOCK) else {
         return Ok(None);
     };
@@ -292,7 +292,7 @@ fn with_headers(mut resp: Response, headers: Vec<(String, String)>) -> Response 
 
 /// The answer to a read (or a write with `returnbody`) of `object`.
 fn render(
-    key: &ContextKey,
+    key: &ContextSigner,
     ns: &Namespace,
     object: &Object,
     props: &Props,
@@ -419,18 +419,11 @@ pub async fn get(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let stored = stored_key(&ns, &key)?;
+    let signer = node.core.context_signer(&stored);
     let props = bucket_props(node, &ns)?;
     let opts = read_options(node, &props, query)?;
     let object = node.coordinator.coordinate_get(stored, opts).await?;
-    Ok(render(
-        &node.core.context_key(),
-        &ns,
-        &object,
-        &props,
-        query,
-        headers,
-        false,
-    ))
+    Ok(render(&signer, &ns, &object, &props, query, headers, false))
 }
 
 /// Reads `Link` headers (Riak's forms) into links.
@@ -586,6 +579,7 @@ pub async fn put(
     let made = key.is_none();
     let key = key.unwrap_or_else(new_key);
     let stored = stored_key(&ns, &key)?;
+    let signer = node.core.context_signer(&stored);
     let props = bucket_props(node, &ns)?;
     let opts = write_options(node, &props, query)?;
     if body.len() > node.core.config.max_value_bytes {
@@ -610,7 +604,7 @@ pub async fn put(
         }
     };
     let meta = metadata(headers, charset)?;
-    let context = vclock(&node.core.context_key(), headers)?.unwrap_or_default();
+    let context = vclock(&signer, headers)?.unwrap_or_default();
     preconditions(node, &stored, &props, query, headers).await?;
     let version = Version::value(body, content_type, now_ms()).with_meta(meta);
     // As Riak: the vclock comes with the body only. Without it, the context
@@ -623,15 +617,7 @@ pub async fn put(
     let returnbody = query.get("returnbody").is_some_and(|v| v == "true");
     let mut resp = if returnbody {
         let object = read_back(node, stored, &props, query).await?;
-        let mut r = render(
-            &node.core.context_key(),
-            &ns,
-            &object,
-            &props,
-            query,
-            headers,
-            false,
-        );
+        let mut r = render(&signer, &ns, &object, &props, query, headers, false);
         if made && r.status() == StatusCode::OK {
             *r.status_mut() = StatusCode::CREATED;
         }
@@ -701,9 +687,10 @@ pub async fn delete(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let stored = stored_key(&ns, &key)?;
+    let signer = node.core.context_signer(&stored);
     let props = bucket_props(node, &ns)?;
     let opts = write_options(node, &props, query)?;
-    let context = match vclock(&node.core.context_key(), headers)? {
+    let context = match vclock(&signer, headers)? {
         Some(ctx) => ctx,
         None => {
             let read = read_options(node, &props, query)?;
