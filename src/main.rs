@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::BucketType(a) => dynakv::tools::buckets::bucket_type(a),
         Command::Bucket(a) => dynakv::tools::buckets::bucket(a),
         Command::Certs(a) => dynakv::tools::certs::certs(a),
+        Command::Security(a) => dynakv::tools::security::security(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -50,6 +50,8 @@ pub struct Core {
     /// The key causal contexts are signed with, for the cluster id it was
     /// derived for ([`Core::context_key`]).
     pub context_key: parking_lot::Mutex<Option<(u64, Arc<ContextKey>)>>,
+    /// Users and grants.
+    pub security: crate::server::security::Security,
 }
 
 impl Core {
@@ -167,6 +169,23 @@ impl Core {
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot persist the bucket metadata");
+        }
+    }
+
+    /// Persists the security metadata (serialised with the member table's
+    /// writes).
+    pub async fn persist_security(self: &Arc<Self>) {
+        let result = self
+            .blocking(|core| {
+                let _order = core.persist_lock.lock();
+                core.storage.put_meta(
+                    crate::server::security::META_SECURITY,
+                    &core.security.snapshot(),
+                )
+            })
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot persist the security metadata");
         }
     }
 

@@ -178,6 +178,68 @@ pub async fn sync_buckets(
     }
 }
 
+/// Answers a peer's security metadata (merged first when pushed) with ours
+/// when the digests differ: as [`on_buckets`].
+pub async fn on_security(
+    core: &Arc<Core>,
+    digest: u64,
+    map: Option<crate::server::security::SecurityMetadata>,
+) -> Response {
+    if let Some(map) = map
+        && core.security.merge(&map)
+    {
+        tracing::info!("security metadata changed (pushed by a peer)");
+        core.persist_security().await;
+    }
+    let ours = core.security.digest();
+    Response::Security((ours != digest).then(|| core.security.snapshot()))
+}
+
+/// [`sync_buckets`] for the security metadata.
+pub async fn sync_security(
+    core: &Arc<Core>,
+    to: std::net::SocketAddr,
+    name: Option<&str>,
+    push: bool,
+) {
+    let timeout = Duration::from_millis(core.config.gossip_interval_ms.max(500));
+    let request = Request::Security {
+        digest: core.security.digest(),
+        map: push.then(|| core.security.snapshot()),
+    };
+    let Ok(Response::Security(Some(theirs))) = core.rpc.call(to, name, request, timeout).await
+    else {
+        return;
+    };
+    if core.security.merge(&theirs) {
+        tracing::info!("security metadata changed (from a peer)");
+        core.persist_security().await;
+    }
+    if !push && core.security.digest() != theirs.digest() {
+        let request = Request::Security {
+            digest: core.security.digest(),
+            map: Some(core.security.snapshot()),
+        };
+        let _ = core.rpc.call(to, name, request, timeout).await;
+    }
+}
+
+/// Pushes this node's security metadata to every member (after a change
+/// made here), and waits for them, at most a few seconds.
+pub async fn push_security(core: &Arc<Core>) {
+    let peers: Vec<(String, std::net::SocketAddr)> = core
+        .cluster
+        .view()
+        .into_iter()
+        .filter(|m| m.name != core.me() && !core.is_down(&m.name))
+        .map(|m| (m.name.clone(), m.rpc_addr))
+        .collect();
+    let sends = peers
+        .iter()
+        .map(|(name, addr)| sync_security(core, *addr, Some(name), true));
+    let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(sends)).await;
+}
+
 /// Pushes this node's bucket metadata to every member (after a change made
 /// here), and waits for them, at most a few seconds.
 pub async fn push_buckets(core: &Arc<Core>) {
@@ -241,5 +303,6 @@ async fn exchange(core: Arc<Core>, out: Outgoing) {
         .inc();
     if outcome == "ok" {
         sync_buckets(&core, out.to, out.name.as_deref(), false).await;
+        sync_security(&core, out.to, out.name.as_deref(), false).await;
     }
 }

@@ -47,6 +47,7 @@ pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod replication;
+pub mod security;
 pub mod tls;
 pub mod worker;
 

@@ -142,6 +142,12 @@ impl Node {
             .get_meta(crate::server::buckets::META_BUCKETS)?
             .unwrap_or_default();
         let buckets = crate::server::buckets::Buckets::new(&config, &identity.name, bucket_map);
+        let security = crate::server::security::Security::new(
+            &identity.name,
+            storage
+                .get_meta(crate::server::security::META_SECURITY)?
+                .unwrap_or_default(),
+        );
         let core = Arc::new(Core {
             buckets,
             cluster: Cluster::new(membership),
@@ -156,6 +162,7 @@ impl Node {
             ring_changed: tokio::sync::Notify::new(),
             handoff_budget,
             context_key: parking_lot::Mutex::new(None),
+            security,
         });
         let ae = Arc::new(AntiEntropy::new(Arc::clone(&core)));
         let transfers = Arc::new(Transfers::new(Arc::clone(&core), Arc::clone(&ae)));
@@ -250,6 +257,7 @@ impl Handler for Node {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => gossip::on_gossip(&self.core, message).await,
             Request::Buckets { digest, map } => gossip::on_buckets(&self.core, digest, map).await,
+            Request::Security { digest, map } => gossip::on_security(&self.core, digest, map).await,
             Request::ListKeys {
                 partition,
                 prefix,

@@ -102,11 +102,26 @@ enum PropsAction {
     },
 }
 
-fn http(node: &NodeUrl) -> Result<Client, CliError> {
+pub(crate) fn http(node: &NodeUrl) -> Result<Client, CliError> {
     let mut b = Client::builder().timeout(Duration::from_secs(30));
     if let Some(pem) = crate::tools::common::ca_pem(&node.ca)? {
         let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| usage(format!("--ca: {e}")))?;
         b = b.add_root_certificate(ca);
+    }
+    if let Some((user, password)) = crate::tools::common::credentials(&node.user, &node.password)? {
+        use base64::Engine;
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            value
+                .parse()
+                .map_err(|_| usage("the user or password cannot travel in a header"))?,
+        );
+        b = b.default_headers(headers);
     }
     b.build()
         .map_err(|e| failure(format!("cannot build an HTTP client: {e}")))
@@ -137,7 +152,7 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
-fn with_token(req: RequestBuilder, admin: &AdminArgs) -> RequestBuilder {
+pub(crate) fn with_token(req: RequestBuilder, admin: &AdminArgs) -> RequestBuilder {
     match &admin.admin_token {
         Some(t) => req.bearer_auth(t),
         None => req,
@@ -145,7 +160,7 @@ fn with_token(req: RequestBuilder, admin: &AdminArgs) -> RequestBuilder {
 }
 
 /// Sends a request; the JSON answer, or the node's error as one line.
-fn send(req: RequestBuilder) -> Result<Value, CliError> {
+pub(crate) fn send(req: RequestBuilder) -> Result<Value, CliError> {
     let resp = req
         .send()
         .map_err(|e| failure(format!("node unreachable: {e}")))?;

@@ -54,6 +54,8 @@ pub enum Command {
     Bucket(crate::tools::buckets::BucketArgs),
     /// TLS certificates: a CA for the cluster (init), one per node (node).
     Certs(crate::tools::certs::CertsArgs),
+    /// Users and grants, as riak-admin security.
+    Security(crate::tools::security::SecurityArgs),
 }
 
 /// `dynakv node`: every setting of SPEC §3 as a flag; each flag also reads the

@@ -24,6 +24,10 @@ fn client(
         .timeout(timeout)
         .admin_token(admin_token)
         .ca_pem(crate::tools::common::ca_pem(&node.ca)?)
+        .basic_auth(crate::tools::common::credentials(
+            &node.user,
+            &node.password,
+        )?)
         .build_blocking()?)
 }
 

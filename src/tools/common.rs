@@ -55,6 +55,12 @@ pub struct NodeList {
     /// CA certificate (PEM) that `https://` nodes are checked against.
     #[arg(long, env = "DYNAKV_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// User to authenticate as (a cluster with security enabled).
+    #[arg(long, env = "DYNAKV_USER")]
+    pub user: Option<String>,
+    /// Its password.
+    #[arg(long, env = "DYNAKV_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
 }
 
 /// Which node a client command talks to.
@@ -66,6 +72,26 @@ pub struct NodeUrl {
     /// CA certificate (PEM) that an `https://` node is checked against.
     #[arg(long, env = "DYNAKV_CA")]
     pub ca: Option<std::path::PathBuf>,
+    /// User to authenticate as (a cluster with security enabled).
+    #[arg(long, env = "DYNAKV_USER")]
+    pub user: Option<String>,
+    /// Its password.
+    #[arg(long, env = "DYNAKV_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+/// The credentials given with --user and --password, if any.
+pub(crate) fn credentials(
+    user: &Option<String>,
+    password: &Option<String>,
+) -> Result<Option<(String, String)>, CliError> {
+    match (user, password) {
+        (None, None) => Ok(None),
+        (Some(u), Some(p)) => Ok(Some((u.clone(), p.clone()))),
+        _ => Err(usage(
+            "give both --user and --password (or DYNAKV_USER and DYNAKV_PASSWORD)",
+        )),
+    }
 }
 
 /// The CA file's bytes, if one was given; a file that cannot be read is a

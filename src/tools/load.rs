@@ -450,6 +450,10 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
     }
     let client = ClientBuilder::new(args.nodes.node.clone())
         .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
+        .basic_auth(crate::tools::common::credentials(
+            &args.nodes.user,
+            &args.nodes.password,
+        )?)
         .connections(args.concurrency)
         .timeout(Duration::from_secs(30))
         .route_to_replicas(true)
@@ -596,6 +600,10 @@ fn load_sst(
     let started = Instant::now();
     let client = ClientBuilder::new(args.nodes.node.clone())
         .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
+        .basic_auth(crate::tools::common::credentials(
+            &args.nodes.user,
+            &args.nodes.password,
+        )?)
         .timeout(Duration::from_secs(300))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())
@@ -721,6 +729,10 @@ impl Read for CountingReader {
 pub fn export(args: ExportArgs) -> Result<(), CliError> {
     let client = ClientBuilder::new(args.nodes.node.clone())
         .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
+        .basic_auth(crate::tools::common::credentials(
+            &args.nodes.user,
+            &args.nodes.password,
+        )?)
         .timeout(Duration::from_secs(120))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())

@@ -7,7 +7,8 @@
 //!   code, the node flags;
 //! * [`commands`] — `get`, `put`, `delete`, `status`, `repair`, `leave`,
 //!   `remove`, `plan`;
-//! * [`certs`] — a cluster CA and node certificates for TLS;
+//! * [`certs`] — a cluster CA and node certificates for TLS; [`security`],
+//!   users and grants;
 //! * [`dev`] — a local cluster of real node processes;
 //! * [`load`] — bulk load and export, and [`sst`], the `--sst` path it
 //!   shares with the load generator's preload;
@@ -21,4 +22,5 @@ pub mod commands;
 pub mod common;
 pub mod dev;
 pub mod load;
+pub mod security;
 pub mod sst;

@@ -167,6 +167,7 @@ pub struct ClientBuilder {
     admin_token: Option<String>,
     connections: usize,
     ca_pem: Option<Vec<u8>>,
+    basic_auth: Option<(String, String)>,
 }
 
 impl ClientBuilder {
@@ -182,7 +183,15 @@ impl ClientBuilder {
             admin_token: None,
             connections: 16,
             ca_pem: None,
+            basic_auth: None,
         }
+    }
+
+    /// A user and password every request carries (HTTP Basic), for a
+    /// cluster with security enabled.
+    pub fn basic_auth(mut self, credentials: Option<(String, String)>) -> Self {
+        self.basic_auth = credentials;
+        self
     }
 
     /// The CA (PEM) that `https://` nodes' certificates must be signed by
@@ -238,6 +247,18 @@ impl ClientBuilder {
             {
                 http = http.add_root_certificate(cert);
             }
+        }
+        if let Some((user, password)) = &self.basic_auth {
+            let value = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                AUTHORIZATION,
+                value.parse().map_err(|_| Error::BadRequest {
+                    status: 0,
+                    message: "the user or password cannot travel in a header".into(),
+                })?,
+            );
+            http = http.default_headers(headers);
         }
         let http = http
             .timeout(self.timeout)

@@ -26,19 +26,24 @@ pub fn authorize(node: &Node, headers: &HeaderMap) -> Result<(), ApiError> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    // Constant-time comparison: the token must not leak through timing.
-    let ok = given.is_some_and(|g| {
-        g.len() == expected.len()
-            && g.bytes()
-                .zip(expected.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
+    let ok = given.is_some_and(|g| token_matches(g, expected))
+        || super::security::is_admin_user(node, headers);
     if ok {
         Ok(())
     } else {
         Err(ApiError::unauthorized())
     }
+}
+
+/// Compares a given token with the expected one in constant time: the
+/// token must not leak through timing.
+pub fn token_matches(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 fn config_json(node: &Node) -> Value {

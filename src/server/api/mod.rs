@@ -9,6 +9,7 @@ mod listener;
 mod ops;
 pub mod pb;
 mod riak;
+mod security;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,11 +75,46 @@ pub fn router(node: Arc<Node>) -> Router {
             "/admin/bucket-types/{name}/activate",
             post(bucket_types::activate),
         )
+        .route("/admin/security", get(security::show))
+        .route(
+            "/admin/security/users/{name}",
+            axum::routing::put(security::put_user).delete(security::delete_user),
+        )
+        .route(
+            "/admin/security/enable",
+            post(|s: State<Arc<Node>>, h: axum::http::HeaderMap| security::set_enabled(s, true, h)),
+        )
+        .route(
+            "/admin/security/disable",
+            post(|s: State<Arc<Node>>, h: axum::http::HeaderMap| {
+                security::set_enabled(s, false, h)
+            }),
+        )
+        .route(
+            "/admin/security/grant",
+            post(
+                |s: State<Arc<Node>>, h: axum::http::HeaderMap, b: bytes::Bytes| {
+                    security::change_grant(s, true, h, b)
+                },
+            ),
+        )
+        .route(
+            "/admin/security/revoke",
+            post(
+                |s: State<Arc<Node>>, h: axum::http::HeaderMap, b: bytes::Bytes| {
+                    security::change_grant(s, false, h, b)
+                },
+            ),
+        )
         .route("/admin/{*rest}", post(admin::unknown_admin))
         .merge(riak::routes())
         .fallback(kv::fallback)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&node),
+            security::gate,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&node), track))
         .with_state(node)
 }

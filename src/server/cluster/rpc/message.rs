@@ -11,6 +11,7 @@ use dynakv_versioning::{Object, Version, VersionVector};
 use serde::{Deserialize, Serialize};
 
 use crate::server::error::CoordError;
+use crate::server::security::SecurityMetadata;
 
 /// Everything that travels in a frame.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -194,6 +195,14 @@ pub enum Request {
         /// Most keys in the answer.
         limit: u32,
     },
+    /// Users and grants: as [`Request::Buckets`], for the security
+    /// metadata. Answered with [`Response::Security`].
+    Security {
+        /// The sender's digest.
+        digest: u64,
+        /// The sender's metadata, when pushed.
+        map: Option<SecurityMetadata>,
+    },
 }
 
 /// Longest key: 1,024 bytes (SPEC §2), plus a namespace (a marker byte and
@@ -278,7 +287,7 @@ impl Request {
             Request::Ingest { items } => {
                 items.len() <= MAX_ITEMS && items.iter().all(|i| key_ok(&i.key))
             }
-            Request::Buckets { .. } => true,
+            Request::Buckets { .. } | Request::Security { .. } => true,
             Request::ListKeys {
                 partition,
                 prefix,
@@ -312,6 +321,7 @@ impl Request {
             Request::TransferFetch { .. } => "transfer_fetch",
             Request::Ingest { .. } => "ingest",
             Request::Buckets { .. } => "buckets",
+            Request::Security { .. } => "security",
             Request::ListKeys { .. } => "list_keys",
         }
     }
@@ -408,6 +418,8 @@ pub enum Response {
         /// True if the partition is done.
         done: bool,
     },
+    /// Answer to `Security`: the receiver's metadata, when it differs.
+    Security(Option<SecurityMetadata>),
 }
 
 #[cfg(test)]
