@@ -17,10 +17,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use dynakv_buckets::{Namespace, Props, QuorumProp, decode_key};
 use dynakv_riakpb::messages::{
-    RpbBucketKeyPreflistItem, RpbBucketProps, RpbContent, RpbCounterGetResp, RpbCounterUpdateResp,
-    RpbGetBucketKeyPreflistResp, RpbGetBucketResp, RpbGetClientIdResp, RpbGetResp,
-    RpbGetServerInfoResp, RpbLink, RpbListBucketsResp, RpbListKeysResp, RpbModFun, RpbPair,
-    RpbPutResp,
+    RpbAuthReq, RpbBucketKeyPreflistItem, RpbBucketProps, RpbContent, RpbCounterGetResp,
+    RpbCounterUpdateResp, RpbGetBucketKeyPreflistResp, RpbGetBucketResp, RpbGetClientIdResp,
+    RpbGetResp, RpbGetServerInfoResp, RpbLink, RpbListBucketsResp, RpbListKeysResp, RpbModFun,
+    RpbPair, RpbPutResp,
 };
 use dynakv_riakpb::{PbQuorum, Request, Response, RiakCodec, WireError, codes};
 use dynakv_storage::clock::now_ms;
@@ -38,6 +38,7 @@ use super::riak::object::{read_options, stored_key, visible, vtag, write_options
 use super::riak::{RIAK_KV_VERSION, bucket_props, change_metadata, next_batch};
 use crate::server::cluster::rpc::BoxIo;
 use crate::server::node::Node;
+use crate::server::security::Perm;
 
 /// Room for a frame's protobuf fields around the largest value.
 const FRAME_HEADROOM: usize = 64 << 10;
@@ -82,6 +83,8 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
     let mut conn: Conn = Framed::new(Box::new(stream), RiakCodec::new(first_max));
     // A client id of printable characters: clients decode it as text.
     let mut client_id = super::riak::object::new_key()[..8].to_vec();
+    // The user authenticated on this connection (`RpbAuthReq`).
+    let mut user: Option<String> = None;
     while let Some(frame) = conn.next().await {
         let (code, body) = match frame {
             Ok(f) => f,
@@ -123,6 +126,36 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
             secured = true;
             continue;
         }
+        // Riak's RpbAuthReq: a user's name and password, once per connection.
+        if code == codes::AUTH_REQ {
+            use prost::Message;
+            let authenticated = RpbAuthReq::decode(&body[..]).ok().and_then(|a| {
+                let name = String::from_utf8(a.user).ok()?;
+                let password = String::from_utf8(a.password).ok()?;
+                node.core
+                    .security
+                    .check_password(&name, &password)
+                    .then_some(name)
+            });
+            let answer = match authenticated {
+                Some(name) => {
+                    user = Some(name);
+                    conn.send((codes::AUTH_RESP, Bytes::new())).await
+                }
+                None => conn.send(Response::error("Authentication failed")).await,
+            };
+            if answer.is_err() {
+                return;
+            }
+            continue;
+        }
+        if node.core.security.enabled() && user.is_none() {
+            let refused = Response::error("Security is enabled, please authenticate first");
+            if conn.send(refused).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let request = match Request::decode(code, &body) {
             Ok(r) => r,
             Err(e) => {
@@ -133,6 +166,22 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
                 continue;
             }
         };
+        if node.core.security.enabled()
+            && let Some((perm, on)) = required(&request)
+            && !user.as_deref().is_some_and(|u| {
+                node.core.security.permits(
+                    u,
+                    perm,
+                    on.as_ref().map(|(t, b)| (t.as_str(), b.as_str())),
+                )
+            })
+        {
+            let refused = Response::error(format!("Permission denied: {} needed", perm.name()));
+            if conn.send(refused).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let result = handle(&node, request, &mut client_id, &mut conn).await;
         let sent = match result {
             Ok(Some(response)) => conn.send(response).await,
@@ -143,6 +192,34 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
             return;
         }
     }
+}
+
+/// What a request needs with security on: a permission on a (type,
+/// bucket), on a type (bucket empty) or on the node; `None`: nothing.
+fn required(request: &Request) -> Option<(Perm, Option<(String, String)>)> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let ns = |t: &Option<Vec<u8>>, b: &[u8]| {
+        Some((
+            t.as_deref().map_or_else(|| "default".to_string(), text),
+            text(b),
+        ))
+    };
+    Some(match request {
+        Request::Get(r) => (Perm::Read, ns(&r.r#type, &r.bucket)),
+        Request::Put(r) => (Perm::Write, ns(&r.r#type, &r.bucket)),
+        Request::Del(r) => (Perm::Delete, ns(&r.r#type, &r.bucket)),
+        Request::ListBuckets(r) => (Perm::List, ns(&r.r#type, b"")),
+        Request::ListKeys(r) => (Perm::List, ns(&r.r#type, &r.bucket)),
+        Request::GetBucket(r) => (Perm::Read, ns(&r.r#type, &r.bucket)),
+        Request::GetBucketType(r) => (Perm::Read, Some((text(&r.r#type), String::new()))),
+        Request::GetBucketKeyPreflist(r) => (Perm::Read, ns(&r.r#type, &r.bucket)),
+        Request::CounterUpdate(r) => (Perm::Write, ns(&None, &r.bucket)),
+        Request::CounterGet(r) => (Perm::Read, ns(&None, &r.bucket)),
+        Request::SetBucket(_) | Request::ResetBucket(_) | Request::SetBucketType(_) => {
+            (Perm::Admin, None)
+        }
+        _ => return None,
+    })
 }
 
 fn namespace(bucket_type: Option<Vec<u8>>, bucket: Vec<u8>) -> Namespace {
