@@ -60,7 +60,7 @@ use node::Node;
 
 /// Says, once at start, what of the node is open to whoever reaches its
 /// ports.
-fn warn_what_is_open(config: &Config) {
+fn warn_what_is_open(config: &Config, security_on: bool) {
     let mut open = Vec::new();
     if config.cluster_secret.is_none() {
         open.push(format!(
@@ -74,7 +74,14 @@ fn warn_what_is_open(config: &Config) {
     if config.admin_token.is_none() {
         open.push("no admin_token: POST /admin/* and export are open".to_string());
     }
-    open.push("reads and writes need no credential (users and grants are not built yet)".into());
+    if !security_on {
+        open.push(
+            "security is off: requests need no credential (dynakv security enable)".into(),
+        );
+    }
+    if open.is_empty() {
+        return;
+    }
     tracing::warn!(open = %open.join("; "), "what this node leaves open");
 }
 
@@ -90,7 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         members = node.core.cluster.view().len(),
         "node opened"
     );
-    warn_what_is_open(&node.core.config);
+    warn_what_is_open(&node.core.config, node.core.security.enabled());
     if let Some(tls) = node.core.rpc_shared.tls.clone() {
         // SIGHUP reads the certificate files again (renewed certificates
         // take effect for new connections without a restart).
