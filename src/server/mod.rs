@@ -75,9 +75,7 @@ fn warn_what_is_open(config: &Config, security_on: bool) {
         open.push("no admin_token: POST /admin/* and export are open".to_string());
     }
     if !security_on {
-        open.push(
-            "security is off: requests need no credential (dynakv security enable)".into(),
-        );
+        open.push("security is off: requests need no credential (dynakv security enable)".into());
     }
     if open.is_empty() {
         return;
