@@ -975,11 +975,17 @@ fn replica_copies(
         let mut copies = BTreeMap::new();
         for node in replicas {
             let url = format!("{}/admin/export?partition={partition}", node.url());
-            let mut answer = serde_json::Value::Null;
+            // JSON Lines, ending with {"done": true, ...} when whole.
+            let mut lines: Vec<String> = Vec::new();
             let exported = wait_until(Duration::from_secs(30), || match http().get(&url).send() {
                 Ok(r) if r.status().is_success() => {
-                    answer = r.json().unwrap_or_default();
-                    answer["records"].is_array()
+                    lines = r
+                        .text()
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::to_string)
+                        .collect();
+                    lines.last().is_some_and(|l| l.contains("\"done\":true"))
                 }
                 _ => false,
             });
@@ -988,11 +994,9 @@ fn replica_copies(
                 "{} cannot export partition {partition}",
                 node.name
             );
-            let values: BTreeSet<Vec<u8>> = answer["records"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|r| Record::from_json(&r.to_string()).ok())
+            let values: BTreeSet<Vec<u8>> = lines
+                .iter()
+                .filter_map(|l| Record::from_json(l).ok())
                 .filter(|r| r.key == key.as_bytes())
                 .flat_map(|r| r.siblings.into_iter().map(|s| s.value.to_vec()))
                 .collect();

@@ -155,3 +155,35 @@ fn an_object_larger_than_a_frame_is_refused_at_write_time() {
     assert_eq!(read.status(), 200, "one value, as before the refused write");
     assert_eq!(read.bytes().expect("bytes").len(), 45 << 20);
 }
+
+#[test]
+fn a_pb_connection_over_the_cap_is_told_and_closed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut node = TestNode::new(dir.path(), "n1", ip(6));
+    node.args
+        .extend(["--max-connections".to_string(), "2".to_string()]);
+    node.start();
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(node.pb_addr()).expect("connect"))
+        .collect();
+    // Give the node a moment to take both.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = TcpStream::connect(node.pb_addr()).expect("connect");
+    let answer = read_until_closed(&mut third, Duration::from_secs(5)).expect("closed");
+    assert!(
+        answer.as_bytes().get(4) == Some(&0) && answer.contains("too many connections"),
+        "{answer:?}"
+    );
+    drop(held);
+    // Once one closes, a new connection is served (RpbPingReq → RpbPingResp).
+    let ok = wait_until(Duration::from_secs(5), || {
+        let Ok(mut s) = TcpStream::connect(node.pb_addr()) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(&[0, 0, 0, 1, 1]);
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).is_ok() && buf[4] == 2
+    });
+    assert!(ok, "PB was not served again");
+}

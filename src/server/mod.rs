@@ -12,14 +12,16 @@
 //! 2. [`metrics`] — what the node counts, exported at `/metrics`; [`error`],
 //!    the error of a coordinated request, shared by every layer it crosses;
 //!    [`limits`], the bounds on what unauthenticated peers can make it do;
+//!    [`tls`], the certificates every listener speaks TLS with;
 //! 3. [`cluster::rpc`] — the node-to-node protocol: framing,
 //!    authentication, connections, the request and response types;
 //! 4. [`cluster`] — the member table and the ring every node derives from
 //!    the cluster's agreed change log;
 //! 5. [`worker`] — background loops as named, supervised workers;
 //! 6. [`core`] — what every part works through: storage, the cluster view
-//!    and RPC (with configuration, identity and metrics), and the
-//!    [`handoff_budget`] that paces ownership and hinted handoff together;
+//!    and RPC (with configuration, identity and metrics), the cluster
+//!    metadata ([`buckets`], [`security`]), and the [`handoff_budget`] that
+//!    paces ownership and hinted handoff together;
 //! 7. the parts, each over a [`core::Core`] and nothing of one another:
 //!    [`gossip`] (membership and liveness), and in [`replication`]:
 //!    the [`replication::coordinator`] (quorum reads and writes, sloppy

@@ -158,6 +158,31 @@ impl Options {
     }
 }
 
+/// Parses an export stream (JSON Lines, then `{"done": true, "records":
+/// N}`); a stream without that last line was cut short, and is an error.
+fn parse_export(body: &[u8]) -> std::result::Result<Vec<crate::Record>, String> {
+    let mut records = Vec::new();
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let line = std::str::from_utf8(line).map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+        if let Some(error) = v["error"].as_str() {
+            return Err(format!("the node failed mid-export: {error}"));
+        }
+        if v["done"] == true {
+            if v["records"].as_u64() != Some(records.len() as u64) {
+                return Err(format!(
+                    "{} records received, the node sent {}",
+                    records.len(),
+                    v["records"]
+                ));
+            }
+            return Ok(records);
+        }
+        records.push(crate::Record::from_json(line)?);
+    }
+    Err("the export stream ended before its last line".into())
+}
+
 /// Builds a [`Client`].
 #[derive(Clone, Debug)]
 pub struct ClientBuilder {
@@ -544,16 +569,7 @@ impl Client {
                 last = Some(Error::from_answer(status, &body, context));
                 continue;
             }
-            let records = serde_json::from_slice::<Value>(&body)
-                .map_err(|e| e.to_string())
-                .and_then(|answer| {
-                    answer["records"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|r| crate::Record::from_json(&r.to_string()))
-                        .collect::<Result<Vec<_>, String>>()
-                });
+            let records = parse_export(&body);
             match records {
                 Ok(records) => return Ok(records),
                 Err(e) => last = Some(Error::InvalidResponse(format!("{url}: {e}"))),
@@ -838,5 +854,23 @@ fn transport(base: &str, e: &reqwest::Error) -> Error {
         Error::Timeout {
             message: format!("{base}: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_export;
+
+    #[test]
+    fn an_export_stream_is_whole_only_with_its_last_line() {
+        let whole = b"{\"key\":\"a\",\"siblings\":[{\"value_base64\":\"dg==\",\"content_type\":\"x\"}]}\n{\"done\":true,\"records\":1}\n";
+        assert_eq!(parse_export(whole).expect("whole").len(), 1);
+        let cut =
+            b"{\"key\":\"a\",\"siblings\":[{\"value_base64\":\"dg==\",\"content_type\":\"x\"}]}\n";
+        assert!(parse_export(cut).is_err(), "a stream cut short");
+        let miscounted = b"{\"done\":true,\"records\":3}\n";
+        assert!(parse_export(miscounted).is_err());
+        let failed = b"{\"error\":\"disk\"}\n";
+        assert!(parse_export(failed).expect_err("failed").contains("disk"));
     }
 }

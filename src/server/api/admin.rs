@@ -462,20 +462,18 @@ pub async fn unknown_admin(
     ApiError::not_found(format!("no such admin endpoint: {}", uri.path()))
 }
 
-/// `GET /admin/export?partition=P`: this node's copy of one partition, for
-/// `dynakv export`: every key with a live version and its live siblings, in
-/// token order, from one RocksDB iterator (a consistent snapshot of the
-/// partition). A partition is 1/1024 of the data, so it is answered whole.
-/// Keys that are valid UTF-8 come as `key`, others as `key_base64`; values
-/// always as `value_base64`. A node that does not serve the partition answers
-/// `409 not_a_replica`.
+/// `GET /admin/export?partition=P`: the partition's keys with their live
+/// siblings, as JSON Lines (`application/x-ndjson`), streamed from batches
+/// of about 1 MiB of records, so memory holds one batch whatever the
+/// partition's size. The last line is `{"done": true, "records": N}`: a
+/// stream that ends without it was cut short. Each batch is read on its own
+/// (not one snapshot of the whole partition): a key written meanwhile may be
+/// in it or not. This node must serve the partition.
 pub async fn export(
     State(node): State<Arc<Node>>,
     headers: HeaderMap,
     query: Result<Query<std::collections::HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    use base64::Engine;
-    use base64::engine::general_purpose::STANDARD;
+) -> Result<axum::response::Response, ApiError> {
     // It reads whole partitions: the admin token guards it like any write.
     authorize(&node, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -500,55 +498,93 @@ pub async fn export(
             ),
         });
     }
-    let batch = node
-        .core
-        .blocking(move |n| {
-            n.storage
-                .scan_objects(Ring::range_of(partition), None, usize::MAX)
-        })
-        .await
-        .map_err(|e| ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            code: "storage_error",
-            message: e.to_string(),
-        })?;
-    let records: Vec<Value> = batch
-        .items
-        .iter()
-        .filter_map(|(key, object, _)| {
-            let siblings: Vec<Value> = object
-                .live()
-                .into_iter()
-                .filter_map(|v| {
-                    let data = v.data.as_ref()?;
-                    Some(json!({"value_base64": STANDARD.encode(data), "content_type": v.content_type}))
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
+    tokio::spawn(async move {
+        let mut after: Option<Vec<u8>> = None;
+        let mut records = 0u64;
+        loop {
+            let from = after.clone();
+            let scanned = node
+                .core
+                .blocking(move |n| {
+                    n.storage
+                        .scan_objects(Ring::range_of(partition), from.as_deref(), 1 << 20)
                 })
-                .collect();
-            if siblings.is_empty() {
-                return None;
-            }
-            // A key of another bucket than the native API's: its key
-            // within the bucket, with the bucket and type beside it.
-            let nk = dynakv_buckets::decode_key(key);
-            let text = |field: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
-                Ok(s) => (field.to_string(), json!(s)),
-                Err(_) => (format!("{field}_base64"), json!(STANDARD.encode(bytes))),
+                .await;
+            let batch = match scanned {
+                Ok(b) => b,
+                Err(e) => {
+                    let line = format!("{}\n", json!({"error": e.to_string()}));
+                    let _ = tx.send(Ok(line.into())).await;
+                    return;
+                }
             };
-            let mut record = serde_json::Map::new();
-            let (k, v) = text("key", nk.key);
-            record.insert(k, v);
-            if !nk.is_default_bucket() {
-                for (field, bytes) in [("type", nk.bucket_type), ("bucket", nk.bucket)] {
-                    let (k, v) = text(field, bytes);
-                    record.insert(k, v);
+            let mut chunk = Vec::with_capacity(1 << 20);
+            for (key, object, _) in &batch.items {
+                if let Some(record) = export_record(key, object) {
+                    records += 1;
+                    chunk.extend_from_slice(record.to_string().as_bytes());
+                    chunk.push(b'\n');
                 }
             }
-            let mut record = Value::Object(record);
-            record["siblings"] = Value::Array(siblings);
-            Some(record)
+            if batch.done {
+                chunk.extend_from_slice(
+                    format!("{}\n", json!({"done": true, "records": records})).as_bytes(),
+                );
+            }
+            // The client went away: stop reading.
+            if tx.send(Ok(chunk.into())).await.is_err() || batch.done {
+                return;
+            }
+            match batch.resume_after {
+                Some(next) => after = Some(next),
+                None => return,
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let body = axum::body::Body::from_stream(stream);
+    Ok(axum::response::IntoResponse::into_response((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )))
+}
+
+/// One exported key: its live siblings (none: not exported), and, for a
+/// key of another bucket than the native API's, its bucket and type.
+fn export_record(key: &[u8], object: &dynakv_versioning::Object) -> Option<Value> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    let siblings: Vec<Value> = object
+        .live()
+        .into_iter()
+        .filter_map(|v| {
+            let data = v.data.as_ref()?;
+            Some(json!({"value_base64": STANDARD.encode(data), "content_type": v.content_type}))
         })
         .collect();
-    Ok(Json(json!({"partition": partition, "records": records})))
+    if siblings.is_empty() {
+        return None;
+    }
+    let nk = dynakv_buckets::decode_key(key);
+    let text = |field: &str, bytes: &[u8]| match std::str::from_utf8(bytes) {
+        Ok(s) => (field.to_string(), json!(s)),
+        Err(_) => (format!("{field}_base64"), json!(STANDARD.encode(bytes))),
+    };
+    let mut record = serde_json::Map::new();
+    let (k, v) = text("key", nk.key);
+    record.insert(k, v);
+    if !nk.is_default_bucket() {
+        for (field, bytes) in [("type", nk.bucket_type), ("bucket", nk.bucket)] {
+            let (k, v) = text(field, bytes);
+            record.insert(k, v);
+        }
+    }
+    let mut record = Value::Object(record);
+    record["siblings"] = Value::Array(siblings);
+    Some(record)
 }
 
 /// Largest body of `POST /admin/ingest` (a batch of partitions' records;

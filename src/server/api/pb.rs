@@ -45,16 +45,40 @@ const FRAME_HEADROOM: usize = 64 << 10;
 
 type Conn = Framed<BoxIo, RiakCodec>;
 
-/// Accepts Protocol Buffers connections until `shutdown`.
+/// How long a connection may sit idle between requests (a client's pool
+/// reconnects), and before it has authenticated (or started TLS) when the
+/// node requires it.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+const IDLE_UNAUTHENTICATED: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Accepts Protocol Buffers connections until `shutdown`, at most
+/// `max_connections` at once: one over the cap gets an `RpbErrorResp` and
+/// is closed at once.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        node.core.config.max_connections,
+    ));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
             a = listener.accept() => a,
         };
         match accepted {
-            Ok((stream, peer)) => {
+            Ok((mut stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let mut frame = bytes::BytesMut::new();
+                        Response::error("too many connections; retry").encode_frame(&mut frame);
+                        let _ = tokio::time::timeout(
+                            std::time::Duration::from_secs(1),
+                            stream.write_all(&frame),
+                        )
+                        .await;
+                    });
+                    continue;
+                };
                 let node = Arc::clone(&node);
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
@@ -62,6 +86,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
                         _ = shutdown.cancelled() => {}
                         _ = connection(node, stream) => {}
                     }
+                    drop(slot);
                     tracing::debug!(%peer, "riak pb connection closed");
                 });
             }
@@ -85,7 +110,17 @@ async fn connection(node: Arc<Node>, stream: TcpStream) {
     let mut client_id = super::riak::object::new_key()[..8].to_vec();
     // The user authenticated on this connection (`RpbAuthReq`).
     let mut user: Option<String> = None;
-    while let Some(frame) = conn.next().await {
+    loop {
+        // Idle connections are closed: briefly before the client proved
+        // anything the node asks for, after a few minutes otherwise.
+        let idle = if !secured || (node.core.security.enabled() && user.is_none()) {
+            IDLE_UNAUTHENTICATED
+        } else {
+            IDLE
+        };
+        let Ok(Some(frame)) = tokio::time::timeout(idle, conn.next()).await else {
+            return;
+        };
         let (code, body) = match frame {
             Ok(f) => f,
             Err(e) => {
