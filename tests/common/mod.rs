@@ -24,6 +24,15 @@ pub fn free_port(ip: Ipv4Addr) -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Three distinct free ports of `ip` (held together while chosen, so the
+/// kernel cannot hand out one twice).
+pub fn three_ports(ip: Ipv4Addr) -> (u16, u16, u16) {
+    let bind = || TcpListener::bind(SocketAddr::from((ip, 0))).expect("bind an ephemeral port");
+    let held = [bind(), bind(), bind()];
+    let port = |i: usize| held[i].local_addr().expect("local addr").port();
+    (port(0), port(1), port(2))
+}
+
 /// Polls `f` every 50 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -68,12 +77,13 @@ pub struct TestNode {
 impl TestNode {
     /// A node named `name` keeping its data under `root`, on fresh ports of `ip`.
     pub fn new(root: &Path, name: &str, ip: Ipv4Addr) -> TestNode {
+        let ports = three_ports(ip);
         TestNode {
             name: name.to_string(),
             ip,
-            rpc_port: free_port(ip),
-            http_port: free_port(ip),
-            pb_port: free_port(ip),
+            rpc_port: ports.0,
+            http_port: ports.1,
+            pb_port: ports.2,
             data_dir: root.join(name),
             log: root.join(format!("{name}.log")),
             args: Vec::new(),
@@ -152,10 +162,14 @@ impl TestNode {
                     self.started_once = true;
                     return;
                 }
-                Err(log) if !self.started_once && attempt < 2 && log.contains("cannot listen") => {
-                    self.rpc_port = free_port(self.ip);
-                    self.http_port = free_port(self.ip);
-                    self.pb_port = free_port(self.ip);
+                // A port taken meanwhile, or the kernel handing out the same
+                // free port twice: fresh ones.
+                Err(log)
+                    if !self.started_once
+                        && attempt < 2
+                        && (log.contains("cannot listen") || log.contains("must differ")) =>
+                {
+                    (self.rpc_port, self.http_port, self.pb_port) = three_ports(self.ip);
                 }
                 Err(log) => panic!("{} exited at start:\n{log}", self.name),
             }

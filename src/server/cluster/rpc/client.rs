@@ -310,12 +310,19 @@ impl RpcClient {
         let stop_reader = CancellationToken::new();
         let stop = stop_reader.clone();
         let shared_w = Arc::clone(&self.shared);
+        let pending_w = Arc::clone(&pending);
         let peer_w = peer.clone();
         tokio::spawn(async move {
             // Whichever side ends first (this writer, or the reader below)
             // stops the other, so the socket closes and no task is left behind.
             let written = tokio::select! {
-                w = write_batched(sink, rx) => w,
+                w = write_batched(sink, rx, |id| {
+                    if let Some(tx) = pending_w.lock().remove(&id) {
+                        let _ = tx.send(Response::Error(
+                            "the request is larger than a node-to-node frame; not sent".into(),
+                        ));
+                    }
+                }) => w,
                 _ = stop.cancelled() => Ok(()),
             };
             if let Err(e) = written {

@@ -33,13 +33,17 @@ pub enum FrameError {
     /// The connection failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A request (this id) is larger than a frame: it is not sent, and the
+    /// connection goes on (its caller gets an error).
+    #[error("request {0} is larger than a frame")]
+    RequestTooLarge(u64),
 }
 
 impl FrameError {
     /// A short label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
-            FrameError::TooLarge => "too_large",
+            FrameError::TooLarge | FrameError::RequestTooLarge(_) => "too_large",
             FrameError::Truncated => "truncated",
             FrameError::Checksum => "checksum",
             FrameError::Decode(_) => "undecodable",
@@ -86,22 +90,34 @@ pub fn decode_payload(payload: &[u8]) -> Result<Frame, FrameError> {
 /// that stopped it (a frame too large to send, a broken connection): the
 /// caller then closes the whole connection, so the peer sees it fail instead
 /// of waiting for an answer that will never come.
+///
+/// A request larger than a frame is not sent, and does not end the
+/// connection: `too_large` is told its id (the caller answers it with an
+/// error), and the other requests go on.
 pub async fn write_batched<S>(
     mut sink: S,
     mut rx: tokio::sync::mpsc::Receiver<Frame>,
+    too_large: impl Fn(u64),
 ) -> Result<(), FrameError>
 where
     S: futures::Sink<Frame, Error = FrameError> + Unpin,
 {
     use futures::SinkExt;
+    let feed = async |sink: &mut S, frame: Frame| match sink.feed(frame).await {
+        Err(FrameError::RequestTooLarge(id)) => {
+            too_large(id);
+            Ok(())
+        }
+        other => other,
+    };
     while let Some(frame) = rx.recv().await {
-        sink.feed(frame).await?;
+        feed(&mut sink, frame).await?;
         while let Ok(frame) = rx.try_recv() {
-            sink.feed(frame).await?;
+            feed(&mut sink, frame).await?;
         }
         tokio::task::yield_now().await;
         while let Ok(frame) = rx.try_recv() {
-            sink.feed(frame).await?;
+            feed(&mut sink, frame).await?;
         }
         sink.flush().await?;
     }
@@ -160,7 +176,24 @@ impl Encoder<Frame> for FrameCodec {
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), FrameError> {
         let payload = encode_payload(&frame);
         if payload.len() > MAX_FRAME_BYTES {
-            return Err(FrameError::TooLarge);
+            // Never a broken link: an answer too large travels as an error
+            // in its place, a request is not sent (its caller is told).
+            return match frame {
+                Frame::Response { id, .. } => {
+                    let error = Frame::Response {
+                        id,
+                        body: super::message::Response::Error(format!(
+                            "the answer is larger than a node-to-node frame ({} bytes)",
+                            payload.len()
+                        )),
+                    };
+                    self.inner
+                        .encode(encode_payload(&error), dst)
+                        .map_err(FrameError::Io)
+                }
+                Frame::Request { id, .. } => Err(FrameError::RequestTooLarge(id)),
+                _ => Err(FrameError::TooLarge),
+            };
         }
         self.inner.encode(payload, dst).map_err(FrameError::Io)
     }
@@ -240,7 +273,7 @@ mod tests {
     async fn frames_queued_by_other_tasks_join_the_batch_in_order() {
         let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let writer = tokio::spawn(write_batched(Recorder(log.clone()), rx));
+        let writer = tokio::spawn(write_batched(Recorder(log.clone()), rx, |_| {}));
         tx.send(request(0)).await.expect("send");
         // Requests being handled beside the one that queued frame 0: they run
         // after the writer has taken frame 0, before it flushes.
@@ -266,7 +299,7 @@ mod tests {
     async fn a_lone_frame_is_flushed_at_once() {
         let log = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let (tx, rx) = tokio::sync::mpsc::channel(64);
-        let writer = tokio::spawn(write_batched(Recorder(log.clone()), rx));
+        let writer = tokio::spawn(write_batched(Recorder(log.clone()), rx, |_| {}));
         tx.send(request(7)).await.expect("send");
         for _ in 0..10 {
             tokio::task::yield_now().await;
@@ -315,6 +348,42 @@ mod tests {
             FrameCodec::default().decode(&mut buf),
             Err(FrameError::Checksum)
         ));
+    }
+
+    /// Never a broken link: an answer larger than a frame goes as an error
+    /// in its place, and a request larger than one is refused by id.
+    #[test]
+    fn a_frame_too_large_to_send_keeps_the_connection() {
+        let huge = bytes::Bytes::from(vec![7u8; MAX_FRAME_BYTES + 1]);
+        let mut codec = FrameCodec::default();
+        let mut dst = BytesMut::new();
+        let answer = Frame::Response {
+            id: 9,
+            body: Response::Error(String::from_utf8_lossy(&huge).into_owned()),
+        };
+        codec.encode(answer, &mut dst).expect("sent as an error");
+        match codec.decode(&mut dst).expect("decodes") {
+            Some(Frame::Response {
+                id: 9,
+                body: Response::Error(m),
+            }) => assert!(m.contains("larger than a node-to-node frame"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        let request = Frame::Request {
+            id: 5,
+            body: Request::Ingest {
+                items: vec![dynakv_storage::IngestItem {
+                    key: huge.clone(),
+                    record: huge,
+                    digest: bytes::Bytes::new(),
+                }],
+            },
+        };
+        assert!(matches!(
+            codec.encode(request, &mut dst),
+            Err(FrameError::RequestTooLarge(5))
+        ));
+        assert!(dst.is_empty(), "nothing of it was written");
     }
 
     #[test]

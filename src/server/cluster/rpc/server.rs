@@ -323,7 +323,7 @@ async fn connection<H: Handler>(
     framed.codec_mut().authenticated();
     let (sink, mut frames) = framed.split();
     let (tx, rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_CONNECTION);
-    let mut writer = tokio::spawn(write_batched(sink, rx));
+    let mut writer = tokio::spawn(write_batched(sink, rx, |_| {}));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     let mut writer_done = false;
     // A frame read while gathering a run of quick requests that does not
