@@ -202,20 +202,7 @@ fn with_security_on_every_endpoint_needs_a_credential_and_a_grant() {
     let sock = std::net::TcpStream::connect(&addr).expect("connect");
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in dynakv::server::tls::read_certs(&certs.join("ca.pem")).expect("ca") {
-        roots.add(cert).expect("root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip(2)).into());
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
-    let mut tls = rustls::StreamOwned::new(conn, sock);
+    let mut tls = tls_client(&certs.join("ca.pem"), sock, ip(2));
     tls.write_all(
         b"POST /admin/ingest HTTP/1.1\r\nHost: x\r\ncontent-type: application/x-dynakv-records\r\ncontent-length: 209715200\r\n\r\n",
     )
@@ -228,46 +215,20 @@ fn with_security_on_every_endpoint_needs_a_credential_and_a_grant() {
     {
         use dynakv_riakpb::messages::{RpbAuthReq, RpbDelReq, RpbGetReq};
         use prost::Message;
-        let frame = |code: u8, body: Vec<u8>| {
-            let mut f = ((body.len() + 1) as u32).to_be_bytes().to_vec();
-            f.push(code);
-            f.extend_from_slice(&body);
-            f
-        };
-        fn read(s: &mut impl Read) -> (u8, Vec<u8>) {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).expect("length");
-            let mut rest = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut rest).expect("frame");
-            (rest[0], rest[1..].to_vec())
-        }
         let mut s = std::net::TcpStream::connect(n1.pb_addr()).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
-        s.write_all(&frame(255, vec![])).expect("starttls");
-        assert_eq!(read(&mut s).0, 255);
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in dynakv::server::tls::read_certs(&certs.join("ca.pem")).expect("ca") {
-            roots.add(cert).expect("root");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip(2)).into());
-        let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("tls");
-        let mut pb = rustls::StreamOwned::new(conn, s);
+        s.write_all(&pb_frame(255, b"")).expect("starttls");
+        assert_eq!(read_pb(&mut s).0, 255);
+        let mut pb = tls_client(&certs.join("ca.pem"), s, ip(2));
         let get = RpbGetReq {
             bucket: b"default".to_vec(),
             key: b"k".to_vec(),
             ..RpbGetReq::default()
         }
         .encode_to_vec();
-        pb.write_all(&frame(9, get.clone())).expect("get");
-        let (code, body) = read(&mut pb);
+        pb.write_all(&pb_frame(9, &get)).expect("get");
+        let (code, body) = read_pb(&mut pb);
         assert_eq!(code, 0);
         assert!(String::from_utf8_lossy(&body).contains("authenticate"));
         let auth = |password: &str| {
@@ -277,20 +238,20 @@ fn with_security_on_every_endpoint_needs_a_credential_and_a_grant() {
             }
             .encode_to_vec()
         };
-        pb.write_all(&frame(253, auth("nope"))).expect("auth");
-        assert_eq!(read(&mut pb).0, 0, "a wrong password is refused");
-        pb.write_all(&frame(253, auth("ann-pw"))).expect("auth");
-        assert_eq!(read(&mut pb).0, 254, "RpbAuthResp");
-        pb.write_all(&frame(9, get)).expect("get");
-        assert_eq!(read(&mut pb).0, 10, "ann reads over PB");
+        pb.write_all(&pb_frame(253, &auth("nope"))).expect("auth");
+        assert_eq!(read_pb(&mut pb).0, 0, "a wrong password is refused");
+        pb.write_all(&pb_frame(253, &auth("ann-pw"))).expect("auth");
+        assert_eq!(read_pb(&mut pb).0, 254, "RpbAuthResp");
+        pb.write_all(&pb_frame(9, &get)).expect("get");
+        assert_eq!(read_pb(&mut pb).0, 10, "ann reads over PB");
         let del = RpbDelReq {
             bucket: b"default".to_vec(),
             key: b"k".to_vec(),
             ..RpbDelReq::default()
         }
         .encode_to_vec();
-        pb.write_all(&frame(13, del)).expect("del");
-        let (code, body) = read(&mut pb);
+        pb.write_all(&pb_frame(13, &del)).expect("del");
+        let (code, body) = read_pb(&mut pb);
         assert_eq!(code, 0);
         assert!(String::from_utf8_lossy(&body).contains("Permission denied"));
     }

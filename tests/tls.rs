@@ -59,44 +59,6 @@ fn tls_node(root: &Path, name: &str, ip: std::net::Ipv4Addr, certs: &Path) -> Te
     n
 }
 
-/// A rustls client trusting `ca`, over a blocking socket.
-fn tls_client(
-    ca: &Path,
-    sock: TcpStream,
-    ip: std::net::Ipv4Addr,
-) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in dynakv::server::tls::read_certs(ca).expect("CA") {
-        roots.add(c).expect("root");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip).into());
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
-    rustls::StreamOwned::new(conn, sock)
-}
-
-fn pb_frame(code: u8, body: &[u8]) -> Vec<u8> {
-    let mut f = ((body.len() + 1) as u32).to_be_bytes().to_vec();
-    f.push(code);
-    f.extend_from_slice(body);
-    f
-}
-
-/// Reads one PB frame: (code, body).
-fn read_pb(s: &mut impl Read) -> (u8, Vec<u8>) {
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len).expect("frame length");
-    let mut rest = vec![0u8; u32::from_be_bytes(len) as usize];
-    s.read_exact(&mut rest).expect("frame");
-    (rest[0], rest[1..].to_vec())
-}
-
 #[test]
 fn every_listener_speaks_tls_only_and_the_cluster_forms_over_it() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -15,6 +15,7 @@ use rand::rngs::StdRng;
 use crate::server::cluster::rpc::{Request, Response};
 use crate::server::core::Core;
 use crate::server::metrics::{Reason, StatusLabel};
+use crate::server::security::SecurityMetadata;
 use crate::server::worker::{Next, Worker, WorkerHandle, jittered};
 
 /// Answers a gossip message from a peer with this node's table.
@@ -135,98 +136,150 @@ fn refresh_member_gauges(core: &Core) {
     }
 }
 
-/// Answers a peer's bucket metadata digest (and map, when pushed): merges a
-/// pushed map, and answers with this node's map when the digests differ.
-pub async fn on_buckets(core: &Arc<Core>, digest: u64, map: Option<BucketMetadata>) -> Response {
-    if let Some(map) = map
-        && core.buckets.merge(&map)
-    {
-        tracing::info!("bucket metadata changed (pushed by a peer)");
-        core.persist_buckets().await;
-    }
-    let ours = core.buckets.digest();
-    Response::Buckets((ours != digest).then(|| core.buckets.snapshot()))
+/// Cluster metadata every node holds whole and gossip keeps equal on all
+/// of them: bucket types and properties ([`BucketTypes`]), users and grants
+/// ([`Users`]). A node sends its digest each gossip round (the whole map
+/// when it pushes a change); the peer merges a pushed map and answers with
+/// its own when the digests differ.
+pub trait Metadata {
+    /// The map.
+    type Map: Send + 'static;
+    /// What it is, for logs.
+    const WHAT: &'static str;
+    /// This node's digest.
+    fn digest(core: &Core) -> u64;
+    /// A map's digest.
+    fn digest_of(map: &Self::Map) -> u64;
+    /// This node's map.
+    fn snapshot(core: &Core) -> Self::Map;
+    /// Merges a peer's map; true if this node's changed.
+    fn merge(core: &Core, map: &Self::Map) -> bool;
+    /// The request carrying a digest (and a map).
+    fn request(digest: u64, map: Option<Self::Map>) -> Request;
+    /// The answer carrying a map (when the digests differ).
+    fn answer(map: Option<Self::Map>) -> Response;
+    /// The map an answer carries, if it is this metadata's answer.
+    fn answered(response: Response) -> Option<Option<Self::Map>>;
+    /// Persists this node's map.
+    fn persist(core: &Arc<Core>) -> impl std::future::Future<Output = ()> + Send;
 }
 
-/// Sends this node's bucket metadata to `to` (whole, when `push`), merges
-/// the answer, and pushes ours if the peer still lacks some of it.
-pub async fn sync_buckets(
-    core: &Arc<Core>,
-    to: std::net::SocketAddr,
-    name: Option<&str>,
-    push: bool,
-) {
-    let timeout = Duration::from_millis(core.config.gossip_interval_ms.max(500));
-    let request = Request::Buckets {
-        digest: core.buckets.digest(),
-        map: push.then(|| core.buckets.snapshot()),
-    };
-    let Ok(Response::Buckets(Some(theirs))) = core.rpc.call(to, name, request, timeout).await
-    else {
-        return;
-    };
-    if core.buckets.merge(&theirs) {
-        tracing::info!("bucket metadata changed (from a peer)");
-        core.persist_buckets().await;
+/// Bucket types and bucket properties.
+pub struct BucketTypes;
+
+impl Metadata for BucketTypes {
+    type Map = BucketMetadata;
+    const WHAT: &'static str = "bucket metadata";
+    fn digest(core: &Core) -> u64 {
+        core.buckets.digest()
     }
-    if !push && core.buckets.digest() != theirs.digest() {
-        let request = Request::Buckets {
-            digest: core.buckets.digest(),
-            map: Some(core.buckets.snapshot()),
-        };
-        let _ = core.rpc.call(to, name, request, timeout).await;
+    fn digest_of(map: &BucketMetadata) -> u64 {
+        map.digest()
+    }
+    fn snapshot(core: &Core) -> BucketMetadata {
+        core.buckets.snapshot()
+    }
+    fn merge(core: &Core, map: &BucketMetadata) -> bool {
+        core.buckets.merge(map)
+    }
+    fn request(digest: u64, map: Option<BucketMetadata>) -> Request {
+        Request::Buckets { digest, map }
+    }
+    fn answer(map: Option<BucketMetadata>) -> Response {
+        Response::Buckets(map)
+    }
+    fn answered(response: Response) -> Option<Option<BucketMetadata>> {
+        match response {
+            Response::Buckets(map) => Some(map),
+            _ => None,
+        }
+    }
+    async fn persist(core: &Arc<Core>) {
+        core.persist_buckets().await;
     }
 }
 
-/// Answers a peer's security metadata (merged first when pushed) with ours
-/// when the digests differ: as [`on_buckets`].
-pub async fn on_security(
+/// Users and grants.
+pub struct Users;
+
+impl Metadata for Users {
+    type Map = SecurityMetadata;
+    const WHAT: &'static str = "security metadata";
+    fn digest(core: &Core) -> u64 {
+        core.security.digest()
+    }
+    fn digest_of(map: &SecurityMetadata) -> u64 {
+        map.digest()
+    }
+    fn snapshot(core: &Core) -> SecurityMetadata {
+        core.security.snapshot()
+    }
+    fn merge(core: &Core, map: &SecurityMetadata) -> bool {
+        core.security.merge(map)
+    }
+    fn request(digest: u64, map: Option<SecurityMetadata>) -> Request {
+        Request::Security { digest, map }
+    }
+    fn answer(map: Option<SecurityMetadata>) -> Response {
+        Response::Security(map)
+    }
+    fn answered(response: Response) -> Option<Option<SecurityMetadata>> {
+        match response {
+            Response::Security(map) => Some(map),
+            _ => None,
+        }
+    }
+    async fn persist(core: &Arc<Core>) {
+        core.persist_security().await;
+    }
+}
+
+/// Answers a peer's digest (and map, when pushed): merges a pushed map, and
+/// answers with this node's map when the digests differ.
+pub async fn on_metadata<M: Metadata>(
     core: &Arc<Core>,
     digest: u64,
-    map: Option<crate::server::security::SecurityMetadata>,
+    map: Option<M::Map>,
 ) -> Response {
     if let Some(map) = map
-        && core.security.merge(&map)
+        && M::merge(core, &map)
     {
-        tracing::info!("security metadata changed (pushed by a peer)");
-        core.persist_security().await;
+        tracing::info!("{} changed (pushed by a peer)", M::WHAT);
+        M::persist(core).await;
     }
-    let ours = core.security.digest();
-    Response::Security((ours != digest).then(|| core.security.snapshot()))
+    let ours = M::digest(core);
+    M::answer((ours != digest).then(|| M::snapshot(core)))
 }
 
-/// [`sync_buckets`] for the security metadata.
-pub async fn sync_security(
+/// Sends this node's metadata to `to` (whole, when `push`), merges the
+/// answer, and pushes ours if the peer still lacks some of it.
+pub async fn sync<M: Metadata>(
     core: &Arc<Core>,
     to: std::net::SocketAddr,
     name: Option<&str>,
     push: bool,
 ) {
     let timeout = Duration::from_millis(core.config.gossip_interval_ms.max(500));
-    let request = Request::Security {
-        digest: core.security.digest(),
-        map: push.then(|| core.security.snapshot()),
-    };
-    let Ok(Response::Security(Some(theirs))) = core.rpc.call(to, name, request, timeout).await
-    else {
+    let request = M::request(M::digest(core), push.then(|| M::snapshot(core)));
+    let Ok(answer) = core.rpc.call(to, name, request, timeout).await else {
         return;
     };
-    if core.security.merge(&theirs) {
-        tracing::info!("security metadata changed (from a peer)");
-        core.persist_security().await;
+    let Some(Some(theirs)) = M::answered(answer) else {
+        return;
+    };
+    if M::merge(core, &theirs) {
+        tracing::info!("{} changed (from a peer)", M::WHAT);
+        M::persist(core).await;
     }
-    if !push && core.security.digest() != theirs.digest() {
-        let request = Request::Security {
-            digest: core.security.digest(),
-            map: Some(core.security.snapshot()),
-        };
+    if !push && M::digest(core) != M::digest_of(&theirs) {
+        let request = M::request(M::digest(core), Some(M::snapshot(core)));
         let _ = core.rpc.call(to, name, request, timeout).await;
     }
 }
 
-/// Pushes this node's security metadata to every member (after a change
-/// made here), and waits for them, at most a few seconds.
-pub async fn push_security(core: &Arc<Core>) {
+/// Pushes this node's metadata to every member (after a change made here),
+/// and waits for them, at most a few seconds.
+pub async fn push<M: Metadata>(core: &Arc<Core>) {
     let peers: Vec<(String, std::net::SocketAddr)> = core
         .cluster
         .view()
@@ -236,23 +289,7 @@ pub async fn push_security(core: &Arc<Core>) {
         .collect();
     let sends = peers
         .iter()
-        .map(|(name, addr)| sync_security(core, *addr, Some(name), true));
-    let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(sends)).await;
-}
-
-/// Pushes this node's bucket metadata to every member (after a change made
-/// here), and waits for them, at most a few seconds.
-pub async fn push_buckets(core: &Arc<Core>) {
-    let peers: Vec<(String, std::net::SocketAddr)> = core
-        .cluster
-        .view()
-        .into_iter()
-        .filter(|m| m.name != core.me() && !core.is_down(&m.name))
-        .map(|m| (m.name.clone(), m.rpc_addr))
-        .collect();
-    let sends = peers
-        .iter()
-        .map(|(name, addr)| sync_buckets(core, *addr, Some(name), true));
+        .map(|(name, addr)| sync::<M>(core, *addr, Some(name), true));
     let _ = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(sends)).await;
 }
 
@@ -302,7 +339,7 @@ async fn exchange(core: Arc<Core>, out: Outgoing) {
         .get_or_create(&Reason::from(outcome))
         .inc();
     if outcome == "ok" {
-        sync_buckets(&core, out.to, out.name.as_deref(), false).await;
-        sync_security(&core, out.to, out.name.as_deref(), false).await;
+        sync::<BucketTypes>(&core, out.to, out.name.as_deref(), false).await;
+        sync::<Users>(&core, out.to, out.name.as_deref(), false).await;
     }
 }

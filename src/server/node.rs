@@ -256,8 +256,12 @@ impl Handler for Node {
         match request {
             Request::Ping => Response::Pong,
             Request::Gossip(message) => gossip::on_gossip(&self.core, message).await,
-            Request::Buckets { digest, map } => gossip::on_buckets(&self.core, digest, map).await,
-            Request::Security { digest, map } => gossip::on_security(&self.core, digest, map).await,
+            Request::Buckets { digest, map } => {
+                gossip::on_metadata::<gossip::BucketTypes>(&self.core, digest, map).await
+            }
+            Request::Security { digest, map } => {
+                gossip::on_metadata::<gossip::Users>(&self.core, digest, map).await
+            }
             Request::ListKeys {
                 partition,
                 prefix,

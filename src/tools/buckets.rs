@@ -104,11 +104,11 @@ enum PropsAction {
 
 pub(crate) fn http(node: &NodeUrl) -> Result<Client, CliError> {
     let mut b = Client::builder().timeout(Duration::from_secs(30));
-    if let Some(pem) = crate::tools::common::ca_pem(&node.ca)? {
+    if let Some(pem) = node.access.ca_pem()? {
         let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| usage(format!("--ca: {e}")))?;
         b = b.add_root_certificate(ca);
     }
-    if let Some((user, password)) = crate::tools::common::credentials(&node.user, &node.password)? {
+    if let Some((user, password)) = node.access.credentials()? {
         use base64::Engine;
         let value = format!(
             "Basic {}",

@@ -23,11 +23,8 @@ fn client(
     Ok(ClientBuilder::new([node.node.clone()])
         .timeout(timeout)
         .admin_token(admin_token)
-        .ca_pem(crate::tools::common::ca_pem(&node.ca)?)
-        .basic_auth(crate::tools::common::credentials(
-            &node.user,
-            &node.password,
-        )?)
+        .ca_pem(node.access.ca_pem()?)
+        .basic_auth(node.access.credentials()?)
         .build_blocking()?)
 }
 

@@ -52,6 +52,14 @@ pub struct NodeList {
         default_value = "http://127.0.0.1:8000"
     )]
     pub node: Vec<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub access: Access,
+}
+
+/// How a client reaches a cluster that speaks TLS or has security on.
+#[derive(Args, Debug, Default)]
+pub struct Access {
     /// CA certificate (PEM) that `https://` nodes are checked against.
     #[arg(long, env = "DYNAKV_CA")]
     pub ca: Option<std::path::PathBuf>,
@@ -63,21 +71,27 @@ pub struct NodeList {
     pub password: Option<String>,
 }
 
+impl Access {
+    /// The CA file's bytes, if one was given.
+    pub(crate) fn ca_pem(&self) -> Result<Option<Vec<u8>>, CliError> {
+        ca_pem(&self.ca)
+    }
+
+    /// The credentials, if any.
+    pub(crate) fn credentials(&self) -> Result<Option<(String, String)>, CliError> {
+        credentials(&self.user, &self.password)
+    }
+}
+
 /// Which node a client command talks to.
 #[derive(Args, Debug)]
 pub struct NodeUrl {
     /// Node HTTP URL.
     #[arg(long, env = "DYNAKV_NODE", default_value = "http://127.0.0.1:8000")]
     pub node: String,
-    /// CA certificate (PEM) that an `https://` node is checked against.
-    #[arg(long, env = "DYNAKV_CA")]
-    pub ca: Option<std::path::PathBuf>,
-    /// User to authenticate as (a cluster with security enabled).
-    #[arg(long, env = "DYNAKV_USER")]
-    pub user: Option<String>,
-    /// Its password.
-    #[arg(long, env = "DYNAKV_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub access: Access,
 }
 
 /// The credentials given with --user and --password, if any.

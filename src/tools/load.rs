@@ -449,11 +449,8 @@ pub fn load(args: LoadArgs) -> Result<(), CliError> {
         return load_sst(&args, format, counted, bar);
     }
     let client = ClientBuilder::new(args.nodes.node.clone())
-        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
-        .basic_auth(crate::tools::common::credentials(
-            &args.nodes.user,
-            &args.nodes.password,
-        )?)
+        .ca_pem(args.nodes.access.ca_pem()?)
+        .basic_auth(args.nodes.access.credentials()?)
         .connections(args.concurrency)
         .timeout(Duration::from_secs(30))
         .route_to_replicas(true)
@@ -599,11 +596,8 @@ fn load_sst(
     use std::collections::BTreeMap;
     let started = Instant::now();
     let client = ClientBuilder::new(args.nodes.node.clone())
-        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
-        .basic_auth(crate::tools::common::credentials(
-            &args.nodes.user,
-            &args.nodes.password,
-        )?)
+        .ca_pem(args.nodes.access.ca_pem()?)
+        .basic_auth(args.nodes.access.credentials()?)
         .timeout(Duration::from_secs(300))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())
@@ -728,11 +722,8 @@ impl Read for CountingReader {
 /// `dynakv export`.
 pub fn export(args: ExportArgs) -> Result<(), CliError> {
     let client = ClientBuilder::new(args.nodes.node.clone())
-        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
-        .basic_auth(crate::tools::common::credentials(
-            &args.nodes.user,
-            &args.nodes.password,
-        )?)
+        .ca_pem(args.nodes.access.ca_pem()?)
+        .basic_auth(args.nodes.access.credentials()?)
         .timeout(Duration::from_secs(120))
         .route_to_replicas(true)
         .admin_token(args.admin_token.clone())

@@ -736,3 +736,42 @@ pub fn set_elements(siblings: &[dynakv_client::Sibling]) -> std::collections::BT
         })
         .collect()
 }
+
+/// A rustls client trusting `ca`, over a blocking socket.
+pub fn tls_client(
+    ca: &Path,
+    sock: std::net::TcpStream,
+    ip: std::net::Ipv4Addr,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in dynakv::server::tls::read_certs(ca).expect("CA") {
+        roots.add(c).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(ip).into());
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// A Riak PB frame: length, code, body.
+pub fn pb_frame(code: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = ((body.len() + 1) as u32).to_be_bytes().to_vec();
+    f.push(code);
+    f.extend_from_slice(body);
+    f
+}
+
+/// Reads one PB frame: (code, body).
+pub fn read_pb(s: &mut impl std::io::Read) -> (u8, Vec<u8>) {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("frame length");
+    let mut rest = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut rest).expect("frame");
+    (rest[0], rest[1..].to_vec())
+}

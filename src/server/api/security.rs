@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::ApiError;
 use super::admin::{authorize, token_matches};
-use crate::server::gossip::push_security;
+use crate::server::gossip::{Users, push};
 use crate::server::node::Node;
 use crate::server::security::{Perm, hash_password};
 
@@ -206,7 +206,7 @@ pub async fn show(State(node): State<Arc<Node>>) -> Json<Value> {
 
 async fn changed(node: &Arc<Node>) {
     node.core.persist_security().await;
-    push_security(&node.core).await;
+    push::<Users>(&node.core).await;
 }
 
 /// `POST /admin/security/enable` and `/disable`.

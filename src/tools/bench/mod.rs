@@ -199,11 +199,8 @@ fn options(quorum: &Option<String>) -> Result<Options, CliError> {
 
 async fn run_async(args: BenchArgs) -> Result<(), CliError> {
     let client: Client = ClientBuilder::new(args.nodes.node.clone())
-        .ca_pem(crate::tools::common::ca_pem(&args.nodes.ca)?)
-        .basic_auth(crate::tools::common::credentials(
-            &args.nodes.user,
-            &args.nodes.password,
-        )?)
+        .ca_pem(args.nodes.access.ca_pem()?)
+        .basic_auth(args.nodes.access.credentials()?)
         .connections(args.clients)
         .timeout(Duration::from_secs(30))
         .route_to_replicas(args.direct)

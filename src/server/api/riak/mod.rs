@@ -271,7 +271,7 @@ pub(crate) async fn change_metadata(
 ) -> Result<(), ApiError> {
     node.core.buckets.change(f).map_err(metadata_error)?;
     node.core.persist_buckets().await;
-    gossip::push_buckets(&node.core).await;
+    gossip::push::<gossip::BucketTypes>(&node.core).await;
     Ok(())
 }
 
