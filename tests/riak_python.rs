@@ -7,7 +7,8 @@
 //!
 //! Three of its tests cannot pass against any node but the one they were
 //! written on, and are listed in `KNOWN` with the reason; every other test
-//! must pass.
+//! must pass. Its security suite runs too, against a TLS node with users
+//! (`SECURITY_KNOWN` lists what cannot pass there, and why).
 
 mod common;
 
