@@ -217,48 +217,31 @@ fn bashos_python_client_runs_its_security_suite_against_a_tls_node_with_users() 
     let certs = dir.path().join("certs");
     let other = dir.path().join("other");
     let run = |args: &[&str]| {
-        let out = Command::new(BIN)
-            .args(args)
-            .env_remove("DYNAKV_NODE")
-            .output()
-            .expect("dynakv");
+        let out = cli_output(args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    let c = certs.to_str().expect("utf8");
-    run(&["certs", "init", "--dir", c]);
-    run(&["certs", "init", "--dir", other.to_str().expect("utf8")]);
     let node_ip = ip(7);
+    make_certs(&certs, &[]);
+    make_certs(&other, &[]);
     run(&[
         "certs",
         "node",
         "n1",
         "--dir",
-        c,
+        certs.to_str().expect("utf8"),
         "--host",
         "riak-test",
         "--host",
         &node_ip.to_string(),
     ]);
-    let mut n1 = TestNode::new(dir.path(), "n1", node_ip);
+    let mut n1 = tls_node(dir.path(), "n1", node_ip, &certs);
+    n1.args
+        .extend(["--admin-token".to_string(), "tok".to_string()]);
     let file = |f: &str| certs.join(f).to_str().expect("utf8").to_string();
-    n1.args.extend(
-        [
-            "--tls-cert",
-            &file("n1.pem"),
-            "--tls-key",
-            &file("n1.key"),
-            "--tls-ca",
-            &file("ca.pem"),
-            "--admin-token",
-            "tok",
-        ]
-        .map(String::from),
-    );
-    n1.ca = Some(certs.join("ca.pem"));
     n1.start();
     let url = n1.url();
     let ca = file("ca.pem");

@@ -9,49 +9,15 @@ use std::time::Duration;
 
 use common::*;
 
-fn run(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env_remove("DYNAKV_NODE")
-        .output()
-        .expect("run dynakv")
-}
-
 #[test]
 fn with_security_on_every_endpoint_needs_a_credential_and_a_grant() {
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = dir.path().join("certs");
-    let d = certs.to_str().expect("utf8");
-    assert!(run(&["certs", "init", "--dir", d]).status.success());
-    assert!(
-        run(&[
-            "certs",
-            "node",
-            "n1",
-            "--dir",
-            d,
-            "--host",
-            &ip(2).to_string()
-        ])
-        .status
-        .success()
-    );
-    let mut n1 = TestNode::new(dir.path(), "n1", ip(2));
+    make_certs(&certs, &[("n1", ip(2).to_string())]);
+    let mut n1 = tls_node(dir.path(), "n1", ip(2), &certs);
+    n1.args
+        .extend(["--admin-token".to_string(), "tok".to_string()]);
     let file = |f: &str| certs.join(f).to_str().expect("utf8").to_string();
-    n1.args.extend(
-        [
-            "--tls-cert",
-            &file("n1.pem"),
-            "--tls-key",
-            &file("n1.key"),
-            "--tls-ca",
-            &file("ca.pem"),
-            "--admin-token",
-            "tok",
-        ]
-        .map(String::from),
-    );
-    n1.ca = Some(certs.join("ca.pem"));
     n1.start();
     let url = n1.url();
     let ca = file("ca.pem");
@@ -66,7 +32,7 @@ fn with_security_on_every_endpoint_needs_a_credential_and_a_grant() {
             "tok",
         ];
         all.extend_from_slice(args);
-        let out = run(&all);
+        let out = cli_output(&all);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -178,7 +144,7 @@ fn with_security_on_every_endpoint_needs_a_credential_and_a_grant() {
         200
     );
     // The CLI authenticates with --user and --password.
-    let out = run(&[
+    let out = cli_output(&[
         "get",
         "--node",
         &url,
@@ -275,7 +241,7 @@ fn security_cannot_be_enabled_without_tls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut n = TestNode::new(dir.path(), "n1", ip(3));
     n.start();
-    let out = run(&["security", "--node", &n.url(), "enable"]);
+    let out = cli_output(&["security", "--node", &n.url(), "enable"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"));
 }

@@ -16,49 +16,6 @@ use dynakv::server::cluster::rpc::{Faults, Request, Response, RpcClient, RpcErro
 use dynakv::server::metrics::Metrics;
 use dynakv::server::tls::{Tls, TlsFiles};
 
-fn run(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(args)
-        .env_remove("DYNAKV_NODE")
-        .output()
-        .expect("run dynakv")
-}
-
-/// A CA in `dir`, and a certificate for each (name, host).
-fn make_certs(dir: &Path, nodes: &[(&str, String)]) {
-    let d = dir.to_str().expect("utf8");
-    let out = run(&["certs", "init", "--dir", d]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for (name, host) in nodes {
-        let out = run(&["certs", "node", name, "--dir", d, "--host", host]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-fn tls_node(root: &Path, name: &str, ip: std::net::Ipv4Addr, certs: &Path) -> TestNode {
-    let mut n = TestNode::new(root, name, ip);
-    let file = |f: String| certs.join(f).to_str().expect("utf8").to_string();
-    n.args.extend(timing());
-    n.args.extend([
-        "--tls-cert".to_string(),
-        file(format!("{name}.pem")),
-        "--tls-key".to_string(),
-        file(format!("{name}.key")),
-        "--tls-ca".to_string(),
-        file("ca.pem".into()),
-    ]);
-    n.ca = Some(certs.join("ca.pem"));
-    n
-}
-
 #[test]
 fn every_listener_speaks_tls_only_and_the_cluster_forms_over_it() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -110,7 +67,7 @@ fn every_listener_speaks_tls_only_and_the_cluster_forms_over_it() {
 
     // The CLI verifies the node with --ca, and fails without it.
     let ca = certs.join("ca.pem");
-    let out = run(&[
+    let out = cli_output(&[
         "get",
         "--node",
         &n2.url(),
@@ -124,7 +81,7 @@ fn every_listener_speaks_tls_only_and_the_cluster_forms_over_it() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "over tls");
-    let out = run(&["get", "--node", &n2.url(), "k"]);
+    let out = cli_output(&["get", "--node", &n2.url(), "k"]);
     assert_eq!(out.status.code(), Some(1));
 
     // Riak PB: before RpbStartTls only Riak's STARTTLS error; after it, TLS.

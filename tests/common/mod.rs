@@ -775,3 +775,49 @@ pub fn read_pb(s: &mut impl std::io::Read) -> (u8, Vec<u8>) {
     s.read_exact(&mut rest).expect("frame");
     (rest[0], rest[1..].to_vec())
 }
+
+/// Runs the dynakv command line (with no node from the environment).
+pub fn cli_output(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("DYNAKV_NODE")
+        .output()
+        .expect("run dynakv")
+}
+
+/// A CA in `dir`, and a certificate for each (name, host).
+pub fn make_certs(dir: &Path, nodes: &[(&str, String)]) {
+    let d = dir.to_str().expect("utf8");
+    let out = cli_output(&["certs", "init", "--dir", d]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (name, host) in nodes {
+        let out = cli_output(&["certs", "node", name, "--dir", d, "--host", host]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A node speaking TLS with `certs`' certificate for `name` (its URLs are
+/// https and its clients trust the CA).
+pub fn tls_node(root: &Path, name: &str, ip: std::net::Ipv4Addr, certs: &Path) -> TestNode {
+    let mut n = TestNode::new(root, name, ip);
+    let file = |f: String| certs.join(f).to_str().expect("utf8").to_string();
+    n.args.extend(timing());
+    n.args.extend([
+        "--tls-cert".to_string(),
+        file(format!("{name}.pem")),
+        "--tls-key".to_string(),
+        file(format!("{name}.key")),
+        "--tls-ca".to_string(),
+        file("ca.pem".into()),
+    ]);
+    n.ca = Some(certs.join("ca.pem"));
+    n
+}
