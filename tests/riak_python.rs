@@ -34,26 +34,36 @@ const KNOWN: &[(&str, &str)] = &[
     ),
 ];
 
+/// The virtualenv with Basho's client, made once per checkout. Tests run as
+/// separate processes, so making it is serialised with a file lock: the
+/// second test waits for the first's `pip install` instead of racing it.
 fn venv() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/riak-python");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    std::fs::create_dir_all(&target).expect("target dir");
+    let lock = std::fs::File::create(target.join("riak-python.lock")).expect("lock file");
+    lock.lock().expect("lock the venv");
+    let dir = target.join("riak-python");
     let python = dir.join("bin/python");
-    if python.exists()
-        && Command::new(&python)
+    let has_riak = |python: &Path| {
+        Command::new(python)
             .args(["-c", "import riak"])
             .env("PYTHONPATH", shim())
             .status()
             .is_ok_and(|s| s.success())
-    {
+    };
+    if python.exists() && has_riak(&python) {
         return python;
     }
-    let made = Command::new("python3")
-        .args(["-m", "venv", dir.to_str().expect("utf8")])
-        .status()
-        .expect("python3 runs (install python3 and python3-venv)");
-    assert!(
-        made.success(),
-        "python3 -m venv failed (install python3-venv)"
-    );
+    if !dir.join("bin/pip").exists() {
+        let made = Command::new("python3")
+            .args(["-m", "venv", "--clear", dir.to_str().expect("utf8")])
+            .status()
+            .expect("python3 runs (install python3 and python3-venv)");
+        assert!(
+            made.success(),
+            "python3 -m venv failed (install python3-venv)"
+        );
+    }
     let pip = Command::new(dir.join("bin/pip"))
         .args(["install", "--quiet", "riak==2.7.0"])
         .status()
@@ -62,6 +72,7 @@ fn venv() -> PathBuf {
         pip.success(),
         "pip install riak==2.7.0 failed: is PyPI reachable?"
     );
+    assert!(has_riak(&python), "riak does not import after pip install");
     python
 }
 
